@@ -1,0 +1,1 @@
+"""Dagster assets, partitions, checks, schedules and sensors, one module per concern."""

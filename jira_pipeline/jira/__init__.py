@@ -1,0 +1,1 @@
+"""Talking to Jira: client, auth, rate limiting, pagination, JQL and models."""

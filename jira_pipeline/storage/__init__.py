@@ -1,0 +1,1 @@
+"""Talking to MongoDB: client factory, indexes, upserts, IO manager, token encryption."""
