@@ -1,0 +1,220 @@
+"""Validate response bodies against Atlassian's OpenAPI document for Jira Cloud REST v3.
+
+The document is OpenAPI 3.0, whose schema dialect is not plain JSON Schema, so it is adapted
+once per session before validation (see `_as_response_dialect`):
+- `nullable: true` becomes "or null" (Draft 4 has no `nullable`; without this, documented nulls
+  would fail and undocumented ones would pass unnoticed);
+- `writeOnly` properties are dropped from `required` lists, because they are request-only;
+- `readOnly` needs nothing: every readOnly property may appear in a response;
+- `format` is asserted with checkers that accept what Jira actually sends (`date-time` is
+  Jira's `2025-01-15T09:30:12.345+0100`, which RFC 3339 would reject; int32/int64 ranges;
+  absolute `uri`; `uuid`).
+`additionalProperties: false`, which most schemas declare, is kept: an invented field fails.
+Schemas are never copied: each validation is a `$ref` into the loaded document, resolved with
+`referencing`.
+
+Most operations document their 4xx answers without a body schema; the ones that do document a
+body all use `ErrorCollection`, so that is the schema for an undocumented 4xx body.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft4Validator, FormatChecker
+from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT4
+
+from jira_pipeline.timeutil import parse_jira_datetime
+
+SPEC_ENV_VAR = "JIRA_OPENAPI_SPEC"
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SPEC_PATH = _REPO_ROOT.parent / "shared" / "jira-openapi" / "jira-platform-v3.json"
+_SPEC_URI = "urn:jira-platform-v3"
+_ERROR_COLLECTION = "#/components/schemas/ErrorCollection"
+_CLOUD_GATEWAY_PREFIX = re.compile(r"^/ex/jira/[^/]+(?=/rest/)")
+
+
+def spec_path() -> Path:
+    """Where the OpenAPI document is read from: $JIRA_OPENAPI_SPEC, else the shared copy."""
+    override = os.environ.get(SPEC_ENV_VAR)
+    return Path(override) if override else DEFAULT_SPEC_PATH
+
+
+@lru_cache(maxsize=4)
+def _load_document(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Jira OpenAPI document not found at {path}; set {SPEC_ENV_VAR} to its location"
+        )
+    with path.open("rb") as handle:
+        return _as_response_dialect(json.load(handle))
+
+
+def load_spec() -> dict[str, Any]:
+    """The OpenAPI document, adapted for response validation; loaded once per session."""
+    return _load_document(spec_path())
+
+
+def _as_response_dialect(node: Any) -> Any:
+    """Rewrite OpenAPI 3.0 schema keywords that Draft 4 would misread (see module docstring)."""
+    if isinstance(node, list):
+        return [_as_response_dialect(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    converted = {key: _as_response_dialect(value) for key, value in node.items()}
+    properties = converted.get("properties")
+    required = converted.get("required")
+    if isinstance(properties, dict) and isinstance(required, list):
+        converted["required"] = [
+            name
+            for name in required
+            if not (isinstance(properties.get(name), dict) and properties[name].get("writeOnly"))
+        ]
+        if not converted["required"]:
+            del converted["required"]  # Draft 4 forbids an empty `required`
+    if converted.get("nullable") is True:
+        del converted["nullable"]
+        return {"anyOf": [converted, {"type": "null"}]}
+    return converted
+
+
+def _is_int_in_bits(value: object, bits: int) -> bool:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return True  # `format` constrains only values of its own type
+    return -(2 ** (bits - 1)) <= value < 2 ** (bits - 1)
+
+
+_DATE_TIME = re.compile(
+    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:?\d{2})$"
+)
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S+$")
+
+
+def _jira_format_checker() -> FormatChecker:
+    checker = FormatChecker(formats=())
+
+    @checker.checks("int32")
+    def _int32(value: object) -> bool:
+        return _is_int_in_bits(value, 32)
+
+    @checker.checks("int64")
+    def _int64(value: object) -> bool:
+        return _is_int_in_bits(value, 64)
+
+    @checker.checks("date-time", raises=ValueError)
+    def _date_time(value: object) -> bool:
+        if not isinstance(value, str):
+            return True
+        # A time zone is mandatory: a timestamp without one is ambiguous to every client.
+        return bool(_DATE_TIME.match(value)) and parse_jira_datetime(value) is not None
+
+    @checker.checks("date", raises=ValueError)
+    def _date(value: object) -> bool:
+        if not isinstance(value, str):
+            return True
+        return bool(re.fullmatch(r"\d{4}-\d{2}-\d{2}", value)) and bool(parse_jira_datetime(value))
+
+    @checker.checks("uri")
+    def _uri(value: object) -> bool:
+        return not isinstance(value, str) or bool(_URI_SCHEME.match(value))
+
+    @checker.checks("uuid", raises=ValueError)
+    def _uuid(value: object) -> bool:
+        return not isinstance(value, str) or bool(uuid.UUID(value))
+
+    return checker
+
+
+@lru_cache(maxsize=4)
+def _registry(path: Path) -> Registry:
+    resource = Resource(contents=_load_document(path), specification=DRAFT4)
+    return Registry().with_resource(_SPEC_URI, resource)
+
+
+def _pointer(*segments: str) -> str:
+    return "#/" + "/".join(s.replace("~", "~0").replace("/", "~1") for s in segments)
+
+
+def _find_path_template(paths: dict[str, Any], path: str) -> str:
+    """Map a template or a concrete request path (also behind /ex/jira/{cloudId}) to a template."""
+    path = _CLOUD_GATEWAY_PREFIX.sub("", path.split("?", 1)[0])
+    if path in paths:
+        return path
+    for template in paths:
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            return template
+    raise KeyError(f"no operation for path {path!r} in the Jira OpenAPI document")
+
+
+def response_schema_pointer(method: str, path_template: str, status: int) -> str:
+    """JSON pointer (within the document) to the schema of this operation's `status` answer."""
+    paths = load_spec()["paths"]
+    template = _find_path_template(paths, path_template)
+    operation = paths[template].get(method.lower())
+    if operation is None:
+        raise KeyError(f"{method.upper()} {template} is not in the Jira OpenAPI document")
+    responses = operation.get("responses", {})
+    for code in (str(status), "default"):
+        schema = responses.get(code, {}).get("content", {}).get("application/json", {})
+        if schema.get("schema"):  # an empty `{}` schema documents nothing
+            return _pointer("paths", template, method.lower(), "responses", code, "content",
+                            "application/json", "schema")
+    if 400 <= status < 500:
+        return _ERROR_COLLECTION
+    raise KeyError(f"{method.upper()} {template} documents no JSON body for status {status}")
+
+
+@lru_cache(maxsize=512)
+def _validator(path: Path, pointer: str) -> Draft4Validator:
+    return Draft4Validator(
+        {"$ref": _SPEC_URI + pointer},
+        registry=_registry(path),
+        format_checker=_jira_format_checker(),
+    )
+
+
+def _errors(pointer: str, body: Any) -> Iterator[ValidationError]:
+    return _validator(spec_path(), pointer).iter_errors(body)
+
+
+def _describe(errors: list[ValidationError]) -> str:
+    lines = []
+    for error in sorted(errors, key=lambda e: list(map(str, e.absolute_path)))[:10]:
+        where = "/".join(map(str, error.absolute_path)) or "<body>"
+        lines.append(f"  at {where}: {error.message[:300]}")
+    more = f"\n  ... and {len(errors) - 10} more" if len(errors) > 10 else ""
+    return "\n".join(lines) + more
+
+
+def response_errors(method: str, path_template: str, status: int, body: Any) -> list[str]:
+    """Every way `body` breaks the documented schema, as `at <json path>: <message>` lines."""
+    errors = list(_errors(response_schema_pointer(method, path_template, status), body))
+    return _describe(errors).splitlines() if errors else []
+
+
+def assert_valid_response(method: str, path_template: str, status: int, body: Any) -> None:
+    """Fail with every schema violation when `body` is not what Jira documents for `status`."""
+    pointer = response_schema_pointer(method, path_template, status)
+    errors = list(_errors(pointer, body))
+    if errors:
+        raise AssertionError(
+            f"{method.upper()} {path_template} {status} body breaks {pointer}:\n{_describe(errors)}"
+        )
+
+
+def assert_valid_schema(schema_name: str, body: Any) -> None:
+    """Fail when `body` is not an instance of `components/schemas/<schema_name>`."""
+    pointer = _pointer("components", "schemas", schema_name)
+    errors = list(_errors(pointer, body))
+    if errors:
+        raise AssertionError(f"body breaks {pointer}:\n{_describe(errors)}")
