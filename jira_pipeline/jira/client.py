@@ -1,0 +1,512 @@
+"""`JiraClient`: Jira's REST API over pooled async HTTP, paced, retried, paginated and counted."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import httpx
+import orjson
+
+from jira_pipeline import __version__
+from jira_pipeline.jira._exceptions import (
+    JiraAuthError,
+    JiraError,
+    JiraGatewayError,
+    JiraHTTPError,
+    JiraRateLimited,
+    JiraResponseError,
+    JiraTransportError,
+    http_error_class,
+)
+from jira_pipeline.jira.auth import (
+    BasicAuth,
+    BearerPAT,
+    JiraAuth,
+    OAuth3LO,
+    OAuthTokens,
+    TokenSaver,
+    scrub,
+)
+from jira_pipeline.jira.config import JiraSettings
+from jira_pipeline.jira.jql import IssueWindow, build_issue_jql
+from jira_pipeline.jira.pagination import array_pages, offset_pages, token_pages
+from jira_pipeline.jira.ratelimit import RateLimiter, pause_from_headers
+from jira_pipeline.jira.retry import RetryPolicy
+
+USER_AGENT = f"jira-pipeline/{__version__}"
+FULL_PAGE_SIZE = 100  # Jira's maximum for full issues: half the calls of the default 50
+ID_PAGE_SIZE = 5000  # Cloud serves this many when only ids are asked for
+DC_ID_PAGE_SIZE = 1000  # Data Center's maxResults ceiling
+
+RequestKind = Literal["api", "search", "count"]
+
+
+@dataclass
+class ClientCounters:
+    """What a client cost: the figures an asset reports in its materialization metadata.
+
+    `wait_seconds` sums, over requests, the time spent in 429 pauses and retry backoff.
+    """
+
+    api_calls: int = 0
+    search_calls: int = 0
+    count_calls: int = 0
+    retries: int = 0
+    rate_limit_waits: int = 0
+    wait_seconds: float = 0.0
+    bytes_received: int = 0
+    token_refreshes: int = 0
+
+    def as_dict(self) -> dict[str, int | float]:
+        return asdict(self)
+
+
+class _Unauthorized(Exception):
+    """A 401, carried up to the retry loop together with the credential that got it."""
+
+    def __init__(self, error: JiraAuthError, used: object) -> None:
+        self.error = error
+        self.used = used
+
+
+class JiraClient:
+    """One Jira connection: every request is paced by `limiter` and retried by `retry`.
+
+    Use as `async with JiraClient(...) as client:`. Cloud speaks REST v3 (search/jql with
+    `nextPageToken`); Data Center speaks REST v2 (search with `startAt`/`total`).
+    """
+
+    def __init__(
+        self,
+        auth: JiraAuth,
+        base_url: str | None = None,
+        *,
+        deployment: Literal["cloud", "datacenter"] | None = None,
+        timeout: float = 30.0,
+        verify: bool = True,
+        limiter: RateLimiter | None = None,
+        retry: RetryPolicy | None = None,
+        user_agent: str = USER_AGENT,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.auth = auth
+        self.deployment = deployment or auth.deployment
+        self.api_base = auth.api_base(base_url)
+        self.api_prefix = "/rest/api/2" if self.deployment == "datacenter" else "/rest/api/3"
+        self.limiter = limiter or RateLimiter()
+        self.retry = retry or RetryPolicy()
+        self._counters = ClientCounters()
+        self._backoff_seconds = 0.0
+        pool = max(10, self.limiter.max_in_flight * 2)
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout),
+            verify=verify,
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: JiraSettings,
+        *,
+        tokens: OAuthTokens | None = None,
+        on_tokens: TokenSaver | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> JiraClient:
+        """A client for the configured credential; OAuth also needs the stored tokens."""
+        auth: JiraAuth
+        mode = settings.auth_mode
+        if mode == "oauth":
+            assert settings.oauth_client_id and settings.oauth_client_secret
+            auth = OAuth3LO(
+                client_id=settings.oauth_client_id,
+                client_secret=settings.oauth_client_secret,
+                tokens=tokens,
+                cloud_id=settings.cloud_id,
+                on_tokens=on_tokens,
+                endpoints=settings.oauth_endpoints,
+                timeout=settings.timeout_s,
+            )
+        elif mode == "pat":
+            assert settings.pat is not None
+            auth = BearerPAT(settings.pat)
+        else:
+            assert settings.email and settings.api_token is not None
+            auth = BasicAuth(settings.email, settings.api_token)
+        return cls(
+            auth,
+            settings.base_url,
+            deployment=settings.deployment,
+            timeout=settings.timeout_s,
+            verify=settings.verify_tls,
+            limiter=RateLimiter(settings.min_request_interval_ms / 1000, settings.max_in_flight),
+            retry=RetryPolicy(settings.retry_attempts, settings.retry_base_s, settings.retry_cap_s),
+            transport=transport,
+        )
+
+    async def __aenter__(self) -> JiraClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    def __repr__(self) -> str:
+        return f"JiraClient({self.api_base!r}, deployment={self.deployment!r}, auth={self.auth!r})"
+
+    @property
+    def counters(self) -> ClientCounters:
+        """A snapshot of this client's counters."""
+        snapshot = ClientCounters(**asdict(self._counters))
+        snapshot.wait_seconds = round(self._backoff_seconds + self.limiter.wait_seconds, 3)
+        snapshot.token_refreshes = getattr(self.auth, "refreshes", 0)
+        return snapshot
+
+    # --- requests -------------------------------------------------------------------------
+
+    async def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        kind: RequestKind = "api",
+    ) -> Any:
+        """Send one API request (path under the API base) with pacing, retries and one re-auth."""
+        attempt = 0
+        reauthenticated = False
+        while True:
+            attempt += 1
+            try:
+                return await self._send(method, path, params, json, kind, attempt)
+            except _Unauthorized as unauthorized:
+                if not reauthenticated and await self.auth.recover(self._http, unauthorized.used):
+                    reauthenticated = True
+                    attempt -= 1
+                    continue
+                raise unauthorized.error from None
+            except JiraError as error:
+                if not self.retry.should_retry(error, attempt):
+                    raise
+                self._counters.retries += 1
+                if not isinstance(error, JiraRateLimited):
+                    # 429s wait in the limiter (every request pauses); others back off alone.
+                    delay = self.retry.backoff(attempt - 1)
+                    self._backoff_seconds += delay
+                    await asyncio.sleep(delay)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        kind: RequestKind,
+        attempt: int,
+    ) -> Any:
+        url = self.api_base + path
+        async with self.limiter.slot():
+            headers, used = await self.auth.headers(self._http)
+            self._counters.api_calls += 1
+            if kind == "search":
+                self._counters.search_calls += 1
+            elif kind == "count":
+                self._counters.count_calls += 1
+            try:
+                response = await self._http.request(
+                    method, url, params=params, json=json, headers=headers
+                )
+            except httpx.TransportError as error:
+                reason = self._scrub(str(error)) or type(error).__name__
+                raise JiraTransportError(
+                    f"{type(error).__name__}: {reason}", method=method, path=path
+                ) from None
+        self._counters.bytes_received += len(response.content)
+        status = response.status_code
+        if 200 <= status < 300:
+            self.limiter.observe(response.headers)
+            return self._decode(response, method, path)
+        raise self._error(response, method, path, used, attempt)
+
+    def _decode(self, response: httpx.Response, method: str, path: str) -> Any:
+        if response.status_code == 204 or not response.content:
+            return None
+        content_type = response.headers.get("content-type", "")
+        if "html" in content_type:
+            raise JiraResponseError(
+                f"HTTP {response.status_code} with an HTML page instead of JSON",
+                method=method, path=path, status=response.status_code,
+            )
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as error:
+            raise JiraResponseError(
+                f"HTTP {response.status_code} with a malformed or truncated JSON body "
+                f"({len(response.content)} bytes: {error})",
+                method=method, path=path, status=response.status_code,
+            ) from None
+
+    def _error(
+        self, response: httpx.Response, method: str, path: str, used: object, attempt: int
+    ) -> Exception:
+        status = response.status_code
+        body: Any = None
+        try:
+            body = orjson.loads(response.content) if response.content else None
+        except orjson.JSONDecodeError:
+            body = None
+        messages: list[str] = []
+        errors: dict[str, str] = {}
+        if isinstance(body, dict):
+            messages = [self._scrub(str(m)) for m in body.get("errorMessages") or []]
+            raw_errors = body.get("errors")
+            if isinstance(raw_errors, dict):
+                errors = {str(k): self._scrub(str(v)) for k, v in raw_errors.items()}
+            if not messages and body.get("message"):
+                messages = [self._scrub(str(body["message"]))]
+        reason = response.reason_phrase or ""
+        if status == 429:
+            pause = pause_from_headers(response.headers)
+            if pause is None:
+                pause = self.retry.backoff(attempt - 1)
+            self.limiter.pause(pause)
+            self._counters.rate_limit_waits += 1
+            return JiraRateLimited(
+                reason, retry_after=pause, method=method, path=path, status=status,
+                error_messages=messages, errors=errors,
+            )
+        if status >= 500 and body is None and "html" in response.headers.get("content-type", ""):
+            return JiraGatewayError(
+                f"{reason} with an HTML page instead of JSON (a proxy or gateway answered)",
+                method=method, path=path, status=status,
+            )
+        error_class = http_error_class(status)
+        error = error_class(
+            reason, method=method, path=path, status=status, error_messages=messages,
+            errors=errors,
+        )
+        if isinstance(error, JiraAuthError):
+            return _Unauthorized(error, used)
+        return error
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self.auth.secrets())
+
+    # --- domain methods -------------------------------------------------------------------
+
+    async def myself(self) -> dict[str, Any]:
+        """The account the credential belongs to (with its `timeZone`)."""
+        return await self.request_json("GET", f"{self.api_prefix}/myself")
+
+    async def server_info(self) -> dict[str, Any]:
+        return await self.request_json("GET", f"{self.api_prefix}/serverInfo")
+
+    async def fields(self) -> list[dict[str, Any]]:
+        return await self._array("GET", f"{self.api_prefix}/field")
+
+    async def projects(self) -> AsyncIterator[dict[str, Any]]:
+        """Every project the account can browse."""
+        if self.deployment == "datacenter":
+            for project in await self._array("GET", f"{self.api_prefix}/project"):
+                yield project
+            return
+        path = f"{self.api_prefix}/project/search"
+        async for page in offset_pages(self._getter(path), page_size=50, where=f"GET {path}"):
+            for project in page:
+                yield project
+
+    async def statuses(self) -> AsyncIterator[dict[str, Any]]:
+        """Every status, global and project-scoped."""
+        if self.deployment == "datacenter":
+            for status in await self._array("GET", f"{self.api_prefix}/status"):
+                yield status
+            return
+        path = f"{self.api_prefix}/statuses/search"
+        async for page in offset_pages(self._getter(path), page_size=200, where=f"GET {path}"):
+            for status in page:
+                yield status
+
+    async def users(self, page_size: int = 1000) -> AsyncIterator[dict[str, Any]]:
+        """Every user, active or not (bare-array pages: a short page is the last)."""
+        if self.deployment == "datacenter":
+            path = f"{self.api_prefix}/user/search"
+            fetch = self._getter(path, {"username": "."})
+        else:
+            path = f"{self.api_prefix}/users/search"
+            fetch = self._getter(path)
+        async for page in array_pages(fetch, page_size=page_size, where=f"GET {path}"):
+            for user in page:
+                yield user
+
+    async def search_issues(
+        self,
+        jql: str,
+        fields: Sequence[str] = ("*all",),
+        expand: Sequence[str] = (),
+        page_size: int = FULL_PAGE_SIZE,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every issue matching `jql`, as Jira's raw JSON, one page in memory at a time."""
+        async for page in self.search_pages(jql, fields, expand, page_size):
+            for issue in page:
+                yield issue
+
+    async def search_pages(
+        self,
+        jql: str,
+        fields: Sequence[str] = ("*all",),
+        expand: Sequence[str] = (),
+        page_size: int = FULL_PAGE_SIZE,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The pages of `search_issues`."""
+        fields, expand = list(fields), list(expand)
+        if self.deployment == "datacenter":
+            path = f"{self.api_prefix}/search"
+
+            async def fetch_dc(paging: dict[str, Any]) -> Any:
+                body = {"jql": jql, "fields": fields, "expand": expand, **paging}
+                return await self.request_json("POST", path, json=body, kind="search")
+
+            pages = offset_pages(fetch_dc, page_size=page_size, items_key="issues",
+                                 where=f"POST {path}")
+        else:
+            path = f"{self.api_prefix}/search/jql"
+
+            async def fetch_cloud(paging: dict[str, Any]) -> Any:
+                body: dict[str, Any] = {"jql": jql, "fields": fields, **paging}
+                if expand:
+                    body["expand"] = ",".join(expand)
+                return await self.request_json("POST", path, json=body, kind="search")
+
+            pages = token_pages(fetch_cloud, page_size=page_size, where=f"POST {path}")
+        async for page in pages:
+            yield page
+
+    async def count_issues(self, jql: str) -> int:
+        """How many issues match: approximate-count on Cloud, a zero-row search on Data Center."""
+        if self.deployment == "datacenter":
+            path = f"{self.api_prefix}/search"
+            body = await self.request_json(
+                "POST", path, json={"jql": jql, "maxResults": 0, "fields": ["id"]}, kind="count"
+            )
+            key = "total"
+        else:
+            path = f"{self.api_prefix}/search/approximate-count"
+            body = await self.request_json("POST", path, json={"jql": jql}, kind="count")
+            key = "count"
+        value = body.get(key) if isinstance(body, dict) else None
+        if not isinstance(value, int):
+            raise JiraResponseError(f"answer has no integer `{key}`", method="POST", path=path)
+        return value
+
+    async def issue_ids(self, jql: str, page_size: int | None = None) -> AsyncIterator[str]:
+        """The ids of every issue matching `jql`, cheaply (fields=id, thousands per page)."""
+        size = page_size or (DC_ID_PAGE_SIZE if self.deployment == "datacenter" else ID_PAGE_SIZE)
+        async for page in self.search_pages(jql, fields=("id",), page_size=size):
+            for issue in page:
+                yield str(issue["id"])
+
+    async def search_window(
+        self,
+        window: IssueWindow,
+        *,
+        projects: Sequence[str] | None = None,
+        jql: str | None = None,
+        fields: Sequence[str] = ("*all",),
+        expand: Sequence[str] = (),
+        parallelism: int | None = None,
+        page_size: int = FULL_PAGE_SIZE,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every issue updated in `window` (optionally limited to projects and user JQL).
+
+        One approximate count decides whether splitting pays off: a window with more than one
+        page of issues is cut into up to `parallelism` (default: the limiter's in-flight bound)
+        equal sub-windows walked concurrently, so latency overlaps while the limiter keeps the
+        pace. Sub-windows split on `updated` in epoch ms and are half-open, so no issue is
+        fetched twice and none is skipped. At most about two pages per sub-window are buffered.
+        """
+        parts = max(1, parallelism or self.limiter.max_in_flight)
+        whole = build_issue_jql(window, projects=projects, user_jql=jql)
+        if parts > 1:
+            total = await self.count_issues(whole)
+            parts = min(parts, math.ceil(total / page_size))
+        if parts <= 1:
+            async for issue in self.search_issues(whole, fields, expand, page_size):
+                yield issue
+            return
+        walks = [
+            self.search_pages(
+                build_issue_jql(sub, projects=projects, user_jql=jql), fields, expand, page_size
+            )
+            for sub in window.split(parts)
+        ]
+        async for page in merge_pages(walks, max_buffered=parts):
+            for issue in page:
+                yield issue
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _getter(self, path: str, extra: Mapping[str, Any] | None = None) -> Any:
+        async def fetch(paging: dict[str, Any]) -> Any:
+            return await self.request_json("GET", path, params={**(extra or {}), **paging})
+
+        return fetch
+
+    async def _array(self, method: str, path: str) -> list[dict[str, Any]]:
+        body = await self.request_json(method, path)
+        if not isinstance(body, list):
+            raise JiraResponseError("expected a JSON array", method=method, path=path)
+        return body
+
+
+async def merge_pages(
+    walks: Iterable[AsyncIterator[list[Any]]], *, max_buffered: int = 4
+) -> AsyncIterator[list[Any]]:
+    """Pages of several walks, as they arrive; a failing walk stops all of them.
+
+    The queue is bounded, so walks pause when the consumer is slow: memory stays at a few pages.
+    Closing this iterator early cancels the walks.
+    """
+    walks = list(walks)
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=max(1, max_buffered))
+
+    async def pump(walk: AsyncIterator[list[Any]]) -> None:
+        try:
+            async for page in walk:
+                await queue.put(("page", page))
+        except Exception as error:  # handed to the consumer, which raises it
+            await queue.put(("error", error))
+            return
+        await queue.put(("done", None))
+
+    tasks = [asyncio.create_task(pump(walk)) for walk in walks]
+    try:
+        running = len(tasks)
+        while running:
+            kind, value = await queue.get()
+            if kind == "done":
+                running -= 1
+            elif kind == "error":
+                raise value
+            else:
+                yield value
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for walk in walks:
+            aclose = getattr(walk, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+__all__ = ["ClientCounters", "JiraClient", "JiraHTTPError", "merge_pages"]

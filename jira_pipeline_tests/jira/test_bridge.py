@@ -1,0 +1,104 @@
+"""The blocking bridge Dagster's sync assets use: bounded hand-over, errors, early stops."""
+
+import asyncio
+import threading
+
+import pytest
+
+from jira_pipeline.jira.bridge import EventLoopThread, iterate_blocking, run_sync
+
+
+def test_run_sync_returns_the_coroutine_result_and_raises_its_error():
+    async def answer():
+        await asyncio.sleep(0)
+        return 42
+
+    async def fail():
+        raise LookupError("no such thing")
+
+    assert run_sync(answer()) == 42
+    with pytest.raises(LookupError, match="no such thing"):
+        run_sync(fail())
+
+
+def test_iterate_blocking_yields_every_item_in_order():
+    async def numbers():
+        for n in range(50):
+            await asyncio.sleep(0)
+            yield n
+
+    assert list(iterate_blocking(numbers, max_buffered=3)) == list(range(50))
+
+
+def test_the_producer_never_runs_more_than_the_buffer_ahead_of_the_consumer():
+    produced = []
+    consumed = []
+
+    async def numbers():
+        for n in range(40):
+            produced.append(n)
+            yield n
+
+    for n in iterate_blocking(numbers, max_buffered=4):
+        consumed.append(n)
+        # Let the producer run as far as it can before we take the next item.
+        run_sync(asyncio.sleep(0.005))
+        assert len(produced) - len(consumed) <= 4 + 1  # buffer plus the item in hand
+    assert consumed == list(range(40))
+
+
+def test_an_error_in_the_middle_reaches_the_consumer_after_the_items_before_it():
+    async def breaks():
+        yield 1
+        yield 2
+        raise ConnectionError("Jira went away")
+
+    received = []
+    with pytest.raises(ConnectionError, match="went away"):
+        for item in iterate_blocking(breaks):
+            received.append(item)
+    assert received == [1, 2]
+
+
+def test_stopping_early_cancels_the_producer_and_closes_its_iterator():
+    finished = threading.Event()
+
+    async def endless():
+        try:
+            n = 0
+            while True:
+                yield n
+                n += 1
+        finally:
+            finished.set()
+
+    iterator = iterate_blocking(endless, max_buffered=2)
+    for item in iterator:
+        if item == 3:
+            break
+    iterator.close()
+    assert finished.wait(5)
+
+
+def test_the_loop_thread_keeps_loop_bound_objects_usable_across_calls():
+    loop = EventLoopThread()
+    try:
+        lock_holder = {}
+
+        async def make_lock():
+            lock_holder["lock"] = asyncio.Lock()
+
+        async def use_lock():
+            async with lock_holder["lock"]:
+                return "ok"
+
+        run_sync(make_lock(), loop=loop)
+        assert run_sync(use_lock(), loop=loop) == "ok"
+        assert list(iterate_blocking(lambda: _aiter_of([1, 2]), loop=loop)) == [1, 2]
+    finally:
+        loop.close()
+
+
+async def _aiter_of(items):
+    for item in items:
+        yield item

@@ -1,0 +1,99 @@
+"""RateLimiter: spacing, in-flight bound, 429 pauses, and reading Jira's rate-limit headers."""
+
+import asyncio
+import itertools
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+
+from jira_pipeline.jira.ratelimit import (
+    RateLimiter,
+    parse_rate_limit_reset,
+    parse_retry_after,
+    pause_from_headers,
+)
+
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+
+def test_retry_after_in_seconds_or_as_an_http_date():
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(format_datetime(NOW + timedelta(seconds=30), usegmt=True), now=NOW) \
+        == 30.0
+    assert parse_retry_after(format_datetime(NOW - timedelta(seconds=30), usegmt=True), now=NOW) \
+        == 0.0
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after(None) is None
+
+
+def test_rate_limit_reset_as_iso_timestamp_or_epoch_seconds():
+    assert parse_rate_limit_reset("2026-01-15T12:00:05Z", now=NOW) == 5.0
+    assert parse_rate_limit_reset("2026-01-15T12:00:05.000+0000", now=NOW) == 5.0
+    assert parse_rate_limit_reset(str(NOW.timestamp() + 9), now=NOW) == pytest.approx(9.0)
+
+
+def test_retry_after_wins_over_reset_and_reset_is_the_fallback():
+    assert pause_from_headers({"retry-after": "3", "x-ratelimit-reset": "2099-01-01T00:00Z"}) == 3
+    assert pause_from_headers({"x-ratelimit-reset": "4"}) == 4.0
+    assert pause_from_headers({}) is None
+
+
+async def _record_starts(limiter, count, hold=0.0):
+    starts, in_flight, peak = [], 0, 0
+
+    async def request():
+        nonlocal in_flight, peak
+        async with limiter.slot():
+            starts.append(time.monotonic())
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(hold)
+            in_flight -= 1
+
+    await asyncio.gather(*(request() for _ in range(count)))
+    return starts, peak
+
+
+def test_request_starts_are_spaced_by_the_minimum_interval():
+    limiter = RateLimiter(min_interval=0.03, max_in_flight=8)
+    starts, _ = asyncio.run(_record_starts(limiter, 6))
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) >= 0.03 * 0.95  # loop timer granularity
+
+
+def test_requests_in_flight_never_exceed_the_bound():
+    limiter = RateLimiter(min_interval=0.0, max_in_flight=3)
+    _, peak = asyncio.run(_record_starts(limiter, 12, hold=0.02))
+    assert peak == 3
+
+
+def test_a_pause_holds_every_request_including_those_already_waiting():
+    async def scenario():
+        limiter = RateLimiter(min_interval=0.0, max_in_flight=4)
+        async with limiter.slot():
+            pass
+        limiter.pause(0.15)
+        paused_until = limiter.paused_until
+        starts, _ = await _record_starts(limiter, 4)
+        return paused_until, starts, limiter
+
+    paused_until, starts, limiter = asyncio.run(scenario())
+    assert all(start >= paused_until for start in starts)
+    assert limiter.wait_seconds > 0
+
+
+def test_low_remaining_slows_the_pace_and_it_recovers_afterwards():
+    limiter = RateLimiter(min_interval=0.2)
+    limiter.observe({"x-ratelimit-remaining": "1"})
+    assert limiter.interval > 0.2
+    for _ in range(50):
+        limiter.observe({"x-ratelimit-remaining": "100"})
+    assert limiter.interval == pytest.approx(0.2)
+
+
+def test_a_429_pause_also_widens_the_spacing():
+    limiter = RateLimiter(min_interval=0.2)
+    limiter.pause(0.0)
+    assert limiter.interval > 0.2
