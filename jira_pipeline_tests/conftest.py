@@ -1,1 +1,32 @@
 """Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
+
+import pytest
+
+from jira_pipeline.fakejira import FakeJiraConfig, FakeJiraHandle, run_fake_jira
+
+# Pinned so the seeded dataset (relative to the fake's clock) is the same on every run.
+FAKE_JIRA_NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def fake_jira_factory() -> Iterator[Callable[..., FakeJiraHandle]]:
+    """Start fake Jiras with FakeJiraConfig keyword arguments; all stop at teardown."""
+    with ExitStack() as stack:
+
+        def start(**config: object) -> FakeJiraHandle:
+            config.setdefault("now", FAKE_JIRA_NOW)
+            return stack.enter_context(run_fake_jira(FakeJiraConfig(**config)))  # type: ignore[arg-type]
+
+        yield start
+
+
+@pytest.fixture
+def fake_jira(fake_jira_factory: Callable[..., FakeJiraHandle]) -> FakeJiraHandle:
+    """A small Cloud fake: 200 issues, seed 1, clock starting 2026-01-15T12:00:00Z."""
+    return fake_jira_factory(issues=200, seed=1)

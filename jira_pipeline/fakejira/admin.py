@@ -1,0 +1,80 @@
+"""FakeJiraAdmin: drive a running fake's /_fake/* endpoints over HTTP (data, clock, knobs)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from jira_pipeline.timeutil import parse_jira_datetime
+
+
+class FakeJiraAdminError(RuntimeError):
+    """The fake refused an admin request; the message is its errorMessages."""
+
+
+class FakeJiraAdmin:
+    def __init__(self, base_url: str, *, timeout: float = 30.0, verify: bool = True) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, verify=verify)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> FakeJiraAdmin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, body: dict | None = None) -> Any:
+        response = self._http.request(method, f"/_fake{path}", json=body)
+        if response.status_code >= 400:
+            try:
+                messages = response.json().get("errorMessages") or [response.text]
+            except ValueError:
+                messages = [response.text]
+            raise FakeJiraAdminError(f"{method} /_fake{path}: {response.status_code} "
+                                     f"{'; '.join(messages)}")
+        return response.json() if response.content else None
+
+    def create_issue(self, project_key: str, fields: dict | None = None) -> dict:
+        """Create an issue now (fake clock); returns {id, key, updated}."""
+        return self._call("POST", "/issues", {"project_key": project_key, "fields": fields or {}})
+
+    def touch_issue(self, key: str, fields: dict | None = None) -> dict:
+        """Edit an issue: bumps `updated` to the fake's now and appends a changelog history."""
+        return self._call("POST", f"/issues/{key}/touch", {"fields": fields} if fields else {})
+
+    def delete_issue(self, key: str) -> None:
+        self._call("DELETE", f"/issues/{key}")
+
+    def issues(self) -> list[dict]:
+        return self._call("GET", "/issues")
+
+    def advance_clock(self, seconds: float) -> datetime:
+        return self._clock({"advance_seconds": seconds})
+
+    def set_clock(self, now: datetime) -> datetime:
+        if now.tzinfo is None:
+            raise ValueError("set_clock needs a timezone-aware datetime")
+        return self._clock({"now": now.isoformat()})
+
+    def now(self) -> datetime:
+        return self._clock(None)
+
+    def _clock(self, body: dict | None) -> datetime:
+        answer = self._call("POST" if body else "GET", "/clock", body)
+        return parse_jira_datetime(answer["now"])  # type: ignore[return-value]
+
+    def configure(self, **knobs: Any) -> dict:
+        """Change latency_ms, rate_limit, burst, fault_rate, token_ttl, malformed_json_next,
+        forbidden_projects; returns every knob's value afterwards."""
+        return self._call("POST", "/config", knobs)
+
+    def reset(self) -> None:
+        self._call("POST", "/reset")
+
+    def stats(self) -> dict:
+        return self._call("GET", "/stats")

@@ -1,0 +1,770 @@
+"""The fake's HTTP surface: Jira Cloud REST v3, Data Center v2, OAuth 3LO and /_fake admin."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import zlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from jira_pipeline.fakejira.dataset import (
+    FIELD_IDS,
+    FIELD_NAMES,
+    FIELDS,
+    NAVIGABLE_FIELD_IDS,
+    Issue,
+)
+from jira_pipeline.fakejira.jql import JqlError
+from jira_pipeline.fakejira.limits import GATEWAY_502, GATEWAY_503, RateDecision
+from jira_pipeline.fakejira.oauth import SCOPES, OAuthError
+from jira_pipeline.fakejira.render import SiteRenderer, jira_time
+from jira_pipeline.fakejira.site import AdminError, FakeJiraSite
+from jira_pipeline.timeutil import parse_jira_datetime, to_epoch_ms
+
+JSON = "application/json;charset=UTF-8"
+REMOVED_SEARCH = (
+    "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API. "
+    "A full migration guideline is available at https://developer.atlassian.com/changelog/#CHANGE-2046"
+)
+NOT_AUTHENTICATED = "Client must be authenticated to access this resource."
+SEARCH_CAP = 100  # full issues per page
+SEARCH_CAP_IDS = 5000  # when only id/key are asked for
+DC_SEARCH_CAP = 1000
+
+
+class ApiError(Exception):
+    """An answer in Jira's ErrorCollection shape."""
+
+    def __init__(self, status: int, *messages: str, errors: dict | None = None) -> None:
+        super().__init__("; ".join(messages))
+        self.status = status
+        self.body = {"errorMessages": list(messages), "errors": errors or {}}
+
+
+@dataclass
+class Call:
+    """One authenticated API request, with what the handler needs to answer it."""
+
+    request: Request
+    site: FakeJiraSite
+    renderer: SiteRenderer
+    api: str  # "3" (Cloud) or "2" (Data Center)
+
+
+Handler = Callable[[Call], Awaitable[object]]
+
+
+def json_response(body: object, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
+
+
+def _int_param(request: Request, name: str, default: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ApiError(400, f"The '{name}' parameter must be an integer, not '{raw}'.") from None
+
+
+def _credential(request: Request) -> str:
+    host = request.client.host if request.client else ""
+    return request.headers.get("authorization") or f"anonymous:{host}"
+
+
+def _check_auth(request: Request, site: FakeJiraSite, scheme: str) -> None:
+    """401 unless the request carries the credential this surface takes."""
+    header = request.headers.get("authorization", "")
+    config = site.config
+    if scheme == "basic":
+        if header[:6].lower() == "basic ":
+            try:
+                decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                decoded = ""
+            if decoded == f"{config.email}:{config.api_token}":
+                return
+    elif scheme == "pat":
+        if header[:7].lower() == "bearer " and header[7:].strip() == config.pat:
+            return
+    elif scheme == "oauth":
+        if header[:7].lower() == "bearer " and site.oauth.check(header[7:].strip(),
+                                                                  site.clock.now_ms()):
+            return
+    raise ApiError(401, NOT_AUTHENTICATED)
+
+
+def _ratelimit_headers(decision: RateDecision) -> dict[str, str]:
+    # Jira sends the reset moment as an ISO-8601 UTC timestamp, in real (not fake) time.
+    reset = datetime.now(tz=UTC) + timedelta(seconds=decision.reset_in_s)
+    return {
+        "X-RateLimit-Limit": str(decision.limit),
+        "X-RateLimit-Remaining": str(decision.remaining),
+        "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def api_route(path: str, handler: Handler, *, api: str, scheme: str,
+              methods: tuple[str, ...] = ("GET",), site: FakeJiraSite) -> Route:
+    """Wrap a handler with what every Jira answer goes through: latency, limits, faults, auth."""
+
+    async def endpoint(request: Request) -> Response:
+        status, response = await _answer(request)
+        site.requests[f"{request.method} {path}"][status] += 1
+        return response
+
+    async def _answer(request: Request) -> tuple[int, Response]:
+        knobs = site.knobs
+        if knobs.latency_ms > 0:
+            await asyncio.sleep(knobs.latency_ms / 1000)
+        headers: dict[str, str] = {}
+        if knobs.rate_limit > 0:
+            decision = site.limiter.check(_credential(request))
+            if decision.inside_retry_window:
+                site.in_retry_window += 1
+            headers = _ratelimit_headers(decision)
+            if not decision.allowed:
+                site.rate_limited += 1
+                headers["Retry-After"] = str(decision.retry_after_s)
+                headers["RateLimit-Reason"] = "jira-burst-based"
+                body = {"errorMessages": ["Rate limit exceeded."], "errors": {}}
+                return 429, json_response(body, 429, headers)
+        fault = site.faults.pick()
+        if fault is not None:
+            site.faults_served += 1
+            if fault == 500:
+                body = {"errorMessages": ["Internal server error"], "errors": {}}
+                return 500, json_response(body, 500)
+            html = GATEWAY_503 if fault == 503 else GATEWAY_502
+            return fault, Response(html, status_code=fault, media_type="text/html")
+        try:
+            if scheme == "oauth" and request.path_params.get("cloud_id") != site.cloud_id:
+                raise ApiError(404, "No site found for this cloud id.")
+            _check_auth(request, site, scheme)
+            base = str(request.base_url).rstrip("/")
+            if scheme == "oauth":
+                base = f"{base}/ex/jira/{site.cloud_id}"
+            call = Call(request, site, site.renderer(base, api), api)
+            result = await handler(call)
+        except ApiError as error:
+            extra = dict(headers)
+            if error.status == 401:
+                extra["WWW-Authenticate"] = 'Basic realm="protected-area"' if scheme == "basic" \
+                    else 'Bearer realm="protected-area"'
+            return error.status, json_response(error.body, error.status, extra)
+        if isinstance(result, Response):
+            return result.status_code, result
+        payload = orjson.dumps(result)
+        if knobs.malformed_json_next > 0:
+            # One-shot broken answer: the body is cut mid-document, as a dropped proxy might.
+            knobs.malformed_json_next -= 1
+            payload = payload[: max(1, len(payload) // 2)]
+        return 200, Response(payload, media_type=JSON, headers=headers)
+
+    return Route(path, endpoint, methods=list(methods))
+
+
+# --- Cloud v3 and Data Center v2 handlers ---------------------------------------------------
+
+
+async def myself(call: Call) -> object:
+    return call.renderer.myself(call.site.myself_index())
+
+
+async def server_info(call: Call) -> object:
+    now = call.site.clock.now_ms()
+    cloud = call.api == "3"
+    base = str(call.request.base_url).rstrip("/")
+    return {
+        "baseUrl": base,
+        "displayUrl": base,
+        "version": "1001.0.0-SNAPSHOT" if cloud else "9.12.2",
+        "versionNumbers": [1001, 0, 0] if cloud else [9, 12, 2],
+        "deploymentType": "Cloud" if cloud else "Server",
+        "buildNumber": 100284 if cloud else 9120002,
+        "buildDate": "2025-01-06T00:00:00.000+0000",
+        "serverTime": jira_time(now, 0),
+        "scmInfo": "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678",
+        "serverTitle": "Jira",
+        "serverTimeZone": "Etc/UTC",
+    }
+
+
+async def project_search(call: Call) -> object:
+    request, site = call.request, call.site
+    start = max(0, _int_param(request, "startAt", 0))
+    size = min(max(1, _int_param(request, "maxResults", 50)), 50)
+    indexes = site.visible_project_indexes()
+    projects = site.data.projects
+    keys = {k.strip().upper() for v in request.query_params.getlist("keys") for k in v.split(",")
+            if k.strip()}
+    ids = {i.strip() for v in request.query_params.getlist("id") for i in v.split(",") if i.strip()}
+    query = (request.query_params.get("query") or "").lower()
+    if keys:
+        indexes = [i for i in indexes if projects[i].key in keys]
+    if ids:
+        indexes = [i for i in indexes if projects[i].id in ids]
+    if query:
+        indexes = [i for i in indexes if query in projects[i].key.lower()
+                   or query in projects[i].name.lower()]
+    order = request.query_params.get("orderBy", "key")
+    reverse = order.startswith("-")
+    name = order.lstrip("+-")
+    sort_value = {"key": lambda i: projects[i].key, "name": lambda i: projects[i].name,
+                  "id": lambda i: int(projects[i].id)}.get(name)
+    if sort_value is None:
+        raise ApiError(400, f"Invalid orderBy parameter: {order}")
+    indexes = sorted(indexes, key=sort_value, reverse=reverse)
+    page = indexes[start:start + size]
+    is_last = start + size >= len(indexes)
+    base = call.renderer.rest
+    params = {k: v for k, v in request.query_params.items() if k not in ("startAt", "maxResults")}
+    body: dict = {
+        "self": f"{base}/project/search?"
+                f"{urlencode({**params, 'startAt': start, 'maxResults': size})}",
+        "maxResults": size,
+        "startAt": start,
+        "total": len(indexes),
+        "isLast": is_last,
+        "values": [call.renderer.project(i) for i in page],
+    }
+    if not is_last:
+        body["nextPage"] = (f"{base}/project/search?"
+                            f"{urlencode({**params, 'startAt': start + size, 'maxResults': size})}")
+    return body
+
+
+async def project_get(call: Call) -> object:
+    key = call.request.path_params["key"]
+    site = call.site
+    for index, project in enumerate(site.data.projects):
+        if key.upper() == project.key or key == project.id:
+            if project.key in site.knobs.forbidden_projects:
+                raise ApiError(403, "You do not have permission to view this project.")
+            return call.renderer.project(index)
+    raise ApiError(404, f"No project could be found with key '{key}'.")
+
+
+async def project_list(call: Call) -> object:
+    return [call.renderer.project(i) for i in call.site.visible_project_indexes()]
+
+
+async def statuses_search(call: Call) -> object:
+    request, site = call.request, call.site
+    start = max(0, _int_param(request, "startAt", 0))
+    size = min(max(1, _int_param(request, "maxResults", 200)), 200)
+    statuses = site.data.statuses
+    chosen = list(range(len(statuses)))
+    project_id = request.query_params.get("projectId")
+    if project_id:
+        project = next((i for i, p in enumerate(site.data.projects) if p.id == project_id), None)
+        if project is None:
+            raise ApiError(400, f"The project with id {project_id} does not exist.")
+        chosen = [i for i in chosen if statuses[i].project in (None, project)]
+    text = (request.query_params.get("searchString") or "").lower()
+    if text:
+        chosen = [i for i in chosen if text in statuses[i].name.lower()]
+    category = request.query_params.get("statusCategory")
+    if category:
+        chosen = [i for i in chosen if statuses[i].category == category.upper()]
+    page = chosen[start:start + size]
+    is_last = start + size >= len(chosen)
+    base = f"{call.renderer.rest}/statuses/search"
+    body: dict = {
+        "self": f"{base}?startAt={start}&maxResults={size}",
+        "maxResults": size,
+        "startAt": start,
+        "total": len(chosen),
+        "isLast": is_last,
+        "values": [call.renderer.status_search_item(statuses[i]) for i in page],
+    }
+    if not is_last:
+        body["nextPage"] = f"{base}?startAt={start + size}&maxResults={size}"
+    return body
+
+
+async def status_list(call: Call) -> object:
+    return list(call.renderer.statuses)
+
+
+async def users_search(call: Call) -> object:
+    start = max(0, _int_param(call.request, "startAt", 0))
+    size = min(max(0, _int_param(call.request, "maxResults", 50)), 1000)
+    count = len(call.site.data.users)
+    return [call.renderer.listed_user(i) for i in range(start, min(count, start + size))]
+
+
+async def dc_user_search(call: Call) -> object:
+    request = call.request
+    username = request.query_params.get("username")
+    if username is None:
+        raise ApiError(400, "The username query parameter was not provided")
+    start = max(0, _int_param(request, "startAt", 0))
+    size = min(max(0, _int_param(request, "maxResults", 50)), 1000)
+    users = call.site.data.users
+    needle = username.lower()
+    # "." is Data Center's idiom for "every user".
+    chosen = [i for i, u in enumerate(users) if needle == "." or needle in u.name.lower()
+              or needle in u.display_name.lower() or needle in (u.email or "").lower()]
+    return [call.renderer.listed_user(i) for i in chosen[start:start + size]]
+
+
+async def user_get(call: Call) -> object:
+    account = call.request.query_params.get("accountId") or call.request.query_params.get(
+        "username")
+    for index, user in enumerate(call.site.data.users):
+        if account in (user.account_id, user.name):
+            return call.renderer.listed_user(index)
+    raise ApiError(404, f"The user with account ID '{account}' does not exist")
+
+
+async def field_list(call: Call) -> object:
+    return call.renderer.field_details()
+
+
+async def removed_search(call: Call) -> object:
+    raise ApiError(410, REMOVED_SEARCH)
+
+
+@dataclass
+class SearchRequest:
+    jql: str | None
+    max_results: int | None
+    fields: list[str]
+    expand: set[str]
+    next_page_token: str | None = None
+    start_at: int = 0
+
+
+async def _search_request(call: Call) -> SearchRequest:
+    request = call.request
+    if request.method == "POST":
+        try:
+            body = orjson.loads(await request.body() or b"{}")
+        except orjson.JSONDecodeError:
+            raise ApiError(400, "Request body is not valid JSON.") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "Request body must be a JSON object.")
+        fields = body.get("fields") or []
+        if isinstance(fields, str):
+            fields = [fields]
+        expand = body.get("expand") or ""
+        if isinstance(expand, list):
+            expand = ",".join(expand)
+        max_results = body.get("maxResults")
+        if max_results is not None and not isinstance(max_results, int):
+            raise ApiError(400, "maxResults must be an integer.")
+        return SearchRequest(body.get("jql"), max_results, list(fields),
+                             {e.strip() for e in str(expand).split(",") if e.strip()},
+                             body.get("nextPageToken"), int(body.get("startAt") or 0))
+    params = request.query_params
+    max_results = _int_param(request, "maxResults", -1)
+    return SearchRequest(
+        params.get("jql"),
+        None if max_results == -1 else max_results,
+        params.getlist("fields"),
+        {e.strip() for v in params.getlist("expand") for e in v.split(",") if e.strip()},
+        params.get("nextPageToken"),
+        max(0, _int_param(request, "startAt", 0)),
+    )
+
+
+def select_fields(specs: list[str], *, default: str) -> tuple[tuple[str, ...] | None, bool]:
+    """Which fields to render: (None = id only | field ids, key wanted)."""
+    tokens = [t.strip() for spec in specs for t in spec.split(",") if t.strip()]
+    if not tokens:
+        tokens = [default]
+    include: list[str] = []
+    exclude: set[str] = set()
+    base: tuple[str, ...] = ()
+    wants_key = False
+    only_excludes = True
+    for token in tokens:
+        if token == "*all":
+            base, only_excludes = FIELD_IDS, False
+        elif token == "*navigable":
+            base = base or NAVIGABLE_FIELD_IDS
+            only_excludes = False
+        elif token.startswith("-"):
+            exclude.add(token[1:])
+        elif token == "id":
+            only_excludes = False
+        elif token == "key":
+            wants_key, only_excludes = True, False
+        else:
+            only_excludes = False
+            if token in FIELD_NAMES and token not in include:
+                include.append(token)
+    if only_excludes:
+        base = NAVIGABLE_FIELD_IDS
+    chosen = set(base) | set(include)
+    wanted = tuple(f for f in FIELD_IDS if f in chosen and f not in exclude)
+    if not wanted and not base:
+        return None, wants_key
+    return wanted, True
+
+
+def _token(jql: str | None, last: tuple[int, ...]) -> str:
+    raw = orjson.dumps([zlib.crc32((jql or "").encode()), *last])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _untoken(jql: str | None, token: str) -> tuple[int, ...]:
+    try:
+        raw = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if not isinstance(raw, list) or raw[0] != zlib.crc32((jql or "").encode()):
+            raise ValueError("token of another query")
+        return tuple(int(v) for v in raw[1:])
+    except (ValueError, TypeError, IndexError, binascii.Error, orjson.JSONDecodeError):
+        raise ApiError(400, "The provided next page token is invalid or expired.") from None
+
+
+def _run_query(call: Call, jql: str | None, *, require_bound: bool) -> object:
+    site = call.site
+    try:
+        query = site.parse(jql, require_bound=require_bound)
+    except JqlError as error:
+        raise ApiError(400, str(error)) from None
+    forbidden = site.forbidden_in(query)
+    if forbidden is not None:
+        raise ApiError(
+            403, f"You do not have permission to browse issues in project '{forbidden}'.")
+    return site.run(jql, query)
+
+
+def _render_issues(call: Call, issues: list, wanted: tuple[str, ...] | None, wants_key: bool,
+                   expand: set[str]) -> list[dict]:
+    renderer = call.renderer
+    frozen = frozenset(expand)
+    call.site.issues_served += len(issues)
+    if wanted is None:
+        if wants_key:
+            return [{"id": str(i.id), "key": i.key} for i in issues]
+        return [{"id": str(i.id)} for i in issues]
+    return [renderer.issue(i, wanted, frozen) for i in issues]
+
+
+def _names_and_schema(body: dict, wanted: tuple[str, ...] | None, expand: set[str]) -> None:
+    if not wanted:
+        return
+    if "names" in expand:
+        body["names"] = {f: FIELD_NAMES[f] for f in wanted}
+    if "schema" in expand:
+        schemas = {f.id: f.schema for f in FIELDS}
+        body["schema"] = {f: schemas[f] for f in wanted}
+
+
+async def search_jql(call: Call) -> object:
+    search = await _search_request(call)
+    wanted, wants_key = select_fields(search.fields, default="id")
+    light = wanted is None
+    cap = SEARCH_CAP_IDS if light else SEARCH_CAP
+    size = min(max(1, search.max_results if search.max_results is not None else 50), cap)
+    result = _run_query(call, search.jql, require_bound=True)
+    after = _untoken(search.jql, search.next_page_token) if search.next_page_token else None
+    page, last = call.site.page_after(result, after, size)  # type: ignore[arg-type]
+    issue_expand = search.expand - {"names", "schema"}
+    body: dict = {"issues": _render_issues(call, page, wanted, wants_key, issue_expand)}
+    if last is not None:
+        body["nextPageToken"] = _token(search.jql, last)
+    body["isLast"] = last is None
+    _names_and_schema(body, wanted, search.expand)
+    return body
+
+
+async def approximate_count(call: Call) -> object:
+    try:
+        body = orjson.loads(await call.request.body() or b"{}")
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "Request body is not valid JSON.") from None
+    jql = body.get("jql") if isinstance(body, dict) else None
+    result = _run_query(call, jql, require_bound=True)
+    return {"count": len(result.issues)}  # type: ignore[attr-defined]
+
+
+async def dc_search(call: Call) -> object:
+    search = await _search_request(call)
+    wanted, _ = select_fields(search.fields, default="*navigable")
+    size = min(max(0, search.max_results if search.max_results is not None else 50),
+               DC_SEARCH_CAP)
+    result = _run_query(call, search.jql, require_bound=False)
+    issues = result.issues  # type: ignore[attr-defined]
+    page = issues[search.start_at:search.start_at + size]
+    body: dict = {
+        "expand": "schema,names",
+        "startAt": search.start_at,
+        "maxResults": size,
+        "total": len(issues),
+        "issues": _render_issues(call, page, wanted or (), True,
+                                 search.expand - {"names", "schema"}),
+    }
+    _names_and_schema(body, wanted, search.expand)
+    return body
+
+
+def _issue(call: Call) -> Issue:
+    key = call.request.path_params["key"]
+    site = call.site
+    issue = site.data.by_key.get(key.upper())
+    if issue is None and key.isdigit():
+        number = int(key) - 10_000
+        issue = site.data.issues[number] if 0 <= number < len(site.data.issues) else None
+    if issue is None or issue.deleted or site.data.projects[issue.project].key in \
+            site.knobs.forbidden_projects:
+        raise ApiError(404, "Issue does not exist or you do not have permission to see it.")
+    return issue
+
+
+async def issue_get(call: Call) -> object:
+    issue = _issue(call)
+    params = call.request.query_params
+    wanted, _ = select_fields(params.getlist("fields"), default="*all")
+    expand = {e.strip() for v in params.getlist("expand") for e in v.split(",") if e.strip()}
+    call.site.issues_served += 1
+    return call.renderer.issue(issue, wanted or (), frozenset(expand))
+
+
+def _page(call: Call, items: list, key: str) -> dict:
+    start = max(0, _int_param(call.request, "startAt", 0))
+    size = min(max(1, _int_param(call.request, "maxResults", 100)), 5000)
+    return {"startAt": start, "maxResults": size, "total": len(items),
+            key: items[start:start + size]}
+
+
+async def issue_comments(call: Call) -> object:
+    issue = _issue(call)
+    # The whole thread: only the block embedded in the issue stops at 20.
+    block = call.renderer.comments(issue, limit=None)
+    return _page(call, block["comments"], "comments")
+
+
+async def issue_worklogs(call: Call) -> object:
+    issue = _issue(call)
+    block = call.renderer.worklogs(issue, limit=None)
+    return _page(call, block["worklogs"], "worklogs")
+
+
+async def issue_changelog(call: Call) -> object:
+    issue = _issue(call)
+    renderer = call.renderer
+    histories = [renderer.history(h) for h in renderer.histories(issue)]
+    start = max(0, _int_param(call.request, "startAt", 0))
+    size = min(max(1, _int_param(call.request, "maxResults", 100)), 100)
+    page = histories[start:start + size]
+    body: dict = {"self": f"{renderer.rest}/issue/{call.request.path_params['key']}/changelog"
+                  f"?startAt={start}&maxResults={size}",
+                  "maxResults": size, "startAt": start, "total": len(histories),
+                  "isLast": start + size >= len(histories), "values": page}
+    if not body["isLast"]:
+        body["nextPage"] = (f"{renderer.rest}/issue/{call.request.path_params['key']}/changelog"
+                            f"?startAt={start + size}&maxResults={size}")
+    return body
+
+
+# --- OAuth 3LO ------------------------------------------------------------------------------
+
+
+def oauth_routes(site: FakeJiraSite) -> list[Route]:
+    async def authorize(request: Request) -> Response:
+        params = request.query_params
+        try:
+            code = site.oauth.authorize(params.get("client_id"), params.get("redirect_uri"),
+                                        params.get("scope"))
+        except OAuthError as error:
+            site.requests["GET /authorize"][error.status] += 1
+            return json_response(error.body, error.status)
+        site.requests["GET /authorize"][302] += 1
+        query = {"code": code}
+        if params.get("state") is not None:
+            query["state"] = params["state"]
+        separator = "&" if "?" in params["redirect_uri"] else "?"
+        return RedirectResponse(f"{params['redirect_uri']}{separator}{urlencode(query)}", 302)
+
+    async def token(request: Request) -> Response:
+        raw = await request.body()
+        try:
+            if request.headers.get("content-type", "").startswith(
+                    "application/x-www-form-urlencoded"):
+                body = dict((await request.form()).items())
+            else:
+                body = orjson.loads(raw or b"{}")
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            site.requests["POST /oauth/token"][400] += 1
+            return json_response({"error": "invalid_request",
+                                  "error_description": "Body must be JSON."}, 400)
+        try:
+            answer = site.oauth.grant(body, site.clock.now_ms(), site.knobs.token_ttl)
+        except OAuthError as error:
+            site.requests["POST /oauth/token"][error.status] += 1
+            return json_response(error.body, error.status)
+        site.requests["POST /oauth/token"][200] += 1
+        return json_response(answer)
+
+    async def accessible_resources(request: Request) -> Response:
+        header = request.headers.get("authorization", "")
+        if header[:7].lower() != "bearer " or not site.oauth.check(header[7:].strip(),
+                                                                     site.clock.now_ms()):
+            site.requests["GET /oauth/token/accessible-resources"][401] += 1
+            return json_response({"code": 401, "message": "Unauthorized"}, 401)
+        site.requests["GET /oauth/token/accessible-resources"][200] += 1
+        base = str(request.base_url).rstrip("/")
+        return json_response([{
+            "id": site.cloud_id, "url": base, "name": "fake-jira",
+            "scopes": SCOPES.split(), "avatarUrl": f"{base}/avatar.png",
+        }])
+
+    return [
+        Route("/authorize", authorize, methods=["GET"]),
+        Route("/oauth/token", token, methods=["POST"]),
+        Route("/oauth/token/accessible-resources", accessible_resources, methods=["GET"]),
+    ]
+
+
+# --- admin ----------------------------------------------------------------------------------
+
+
+def admin_routes(site: FakeJiraSite) -> list[Route]:
+    def admin(handler: Callable[[Request], Awaitable[Response]]) -> Callable:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except AdminError as error:
+                return json_response({"errorMessages": [str(error)], "errors": {}}, error.status)
+            except (ValueError, TypeError, KeyError) as error:
+                return json_response({"errorMessages": [f"Bad admin request: {error}"],
+                                      "errors": {}}, 400)
+        return endpoint
+
+    async def body_of(request: Request) -> dict:
+        raw = await request.body()
+        if not raw:
+            return {}
+        body = orjson.loads(raw)
+        if not isinstance(body, dict):
+            raise AdminError(400, "Body must be a JSON object.")
+        return body
+
+    def summary(issue: object) -> dict:
+        return {"id": str(issue.id), "key": issue.key,  # type: ignore[attr-defined]
+                "updated": jira_time(issue.updated, 0)}  # type: ignore[attr-defined]
+
+    async def issues(request: Request) -> Response:
+        if request.method == "GET":
+            return json_response(site.dump())
+        body = await body_of(request)
+        project_key = body.get("project_key") or body.get("projectKey")
+        if not project_key:
+            raise AdminError(400, "project_key is required")
+        return json_response(summary(site.create_issue(str(project_key), body.get("fields"))), 201)
+
+    async def touch(request: Request) -> Response:
+        body = await body_of(request)
+        return json_response(summary(site.touch_issue(request.path_params["key"],
+                                                      body.get("fields"))))
+
+    async def delete(request: Request) -> Response:
+        site.delete_issue(request.path_params["key"])
+        return Response(status_code=204)
+
+    async def clock(request: Request) -> Response:
+        if request.method == "POST":
+            body = await body_of(request)
+            if "advance_seconds" in body:
+                site.clock.advance(float(body["advance_seconds"]))
+            elif "now" in body:
+                moment = parse_jira_datetime(str(body["now"]))
+                site.clock.set(moment)  # type: ignore[arg-type]
+            else:
+                raise AdminError(400, "Give advance_seconds or now")
+        now = site.clock.now()
+        return json_response({"now": now.isoformat(), "epoch_ms": to_epoch_ms(now)})
+
+    async def config(request: Request) -> Response:
+        if request.method == "POST":
+            return json_response(site.configure(await body_of(request)))
+        return json_response(site.knob_values())
+
+    async def reset(request: Request) -> Response:
+        site.reset()
+        return Response(status_code=204)
+
+    async def stats(request: Request) -> Response:
+        return json_response(site.stats())
+
+    return [
+        Route("/_fake/issues", admin(issues), methods=["GET", "POST"]),
+        Route("/_fake/issues/{key}/touch", admin(touch), methods=["POST"]),
+        Route("/_fake/issues/{key}", admin(delete), methods=["DELETE"]),
+        Route("/_fake/clock", admin(clock), methods=["GET", "POST"]),
+        Route("/_fake/config", admin(config), methods=["GET", "POST"]),
+        Route("/_fake/reset", admin(reset), methods=["POST"]),
+        Route("/_fake/stats", admin(stats), methods=["GET"]),
+    ]
+
+
+# --- assembly -------------------------------------------------------------------------------
+
+CLOUD_ENDPOINTS: tuple[tuple[str, Handler, tuple[str, ...]], ...] = (
+    ("/myself", myself, ("GET",)),
+    ("/serverInfo", server_info, ("GET",)),
+    ("/project/search", project_search, ("GET",)),
+    ("/project/{key}", project_get, ("GET",)),
+    ("/statuses/search", statuses_search, ("GET",)),
+    ("/status", status_list, ("GET",)),
+    ("/users/search", users_search, ("GET",)),
+    ("/user", user_get, ("GET",)),
+    ("/search/jql", search_jql, ("GET", "POST")),
+    ("/search/approximate-count", approximate_count, ("POST",)),
+    ("/search", removed_search, ("GET", "POST")),
+    ("/field", field_list, ("GET",)),
+    ("/issue/{key}", issue_get, ("GET",)),
+    ("/issue/{key}/comment", issue_comments, ("GET",)),
+    ("/issue/{key}/worklog", issue_worklogs, ("GET",)),
+    ("/issue/{key}/changelog", issue_changelog, ("GET",)),
+)
+DATACENTER_ENDPOINTS: tuple[tuple[str, Handler, tuple[str, ...]], ...] = (
+    ("/myself", myself, ("GET",)),
+    ("/serverInfo", server_info, ("GET",)),
+    ("/project", project_list, ("GET",)),
+    ("/project/{key}", project_get, ("GET",)),
+    ("/status", status_list, ("GET",)),
+    ("/user/search", dc_user_search, ("GET",)),
+    ("/user", user_get, ("GET",)),
+    ("/search", dc_search, ("GET", "POST")),
+    ("/field", field_list, ("GET",)),
+    ("/issue/{key}", issue_get, ("GET",)),
+)
+
+
+async def not_found(request: Request, exc: Exception) -> Response:
+    return json_response({"errorMessages": ["Not Found"], "errors": {}}, 404)
+
+
+def build_app(site: FakeJiraSite) -> Starlette:
+    routes: list[Route] = []
+    if site.config.mode == "cloud":
+        for suffix, handler, methods in CLOUD_ENDPOINTS:
+            routes.append(api_route(f"/rest/api/3{suffix}", handler, api="3", scheme="basic",
+                                    methods=methods, site=site))
+            routes.append(api_route(f"/ex/jira/{{cloud_id}}/rest/api/3{suffix}", handler, api="3",
+                                    scheme="oauth", methods=methods, site=site))
+        routes.extend(oauth_routes(site))
+    else:
+        for suffix, handler, methods in DATACENTER_ENDPOINTS:
+            routes.append(api_route(f"/rest/api/2{suffix}", handler, api="2", scheme="pat",
+                                    methods=methods, site=site))
+    routes.extend(admin_routes(site))
+    return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})

@@ -1,0 +1,359 @@
+"""One running fake Jira site: its dataset, clock, knobs, counters and the changes admins make."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from bisect import bisect_right
+from collections import Counter, OrderedDict, defaultdict
+from dataclasses import dataclass, replace
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from jira_pipeline.fakejira.config import FakeJiraConfig
+from jira_pipeline.fakejira.dataset import (
+    PRIORITIES,
+    Dataset,
+    History,
+    Issue,
+    build_dataset,
+)
+from jira_pipeline.fakejira.jql import Query, SearchContext, parse_jql
+from jira_pipeline.fakejira.limits import FaultInjector, RateLimiter
+from jira_pipeline.fakejira.oauth import OAuthIssuer
+from jira_pipeline.fakejira.render import SiteRenderer, adf, jira_time
+from jira_pipeline.timeutil import from_epoch_ms, to_epoch_ms, utc_now
+
+
+class AdminError(ValueError):
+    """An admin request that names something that does not exist or is malformed."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class FakeClock:
+    """Runs forward with real time from a start point; admins may jump it."""
+
+    def __init__(self, start: datetime) -> None:
+        self.set(start)
+
+    def set(self, moment: datetime) -> None:
+        self._start_ms = to_epoch_ms(moment)
+        self._anchor = time.monotonic()
+
+    def now_ms(self) -> int:
+        return self._start_ms + int((time.monotonic() - self._anchor) * 1000)
+
+    def now(self) -> datetime:
+        return from_epoch_ms(self.now_ms())
+
+    def advance(self, seconds: float) -> None:
+        self._start_ms += int(seconds * 1000)
+
+
+@dataclass
+class SearchResult:
+    version: int
+    keys: list[tuple[int, ...]]
+    issues: list[Issue]
+
+
+@dataclass
+class Knobs:
+    latency_ms: float
+    rate_limit: float
+    burst: int
+    fault_rate: float
+    token_ttl: int
+    malformed_json_next: int
+    forbidden_projects: tuple[str, ...]
+
+
+class FakeJiraSite:
+    def __init__(self, config: FakeJiraConfig) -> None:
+        self.config = config
+        self.start = config.now or utc_now().replace(microsecond=0)
+        self.cloud_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"fake-jira:{config.seed}"))
+        self.user_zone = ZoneInfo(config.user_timezone)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the freshly seeded site: data, clock, knobs, limits, tokens and counters."""
+        config = self.config
+        self.clock = FakeClock(self.start)
+        self.data: Dataset = build_dataset(config, self.start)
+        self.knobs = Knobs(config.latency_ms, config.rate_limit, config.burst, config.fault_rate,
+                           config.token_ttl, 0, tuple(config.forbidden_projects))
+        self.limiter = RateLimiter(config.rate_limit, config.burst)
+        self.faults = FaultInjector(config.fault_rate, random.Random(config.seed * 7919 + 1))
+        self.oauth = OAuthIssuer(config.oauth_client_id, config.oauth_client_secret, config.seed)
+        self.renderers: dict[tuple[str, str], SiteRenderer] = {}
+        self.searches: OrderedDict[tuple, SearchResult] = OrderedDict()
+        self.requests: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.rate_limited = 0
+        self.in_retry_window = 0
+        self.faults_served = 0
+        self.issues_served = 0
+        self.project_rank = self._project_rank()
+
+    def _project_rank(self) -> dict[int, int]:
+        order = sorted(range(len(self.data.projects)), key=lambda p: self.data.projects[p].key)
+        return {p: rank for rank, p in enumerate(order)}
+
+    # --- reading ------------------------------------------------------------------------
+
+    def renderer(self, base: str, api: str = "3") -> SiteRenderer:
+        renderer = self.renderers.get((base, api))
+        if renderer is None or renderer.data is not self.data:
+            renderer = self.renderers[(base, api)] = SiteRenderer(self.data, base, api=api)
+        return renderer
+
+    def myself_index(self) -> int:
+        return 0
+
+    def search_context(self) -> SearchContext:
+        return SearchContext(self.data, self.user_zone, self.clock.now_ms(), self.myself_index())
+
+    def parse(self, jql: str | None, *, require_bound: bool = True) -> Query:
+        return parse_jql(jql, self.search_context(), require_bound=require_bound)
+
+    def forbidden_in(self, query: Query) -> str | None:
+        for key in sorted(query.project_keys):
+            if key in self.knobs.forbidden_projects:
+                return key
+        return None
+
+    def visible_project_indexes(self) -> list[int]:
+        hidden = set(self.knobs.forbidden_projects)
+        return [i for i, p in enumerate(self.data.projects) if p.key not in hidden]
+
+    def run(self, jql: str | None, query: Query) -> SearchResult:
+        """Matching issues in order; cached per query until the data changes."""
+        cache_key = (jql or "", self.knobs.forbidden_projects)
+        cached = self.searches.get(cache_key)
+        # Relative dates (now(), -1d) move with the clock, so such queries are never cached.
+        if cached is not None and cached.version == self.data.version and not query.relative:
+            self.searches.move_to_end(cache_key)
+            return cached
+        predicate = query.predicate
+        visible = set(self.visible_project_indexes())
+        matching = [i for i in self.data.issues if not i.deleted and i.project in visible
+                    and (predicate is None or predicate(i))]
+        rank = self.project_rank
+        order = query.order or [("key", True)]
+        query_for_sort = replace(query, order=order)
+        pairs = sorted(((query_for_sort.sort_key(i, rank), i) for i in matching),
+                       key=lambda pair: pair[0])
+        result = SearchResult(self.data.version, [k for k, _ in pairs], [i for _, i in pairs])
+        self.searches[cache_key] = result
+        while len(self.searches) > 32:
+            self.searches.popitem(last=False)
+        return result
+
+    @staticmethod
+    def page_after(result: SearchResult, after: tuple[int, ...] | None, size: int) -> tuple[
+            list[Issue], tuple[int, ...] | None]:
+        """The page following sort position `after` (keyset paging survives data changes)."""
+        start = 0 if after is None else bisect_right(result.keys, after)
+        end = start + size
+        page = result.issues[start:end]
+        last = result.keys[end - 1] if end < len(result.keys) and page else None
+        return page, last
+
+    # --- admin changes --------------------------------------------------------------------
+
+    def _changed(self, issue: Issue) -> None:
+        issue.version += 1
+        self.data.version += 1
+
+    def issue_by_key(self, key: str) -> Issue:
+        issue = self.data.by_key.get(key.upper())
+        if issue is None or issue.deleted:
+            raise AdminError(404, f"Issue does not exist: {key}")
+        return issue
+
+    def create_issue(self, project_key: str, fields: dict | None = None) -> Issue:
+        data = self.data
+        project = next((i for i, p in enumerate(data.projects) if p.key == project_key.upper()),
+                       None)
+        if project is None:
+            raise AdminError(404, f"No project with key {project_key!r}")
+        now = self.clock.now_ms()
+        rng = random.Random(f"{self.config.seed}:{len(data.issues)}")
+        issue = Issue()
+        issue.num = len(data.issues)
+        issue.id = 10_000 + issue.num
+        issue.project = project
+        issue.key_num = data.next_key_num[project]
+        data.next_key_num[project] += 1
+        issue.key = f"{data.projects[project].key}-{issue.key_num}"
+        issue.type, issue.parent = 2, -1
+        issue.status = 0
+        issue.priority = 2
+        issue.assignee = -1
+        issue.reporter = self.myself_index()
+        issue.created = issue.updated = now
+        issue.resolved = 0
+        issue.offset = 0
+        issue.labels = ()
+        issue.components = ()
+        issue.fix_version = -1
+        issue.seed = rng.getrandbits(32)
+        issue.summary = f"New issue {issue.key}"
+        issue.custom = (None, -1, (), -1, -1, (), 0, None)
+        issue.comments = issue.worklogs = 0
+        data.issues.append(issue)
+        data.by_key[issue.key] = issue
+        if fields:
+            self._apply_fields(issue, fields, now, record=False)
+        self._changed(issue)
+        return issue
+
+    def touch_issue(self, key: str, fields: dict | None = None) -> Issue:
+        issue = self.issue_by_key(key)
+        now = max(self.clock.now_ms(), issue.updated + 1)
+        if not fields:
+            # A touch without fields still is a real edit: story points move by one.
+            points = issue.custom[0] or 0.0
+            fields = {"customfield_10016": points + 1.0}
+        self._apply_fields(issue, fields, now, record=True)
+        issue.updated = now
+        self._changed(issue)
+        return issue
+
+    def delete_issue(self, key: str) -> None:
+        issue = self.issue_by_key(key)
+        issue.deleted = True
+        self._changed(issue)
+
+    def _apply_fields(self, issue: Issue, fields: dict, now: int, *, record: bool) -> None:
+        data = self.data
+        items = []
+        for name, value in fields.items():
+            before, after = self._field_string(issue, name), None
+            if name == "status":
+                wanted = str(value.get("name") or value.get("id")) if isinstance(value, dict) \
+                    else str(value)
+                choices = data.project_statuses(issue.project)
+                index = next((s for s in choices if wanted in (data.statuses[s].id,
+                                                               data.statuses[s].name)), None)
+                if index is None:
+                    raise AdminError(400, f"Status {wanted!r} is not available in this project")
+                old = data.statuses[issue.status]
+                issue.status = index
+                new = data.statuses[index]
+                issue.resolved = now if new.category == "DONE" else 0
+                items.append(("status", "jira", "status", old.id, old.name, new.id, new.name))
+                continue
+            if name == "assignee":
+                account = value.get("accountId") if isinstance(value, dict) else value
+                found = next((i for i, u in enumerate(data.users) if u.account_id == account), None)
+                if account is not None and found is None:
+                    raise AdminError(400, f"No user with accountId {account!r}")
+                issue.assignee = -1 if found is None else found
+            elif name == "priority":
+                wanted = value.get("name") if isinstance(value, dict) else value
+                found = next((i for i, p in enumerate(PRIORITIES) if wanted in p[:2]), None)
+                if found is None:
+                    raise AdminError(400, f"No priority {wanted!r}")
+                issue.priority = found
+            elif name == "labels":
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise AdminError(400, "labels must be a list of strings")
+                issue.labels = tuple(sorted(value))
+            elif name == "customfield_10016":
+                issue.custom = (value, *issue.custom[1:])
+            elif name == "description" and isinstance(value, str):
+                issue.overrides = {**(issue.overrides or {}), name: adf([value])}
+            else:
+                issue.overrides = {**(issue.overrides or {}), name: value}
+            after = self._field_string(issue, name)
+            items.append((name, "custom" if name.startswith("customfield_") else "jira", name,
+                          None, before, None, after))
+        if record and items:
+            history = History(id=str(data.next_history_id), author=self.myself_index(),
+                              created_ms=now, offset=issue.offset, items=tuple(items))
+            data.next_history_id += 1
+            issue.extra_histories = [*(issue.extra_histories or []), history]
+
+    def _field_string(self, issue: Issue, name: str) -> str | None:
+        data = self.data
+        if name == "assignee":
+            return data.users[issue.assignee].display_name if issue.assignee >= 0 else None
+        if name == "priority":
+            return PRIORITIES[issue.priority][1]
+        if name == "labels":
+            return " ".join(issue.labels) or None
+        if name == "customfield_10016":
+            return None if issue.custom[0] is None else str(issue.custom[0])
+        if name == "summary":
+            return SiteRenderer.summary(issue)
+        value = (issue.overrides or {}).get(name)
+        return None if value is None else str(value)[:255]
+
+    def dump(self) -> list[dict]:
+        """The compact admin view of live issues (timestamps in UTC, Jira's format)."""
+        data = self.data
+        out = []
+        for issue in data.issues:
+            if issue.deleted:
+                continue
+            project = data.projects[issue.project]
+            out.append({
+                "id": str(issue.id),
+                "key": issue.key,
+                "project_id": project.id,
+                "project_key": project.key,
+                "updated": jira_time(issue.updated, 0),
+                "created": jira_time(issue.created, 0),
+                "status_id": data.statuses[issue.status].id,
+                "assignee_account_id": (data.users[issue.assignee].account_id
+                                        if issue.assignee >= 0 else None),
+                "reporter_account_id": data.users[issue.reporter].account_id,
+            })
+        return out
+
+    def stats(self) -> dict:
+        return {
+            "requests": {endpoint: {str(s): n for s, n in sorted(counts.items())}
+                         for endpoint, counts in sorted(self.requests.items())},
+            "rate_limited": self.rate_limited,
+            "requests_in_retry_after_window": self.in_retry_window,
+            "faults": self.faults_served,
+            "issues_served": self.issues_served,
+            "issues": sum(1 for i in self.data.issues if not i.deleted),
+            "now": self.clock.now().isoformat(),
+        }
+
+    def configure(self, knobs: dict) -> dict:
+        allowed = {"latency_ms", "rate_limit", "burst", "fault_rate", "token_ttl",
+                   "malformed_json_next", "forbidden_projects"}
+        unknown = set(knobs) - allowed
+        if unknown:
+            raise AdminError(400, f"Unknown config knobs: {', '.join(sorted(unknown))}")
+        for name, value in knobs.items():
+            if name == "forbidden_projects":
+                value = tuple(str(v).upper() for v in value)
+            elif name in ("burst", "token_ttl", "malformed_json_next"):
+                value = int(value)
+            else:
+                value = float(value)
+            if name != "forbidden_projects" and value < 0:
+                raise AdminError(400, f"{name} must not be negative")
+            setattr(self.knobs, name, value)
+        if not 0.0 <= self.knobs.fault_rate <= 1.0:
+            raise AdminError(400, "fault_rate must lie between 0 and 1")
+        self.limiter.reconfigure(self.knobs.rate_limit, self.knobs.burst)
+        self.faults.rate = self.knobs.fault_rate
+        return self.knob_values()
+
+    def knob_values(self) -> dict:
+        k = self.knobs
+        return {"latency_ms": k.latency_ms, "rate_limit": k.rate_limit, "burst": k.burst,
+                "fault_rate": k.fault_rate, "token_ttl": k.token_ttl,
+                "malformed_json_next": k.malformed_json_next,
+                "forbidden_projects": list(k.forbidden_projects)}
+

@@ -1,0 +1,66 @@
+"""Smoke tests of the fake Jira as a client sees it: it starts, authenticates and pages."""
+
+from __future__ import annotations
+
+import httpx
+
+from jira_pipeline.timeutil import parse_jira_datetime, to_epoch_ms
+
+
+def _client(fake) -> httpx.Client:
+    return httpx.Client(base_url=fake.base_url, auth=(fake.config.email, fake.config.api_token))
+
+
+def test_myself_answers_the_configured_user_with_time_zone(fake_jira_factory):
+    fake = fake_jira_factory(issues=5, user_timezone="Pacific/Tongatapu")
+    with _client(fake) as client:
+        me = client.get("/rest/api/3/myself").json()
+    assert me["emailAddress"] == fake.config.email
+    assert me["timeZone"] == "Pacific/Tongatapu"
+
+
+def test_wrong_api_token_is_refused_with_401(fake_jira):
+    with httpx.Client(base_url=fake_jira.base_url, auth=(fake_jira.config.email, "nope")) as c:
+        response = c.get("/rest/api/3/myself")
+    assert response.status_code == 401
+    assert response.json()["errorMessages"]
+
+
+def test_search_jql_pages_every_issue_once_by_token(fake_jira):
+    seen: list[str] = []
+    token = None
+    with _client(fake_jira) as client:
+        while True:
+            body = {"jql": "project in (CORE, WEB, OPS, DATA, MOB) ORDER BY updated ASC",
+                    "maxResults": 7, "fields": ["updated"]}
+            if token:
+                body["nextPageToken"] = token
+            page = client.post("/rest/api/3/search/jql", json=body).json()
+            seen += [issue["key"] for issue in page["issues"]]
+            if page["isLast"]:
+                assert "nextPageToken" not in page
+                break
+            token = page["nextPageToken"]
+    assert sorted(seen) == sorted(issue["key"] for issue in fake_jira.admin.issues())
+    assert len(seen) == len(set(seen))
+
+
+def test_touched_issue_enters_an_epoch_ms_window_after_the_clock(fake_jira):
+    admin = fake_jira.admin
+    window_start = to_epoch_ms(admin.advance_clock(3600))
+    key = admin.issues()[0]["key"]
+    touched = admin.touch_issue(key, {"summary": "renamed"})
+    assert to_epoch_ms(parse_jira_datetime(touched["updated"])) >= window_start
+    with _client(fake_jira) as client:
+        page = client.get("/rest/api/3/search/jql", params={
+            "jql": f"updated >= {window_start}", "fields": "summary",
+            "expand": "changelog"}).json()
+    assert [issue["key"] for issue in page["issues"]] == [key]
+    issue = page["issues"][0]
+    assert issue["fields"]["summary"] == "renamed"
+    assert issue["changelog"]["histories"][-1]["items"][0]["toString"] == "renamed"
+
+
+def test_removed_search_endpoint_answers_410(fake_jira):
+    with _client(fake_jira) as client:
+        assert client.get("/rest/api/3/search", params={"jql": "project = CORE"}).status_code == 410
