@@ -1,0 +1,318 @@
+"""The one place that decides which MongoDB we talk to: a real server or the embedded store."""
+
+from __future__ import annotations
+
+import fcntl
+import functools
+import os
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import litemongo
+import pymongo
+from litemongo import sqlite_store
+from litemongo._vendor.mongomock import collection as mongomock_collection
+from litemongo._vendor.mongomock import database as mongomock_database
+from litemongo._vendor.mongomock import helpers as mongomock_helpers
+from litemongo._vendor.mongomock.filtering import filter_applies
+from pymongo.database import Database
+from pymongo.errors import ConfigurationError, DuplicateKeyError, PyMongoError
+
+from jira_pipeline.settings import env
+
+APP_NAME = "jira-pipeline"
+DEFAULT_DATABASE = "jira"
+SERVER_SCHEMES = ("mongodb://", "mongodb+srv://")
+
+# Both clients expose the same pymongo API; the embedded one is not a pymongo subclass.
+MongoClient = Any
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class StoreUnavailableError(RuntimeError):
+    """The configured MongoDB cannot be used: unreachable server, bad URI or unwritable folder."""
+
+
+def mask_uri(uri: str) -> str:
+    """`uri` with any password replaced by `***`, safe to show in a message or a log."""
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "<unparseable MONGODB_URI>"
+    if parts.password is None:
+        return uri
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def embedded_store_folder() -> Path:
+    """The embedded store's folder: `$DAGSTER_HOME/mongo`, else `./.jira_pipeline/mongo`."""
+    dagster_home = env("DAGSTER_HOME")
+    base = Path(dagster_home) if dagster_home else Path.cwd() / ".jira_pipeline"
+    return base / "mongo"
+
+
+def get_mongo_client(
+    uri: str | None = None,
+    *,
+    folder: str | os.PathLike[str] | None = None,
+    max_pool_size: int = 100,
+    min_pool_size: int = 0,
+    server_selection_timeout_ms: int = 10_000,
+) -> MongoClient:
+    """A client for `uri` (default: `MONGODB_URI`), or for the embedded store when there is none.
+
+    The client is checked before it is returned, so a wrong URI, an unreachable server or an
+    unwritable folder fails here with one message instead of at the first write.
+    """
+    uri = uri if uri is not None else env("MONGODB_URI")
+    if uri:
+        return _server_client(uri, max_pool_size, min_pool_size, server_selection_timeout_ms)
+    return _embedded_client(Path(folder) if folder is not None else embedded_store_folder())
+
+
+def get_database(
+    uri: str | None = None,
+    database: str | None = None,
+    *,
+    folder: str | os.PathLike[str] | None = None,
+) -> Database:
+    """The database `MONGODB_DATABASE` (default `jira`) on `get_mongo_client`'s store."""
+    name = database or env("MONGODB_DATABASE", DEFAULT_DATABASE)
+    return get_mongo_client(uri, folder=folder).get_database(name)
+
+
+def is_embedded(client_or_db: Any) -> bool:
+    """True when talking to the embedded file store rather than a MongoDB server."""
+    client = getattr(client_or_db, "client", client_or_db)
+    return isinstance(client, EmbeddedMongoClient)
+
+
+def _server_client(
+    uri: str, max_pool_size: int, min_pool_size: int, server_selection_timeout_ms: int
+) -> pymongo.MongoClient:
+    shown = mask_uri(uri)
+    if not uri.startswith(SERVER_SCHEMES):
+        raise StoreUnavailableError(
+            f"MONGODB_URI must start with mongodb:// or mongodb+srv:// (got {shown}); "
+            "unset it to use the embedded store"
+        )
+    try:
+        client: pymongo.MongoClient = pymongo.MongoClient(
+            uri,
+            tz_aware=True,
+            tzinfo=UTC,
+            appname=APP_NAME,
+            retryWrites=True,
+            serverSelectionTimeoutMS=server_selection_timeout_ms,
+            uuidRepresentation="standard",
+            maxPoolSize=max_pool_size,
+            minPoolSize=min_pool_size,
+        )
+    except (ConfigurationError, ValueError, TypeError) as exc:
+        raise StoreUnavailableError(f"MONGODB_URI {shown} is not valid: {exc}") from None
+    try:
+        client.admin.command("ping")
+    except PyMongoError as exc:
+        client.close()
+        # pymongo's own text names hosts, never the password; the URI is masked anyway.
+        reason = str(exc).split(", Timeout:")[0]
+        raise StoreUnavailableError(f"cannot reach MongoDB at {shown}: {reason}") from None
+    return client
+
+
+def _embedded_client(folder: Path) -> EmbeddedMongoClient:
+    folder = folder.expanduser().absolute()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-probe-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise StoreUnavailableError(
+            f"the embedded MongoDB store folder {folder} is not writable ({exc.strerror}); "
+            "set DAGSTER_HOME to a writable folder or MONGODB_URI to a server"
+        ) from None
+    return EmbeddedMongoClient(folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# The embedded store.
+#
+# litemongo gives the pymongo API over SQLite files, but its writes are "read, then write" with
+# no lock between processes, so two processes could both pass a version check and the older
+# write could land last. Its collections here take a per-collection file lock around each write
+# call, which makes a filtered update (our version guard, the token compare-and-set) atomic across
+# processes exactly as it is on a server. Everything above this layer stays plain pymongo.
+# ---------------------------------------------------------------------------------------------
+
+
+class CollectionWriteLock:
+    """Serializes writes to one embedded collection across threads and processes (reentrant)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._thread_lock = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self._depth == 0:
+                if self._fd is None:
+                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+# One lock object per (process, file): flock locks belong to an open file, so two objects for
+# the same file in one process would block each other, and a forked child must not share its
+# parent's open file.
+_LOCKS: dict[tuple[int, Path], CollectionWriteLock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock_for(path: Path) -> CollectionWriteLock:
+    key = (os.getpid(), path)
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = CollectionWriteLock(path)
+        return lock
+
+
+def _serialized(method: _F) -> _F:
+    @functools.wraps(method)
+    def locked(self: EmbeddedCollection, *args: Any, **kwargs: Any) -> Any:
+        with self.write_lock.held():
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
+class EmbeddedCollection(mongomock_collection.Collection):
+    """A litemongo collection whose write calls hold the collection's cross-process lock."""
+
+    write_lock: CollectionWriteLock
+
+    insert_one = _serialized(mongomock_collection.Collection.insert_one)
+    insert_many = _serialized(mongomock_collection.Collection.insert_many)
+    update_one = _serialized(mongomock_collection.Collection.update_one)
+    update_many = _serialized(mongomock_collection.Collection.update_many)
+    replace_one = _serialized(mongomock_collection.Collection.replace_one)
+    delete_one = _serialized(mongomock_collection.Collection.delete_one)
+    delete_many = _serialized(mongomock_collection.Collection.delete_many)
+    bulk_write = _serialized(mongomock_collection.Collection.bulk_write)
+    find_one_and_update = _serialized(mongomock_collection.Collection.find_one_and_update)
+    find_one_and_replace = _serialized(mongomock_collection.Collection.find_one_and_replace)
+    find_one_and_delete = _serialized(mongomock_collection.Collection.find_one_and_delete)
+    create_index = _serialized(mongomock_collection.Collection.create_index)
+    create_indexes = _serialized(mongomock_collection.Collection.create_indexes)
+    drop_index = _serialized(mongomock_collection.Collection.drop_index)
+    drop = _serialized(mongomock_collection.Collection.drop)
+
+    def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
+        """Enforce unique indexes after a write, in time independent of the collection's size.
+
+        litemongo's own check plans on every field of the key and copies each field's candidate
+        set; `connection_id` is shared by every document, so each write copied the whole
+        collection's keys (per-record cost grew with the collection, see benchmarks/). The last
+        field of a compound key is the selective one: plan on it alone, then match the whole key.
+        """
+        unique = [index for index in self._store.indexes.values() if index.get("unique")]
+        if any(index.get("sparse") or index.get("partialFilterExpression") for index in unique):
+            super()._ensure_uniques(new_data)
+            return
+        for index in unique:
+            key = {}
+            for field, _direction in index["key"]:
+                try:
+                    key[field] = mongomock_helpers.get_value_by_dot(new_data, field)
+                except KeyError:
+                    key[field] = None
+            last = next(reversed(key))
+            narrowed = self._iter_documents({last: key[last]})
+            if sum(1 for doc in narrowed if filter_applies(key, doc)) > 1:
+                raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+
+
+class EmbeddedDatabase(mongomock_database.Database):
+    """A litemongo database handing out `EmbeddedCollection`s."""
+
+    def get_collection(
+        self,
+        name: str,
+        codec_options: Any = None,
+        read_preference: Any = None,
+        write_concern: Any = None,
+        read_concern: Any = None,
+    ) -> EmbeddedCollection:
+        if name not in self._collection_accesses:
+            self._ensure_valid_collection_name(name)
+            collection = EmbeddedCollection(
+                self,
+                name=name,
+                read_preference=self.read_preference,
+                codec_options=self._codec_options,
+                _db_store=self._store,
+            )
+            # Lock files sit beside the database folders: litemongo treats every file inside a
+            # database folder as a collection, but ignores plain files at the top.
+            root: Path = self.client.folder
+            collection.write_lock = _write_lock_for(root / f"{self.name}.{name}.lock")
+            self._collection_accesses[name] = collection
+        return super().get_collection(
+            name, codec_options, read_preference, write_concern, read_concern
+        )
+
+
+class EmbeddedMongoClient(litemongo.MongoClient):
+    """litemongo over SQLite files in `folder`, set up to behave like our server client.
+
+    Matches the server client's codec: aware datetimes (litemongo's UTC tzinfo is a zero
+    `FixedOffset`; it refuses a custom tzinfo) and standard-representation UUIDs.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        super().__init__(
+            sqlite_store.ServerStore(folder), tz_aware=True, uuidRepresentation="standard"
+        )
+
+    def get_database(
+        self,
+        name: str | None = None,
+        codec_options: Any = None,
+        read_preference: Any = None,
+        write_concern: Any = None,
+        read_concern: Any = None,
+    ) -> EmbeddedDatabase:
+        name = name or DEFAULT_DATABASE
+        if name not in self._database_accesses:
+            self._database_accesses[name] = EmbeddedDatabase(
+                self,
+                name,
+                read_preference=read_preference or self.read_preference,
+                codec_options=codec_options or self._codec_options,
+                _store=self._store[name],
+                read_concern=read_concern,
+            )
+        return self._database_accesses[name]
+
+    def __repr__(self) -> str:
+        return f"EmbeddedMongoClient({str(self.folder)!r})"

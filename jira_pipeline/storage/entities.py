@@ -1,0 +1,93 @@
+"""Where each Jira entity is stored, its natural key, and how a document's `_id` is derived."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+# Fixed forever: changing it would give every stored document a new `_id`.
+JIRA_PIPELINE_NAMESPACE = uuid.UUID("6f1c1d2e-8b0a-5c3e-9a51-4a1f0e7d2b90")
+
+
+class UnknownEntityError(ValueError):
+    """An entity or collection name that the storage layer does not know."""
+
+
+@dataclass(frozen=True)
+class EntitySpec:
+    """How one Jira entity is stored."""
+
+    name: str  # "issues"
+    collection: str  # "jira_issues"
+    id_field: str  # the Jira id inside a record: "issue_id"
+    version_field: str | None  # a newer value wins; None = last write wins
+    datetime_fields: tuple[str, ...]  # top-level fields stored as BSON dates
+    key_fields: tuple[str, ...]  # what load_input returns (never `raw`)
+
+
+ISSUES = EntitySpec(
+    name="issues",
+    collection="jira_issues",
+    id_field="issue_id",
+    version_field="updated",
+    datetime_fields=("created", "updated", "resolution_date"),
+    key_fields=(
+        "connection_id", "issue_id", "key", "project_id", "project_key", "summary", "issue_type",
+        "status_id", "status_name", "status_category", "priority", "assignee_account_id",
+        "reporter_account_id", "labels", "created", "updated", "resolution_date", "parent_key",
+        "is_deleted", "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+PROJECTS = EntitySpec(
+    name="projects",
+    collection="jira_projects",
+    id_field="project_id",
+    version_field=None,
+    datetime_fields=(),
+    key_fields=(
+        "connection_id", "project_id", "key", "name", "project_type", "category",
+        "lead_account_id", "is_deleted", "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+STATUSES = EntitySpec(
+    name="statuses",
+    collection="jira_statuses",
+    id_field="status_id",
+    version_field=None,
+    datetime_fields=(),
+    key_fields=(
+        "connection_id", "status_id", "name", "status_category", "scope_project_id",
+        "is_deleted", "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+USERS = EntitySpec(
+    name="users",
+    collection="jira_users",
+    id_field="account_id",
+    version_field=None,
+    datetime_fields=(),
+    key_fields=(
+        "connection_id", "account_id", "display_name", "account_type", "active", "time_zone",
+        "email_address", "is_deleted", "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+
+ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (PROJECTS, STATUSES, USERS, ISSUES)}
+CONNECTIONS_COLLECTION = "jira_connections"
+
+
+def entity_spec(name: str) -> EntitySpec:
+    """Look an entity up by its name ("issues") or its collection ("jira_issues")."""
+    spec = ENTITIES.get(name)
+    if spec is not None:
+        return spec
+    for candidate in ENTITIES.values():
+        if candidate.collection == name:
+            return candidate
+    known = ", ".join(sorted(ENTITIES))
+    raise UnknownEntityError(f"unknown Jira entity {name!r} (known: {known})")
+
+
+def document_id(connection_id: str, entity: str, jira_id: str) -> uuid.UUID:
+    """The `_id` of an entity document: stable across runs, processes and machines."""
+    return uuid.uuid5(JIRA_PIPELINE_NAMESPACE, f"{connection_id}:{entity}:{jira_id}")
