@@ -59,6 +59,9 @@ def run_fake_jira(config: FakeJiraConfig | None = None, *, host: str = "127.0.0.
     site = FakeJiraSite(config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this; without it a socket handed to uvicorn keeps Nagle on
+    # and every small answer waits ~40 ms for the client's delayed ACK.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as error:
