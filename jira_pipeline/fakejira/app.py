@@ -449,9 +449,9 @@ def _render_issues(call: Call, issues: list, wanted: tuple[str, ...] | None, wan
     frozen = frozenset(expand)
     call.site.issues_served += len(issues)
     if wanted is None:
-        if wants_key:
-            return [{"id": str(i.id), "key": i.key} for i in issues]
-        return [{"id": str(i.id)} for i in issues]
+        # id/key-only pages: the light form that lets Jira serve 5000 per page.
+        rest = renderer.rest
+        return [{"id": str(i.id), "self": f"{rest}/issue/{i.id}", "key": i.key} for i in issues]
     return [renderer.issue(i, wanted, frozen) for i in issues]
 
 
@@ -468,13 +468,14 @@ def _names_and_schema(body: dict, wanted: tuple[str, ...] | None, expand: set[st
 async def search_jql(call: Call) -> object:
     search = await _search_request(call)
     wanted, wants_key = select_fields(search.fields, default="id")
-    light = wanted is None
-    cap = SEARCH_CAP_IDS if light else SEARCH_CAP
+    issue_expand = search.expand - {"names", "schema"}
+    if wanted is None and issue_expand:
+        wanted = ()  # expanding changelog etc. needs the full bean, even with no fields
+    cap = SEARCH_CAP_IDS if wanted is None else SEARCH_CAP
     size = min(max(1, search.max_results if search.max_results is not None else 50), cap)
     result = _run_query(call, search.jql, require_bound=True)
     after = _untoken(search.jql, search.next_page_token) if search.next_page_token else None
     page, last = call.site.page_after(result, after, size)  # type: ignore[arg-type]
-    issue_expand = search.expand - {"names", "schema"}
     body: dict = {"issues": _render_issues(call, page, wanted, wants_key, issue_expand)}
     if last is not None:
         body["nextPageToken"] = _token(search.jql, last)

@@ -126,8 +126,8 @@ class Issue:
     __slots__ = (
         "assignee", "children", "comments", "components", "created", "custom", "deleted",
         "extra_histories", "fix_version", "id", "key", "key_num", "labels", "num", "offset",
-        "overrides", "parent", "priority", "project", "reporter", "resolved", "seed", "status",
-        "summary", "type", "updated", "version", "worklogs",
+        "overrides", "parent", "priority", "project", "reporter", "resolved", "seed", "seeded",
+        "seeded_status", "status", "summary", "type", "updated", "version", "worklogs",
     )
 
     def __init__(self) -> None:
@@ -149,6 +149,8 @@ class Issue:
     reporter: int
     created: int
     updated: int
+    seeded: int  # `updated` as generated: the generated past (comments, history) ends here
+    seeded_status: int  # where the generated status walk ends; admin edits continue from it
     resolved: int
     offset: int
     labels: tuple[str, ...]
@@ -213,7 +215,8 @@ FIELDS: tuple[FieldDef, ...] = (
              orderable=False, clause_names=("subtasks",)),
     FieldDef("comment", "Comment", {"type": "comments-page", "system": "comment"},
              navigable=False, orderable=False),
-    FieldDef("worklog", "Log Work", {"type": "array", "items": "worklog", "system": "worklog"},
+    # Jira's catalog calls this an array, yet sends a page object; the fake names what it sends.
+    FieldDef("worklog", "Log Work", {"type": "worklogs-page", "system": "worklog"},
              navigable=False, orderable=False),
     FieldDef("customfield_10016", "Story point estimate",
              {"type": "number", "custom": _CF + "float", "customId": 10016}),
@@ -253,7 +256,7 @@ class Dataset:
     issues: list[Issue]
     by_key: dict[str, Issue] = field(default_factory=dict)
     next_key_num: dict[int, int] = field(default_factory=dict)
-    next_history_id: int = 100_000
+    next_history_id: int = 1_000_000_000  # above every generated history id
     version: int = 0
 
     def index(self) -> None:
@@ -310,14 +313,14 @@ def build_dataset(config: FakeJiraConfig, now: datetime) -> Dataset:
             epics_by_project[p].append(n)
         elif issue.type != SUBTASK:
             candidates.append(n)
-        issue.status = rng.choice(status_choices[p])
+        issue.status = issue.seeded_status = rng.choice(status_choices[p])
         issue.priority = rng.choice((0, 1, 2, 2, 2, 3, 4))
         issue.assignee = rng.choice(humans) if rng.random() < 0.8 else -1
         issue.reporter = rng.choice(anyone)
         issue.created = created
         # Updated lies after creation and at least a minute before the clock start.
         edited = created + int(rng.random() ** 2 * (now_ms - created))
-        issue.updated = max(min(now_ms - MINUTE_MS, edited), created)
+        issue.updated = issue.seeded = max(min(now_ms - MINUTE_MS, edited), created)
         issue.resolved = (
             issue.updated - rng.randrange(0, 3_600_000) if statuses[issue.status].category == "DONE"
             else 0

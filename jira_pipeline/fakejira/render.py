@@ -312,7 +312,7 @@ class SiteRenderer:
         shown = total if limit is None else min(total, limit)
         rng = random.Random(issue.seed ^ 0xC0FFEE)
         people = len(self.users)
-        span = max(issue.updated - issue.created, 1)
+        span = max(issue.seeded - issue.created, 1)
         comments = []
         for i in range(shown):
             author = self.users[rng.randrange(people)]
@@ -334,7 +334,7 @@ class SiteRenderer:
         total = issue.worklogs
         shown = total if limit is None else min(total, limit)
         rng = random.Random(issue.seed ^ 0xBEEF)
-        span = max(issue.updated - issue.created, 1)
+        span = max(issue.seeded - issue.created, 1)
         worklogs = []
         for i in range(shown):
             author = self.users[rng.randrange(len(self.users))]
@@ -365,13 +365,12 @@ class SiteRenderer:
         rng = random.Random(issue.seed ^ 0xC4A9)
         statuses = self.data.statuses
         done: list[History] = []
-        current = statuses[issue.status]
         steps = issue.seed % 4
-        if steps and issue.updated > issue.created:
+        if steps and issue.seeded > issue.created:
             pool = self.data.project_statuses(issue.project)
-            walk = [rng.choice(pool) for _ in range(steps - 1)] + [issue.status]
+            walk = [rng.choice(pool) for _ in range(steps - 1)] + [issue.seeded_status]
             previous = 0  # "To Do"
-            span = issue.updated - issue.created
+            span = issue.seeded - issue.created
             for n, status_index in enumerate(walk):
                 at = issue.created + span * (n + 1) // steps
                 before, after = statuses[previous], statuses[status_index]
@@ -384,7 +383,6 @@ class SiteRenderer:
                             after.id, after.name),),
                 ))
                 previous = status_index
-        del current
         return done + (issue.extra_histories or [])
 
     def history(self, history: History) -> dict:
@@ -392,9 +390,11 @@ class SiteRenderer:
             "id": history.id,
             "author": self.users[history.author],
             "created": jira_time(history.created_ms, history.offset),
+            # The OpenAPI document types these as strings, never null: absent values are left out.
             "items": [
-                {"field": f, "fieldtype": ftype, "fieldId": fid, "from": a, "fromString": b,
-                 "to": c, "toString": d}
+                {name: value for name, value in (
+                    ("field", f), ("fieldtype", ftype), ("fieldId", fid), ("from", a),
+                    ("fromString", b), ("to", c), ("toString", d)) if value is not None}
                 for f, ftype, fid, a, b, c, d in history.items
             ],
         }

@@ -191,11 +191,11 @@ class FakeJiraSite:
         data.next_key_num[project] += 1
         issue.key = f"{data.projects[project].key}-{issue.key_num}"
         issue.type, issue.parent = 2, -1
-        issue.status = 0
+        issue.status = issue.seeded_status = 0
         issue.priority = 2
         issue.assignee = -1
         issue.reporter = self.myself_index()
-        issue.created = issue.updated = now
+        issue.created = issue.updated = issue.seeded = now
         issue.resolved = 0
         issue.offset = 0
         issue.labels = ()
