@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -16,7 +17,6 @@ from jira_pipeline.jira._exceptions import (
     JiraAuthError,
     JiraError,
     JiraGatewayError,
-    JiraHTTPError,
     JiraRateLimited,
     JiraResponseError,
     JiraTransportError,
@@ -449,9 +449,11 @@ class JiraClient:
             )
             for sub in window.split(parts)
         ]
-        async for page in merge_pages(walks, max_buffered=parts):
-            for issue in page:
-                yield issue
+        # aclosing: a consumer that stops early must cancel the sub-window walks right away.
+        async with aclosing(merge_pages(walks, max_buffered=parts)) as pages:
+            async for page in pages:
+                for issue in page:
+                    yield issue
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -509,4 +511,4 @@ async def merge_pages(
                 await aclose()
 
 
-__all__ = ["ClientCounters", "JiraClient", "JiraHTTPError", "merge_pages"]
+__all__ = ["ClientCounters", "JiraClient", "merge_pages"]

@@ -16,7 +16,7 @@ from jira_pipeline.timeutil import parse_jira_datetime
 _SLOWDOWN_FACTOR = 2.0
 _MAX_SLOWDOWN = 16.0
 _RECOVERY_FACTOR = 0.9
-_LOW_REMAINING = 2
+_LOW_REMAINING_SLOWDOWN = 2.0
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -135,13 +135,23 @@ class RateLimiter:
         self._slowdown = min(_MAX_SLOWDOWN, max(self._slowdown, 1.0) * _SLOWDOWN_FACTOR)
 
     def observe(self, headers: Mapping[str, str]) -> None:
-        """Adapt the pace to the rate-limit headers of a successful answer."""
-        remaining = headers.get("x-ratelimit-remaining")
-        try:
-            left = int(remaining) if remaining is not None else None
-        except ValueError:
-            left = None
-        if left is not None and left <= _LOW_REMAINING:
-            self._slowdown = min(_MAX_SLOWDOWN, self._slowdown * _SLOWDOWN_FACTOR)
+        """Adapt the pace to the rate-limit headers of a successful answer.
+
+        Nearly out of budget (no requests or under a tenth of the limit left) holds the spacing
+        at double; otherwise it relaxes back towards the minimum. Only 429s compound the spacing:
+        a small budget that is always "low" must not slow the connection to a crawl.
+        """
+        remaining = _header_int(headers, "x-ratelimit-remaining")
+        limit = _header_int(headers, "x-ratelimit-limit")
+        if remaining is not None and (remaining <= 0 or (limit and remaining < limit / 10)):
+            self._slowdown = max(self._slowdown, _LOW_REMAINING_SLOWDOWN)
         elif self._slowdown > 1.0:
             self._slowdown = max(1.0, self._slowdown * _RECOVERY_FACTOR)
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name)
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None

@@ -86,8 +86,11 @@ def test_a_pause_holds_every_request_including_those_already_waiting():
 
 def test_low_remaining_slows_the_pace_and_it_recovers_afterwards():
     limiter = RateLimiter(min_interval=0.2)
-    limiter.observe({"x-ratelimit-remaining": "1"})
+    limiter.observe({"x-ratelimit-remaining": "3", "x-ratelimit-limit": "100"})
     assert limiter.interval > 0.2
+    for _ in range(50):  # a budget that stays low holds the pace, it does not compound
+        limiter.observe({"x-ratelimit-remaining": "0", "x-ratelimit-limit": "2"})
+    assert limiter.interval == pytest.approx(0.4)
     for _ in range(50):
         limiter.observe({"x-ratelimit-remaining": "100"})
     assert limiter.interval == pytest.approx(0.2)
