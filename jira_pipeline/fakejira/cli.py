@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -11,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import uvicorn
 
 from jira_pipeline.fakejira.config import FakeJiraConfig
-from jira_pipeline.fakejira.server import uvicorn_config
+from jira_pipeline.fakejira.server import FakeJiraStartError, listening_socket, uvicorn_config
 from jira_pipeline.fakejira.site import FakeJiraSite
 from jira_pipeline.timeutil import TimestampError, parse_jira_datetime
 
@@ -78,13 +77,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"jira-pipeline fake-jira: {error}", file=sys.stderr)
         return 2
     site = FakeJiraSite(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((args.host, args.port))
-    except OSError as error:
-        print(f"jira-pipeline fake-jira: cannot listen on {args.host}:{args.port}: "
-              f"{error.strerror}", file=sys.stderr)
+        sock = listening_socket(args.host, args.port)
+    except FakeJiraStartError as error:
+        print(f"jira-pipeline fake-jira: {error}", file=sys.stderr)
         return 1
     port = sock.getsockname()[1]
     scheme = "https" if args.tls_cert else "http"

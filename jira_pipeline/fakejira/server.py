@@ -44,6 +44,21 @@ def uvicorn_config(site: FakeJiraSite, *, tls_cert: str | None = None,
     )
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A bound socket for uvicorn; FakeJiraStartError names the address when it is taken."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this; without it a socket handed to uvicorn keeps Nagle on
+    # and every small answer waits ~40 ms for the client's delayed ACK.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise FakeJiraStartError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    return sock
+
+
 class _ThreadedServer(uvicorn.Server):
     def install_signal_handlers(self) -> None:
         # Signals belong to the main thread (pytest, the demo); this server stops via should_exit.
@@ -57,16 +72,7 @@ def run_fake_jira(config: FakeJiraConfig | None = None, *, host: str = "127.0.0.
     """Serve a fake Jira until the block ends; port 0 picks a free one."""
     config = config or FakeJiraConfig()
     site = FakeJiraSite(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # Accepted connections inherit this; without it a socket handed to uvicorn keeps Nagle on
-    # and every small answer waits ~40 ms for the client's delayed ACK.
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as error:
-        sock.close()
-        raise FakeJiraStartError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    sock = listening_socket(host, port)
     bound_port = sock.getsockname()[1]
     server = _ThreadedServer(uvicorn_config(site, tls_cert=tls_cert, tls_key=tls_key))
     thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
