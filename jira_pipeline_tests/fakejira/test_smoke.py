@@ -64,3 +64,51 @@ def test_touched_issue_enters_an_epoch_ms_window_after_the_clock(fake_jira):
 def test_removed_search_endpoint_answers_410(fake_jira):
     with _client(fake_jira) as client:
         assert client.get("/rest/api/3/search", params={"jql": "project = CORE"}).status_code == 410
+
+
+def _self_signed_pair(directory) -> tuple[str, str]:
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(tz=UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def test_tls_files_make_the_fake_serve_https(tmp_path):
+    from jira_pipeline.fakejira import FakeJiraConfig, run_fake_jira
+
+    cert, key = _self_signed_pair(tmp_path)
+    with run_fake_jira(FakeJiraConfig(issues=3), tls_cert=cert, tls_key=key) as fake:
+        assert fake.base_url.startswith("https://")
+        with httpx.Client(base_url=fake.base_url, verify=False,
+                          auth=(fake.config.email, fake.config.api_token)) as client:
+            assert client.get("/rest/api/3/serverInfo").json()["deploymentType"] == "Cloud"
+
+
+def test_same_seed_and_clock_give_the_same_bytes(fake_jira_factory):
+    bodies = []
+    for _ in range(2):
+        fake = fake_jira_factory(issues=40, seed=3)
+        with _client(fake) as client:
+            body = client.get("/rest/api/3/search/jql", params={
+                "jql": "created >= 0 ORDER BY key ASC", "fields": "*all",
+                "expand": "changelog", "maxResults": 100}).content
+        # Self links name the fake's port; everything else must repeat byte for byte.
+        bodies.append(body.replace(fake.base_url.encode(), b"BASE"))
+    assert bodies[0] == bodies[1]
+    assert len(bodies[0]) > 10_000

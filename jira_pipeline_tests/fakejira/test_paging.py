@@ -1,0 +1,141 @@
+"""Paging any collection of the fake Jira to its end yields every record exactly once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+
+from jira_pipeline_tests.fakejira.jira_pages import (
+    ok_json,
+    walk_array_pages,
+    walk_offset_pages,
+    walk_token_pages,
+)
+
+
+def assert_each_once(ids: list[str], expected: set[str]) -> None:
+    repeated = [i for i, n in Counter(ids).items() if n > 1]
+    assert not repeated, f"served more than once: {repeated[:10]}"
+    assert set(ids) == expected, (
+        f"missing {sorted(expected - set(ids))[:10]}, unexpected {sorted(set(ids) - expected)[:10]}"
+    )
+
+
+def all_project_clause(fake: Any) -> str:
+    keys = sorted({issue["project_key"] for issue in fake.admin.issues()})
+    return f"project in ({', '.join(keys)})"
+
+
+@pytest.fixture
+def paged_fake(fake_jira_factory: Any) -> Any:
+    """More projects than one page of 5 and statuses beyond one page of 7."""
+    return fake_jira_factory(projects=12, users=120, issues=150, seed=3)
+
+
+@pytest.mark.parametrize("page_size", [1, 2, 5, 50])
+def test_project_search_pages_cover_every_project_once(
+    paged_fake: Any, page_size: int
+) -> None:
+    with httpx.Client(base_url=paged_fake.base_url,
+                      auth=(paged_fake.config.email, paged_fake.config.api_token)) as client:
+        projects, pages = walk_offset_pages(client, "/rest/api/3/project/search", page_size)
+    assert len(projects) == paged_fake.config.projects
+    assert_each_once([p["id"] for p in projects], {p["id"] for p in projects})
+    assert all(page["total"] == paged_fake.config.projects for page in pages)
+    assert all(page["maxResults"] == page_size for page in pages)
+    assert [page["isLast"] for page in pages] == [False] * (len(pages) - 1) + [True]
+    assert all(("nextPage" in page) != page["isLast"] for page in pages)
+
+
+def test_project_search_caps_page_size_at_fifty(paged_fake: Any) -> None:
+    with httpx.Client(base_url=paged_fake.base_url,
+                      auth=(paged_fake.config.email, paged_fake.config.api_token)) as client:
+        page = ok_json(client.get("/rest/api/3/project/search", params={"maxResults": 500}))
+    assert page["maxResults"] == 50
+
+
+@pytest.mark.parametrize("page_size", [1, 2, 7, 200])
+def test_statuses_search_pages_cover_every_status_once(paged_fake: Any, page_size: int) -> None:
+    with httpx.Client(base_url=paged_fake.base_url,
+                      auth=(paged_fake.config.email, paged_fake.config.api_token)) as client:
+        flat = ok_json(client.get("/rest/api/3/status"))
+        statuses, pages = walk_offset_pages(client, "/rest/api/3/statuses/search", page_size)
+    assert_each_once([s["id"] for s in statuses], {s["id"] for s in flat})
+    assert all(page["total"] == len(flat) for page in pages)
+
+
+@pytest.mark.parametrize("page_size", [1, 7, 50, 1000])
+def test_users_search_pages_cover_every_user_once(paged_fake: Any, page_size: int) -> None:
+    with httpx.Client(base_url=paged_fake.base_url,
+                      auth=(paged_fake.config.email, paged_fake.config.api_token)) as client:
+        users = walk_array_pages(client, "/rest/api/3/users/search", page_size)
+    assert len(users) == paged_fake.config.users
+    assert_each_once([u["accountId"] for u in users], {u["accountId"] for u in users})
+    # users/search lists everybody: people who left and app accounts too.
+    assert {u["active"] for u in users} == {True, False}
+    assert {"atlassian", "app"} <= {u["accountType"] for u in users}
+
+
+def test_users_search_caps_page_size_at_a_thousand(fake_jira_factory: Any) -> None:
+    fake = fake_jira_factory(users=1100, issues=0, projects=1)
+    with httpx.Client(base_url=fake.base_url,
+                      auth=(fake.config.email, fake.config.api_token)) as client:
+        page = ok_json(client.get("/rest/api/3/users/search", params={"maxResults": 5000}))
+        users = walk_array_pages(client, "/rest/api/3/users/search", 1000)
+    assert len(page) == 1000
+    assert len(users) == 1100
+
+
+@pytest.mark.parametrize(
+    ("page_size", "fields", "method"),
+    [
+        (1, "key", "GET"),
+        (7, "key,updated", "POST"),
+        (50, "*all", "GET"),
+        (100, "*all", "POST"),
+        (None, "summary", "GET"),  # Jira's default page size
+        (5000, "id", "GET"),
+        (5000, "key", "POST"),
+    ],
+)
+def test_search_jql_pages_cover_every_issue_once(
+    fake_jira: Any, jira: httpx.Client, page_size: int | None, fields: str, method: str
+) -> None:
+    issues, pages = walk_token_pages(
+        jira, f"{all_project_clause(fake_jira)} ORDER BY updated DESC", page_size,
+        fields=fields, method=method,
+    )
+    assert_each_once([i["key"] for i in issues], {i["key"] for i in fake_jira.admin.issues()})
+    full_page = {None: 50, 5000: len(issues)}.get(page_size, page_size)
+    assert all(len(page["issues"]) == full_page for page in pages[:-1])
+
+
+def test_search_jql_caps_full_issue_pages_at_a_hundred(fake_jira: Any, jira: httpx.Client) -> None:
+    issues, pages = walk_token_pages(jira, all_project_clause(fake_jira), 1000, fields="*all")
+    assert len(pages[0]["issues"]) == 100
+    assert_each_once([i["key"] for i in issues], {i["key"] for i in fake_jira.admin.issues()})
+
+
+@pytest.mark.parametrize("page_size", [1, 50, 1000])
+def test_datacenter_search_pages_by_start_at_cover_every_issue_once(
+    fake_jira_factory: Any, page_size: int
+) -> None:
+    fake = fake_jira_factory(mode="datacenter", issues=120, projects=3)
+    headers = {"Authorization": f"Bearer {fake.config.pat}"}
+    keys: list[str] = []
+    totals = set()
+    with httpx.Client(base_url=fake.base_url, headers=headers) as client:
+        jql = f"{all_project_clause(fake)} ORDER BY key"
+        while True:
+            page = ok_json(client.get("/rest/api/2/search", params={
+                "jql": jql, "startAt": len(keys), "maxResults": page_size, "fields": "updated"}))
+            assert page["startAt"] == len(keys)
+            totals.add(page["total"])
+            keys.extend(issue["key"] for issue in page["issues"])
+            if not page["issues"] or len(keys) >= page["total"]:
+                break
+    assert totals == {120}
+    assert_each_once(keys, {i["key"] for i in fake.admin.issues()})

@@ -1,0 +1,127 @@
+"""Every fake Jira answer, success or error, is a body Atlassian's OpenAPI document allows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from jira_pipeline_tests.fakejira.jira_pages import (
+    basic_client,
+    error_messages,
+    ok_json,
+    walk_token_pages,
+)
+from jira_pipeline_tests.openapi import assert_valid_response
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/rest/api/3/myself", {}),
+        ("/rest/api/3/serverInfo", {}),
+        ("/rest/api/3/project/search", {"maxResults": 2}),
+        ("/rest/api/3/project/search", {"expand": "description,lead,insight"}),
+        ("/rest/api/3/statuses/search", {}),
+        ("/rest/api/3/status", {}),
+        ("/rest/api/3/users/search", {"maxResults": 1000}),
+        ("/rest/api/3/field", {}),
+    ],
+)
+def test_get_endpoint_answers_documented_body(
+    jira: httpx.Client, path: str, params: dict[str, Any]
+) -> None:
+    body = ok_json(jira.get(path, params=params))
+    assert body, f"{path} answered an empty body"
+    assert_valid_response("GET", path, 200, body)
+
+
+def test_myself_reports_the_configured_time_zone(fake_jira_factory: Any) -> None:
+    fake = fake_jira_factory(issues=0, user_timezone="Pacific/Tongatapu")
+    with basic_client(fake) as client:
+        me = ok_json(client.get("/rest/api/3/myself"))
+    assert_valid_response("GET", "/rest/api/3/myself", 200, me)
+    assert me["timeZone"] == "Pacific/Tongatapu"
+    assert me["emailAddress"] == fake.config.email
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_search_with_all_fields_and_expansions_is_documented(
+    jira: httpx.Client, fake_jira: Any, method: str
+) -> None:
+    projects = ", ".join(sorted({issue["project_key"] for issue in fake_jira.admin.issues()}))
+    issues, pages = walk_token_pages(
+        jira,
+        f"project in ({projects}) ORDER BY key",
+        100,
+        fields="*all",
+        expand="changelog,names,renderedFields",
+        method=method,
+    )
+    assert len(issues) == len(fake_jira.admin.issues())
+    assert all("names" in page for page in pages)
+    assert all({"id", "key", "fields", "changelog"} <= issue.keys() for issue in issues)
+
+
+def test_approximate_count_is_documented(jira: httpx.Client, fake_jira: Any) -> None:
+    project = fake_jira.admin.issues()[0]["project_key"]
+    body = ok_json(
+        jira.post("/rest/api/3/search/approximate-count", json={"jql": f"project = {project}"})
+    )
+    assert_valid_response("POST", "/rest/api/3/search/approximate-count", 200, body)
+    expected = sum(1 for i in fake_jira.admin.issues() if i["project_key"] == project)
+    assert body["count"] == expected
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("GET", "/rest/api/3/search/jql", {"params": {"jql": "project = = X"}}),
+        ("POST", "/rest/api/3/search/jql", {"json": {"jql": "updated >> 5"}}),
+        ("POST", "/rest/api/3/search/approximate-count", {"json": {"jql": "project in (A"}}),
+    ],
+)
+def test_bad_jql_answers_400_error_collection(
+    jira: httpx.Client, method: str, path: str, kwargs: dict[str, Any]
+) -> None:
+    messages = error_messages(jira.request(method, path, **kwargs), 400)
+    assert messages and all(isinstance(m, str) and m for m in messages)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/rest/api/3/myself",
+        "/rest/api/3/project/search",
+        "/rest/api/3/statuses/search",
+        "/rest/api/3/users/search",
+        "/rest/api/3/field",
+    ],
+)
+def test_missing_credentials_answer_401_error_collection(fake_jira: Any, path: str) -> None:
+    with httpx.Client(base_url=fake_jira.base_url) as anonymous:
+        assert error_messages(anonymous.get(path), 401)
+
+
+def test_wrong_api_token_answers_401_error_collection(fake_jira: Any) -> None:
+    with httpx.Client(base_url=fake_jira.base_url, auth=(fake_jira.config.email, "nope")) as c:
+        assert error_messages(c.get("/rest/api/3/search/jql", params={"jql": "project = X"}), 401)
+
+
+def test_forbidden_project_answers_403_error_collection(fake_jira_factory: Any) -> None:
+    fake = fake_jira_factory(issues=20, forbidden_projects=("WEB",))
+    with basic_client(fake) as client:
+        assert error_messages(client.get("/rest/api/3/project/WEB"), 403)
+
+
+def test_unknown_project_answers_404_error_collection(jira: httpx.Client) -> None:
+    assert error_messages(jira.get("/rest/api/3/project/NOSUCH"), 404)
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_removed_search_endpoint_answers_410_error_collection(
+    jira: httpx.Client, method: str
+) -> None:
+    kwargs: dict[str, Any] = {"json": {"jql": "project = CORE"}} if method == "POST" else {}
+    assert error_messages(jira.request(method, "/rest/api/3/search", **kwargs), 410)
