@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import random
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
@@ -69,6 +70,16 @@ def adf(paragraphs: list[str]) -> dict:
         "content": [{"type": "paragraph", "content": [{"type": "text", "text": text}]}
                     for text in paragraphs],
     }
+
+
+def _html(text: dict | str) -> str:
+    """Rich text (ADF or a v2 string) as the HTML renderedFields carries."""
+    if isinstance(text, str):
+        paragraphs = text.split("\n\n")
+    else:
+        paragraphs = [node["content"][0]["text"] for node in text.get("content", [])
+                      if node.get("content")]
+    return "".join(f"<p>{html.escape(p)}</p>" for p in paragraphs)
 
 
 def _paragraphs(rng: random.Random, count: int) -> list[str]:
@@ -248,13 +259,20 @@ class SiteRenderer:
             return issue.overrides["summary"]
         return issue.summary
 
-    def description(self, issue: Issue) -> dict | None:
+    def rich_text(self, doc: dict | None) -> dict | str | None:
+        """v3 sends rich text as ADF; v2 (Data Center) sends it as a plain wiki-markup string."""
+        if self.api == "3" or not isinstance(doc, dict):
+            return doc
+        return "\n\n".join(node["content"][0]["text"] for node in doc.get("content", [])
+                            if node.get("content"))
+
+    def description(self, issue: Issue) -> dict | str | None:
         if issue.overrides and "description" in issue.overrides:
-            return issue.overrides["description"]
+            return self.rich_text(issue.overrides["description"])
         if issue.seed % 7 == 0:
             return None
         rng = random.Random(issue.seed)
-        return adf(_paragraphs(rng, 1 + issue.seed % 3))
+        return self.rich_text(adf(_paragraphs(rng, 1 + issue.seed % 3)))
 
     def fields(self, issue: Issue) -> dict:
         """Every field of `issue`, as `fields=*all` returns them."""
@@ -321,7 +339,7 @@ class SiteRenderer:
                 "self": f"{self.rest}/issue/{issue.id}/comment/{issue.id * 100 + i}",
                 "id": str(issue.id * 100 + i),
                 "author": author,
-                "body": adf(_paragraphs(rng, 1)),
+                "body": self.rich_text(adf(_paragraphs(rng, 1))),
                 "updateAuthor": author,
                 "created": jira_time(at, issue.offset),
                 "updated": jira_time(at, issue.offset),
@@ -348,7 +366,7 @@ class SiteRenderer:
                 "self": f"{self.rest}/issue/{issue.id}/worklog/{wid}",
                 "author": author,
                 "updateAuthor": author,
-                "comment": adf(_paragraphs(rng, 1)),
+                "comment": self.rich_text(adf(_paragraphs(rng, 1))),
                 "created": jira_time(at, issue.offset),
                 "updated": jira_time(at, issue.offset),
                 "started": jira_time(at - seconds * 1000, issue.offset),
@@ -413,17 +431,12 @@ class SiteRenderer:
                 ms = {"created": issue.created, "updated": issue.updated,
                       "resolutiondate": issue.resolved}.get(name, issue.resolved or issue.updated)
                 out[name] = rendered_time(ms, issue.offset)
-        description = fields.get("description")
-        if description:
-            out["description"] = "".join(
-                f"<p>{node['content'][0]['text']}</p>" for node in description["content"]
-                if node.get("content"))
+        if fields.get("description"):
+            out["description"] = _html(fields["description"])
         if "comment" in fields:
             block = fields["comment"]
-            out["comment"] = {**block, "comments": [
-                {**c, "body": "".join(f"<p>{n['content'][0]['text']}</p>"
-                                      for n in c["body"]["content"])}
-                for c in block["comments"]]}
+            out["comment"] = {**block, "comments": [{**c, "body": _html(c["body"])}
+                                                    for c in block["comments"]]}
         return out
 
     def issue(self, issue: Issue, wanted: tuple[str, ...] | None, expand: frozenset[str]) -> dict:
