@@ -43,8 +43,8 @@ def test_same_seed_and_clock_serve_identical_bytes(fake_jira_factory: Any) -> No
         assert a == b, f"{path} differs between two fakes with the same seed"
 
 
-def test_a_fake_repeats_itself_byte_for_byte(fake_jira: Any) -> None:
-    assert site_bytes(fake_jira) == site_bytes(fake_jira)
+def test_a_fake_repeats_itself_byte_for_byte(read_only_fake: Any) -> None:
+    assert site_bytes(read_only_fake) == site_bytes(read_only_fake)
 
 
 def test_different_seeds_serve_different_sites(fake_jira_factory: Any) -> None:
@@ -57,9 +57,9 @@ def test_different_seeds_serve_different_sites(fake_jira_factory: Any) -> None:
     assert "/rest/api/3/users/search" in differing
 
 
-def test_issues_lie_within_the_configured_days_before_the_clock(fake_jira: Any) -> None:
-    days = fake_jira.config.days
-    for row in fake_jira.admin.issues():
+def test_issues_lie_within_the_configured_days_before_the_clock(read_only_fake: Any) -> None:
+    days = read_only_fake.config.days
+    for row in read_only_fake.admin.issues():
         updated = parse_jira_datetime(row["updated"])
         assert FAKE_JIRA_NOW.timestamp() - days * 86_400 <= updated.timestamp() <= (
             FAKE_JIRA_NOW.timestamp()
@@ -67,9 +67,9 @@ def test_issues_lie_within_the_configured_days_before_the_clock(fake_jira: Any) 
 
 
 @pytest.fixture
-def every_issue_with_discussions(fake_jira: Any, jira: httpx.Client) -> list[dict]:
-    issues, _ = walk_token_pages(jira, "created >= 0", 100, fields="comment,worklog,created")
-    assert len(issues) == len(fake_jira.admin.issues())
+def every_issue_with_discussions(read_only_fake: Any, reader: httpx.Client) -> list[dict]:
+    issues, _ = walk_token_pages(reader, "created >= 0", 100, fields="comment,worklog,created")
+    assert len(issues) == len(read_only_fake.admin.issues())
     return issues
 
 
@@ -110,10 +110,10 @@ def test_comment_and_worklog_times_follow_creation(
             assert parse_jira_datetime(worklog["created"]) >= created
 
 
-def test_changelog_comes_only_with_expand_changelog(jira: httpx.Client) -> None:
-    plain, _ = walk_token_pages(jira, "created >= 0", 100, fields="*all", expand="names")
+def test_changelog_comes_only_with_expand_changelog(reader: httpx.Client) -> None:
+    plain, _ = walk_token_pages(reader, "created >= 0", 100, fields="*all", expand="names")
     assert plain and not any("changelog" in issue for issue in plain)
-    expanded, _ = walk_token_pages(jira, "created >= 0", 100, fields="key", expand="changelog")
+    expanded, _ = walk_token_pages(reader, "created >= 0", 100, fields="key", expand="changelog")
     assert expanded and all("changelog" in issue for issue in expanded)
     assert any(issue["changelog"]["histories"] for issue in expanded)
     for issue in expanded:

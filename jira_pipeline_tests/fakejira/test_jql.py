@@ -60,28 +60,28 @@ class IssueTable:
         return values[len(values) // 2]
 
 
-@pytest.fixture
-def table(fake_jira: Any, jira: httpx.Client) -> IssueTable:
-    return IssueTable(fake_jira, jira)
+@pytest.fixture(scope="module")
+def table(read_only_fake: Any, reader: httpx.Client) -> IssueTable:
+    return IssueTable(read_only_fake, reader)
 
 
 @pytest.mark.parametrize("op", list(OPERATORS))
 @pytest.mark.parametrize(("field", "column"), [("updated", 2), ("created", 1)])
 def test_epoch_millisecond_bound_is_exact(
-    jira: httpx.Client, table: IssueTable, field: str, column: int, op: str
+    reader: httpx.Client, table: IssueTable, field: str, column: int, op: str
 ) -> None:
     bound = table.median(column)  # an issue sits exactly on the bound: > and >= must differ
     expected = table.keys(lambda *row: OPERATORS[op](row[column], bound))
     assert 0 < len(expected) < len(table.rows)
-    assert set(search_keys(jira, f"{field} {op} {bound}")) == expected
+    assert set(search_keys(reader, f"{field} {op} {bound}")) == expected
 
 
-def test_two_sided_window_selects_issues_inside_it(jira: httpx.Client, table: IssueTable) -> None:
+def test_two_sided_window_selects_issues_inside_it(reader: httpx.Client, table: IssueTable) -> None:
     start = table.median(2) - 5 * 86_400_000
     end = table.median(2) + 86_400_000
     expected = table.keys(lambda _p, _c, updated: start <= updated < end)
     assert expected
-    assert set(search_keys(jira, f"updated >= {start} AND updated < {end}")) == expected
+    assert set(search_keys(reader, f"updated >= {start} AND updated < {end}")) == expected
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ def test_two_sided_window_selects_issues_inside_it(jira: httpx.Client, table: Is
     [("%Y-%m-%d %H:%M", "minute"), ("%Y/%m/%d %H:%M", "minute"), ("%Y-%m-%d", "day")],
 )
 def test_date_string_bound_is_read_at_minute_or_day_granularity(
-    jira: httpx.Client, table: IssueTable, pattern: str, granularity: str
+    reader: httpx.Client, table: IssueTable, pattern: str, granularity: str
 ) -> None:
     # The default fake's user lives in UTC, so the string's wall time is UTC here.
     moment = datetime.fromtimestamp(table.median(2) / 1000, tz=ZoneInfo("UTC"))
@@ -98,34 +98,34 @@ def test_date_string_bound_is_read_at_minute_or_day_granularity(
         floor = floor.replace(hour=0, minute=0)
     bound = to_epoch_ms(floor)
     expected = table.keys(lambda _p, _c, updated: updated >= bound)
-    assert set(search_keys(jira, f'updated >= "{moment:{pattern}}"')) == expected
+    assert set(search_keys(reader, f'updated >= "{moment:{pattern}}"')) == expected
 
 
-def test_project_equals_selects_one_project(jira: httpx.Client, table: IssueTable) -> None:
+def test_project_equals_selects_one_project(reader: httpx.Client, table: IssueTable) -> None:
     project = table.projects[0]
     expected = table.keys(lambda p, _c, _u: p == project)
-    assert set(search_keys(jira, f"project = {project}")) == expected
+    assert set(search_keys(reader, f"project = {project}")) == expected
 
 
-def test_project_in_selects_the_listed_projects(jira: httpx.Client, table: IssueTable) -> None:
+def test_project_in_selects_the_listed_projects(reader: httpx.Client, table: IssueTable) -> None:
     chosen = set(table.projects[:2])
     expected = table.keys(lambda p, _c, _u: p in chosen)
-    assert set(search_keys(jira, f"project in ({', '.join(sorted(chosen))})")) == expected
+    assert set(search_keys(reader, f"project in ({', '.join(sorted(chosen))})")) == expected
 
 
-def test_project_not_equals_and_not_in_exclude(jira: httpx.Client, table: IssueTable) -> None:
+def test_project_not_equals_and_not_in_exclude(reader: httpx.Client, table: IssueTable) -> None:
     first, second = table.projects[:2]
     after = table.median(2)
-    assert set(search_keys(jira, f"project != {first} AND updated > {after}")) == table.keys(
+    assert set(search_keys(reader, f"project != {first} AND updated > {after}")) == table.keys(
         lambda p, _c, u: p != first and u > after
     )
     assert set(
-        search_keys(jira, f"project not in ({first}, {second}) AND updated > {after}")
+        search_keys(reader, f"project not in ({first}, {second}) AND updated > {after}")
     ) == table.keys(lambda p, _c, u: p not in (first, second) and u > after)
 
 
 def test_and_binds_tighter_than_or_and_parentheses_override(
-    jira: httpx.Client, table: IssueTable
+    reader: httpx.Client, table: IssueTable
 ) -> None:
     first, second = table.projects[:2]
     after = table.median(2)
@@ -133,18 +133,18 @@ def test_and_binds_tighter_than_or_and_parentheses_override(
     grouped = table.keys(lambda p, _c, u: p in (first, second) and u > after)
     assert loose != grouped
     a, b, late = f"project = {first}", f"project = {second}", f"updated > {after}"
-    assert set(search_keys(jira, f"{a} OR {b} AND {late}")) == loose
-    assert set(search_keys(jira, f"({a} OR {b}) AND {late}")) == grouped
-    assert set(search_keys(jira, f"{a} or ({b} and {late})")) == loose
+    assert set(search_keys(reader, f"{a} OR {b} AND {late}")) == loose
+    assert set(search_keys(reader, f"({a} OR {b}) AND {late}")) == grouped
+    assert set(search_keys(reader, f"{a} or ({b} and {late})")) == loose
 
 
 @pytest.mark.parametrize(("field", "column"), [("updated", 2), ("created", 1)])
 @pytest.mark.parametrize("direction", ["ASC", "DESC"])
 def test_order_by_date_sorts_the_whole_result(
-    jira: httpx.Client, table: IssueTable, field: str, column: int, direction: str
+    reader: httpx.Client, table: IssueTable, field: str, column: int, direction: str
 ) -> None:
     every = f"project in ({', '.join(table.projects)})"
-    keys = search_keys(jira, f"{every} ORDER BY {field} {direction}")
+    keys = search_keys(reader, f"{every} ORDER BY {field} {direction}")
     values = [table.rows[key][column] for key in keys]
     assert values == sorted(values, reverse=direction == "DESC")
     assert set(keys) == set(table.rows)
@@ -152,10 +152,10 @@ def test_order_by_date_sorts_the_whole_result(
 
 @pytest.mark.parametrize("direction", ["ASC", "DESC"])
 def test_order_by_key_sorts_numbers_numerically_within_projects(
-    jira: httpx.Client, table: IssueTable, direction: str
+    reader: httpx.Client, table: IssueTable, direction: str
 ) -> None:
     every = f"project in ({', '.join(table.projects)})"
-    keys = search_keys(jira, f"{every} ORDER BY key {direction}")
+    keys = search_keys(reader, f"{every} ORDER BY key {direction}")
     projects_in_order = [key.split("-")[0] for key in keys]
     runs = [p for i, p in enumerate(projects_in_order) if i == 0 or projects_in_order[i - 1] != p]
     assert len(runs) == len(set(runs)), "each project's issues come in one run"
@@ -165,10 +165,10 @@ def test_order_by_key_sorts_numbers_numerically_within_projects(
     assert set(keys) == set(table.rows)
 
 
-def test_ordering_does_not_change_what_is_selected(jira: httpx.Client, table: IssueTable) -> None:
+def test_ordering_does_not_change_what_is_selected(reader: httpx.Client, table: IssueTable) -> None:
     bound = table.median(2)
-    plain = search_keys(jira, f"updated > {bound}")
-    ordered = search_keys(jira, f"updated > {bound} order by created desc")
+    plain = search_keys(reader, f"updated > {bound}")
+    ordered = search_keys(reader, f"updated > {bound} order by created desc")
     assert sorted(plain) == sorted(ordered) and len(plain) == len(ordered)
 
 
@@ -188,23 +188,23 @@ def test_ordering_does_not_change_what_is_selected(jira: httpx.Client, table: Is
         "updated >= 2026-13-45",
     ],
 )
-def test_malformed_jql_answers_400_with_error_messages(jira: httpx.Client, jql: str) -> None:
-    response = jira.get("/rest/api/3/search/jql", params={"jql": jql})
+def test_malformed_jql_answers_400_with_error_messages(reader: httpx.Client, jql: str) -> None:
+    response = reader.get("/rest/api/3/search/jql", params={"jql": jql})
     assert error_messages(response, 400)
 
 
 @pytest.mark.parametrize("jql", ["", "   ", "ORDER BY key", "order by updated DESC"])
 @pytest.mark.parametrize("method", ["GET", "POST"])
-def test_unbounded_query_is_rejected(jira: httpx.Client, jql: str, method: str) -> None:
+def test_unbounded_query_is_rejected(reader: httpx.Client, jql: str, method: str) -> None:
     if method == "GET":
-        response = jira.get("/rest/api/3/search/jql", params={"jql": jql})
+        response = reader.get("/rest/api/3/search/jql", params={"jql": jql})
     else:
-        response = jira.post("/rest/api/3/search/jql", json={"jql": jql})
+        response = reader.post("/rest/api/3/search/jql", json={"jql": jql})
     assert error_messages(response, 400)
 
 
-def test_unbounded_count_is_rejected(jira: httpx.Client) -> None:
-    response = jira.post("/rest/api/3/search/approximate-count", json={"jql": "ORDER BY key"})
+def test_unbounded_count_is_rejected(reader: httpx.Client) -> None:
+    response = reader.post("/rest/api/3/search/approximate-count", json={"jql": "ORDER BY key"})
     assert error_messages(response, 400)
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from jira_pipeline.fakejira import FakeJiraConfig, FakeJiraHandle, run_fake_jira
+from jira_pipeline_tests.conftest import FAKE_JIRA_NOW
 from jira_pipeline_tests.fakejira.jira_pages import (
     ok_json,
     walk_array_pages,
@@ -29,10 +32,19 @@ def all_project_clause(fake: Any) -> str:
     return f"project in ({', '.join(keys)})"
 
 
-@pytest.fixture
-def paged_fake(fake_jira_factory: Any) -> Any:
-    """More projects than one page of 5 and statuses beyond one page of 7."""
-    return fake_jira_factory(projects=12, users=120, issues=150, seed=3)
+@pytest.fixture(scope="module")
+def paged_fake() -> Iterator[FakeJiraHandle]:
+    """More projects than one page of 5 and statuses beyond one page of 7; only read."""
+    config = FakeJiraConfig(projects=12, users=120, issues=150, seed=3, now=FAKE_JIRA_NOW)
+    with run_fake_jira(config) as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def datacenter_fake() -> Iterator[FakeJiraHandle]:
+    config = FakeJiraConfig(mode="datacenter", issues=120, projects=3, now=FAKE_JIRA_NOW)
+    with run_fake_jira(config) as fake:
+        yield fake
 
 
 @pytest.mark.parametrize("page_size", [1, 2, 5, 50])
@@ -102,28 +114,31 @@ def test_users_search_caps_page_size_at_a_thousand(fake_jira_factory: Any) -> No
     ],
 )
 def test_search_jql_pages_cover_every_issue_once(
-    fake_jira: Any, jira: httpx.Client, page_size: int | None, fields: str, method: str
+    read_only_fake: Any, reader: httpx.Client, page_size: int | None, fields: str, method: str
 ) -> None:
     issues, pages = walk_token_pages(
-        jira, f"{all_project_clause(fake_jira)} ORDER BY updated DESC", page_size,
+        reader, f"{all_project_clause(read_only_fake)} ORDER BY updated DESC", page_size,
         fields=fields, method=method,
     )
-    assert_each_once([i["key"] for i in issues], {i["key"] for i in fake_jira.admin.issues()})
+    assert_each_once([i["key"] for i in issues], {i["key"] for i in read_only_fake.admin.issues()})
     full_page = {None: 50, 5000: len(issues)}.get(page_size, page_size)
     assert all(len(page["issues"]) == full_page for page in pages[:-1])
 
 
-def test_search_jql_caps_full_issue_pages_at_a_hundred(fake_jira: Any, jira: httpx.Client) -> None:
-    issues, pages = walk_token_pages(jira, all_project_clause(fake_jira), 1000, fields="*all")
+def test_search_jql_caps_full_issue_pages_at_a_hundred(
+    read_only_fake: Any, reader: httpx.Client
+) -> None:
+    jql = all_project_clause(read_only_fake)
+    issues, pages = walk_token_pages(reader, jql, 1000, fields="*all")
     assert len(pages[0]["issues"]) == 100
-    assert_each_once([i["key"] for i in issues], {i["key"] for i in fake_jira.admin.issues()})
+    assert_each_once([i["key"] for i in issues], {i["key"] for i in read_only_fake.admin.issues()})
 
 
 @pytest.mark.parametrize("page_size", [1, 50, 1000])
 def test_datacenter_search_pages_by_start_at_cover_every_issue_once(
-    fake_jira_factory: Any, page_size: int
+    datacenter_fake: FakeJiraHandle, page_size: int
 ) -> None:
-    fake = fake_jira_factory(mode="datacenter", issues=120, projects=3)
+    fake = datacenter_fake
     headers = {"Authorization": f"Bearer {fake.config.pat}"}
     keys: list[str] = []
     totals = set()

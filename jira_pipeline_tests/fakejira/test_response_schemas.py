@@ -30,9 +30,9 @@ from jira_pipeline_tests.openapi import assert_valid_response
     ],
 )
 def test_get_endpoint_answers_documented_body(
-    jira: httpx.Client, path: str, params: dict[str, Any]
+    reader: httpx.Client, path: str, params: dict[str, Any]
 ) -> None:
-    body = ok_json(jira.get(path, params=params))
+    body = ok_json(reader.get(path, params=params))
     assert body, f"{path} answered an empty body"
     assert_valid_response("GET", path, 200, body)
 
@@ -48,29 +48,29 @@ def test_myself_reports_the_configured_time_zone(fake_jira_factory: Any) -> None
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_search_with_all_fields_and_expansions_is_documented(
-    jira: httpx.Client, fake_jira: Any, method: str
+    reader: httpx.Client, read_only_fake: Any, method: str
 ) -> None:
-    projects = ", ".join(sorted({issue["project_key"] for issue in fake_jira.admin.issues()}))
+    projects = ", ".join(sorted({issue["project_key"] for issue in read_only_fake.admin.issues()}))
     issues, pages = walk_token_pages(
-        jira,
+        reader,
         f"project in ({projects}) ORDER BY key",
         100,
         fields="*all",
         expand="changelog,names,renderedFields",
         method=method,
     )
-    assert len(issues) == len(fake_jira.admin.issues())
+    assert len(issues) == len(read_only_fake.admin.issues())
     assert all("names" in page for page in pages)
     assert all({"id", "key", "fields", "changelog"} <= issue.keys() for issue in issues)
 
 
-def test_approximate_count_is_documented(jira: httpx.Client, fake_jira: Any) -> None:
-    project = fake_jira.admin.issues()[0]["project_key"]
+def test_approximate_count_is_documented(reader: httpx.Client, read_only_fake: Any) -> None:
+    project = read_only_fake.admin.issues()[0]["project_key"]
     body = ok_json(
-        jira.post("/rest/api/3/search/approximate-count", json={"jql": f"project = {project}"})
+        reader.post("/rest/api/3/search/approximate-count", json={"jql": f"project = {project}"})
     )
     assert_valid_response("POST", "/rest/api/3/search/approximate-count", 200, body)
-    expected = sum(1 for i in fake_jira.admin.issues() if i["project_key"] == project)
+    expected = sum(1 for i in read_only_fake.admin.issues() if i["project_key"] == project)
     assert body["count"] == expected
 
 
@@ -83,9 +83,9 @@ def test_approximate_count_is_documented(jira: httpx.Client, fake_jira: Any) -> 
     ],
 )
 def test_bad_jql_answers_400_error_collection(
-    jira: httpx.Client, method: str, path: str, kwargs: dict[str, Any]
+    reader: httpx.Client, method: str, path: str, kwargs: dict[str, Any]
 ) -> None:
-    messages = error_messages(jira.request(method, path, **kwargs), 400)
+    messages = error_messages(reader.request(method, path, **kwargs), 400)
     assert messages and all(isinstance(m, str) and m for m in messages)
 
 
@@ -99,13 +99,14 @@ def test_bad_jql_answers_400_error_collection(
         "/rest/api/3/field",
     ],
 )
-def test_missing_credentials_answer_401_error_collection(fake_jira: Any, path: str) -> None:
-    with httpx.Client(base_url=fake_jira.base_url) as anonymous:
+def test_missing_credentials_answer_401_error_collection(read_only_fake: Any, path: str) -> None:
+    with httpx.Client(base_url=read_only_fake.base_url) as anonymous:
         assert error_messages(anonymous.get(path), 401)
 
 
-def test_wrong_api_token_answers_401_error_collection(fake_jira: Any) -> None:
-    with httpx.Client(base_url=fake_jira.base_url, auth=(fake_jira.config.email, "nope")) as c:
+def test_wrong_api_token_answers_401_error_collection(read_only_fake: Any) -> None:
+    auth = (read_only_fake.config.email, "nope")
+    with httpx.Client(base_url=read_only_fake.base_url, auth=auth) as c:
         assert error_messages(c.get("/rest/api/3/search/jql", params={"jql": "project = X"}), 401)
 
 
@@ -115,13 +116,13 @@ def test_forbidden_project_answers_403_error_collection(fake_jira_factory: Any) 
         assert error_messages(client.get("/rest/api/3/project/WEB"), 403)
 
 
-def test_unknown_project_answers_404_error_collection(jira: httpx.Client) -> None:
-    assert error_messages(jira.get("/rest/api/3/project/NOSUCH"), 404)
+def test_unknown_project_answers_404_error_collection(reader: httpx.Client) -> None:
+    assert error_messages(reader.get("/rest/api/3/project/NOSUCH"), 404)
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_removed_search_endpoint_answers_410_error_collection(
-    jira: httpx.Client, method: str
+    reader: httpx.Client, method: str
 ) -> None:
     kwargs: dict[str, Any] = {"json": {"jql": "project = CORE"}} if method == "POST" else {}
-    assert error_messages(jira.request(method, "/rest/api/3/search", **kwargs), 410)
+    assert error_messages(reader.request(method, "/rest/api/3/search", **kwargs), 410)

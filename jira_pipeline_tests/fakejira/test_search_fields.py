@@ -16,30 +16,30 @@ JIRA_TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}[+-]\d{
 
 
 @pytest.fixture
-def field_catalog(jira: httpx.Client) -> dict[str, dict]:
-    return {f["id"]: f for f in ok_json(jira.get("/rest/api/3/field"))}
+def field_catalog(reader: httpx.Client) -> dict[str, dict]:
+    return {f["id"]: f for f in ok_json(reader.get("/rest/api/3/field"))}
 
 
 @pytest.fixture
-def all_fields(jira: httpx.Client) -> list[dict]:
-    issues, _ = walk_token_pages(jira, EVERY_ISSUE, 100, fields="*all")
+def all_fields(reader: httpx.Client) -> list[dict]:
+    issues, _ = walk_token_pages(reader, EVERY_ISSUE, 100, fields="*all")
     return issues
 
 
-def field_sets(jira: httpx.Client, fields: str) -> list[set[str]]:
-    issues, _ = walk_token_pages(jira, EVERY_ISSUE, 100, fields=fields)
+def field_sets(reader: httpx.Client, fields: str) -> list[set[str]]:
+    issues, _ = walk_token_pages(reader, EVERY_ISSUE, 100, fields=fields)
     return [set(issue.get("fields", {})) for issue in issues]
 
 
-def test_explicit_field_list_returns_just_those_fields(jira: httpx.Client) -> None:
-    assert all(s == {"summary", "status"} for s in field_sets(jira, "summary,status"))
+def test_explicit_field_list_returns_just_those_fields(reader: httpx.Client) -> None:
+    assert all(s == {"summary", "status"} for s in field_sets(reader, "summary,status"))
 
 
 def test_navigable_fields_leave_out_comment_and_worklog(
-    jira: httpx.Client, field_catalog: dict[str, dict]
+    reader: httpx.Client, field_catalog: dict[str, dict]
 ) -> None:
     navigable = {fid for fid, f in field_catalog.items() if f.get("navigable")}
-    for returned in field_sets(jira, "*navigable"):
+    for returned in field_sets(reader, "*navigable"):
         assert returned <= navigable
         assert {"summary", "status", "updated"} <= returned
         assert not returned & {"comment", "worklog"}
@@ -59,8 +59,10 @@ def test_all_fields_include_every_catalogued_field(
     ("fields", "excluded"),
     [("*all,-comment", {"comment"}), ("-description", {"description"})],
 )
-def test_minus_prefix_excludes_a_field(jira: httpx.Client, fields: str, excluded: set[str]) -> None:
-    for returned in field_sets(jira, fields):
+def test_minus_prefix_excludes_a_field(
+    reader: httpx.Client, fields: str, excluded: set[str]
+) -> None:
+    for returned in field_sets(reader, fields):
         assert returned and not returned & excluded
 
 
@@ -141,18 +143,18 @@ def test_subtasks_and_parents_point_at_each_other(all_fields: list[dict]) -> Non
 
 
 def test_names_expansion_names_every_returned_field(
-    jira: httpx.Client, field_catalog: dict[str, dict]
+    reader: httpx.Client, field_catalog: dict[str, dict]
 ) -> None:
-    _, pages = walk_token_pages(jira, EVERY_ISSUE, 100, fields="*all", expand="names")
+    _, pages = walk_token_pages(reader, EVERY_ISSUE, 100, fields="*all", expand="names")
     for page in pages:
         returned = set().union(*(set(i["fields"]) for i in page["issues"]))
         assert returned <= set(page["names"])
         assert all(page["names"][fid] == field_catalog[fid]["name"] for fid in returned)
 
 
-def test_rendered_fields_expansion_adds_rendered_fields(jira: httpx.Client) -> None:
-    plain, _ = walk_token_pages(jira, EVERY_ISSUE, 50, fields="summary,description")
-    rendered, _ = walk_token_pages(jira, EVERY_ISSUE, 50, fields="summary,description",
+def test_rendered_fields_expansion_adds_rendered_fields(reader: httpx.Client) -> None:
+    plain, _ = walk_token_pages(reader, EVERY_ISSUE, 50, fields="summary,description")
+    rendered, _ = walk_token_pages(reader, EVERY_ISSUE, 50, fields="summary,description",
                                    expand="renderedFields")
     assert not any("renderedFields" in issue for issue in plain)
     assert all("renderedFields" in issue for issue in rendered)
