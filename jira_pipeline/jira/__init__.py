@@ -24,6 +24,7 @@ from jira_pipeline.jira.auth import (
     OAuth3LO,
     OAuthEndpoints,
     OAuthTokens,
+    TokenLoader,
     TokenSaver,
 )
 from jira_pipeline.jira.bridge import EventLoopThread, iterate_blocking, run_sync, shared_loop
@@ -66,6 +67,7 @@ __all__ = [
     "RateLimiter",
     "RetryPolicy",
     "StatusRecord",
+    "TokenLoader",
     "TokenSaver",
     "UserRecord",
     "build_issue_jql",

@@ -117,6 +117,9 @@ class OAuthTokens:
 TokenSaver = Callable[[OAuthTokens], Awaitable[None] | None]
 """Persists rotated tokens; must finish before the new access token is used."""
 
+TokenLoader = Callable[[], Awaitable[OAuthTokens | None] | OAuthTokens | None]
+"""Reads the tokens the store holds now: another process may have rotated them meanwhile."""
+
 
 @dataclass(frozen=True)
 class OAuthEndpoints:
@@ -146,7 +149,9 @@ class OAuth3LO(JiraAuth):
     Access tokens are refreshed `refresh_margin` before they expire and once after a 401. Each
     new grant is handed to `on_tokens` and only used once that returned: a crash between the
     token request and the save can never lose the only valid refresh token silently. Concurrent
-    refreshes in one process share one token request.
+    refreshes in one process share one token request. With `load_tokens`, a refresh first reads
+    the store: when another process already rotated the tokens, those are adopted instead of
+    spending a refresh token that Jira has retired.
     """
 
     client_id: str
@@ -154,6 +159,7 @@ class OAuth3LO(JiraAuth):
     tokens: OAuthTokens | None = None
     cloud_id: str | None = None
     on_tokens: TokenSaver | None = field(default=None, repr=False)
+    load_tokens: TokenLoader | None = field(default=None, repr=False)
     endpoints: OAuthEndpoints = field(default_factory=OAuthEndpoints)
     refresh_margin: timedelta = timedelta(seconds=60)
     scopes: tuple[str, ...] = DEFAULT_OAUTH_SCOPES
@@ -269,6 +275,16 @@ class OAuth3LO(JiraAuth):
                 raise JiraTokenError("no OAuth tokens yet: authorize the connection first")
             if stale is not None and current is not stale:
                 return current  # another task refreshed while we waited for the lock
+            stored = await self._stored_tokens()
+            if stored is not None and (
+                stored.refresh_token.get_secret_value() != current.refresh_token.get_secret_value()
+            ):
+                # Another process rotated them: its refresh token is the live one now.
+                self.tokens = current = stored
+                if stored.expires_at - self.refresh_margin > self.clock() and (
+                    stale is None or stored.access_token != stale.access_token
+                ):
+                    return stored
             body = {
                 "grant_type": "refresh_token",
                 "client_id": self.client_id,
@@ -279,6 +295,14 @@ class OAuth3LO(JiraAuth):
             await self._save_then_install(tokens)
             self.refreshes += 1
             return tokens
+
+    async def _stored_tokens(self) -> OAuthTokens | None:
+        if self.load_tokens is None:
+            return None
+        result = self.load_tokens()
+        if inspect.isawaitable(result):
+            result = await result
+        return result  # type: ignore[return-value]
 
     async def _save_then_install(self, tokens: OAuthTokens) -> None:
         if self.on_tokens is not None:

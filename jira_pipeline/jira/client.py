@@ -28,6 +28,7 @@ from jira_pipeline.jira.auth import (
     JiraAuth,
     OAuth3LO,
     OAuthTokens,
+    TokenLoader,
     TokenSaver,
     scrub,
 )
@@ -118,9 +119,11 @@ class JiraClient:
         *,
         tokens: OAuthTokens | None = None,
         on_tokens: TokenSaver | None = None,
+        load_tokens: TokenLoader | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> JiraClient:
-        """A client for the configured credential; OAuth also needs the stored tokens."""
+        """A client for the configured credential; OAuth also needs the stored tokens and the
+        callbacks that save (and re-read) them."""
         auth: JiraAuth
         mode = settings.auth_mode
         if mode == "oauth":
@@ -131,6 +134,7 @@ class JiraClient:
                 tokens=tokens,
                 cloud_id=settings.cloud_id,
                 on_tokens=on_tokens,
+                load_tokens=load_tokens,
                 endpoints=settings.oauth_endpoints,
                 timeout=settings.timeout_s,
             )

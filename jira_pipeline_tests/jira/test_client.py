@@ -244,6 +244,40 @@ def test_rotated_refresh_token_is_rejected_when_reused(fake_jira):
     assert len(saved) == 2
 
 
+def test_tokens_rotated_by_another_process_are_adopted_instead_of_spending_a_dead_one(
+    fake_jira,
+):
+    store = []  # what the shared token store holds: the last saved grant is store[-1]
+
+    async def scenario():
+        first = await authorize(fake_jira, store)
+
+        def second_process(clock):
+            return OAuth3LO(client_id=first.client_id, client_secret=first.client_secret,
+                            tokens=first.tokens, cloud_id=first.cloud_id,
+                            endpoints=first.endpoints, on_tokens=store.append,
+                            load_tokens=lambda: store[-1], clock=clock)
+
+        fresh_reader = second_process(clock=lambda: FAKE_JIRA_NOW)
+        late_reader = second_process(
+            clock=lambda: first.tokens.expires_at - timedelta(seconds=10))
+        await first.refresh()  # "process one" rotates; the others still hold the old grant
+        exchanged = requests_to(fake_jira, "/oauth/token", 200)
+        # A live grant in the store is adopted without any token request...
+        await fresh_reader.refresh(stale=fresh_reader.tokens)
+        assert fresh_reader.tokens == store[-1] and fresh_reader.refreshes == 0
+        assert requests_to(fake_jira, "/oauth/token", 200) == exchanged
+        # ...and one about to expire is refreshed with the store's (live) refresh token.
+        async with JiraClient(late_reader, limiter=RateLimiter(0.0, 1),
+                              retry=FAST_RETRY) as client:
+            await client.myself()
+        return late_reader
+
+    late_reader = asyncio.run(scenario())
+    assert late_reader.refreshes == 1 and late_reader.tokens == store[-1]
+    assert requests_to(fake_jira, "/oauth/token", 403) == 0
+
+
 def test_a_failing_persistence_callback_stops_the_new_access_token_from_being_used(fake_jira):
     saved = []
     handed_over = []
