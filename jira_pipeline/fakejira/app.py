@@ -380,39 +380,28 @@ async def _search_request(call: Call) -> SearchRequest:
     )
 
 
-def select_fields(specs: list[str], *, default: str) -> tuple[tuple[str, ...] | None, bool]:
-    """Which fields to render: (None = id only | field ids, key wanted)."""
-    tokens = [t.strip() for spec in specs for t in spec.split(",") if t.strip()]
-    if not tokens:
-        tokens = [default]
+def select_fields(specs: list[str], *, default: str) -> tuple[str, ...] | None:
+    """Field ids to render from `fields` values; None when only id/key were asked for."""
+    tokens = [t.strip() for spec in specs for t in spec.split(",") if t.strip()] or [default]
     include: list[str] = []
     exclude: set[str] = set()
     base: tuple[str, ...] = ()
-    wants_key = False
-    only_excludes = True
     for token in tokens:
         if token == "*all":
-            base, only_excludes = FIELD_IDS, False
+            base = FIELD_IDS
         elif token == "*navigable":
             base = base or NAVIGABLE_FIELD_IDS
-            only_excludes = False
         elif token.startswith("-"):
             exclude.add(token[1:])
-        elif token == "id":
-            only_excludes = False
-        elif token == "key":
-            wants_key, only_excludes = True, False
-        else:
-            only_excludes = False
-            if token in FIELD_NAMES and token not in include:
-                include.append(token)
-    if only_excludes:
-        base = NAVIGABLE_FIELD_IDS
+        elif token in FIELD_NAMES and token not in include:
+            include.append(token)  # unknown names are ignored, as Jira ignores them
+    if exclude and not base and not include and all(t.startswith("-") for t in tokens):
+        base = NAVIGABLE_FIELD_IDS  # "-description" means navigable fields but description
     chosen = set(base) | set(include)
     wanted = tuple(f for f in FIELD_IDS if f in chosen and f not in exclude)
     if not wanted and not base:
-        return None, wants_key
-    return wanted, True
+        return None
+    return wanted
 
 
 def _token(jql: str | None, last: tuple[int, ...]) -> str:
@@ -443,7 +432,7 @@ def _run_query(call: Call, jql: str | None, *, require_bound: bool) -> object:
     return site.run(jql, query)
 
 
-def _render_issues(call: Call, issues: list, wanted: tuple[str, ...] | None, wants_key: bool,
+def _render_issues(call: Call, issues: list, wanted: tuple[str, ...] | None,
                    expand: set[str]) -> list[dict]:
     renderer = call.renderer
     frozen = frozenset(expand)
@@ -467,7 +456,7 @@ def _names_and_schema(body: dict, wanted: tuple[str, ...] | None, expand: set[st
 
 async def search_jql(call: Call) -> object:
     search = await _search_request(call)
-    wanted, wants_key = select_fields(search.fields, default="id")
+    wanted = select_fields(search.fields, default="id")
     issue_expand = search.expand - {"names", "schema"}
     if wanted is None and issue_expand:
         wanted = ()  # expanding changelog etc. needs the full bean, even with no fields
@@ -476,7 +465,7 @@ async def search_jql(call: Call) -> object:
     result = _run_query(call, search.jql, require_bound=True)
     after = _untoken(search.jql, search.next_page_token) if search.next_page_token else None
     page, last = call.site.page_after(result, after, size)  # type: ignore[arg-type]
-    body: dict = {"issues": _render_issues(call, page, wanted, wants_key, issue_expand)}
+    body: dict = {"issues": _render_issues(call, page, wanted, issue_expand)}
     if last is not None:
         body["nextPageToken"] = _token(search.jql, last)
     body["isLast"] = last is None
@@ -496,7 +485,7 @@ async def approximate_count(call: Call) -> object:
 
 async def dc_search(call: Call) -> object:
     search = await _search_request(call)
-    wanted, _ = select_fields(search.fields, default="*navigable")
+    wanted = select_fields(search.fields, default="*navigable")
     size = min(max(0, search.max_results if search.max_results is not None else 50),
                DC_SEARCH_CAP)
     result = _run_query(call, search.jql, require_bound=False)
@@ -507,8 +496,7 @@ async def dc_search(call: Call) -> object:
         "startAt": search.start_at,
         "maxResults": size,
         "total": len(issues),
-        "issues": _render_issues(call, page, wanted or (), True,
-                                 search.expand - {"names", "schema"}),
+        "issues": _render_issues(call, page, wanted or (), search.expand - {"names", "schema"}),
     }
     _names_and_schema(body, wanted, search.expand)
     return body
@@ -530,7 +518,7 @@ def _issue(call: Call) -> Issue:
 async def issue_get(call: Call) -> object:
     issue = _issue(call)
     params = call.request.query_params
-    wanted, _ = select_fields(params.getlist("fields"), default="*all")
+    wanted = select_fields(params.getlist("fields"), default="*all")
     expand = {e.strip() for v in params.getlist("expand") for e in v.split(",") if e.strip()}
     call.site.issues_served += 1
     return call.renderer.issue(issue, wanted or (), frozenset(expand))
