@@ -52,6 +52,23 @@ def test_requests_beyond_the_burst_answer_429_with_jira_headers(fake_jira_factor
     assert stats["requests_in_retry_after_window"] >= len(limited) - 1
 
 
+def test_waiting_out_retry_after_is_served_and_impatience_is_counted(
+    fake_jira_factory: Any,
+) -> None:
+    fake = fake_jira_factory(issues=0, rate_limit=5.0, burst=1)
+    with basic_client(fake) as client:
+        first, refused = (client.get("/rest/api/3/myself") for _ in range(2))
+        assert (first.status_code, refused.status_code) == (200, 429)
+        impatient = client.get("/rest/api/3/myself")  # inside the Retry-After window
+        assert impatient.status_code == 429
+        time.sleep(int(impatient.headers["Retry-After"]))
+        patient = client.get("/rest/api/3/myself")
+    assert patient.status_code == 200
+    stats = fake.admin.stats()
+    assert stats["rate_limited"] == 2
+    assert stats["requests_in_retry_after_window"] == 1
+
+
 def test_each_credential_has_its_own_bucket(fake_jira_factory: Any) -> None:
     fake = fake_jira_factory(issues=0, rate_limit=0.2, burst=2)
     with basic_client(fake) as client:

@@ -126,3 +126,41 @@ def test_removed_search_endpoint_answers_410_error_collection(
 ) -> None:
     kwargs: dict[str, Any] = {"json": {"jql": "project = CORE"}} if method == "POST" else {}
     assert error_messages(reader.request(method, "/rest/api/3/search", **kwargs), 410)
+
+
+def test_garbage_next_page_token_answers_400(reader: httpx.Client) -> None:
+    response = reader.get("/rest/api/3/search/jql",
+                          params={"jql": "created >= 0", "nextPageToken": "not-a-token"})
+    assert error_messages(response, 400)
+
+
+def test_non_numeric_page_size_answers_400(reader: httpx.Client) -> None:
+    response = reader.get("/rest/api/3/project/search", params={"maxResults": "lots"})
+    assert error_messages(response, 400)
+
+
+# Data Center's /rest/api/2 answers share Cloud v3's shapes for these resources (Cloud's own
+# document is the only one we hold), so each is checked against its v3 twin.
+@pytest.mark.parametrize(
+    ("v2_path", "v3_twin", "params"),
+    [
+        ("/rest/api/2/myself", "/rest/api/3/myself", {}),
+        ("/rest/api/2/serverInfo", "/rest/api/3/serverInfo", {}),
+        ("/rest/api/2/project", "/rest/api/3/project", {}),
+        ("/rest/api/2/status", "/rest/api/3/status", {}),
+        ("/rest/api/2/user/search", "/rest/api/3/user/search",
+         {"username": ".", "maxResults": 1000}),
+        ("/rest/api/2/field", "/rest/api/3/field", {}),
+        ("/rest/api/2/search", "/rest/api/3/search",
+         {"jql": "created >= 0", "fields": "*all", "expand": "changelog", "maxResults": 1000}),
+    ],
+)
+def test_datacenter_answers_match_their_cloud_twins(
+    fake_jira_factory: Any, v2_path: str, v3_twin: str, params: dict[str, Any]
+) -> None:
+    fake = fake_jira_factory(mode="datacenter", issues=40, projects=2, users=20)
+    headers = {"Authorization": f"Bearer {fake.config.pat}"}
+    with httpx.Client(base_url=fake.base_url, headers=headers) as client:
+        body = ok_json(client.get(v2_path, params=params))
+    assert body
+    assert_valid_response("GET", v3_twin, 200, body)
