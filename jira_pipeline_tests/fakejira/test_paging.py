@@ -62,6 +62,23 @@ def test_project_search_pages_cover_every_project_once(
     assert all(("nextPage" in page) != page["isLast"] for page in pages)
 
 
+@pytest.mark.parametrize("path", ["/rest/api/3/project/search", "/rest/api/3/statuses/search"])
+def test_following_next_page_links_walks_the_same_records(paged_fake: Any, path: str) -> None:
+    with httpx.Client(base_url=paged_fake.base_url,
+                      auth=(paged_fake.config.email, paged_fake.config.api_token)) as client:
+        by_offset, _ = walk_offset_pages(client, path, 3)
+        followed: list[dict] = []
+        url = f"{paged_fake.base_url}{path}?maxResults=3"
+        while True:
+            page = ok_json(client.get(url))
+            followed.extend(page["values"])
+            if page["isLast"]:
+                break
+            url = page["nextPage"]
+            assert url.startswith(paged_fake.base_url), "nextPage must be an absolute URL here"
+    assert [v["id"] for v in followed] == [v["id"] for v in by_offset]
+
+
 def test_project_search_caps_page_size_at_fifty(paged_fake: Any) -> None:
     with httpx.Client(base_url=paged_fake.base_url,
                       auth=(paged_fake.config.email, paged_fake.config.api_token)) as client:
