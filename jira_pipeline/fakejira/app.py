@@ -739,7 +739,9 @@ DATACENTER_ENDPOINTS: tuple[tuple[str, Handler, tuple[str, ...]], ...] = (
 
 
 async def not_found(request: Request, exc: Exception) -> Response:
-    return json_response({"errorMessages": ["Not Found"], "errors": {}}, 404)
+    status = getattr(exc, "status_code", 404)
+    message = "Method Not Allowed" if status == 405 else "Not Found"
+    return json_response({"errorMessages": [message], "errors": {}}, status)
 
 
 def build_app(site: FakeJiraSite) -> Starlette:

@@ -265,9 +265,6 @@ class Dataset:
     def project_statuses(self, project: int) -> list[int]:
         return [i for i, s in enumerate(self.statuses) if s.project in (None, project)]
 
-    def live_issues(self) -> list[Issue]:
-        return [issue for issue in self.issues if not issue.deleted]
-
 
 def build_dataset(config: FakeJiraConfig, now: datetime) -> Dataset:
     """Generate the site deterministically from the seed, the sizes and the clock start."""

@@ -15,7 +15,6 @@ from jira_pipeline.fakejira.dataset import (
     OPTIONS,
     PRIORITIES,
     STATUS_CATEGORIES,
-    SUBTASK,
     TEAMS,
     WORDS,
     Dataset,
@@ -220,8 +219,6 @@ class SiteRenderer:
             "isPrivate": False,
             "properties": {},
         }
-        body.pop("simplified")
-        body["simplified"] = False
         return body
 
     def field_details(self) -> list[dict]:
@@ -468,6 +465,3 @@ class SiteRenderer:
             body["changelog"] = self.changelog(issue)
         return body
 
-
-def is_subtask(issue: Issue) -> bool:
-    return issue.type == SUBTASK
