@@ -30,6 +30,7 @@ class JiraAuth:
     """A credential strategy: headers for a request, and what to do when Jira answers 401."""
 
     deployment: Deployment = "cloud"
+    unauthorized_hint = "check the credentials"
 
     async def headers(self, http: httpx.AsyncClient) -> tuple[dict[str, str], object]:
         """Authorization headers plus a marker of the credential used (handed back on 401)."""
@@ -53,6 +54,7 @@ class BasicAuth(JiraAuth):
     """Jira Cloud: account email and API token, sent as HTTP basic auth."""
 
     deployment: Deployment = "cloud"
+    unauthorized_hint = "check JIRA_EMAIL and JIRA_API_TOKEN"
 
     def __init__(self, email: str, api_token: str | SecretStr) -> None:
         self.email = email
@@ -75,6 +77,7 @@ class BearerPAT(JiraAuth):
     """Jira Data Center: a personal access token sent as a Bearer token."""
 
     deployment: Deployment = "datacenter"
+    unauthorized_hint = "check JIRA_PAT (and that it has not expired)"
 
     def __init__(self, token: str | SecretStr) -> None:
         self.token = _secret(token)
@@ -169,6 +172,7 @@ class OAuth3LO(JiraAuth):
     _lock: asyncio.Lock | None = field(default=None, init=False, repr=False)
 
     deployment: Deployment = field(default="cloud", init=False, repr=False)
+    unauthorized_hint = "refused even after a token refresh: authorize the connection again"
 
     def __post_init__(self) -> None:
         self.client_secret = _secret(self.client_secret)

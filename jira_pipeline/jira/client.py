@@ -295,6 +295,8 @@ class JiraClient:
                 method=method, path=path, status=status,
             )
         error_class = http_error_class(status)
+        if status == 401:
+            reason = f"{reason}: {self.auth.unauthorized_hint}"
         error = error_class(
             reason, method=method, path=path, status=status, error_messages=messages,
             errors=errors,

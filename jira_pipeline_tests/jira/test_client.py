@@ -11,12 +11,14 @@ import pytest
 from jira_pipeline.jira import (
     BasicAuth,
     BearerPAT,
+    EventLoopThread,
     IssueRecord,
     IssueWindow,
     JiraAuthError,
     JiraClient,
     JiraResponseError,
     JiraServerError,
+    JiraSettings,
     JiraTokenError,
     JiraTransportError,
     JqlError,
@@ -25,6 +27,8 @@ from jira_pipeline.jira import (
     RateLimiter,
     RetryPolicy,
     build_issue_jql,
+    iterate_blocking,
+    run_sync,
 )
 from jira_pipeline.timeutil import parse_jira_datetime
 from jira_pipeline_tests.conftest import FAKE_JIRA_NOW
@@ -165,6 +169,7 @@ def test_wrong_credentials_fail_once_with_a_clear_error_and_no_retry_storm(fake_
     with pytest.raises(JiraAuthError) as raised:
         asyncio.run(scenario())
     assert raised.value.status == 401 and "GET /rest/api/3/myself" in str(raised.value)
+    assert "check JIRA_EMAIL and JIRA_API_TOKEN" in str(raised.value)
     assert requests_to(fake_jira, "/rest/api/3/myself") == 1
 
 
@@ -583,3 +588,46 @@ def test_no_credential_appears_in_errors_reprs_or_logs(fake_jira_factory, caplog
     assert oauth.tokens is not None and len(texts) > 10
     leaks = [(secret, text) for secret in secrets for text in texts if secret in text]
     assert leaks == []
+
+
+# --- from settings, and from synchronous code -----------------------------------------------
+
+
+def test_a_client_built_from_environment_settings_talks_to_the_site(fake_jira):
+    settings = JiraSettings.from_env({
+        "JIRA_BASE_URL": fake_jira.base_url,
+        "JIRA_EMAIL": fake_jira.config.email,
+        "JIRA_API_TOKEN": fake_jira.config.api_token,
+        "JIRA_MIN_REQUEST_INTERVAL_MS": "0",
+    })
+
+    async def scenario():
+        async with JiraClient.from_settings(settings) as client:
+            assert client.limiter.min_interval == 0 and client.retry.attempts == 6
+            return await client.myself()
+
+    assert asyncio.run(scenario())["emailAddress"] == fake_jira.config.email
+
+
+def test_sync_code_walks_issues_through_the_blocking_bridge_and_can_stop_early(fake_jira):
+    client = basic_client(fake_jira)
+    loop = EventLoopThread()
+    try:
+        walked = list(iterate_blocking(
+            lambda: client.search_window(WHOLE_DATASET, fields=("updated", "project", "status",
+                                                               "assignee"), page_size=50),
+            max_buffered=20, loop=loop))
+        assert_records_match_the_fake(fake_jira, walked)
+
+        first_ten = []
+        for issue in iterate_blocking(lambda: client.search_issues(
+                build_issue_jql(WHOLE_DATASET), fields=("updated",), page_size=10), loop=loop):
+            first_ten.append(issue)
+            if len(first_ten) == 10:
+                break
+        # The same client (and its pooled connections) keeps working on the same loop.
+        assert run_sync(client.count_issues(build_issue_jql(WHOLE_DATASET)), loop=loop) == 200
+        assert len(first_ten) == 10
+    finally:
+        run_sync(client.aclose(), loop=loop)
+        loop.close()
