@@ -160,9 +160,9 @@ def iterate_blocking(
     def release_slot() -> None:
         free_slots[0].release()
 
-    submitted = _Submitted(runner, produce())
-
     def consume() -> Iterator[T]:
+        # Started on the first next(): an iterator that is never iterated leaves nothing behind.
+        submitted = _Submitted(runner, produce())
         try:
             while True:
                 try:

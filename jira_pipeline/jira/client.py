@@ -437,8 +437,9 @@ class JiraClient:
         One approximate count decides whether splitting pays off: a window with more than one
         page of issues is cut into up to `parallelism` (default: the limiter's in-flight bound)
         equal sub-windows walked concurrently, so latency overlaps while the limiter keeps the
-        pace. Sub-windows split on `updated` in epoch ms and are half-open, so no issue is
-        fetched twice and none is skipped. At most about two pages per sub-window are buffered.
+        pace. Sub-windows split on `updated` in epoch ms and are half-open, so an issue that does
+        not change during the walk is fetched exactly once (one that changes may move between
+        sub-windows: writes are idempotent). At most about two pages per sub-window are held.
         """
         parts = max(1, parallelism or self.limiter.max_in_flight)
         whole = build_issue_jql(window, projects=projects, user_jql=jql)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
@@ -12,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from jira_pipeline.jira._exceptions import JiraConfigError
 from jira_pipeline.jira.auth import OAuthEndpoints
+from jira_pipeline.settings import load_dotenv_once
 
 AuthMode = Literal["basic", "pat", "oauth"]
 
@@ -80,22 +80,16 @@ class JiraSettings(BaseModel):
         return "basic"
 
     @classmethod
-    def from_env(
-        cls, environ: Mapping[str, str] | None = None, *, dotenv: str | Path | None = ".env"
-    ) -> JiraSettings:
-        """Read the JIRA_* variables (and a `.env` file beneath them); one error per bad value.
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> JiraSettings:
+        """Read the JIRA_* variables (a `.env` in the working directory fills in unset ones).
 
-        With `environ` given, only that mapping is read (no `.env`), which is what tests want.
+        With `environ` given, only that mapping is read, which is what tests want.
         """
         if environ is None:
-            env: dict[str, str] = {}
-            if dotenv is not None and Path(dotenv).is_file():
-                from dotenv import dotenv_values
-
-                env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
-            env.update(os.environ)
+            load_dotenv_once()
+            env: Mapping[str, str] = os.environ
         else:
-            env = dict(environ)
+            env = environ
 
         email, token, pat = _text(env, "JIRA_EMAIL"), _text(env, "JIRA_API_TOKEN"), _text(
             env, "JIRA_PAT"

@@ -4,6 +4,7 @@ import pytest
 
 from jira_pipeline.jira._exceptions import JiraConfigError
 from jira_pipeline.jira.config import JiraSettings
+from jira_pipeline.settings import load_dotenv_once
 
 BASIC = {"JIRA_BASE_URL": "https://acme.atlassian.net", "JIRA_EMAIL": "me@acme.test",
          "JIRA_API_TOKEN": "tok-SECRET-123"}
@@ -78,9 +79,15 @@ def test_dotenv_file_is_read_beneath_the_environment(tmp_path, monkeypatch):
     (tmp_path / ".env").write_text("JIRA_BASE_URL=https://from-dotenv.test\nJIRA_EMAIL=a@b.c\n"
                                    "JIRA_API_TOKEN=t\n")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("JIRA_EMAIL", "env@wins.test")
     for name in ("JIRA_BASE_URL", "JIRA_API_TOKEN", "JIRA_PAT", "JIRA_OAUTH_CLIENT_ID",
                  "JIRA_OAUTH_CLIENT_SECRET"):
-        monkeypatch.delenv(name, raising=False)
-    settings = JiraSettings.from_env()
+        # set then delete: teardown removes whatever the .env file put there
+        monkeypatch.setenv(name, "placeholder")
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("JIRA_EMAIL", "env@wins.test")
+    load_dotenv_once.cache_clear()
+    try:
+        settings = JiraSettings.from_env()
+    finally:
+        load_dotenv_once.cache_clear()
     assert settings.base_url == "https://from-dotenv.test" and settings.email == "env@wins.test"
