@@ -112,7 +112,15 @@ def _ratelimit_headers(decision: RateDecision) -> dict[str, str]:
         "X-RateLimit-Limit": str(decision.limit),
         "X-RateLimit-Remaining": str(decision.remaining),
         "X-RateLimit-Reset": reset.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        # Jira flags the last fifth of the budget so clients can slow down before a 429.
+        "X-RateLimit-NearLimit": "true" if decision.remaining < decision.limit * 0.2 else "false",
     }
+
+
+async def _latency(site: FakeJiraSite) -> None:
+    # A sleep on the event loop, never a blocking one: concurrent clients' waits overlap.
+    if site.knobs.latency_ms > 0:
+        await asyncio.sleep(site.knobs.latency_ms / 1000)
 
 
 def api_route(path: str, handler: Handler, *, api: str, scheme: str,
@@ -126,8 +134,7 @@ def api_route(path: str, handler: Handler, *, api: str, scheme: str,
 
     async def _answer(request: Request) -> tuple[int, Response]:
         knobs = site.knobs
-        if knobs.latency_ms > 0:
-            await asyncio.sleep(knobs.latency_ms / 1000)
+        await _latency(site)
         headers: dict[str, str] = {}
         if knobs.rate_limit > 0:
             decision = site.limiter.check(_credential(request))
@@ -581,6 +588,7 @@ def oauth_routes(site: FakeJiraSite) -> list[Route]:
         return RedirectResponse(f"{params['redirect_uri']}{separator}{urlencode(query)}", 302)
 
     async def token(request: Request) -> Response:
+        await _latency(site)
         raw = await request.body()
         try:
             if request.headers.get("content-type", "").startswith(
@@ -603,6 +611,7 @@ def oauth_routes(site: FakeJiraSite) -> list[Route]:
         return json_response(answer)
 
     async def accessible_resources(request: Request) -> Response:
+        await _latency(site)
         header = request.headers.get("authorization", "")
         if header[:7].lower() != "bearer " or not site.oauth.check(header[7:].strip(),
                                                                      site.clock.now_ms()):

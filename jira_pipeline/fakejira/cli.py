@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--mode", choices=("cloud", "datacenter"), default=defaults.mode)
     add("--oauth-client-id", default=defaults.oauth_client_id)
     add("--oauth-client-secret", default=defaults.oauth_client_secret)
+    add("--forbidden-projects", default="",
+        help="comma-separated project keys the account cannot browse (403, hidden from lists)")
     add("--now", default=None,
         help="ISO-8601 start of the fake's clock (default: the wall clock); pins the dataset")
     add("--tls-cert", default=None, help="PEM certificate: serve HTTPS (with --tls-key)")
@@ -67,6 +69,8 @@ def config_from_args(args: argparse.Namespace) -> FakeJiraConfig:
         burst=args.burst, fault_rate=args.fault_rate, token_ttl=args.token_ttl, mode=args.mode,
         oauth_client_id=args.oauth_client_id, oauth_client_secret=args.oauth_client_secret,
         now=now,
+        forbidden_projects=tuple(k.strip().upper() for k in args.forbidden_projects.split(",")
+                                 if k.strip()),
     )
 
 

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-import httpx
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
 
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from jira_pipeline.cli import main
+from jira_pipeline.fakejira import FakeJiraConfig, run_fake_jira
 from jira_pipeline.timeutil import parse_jira_datetime, to_epoch_ms
 
 
@@ -67,13 +78,6 @@ def test_removed_search_endpoint_answers_410(fake_jira):
 
 
 def _self_signed_pair(directory) -> tuple[str, str]:
-    from datetime import UTC, datetime, timedelta
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.now(tz=UTC)
@@ -90,8 +94,6 @@ def _self_signed_pair(directory) -> tuple[str, str]:
 
 
 def test_tls_files_make_the_fake_serve_https(tmp_path):
-    from jira_pipeline.fakejira import FakeJiraConfig, run_fake_jira
-
     cert, key = _self_signed_pair(tmp_path)
     with run_fake_jira(FakeJiraConfig(issues=3), tls_cert=cert, tls_key=key) as fake:
         assert fake.base_url.startswith("https://")
@@ -112,3 +114,29 @@ def test_same_seed_and_clock_give_the_same_bytes(fake_jira_factory):
         bodies.append(body.replace(fake.base_url.encode(), b"BASE"))
     assert bodies[0] == bodies[1]
     assert len(bodies[0]) > 10_000
+
+
+def test_fake_jira_command_prints_its_url_and_serves_until_stopped():
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jira_pipeline.cli", "fake-jira", "--port", "0", "--issues", "30",
+         "--seed", "7", "--now", "2026-01-15T12:00:00Z", "--mode", "datacenter"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        base = process.stdout.readline().rsplit(" ", 1)[-1].strip()
+        with httpx.Client(base_url=base, headers={"Authorization": "Bearer demo-pat"}) as client:
+            for _ in range(100):
+                try:
+                    body = client.get("/rest/api/2/search", params={"jql": "created >= 0"}).json()
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.05)
+        assert body["total"] == 30
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_fake_jira_command_names_a_bad_time_zone(capsys):
+    assert main(["fake-jira", "--user-timezone", "Mars/Olympus_Mons", "--port", "0"]) == 2
+    assert "--user-timezone" in capsys.readouterr().err
