@@ -94,21 +94,29 @@ class BearerPAT(JiraAuth):
 
 @dataclass(frozen=True)
 class OAuthTokens:
-    """One grant from the token endpoint; `expires_at` is aware UTC."""
+    """One grant from the token endpoint; `expires_at` is aware UTC.
+
+    `previous_refresh_token` is the refresh token this grant replaced (None for a code
+    exchange): a store can save compare-and-set against it.
+    """
 
     access_token: SecretStr
     refresh_token: SecretStr
     expires_at: datetime
     scope: str = ""
+    previous_refresh_token: SecretStr | None = None
 
     @classmethod
-    def from_token_response(cls, body: dict[str, Any], now: datetime) -> OAuthTokens:
+    def from_token_response(
+        cls, body: dict[str, Any], now: datetime, previous_refresh_token: SecretStr | None = None
+    ) -> OAuthTokens:
         try:
             return cls(
                 access_token=SecretStr(str(body["access_token"])),
                 refresh_token=SecretStr(str(body["refresh_token"])),
                 expires_at=now + timedelta(seconds=float(body.get("expires_in", 3600))),
                 scope=str(body.get("scope", "")),
+                previous_refresh_token=previous_refresh_token,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise JiraTokenError(
@@ -295,7 +303,7 @@ class OAuth3LO(JiraAuth):
                 "client_secret": self.client_secret.get_secret_value(),
                 "refresh_token": current.refresh_token.get_secret_value(),
             }
-            tokens = await self._token_request(body, "refresh_token", http)
+            tokens = await self._token_request(body, "refresh_token", http, current.refresh_token)
             await self._save_then_install(tokens)
             self.refreshes += 1
             return tokens
@@ -324,7 +332,11 @@ class OAuth3LO(JiraAuth):
         self.tokens = tokens
 
     async def _token_request(
-        self, body: dict[str, str], grant: str, http: httpx.AsyncClient | None
+        self,
+        body: dict[str, str],
+        grant: str,
+        http: httpx.AsyncClient | None,
+        replaced: SecretStr | None = None,
     ) -> OAuthTokens:
         url = self.endpoints.token_url
         async with _client(http, self.timeout) as session:
@@ -349,7 +361,7 @@ class OAuth3LO(JiraAuth):
                 f"the token endpoint refused the {grant} grant: HTTP {response.status_code}"
                 + (f" ({self._scrub(reason)})" if reason else "")
             )
-        return OAuthTokens.from_token_response(payload, self.clock())
+        return OAuthTokens.from_token_response(payload, self.clock(), replaced)
 
     def secrets(self) -> list[str]:
         found = [self.client_secret.get_secret_value()]

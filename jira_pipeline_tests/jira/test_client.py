@@ -247,6 +247,9 @@ def test_rotated_refresh_token_is_rejected_when_reused(fake_jira):
     with pytest.raises(JiraTokenError, match="refused the refresh_token grant: HTTP 403"):
         asyncio.run(scenario())
     assert len(saved) == 2
+    # Each rotation names the refresh token it replaced, for compare-and-set saves.
+    assert saved[0].previous_refresh_token is None
+    assert saved[1].previous_refresh_token == saved[0].refresh_token
 
 
 def test_tokens_rotated_by_another_process_are_adopted_instead_of_spending_a_dead_one(
