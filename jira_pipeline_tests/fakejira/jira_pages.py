@@ -82,24 +82,17 @@ def walk_token_pages(
     pages: list[dict] = []
     token: str | None = None
     for _ in range(PAGE_LIMIT):
-        if method == "GET":
-            params: dict[str, Any] = {"jql": jql, "fields": ",".join(field_list)}
-            if page_size is not None:
-                params["maxResults"] = page_size
-            if expand:
-                params["expand"] = expand
-            if token:
-                params["nextPageToken"] = token
-            response = client.get(path, params=params)
+        request: dict[str, Any] = {"jql": jql, "fields": field_list}
+        if page_size is not None:
+            request["maxResults"] = page_size
+        if expand:
+            request["expand"] = expand
+        if token:
+            request["nextPageToken"] = token
+        if method == "GET":  # GET takes the field list comma-separated
+            response = client.get(path, params={**request, "fields": ",".join(field_list)})
         else:
-            body: dict[str, Any] = {"jql": jql, "fields": field_list}
-            if page_size is not None:
-                body["maxResults"] = page_size
-            if expand:
-                body["expand"] = expand
-            if token:
-                body["nextPageToken"] = token
-            response = client.post(path, json=body)
+            response = client.post(path, json=request)
         page = ok_json(response)
         assert_valid_response(method, "/rest/api/3/search/jql", 200, page)
         pages.append(page)

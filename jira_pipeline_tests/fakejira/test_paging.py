@@ -12,6 +12,7 @@ import pytest
 from jira_pipeline.fakejira import FakeJiraConfig, FakeJiraHandle, run_fake_jira
 from jira_pipeline_tests.conftest import FAKE_JIRA_NOW
 from jira_pipeline_tests.fakejira.jira_pages import (
+    basic_client,
     ok_json,
     walk_array_pages,
     walk_offset_pages,
@@ -51,8 +52,7 @@ def datacenter_fake() -> Iterator[FakeJiraHandle]:
 def test_project_search_pages_cover_every_project_once(
     paged_fake: Any, page_size: int
 ) -> None:
-    with httpx.Client(base_url=paged_fake.base_url,
-                      auth=(paged_fake.config.email, paged_fake.config.api_token)) as client:
+    with basic_client(paged_fake) as client:
         projects, pages = walk_offset_pages(client, "/rest/api/3/project/search", page_size)
     assert len(projects) == paged_fake.config.projects
     assert_each_once([p["id"] for p in projects], {p["id"] for p in projects})
@@ -64,8 +64,7 @@ def test_project_search_pages_cover_every_project_once(
 
 @pytest.mark.parametrize("path", ["/rest/api/3/project/search", "/rest/api/3/statuses/search"])
 def test_following_next_page_links_walks_the_same_records(paged_fake: Any, path: str) -> None:
-    with httpx.Client(base_url=paged_fake.base_url,
-                      auth=(paged_fake.config.email, paged_fake.config.api_token)) as client:
+    with basic_client(paged_fake) as client:
         by_offset, _ = walk_offset_pages(client, path, 3)
         followed: list[dict] = []
         url = f"{paged_fake.base_url}{path}?maxResults=3"
@@ -80,16 +79,14 @@ def test_following_next_page_links_walks_the_same_records(paged_fake: Any, path:
 
 
 def test_project_search_caps_page_size_at_fifty(paged_fake: Any) -> None:
-    with httpx.Client(base_url=paged_fake.base_url,
-                      auth=(paged_fake.config.email, paged_fake.config.api_token)) as client:
+    with basic_client(paged_fake) as client:
         page = ok_json(client.get("/rest/api/3/project/search", params={"maxResults": 500}))
     assert page["maxResults"] == 50
 
 
 @pytest.mark.parametrize("page_size", [1, 2, 7, 200])
 def test_statuses_search_pages_cover_every_status_once(paged_fake: Any, page_size: int) -> None:
-    with httpx.Client(base_url=paged_fake.base_url,
-                      auth=(paged_fake.config.email, paged_fake.config.api_token)) as client:
+    with basic_client(paged_fake) as client:
         flat = ok_json(client.get("/rest/api/3/status"))
         statuses, pages = walk_offset_pages(client, "/rest/api/3/statuses/search", page_size)
     assert_each_once([s["id"] for s in statuses], {s["id"] for s in flat})
@@ -98,8 +95,7 @@ def test_statuses_search_pages_cover_every_status_once(paged_fake: Any, page_siz
 
 @pytest.mark.parametrize("page_size", [1, 7, 50, 1000])
 def test_users_search_pages_cover_every_user_once(paged_fake: Any, page_size: int) -> None:
-    with httpx.Client(base_url=paged_fake.base_url,
-                      auth=(paged_fake.config.email, paged_fake.config.api_token)) as client:
+    with basic_client(paged_fake) as client:
         users = walk_array_pages(client, "/rest/api/3/users/search", page_size)
     assert len(users) == paged_fake.config.users
     assert_each_once([u["accountId"] for u in users], {u["accountId"] for u in users})
@@ -110,8 +106,7 @@ def test_users_search_pages_cover_every_user_once(paged_fake: Any, page_size: in
 
 def test_users_search_caps_page_size_at_a_thousand(fake_jira_factory: Any) -> None:
     fake = fake_jira_factory(users=1100, issues=0, projects=1)
-    with httpx.Client(base_url=fake.base_url,
-                      auth=(fake.config.email, fake.config.api_token)) as client:
+    with basic_client(fake) as client:
         page = ok_json(client.get("/rest/api/3/users/search", params={"maxResults": 5000}))
         users = walk_array_pages(client, "/rest/api/3/users/search", 1000)
     assert len(page) == 1000
