@@ -197,7 +197,7 @@ def _describe(errors: list[ValidationError]) -> str:
 
 
 def response_errors(method: str, path_template: str, status: int, body: Any) -> list[str]:
-    """Every way `body` breaks the documented schema, as `at <json path>: <message>` lines."""
+    """How `body` breaks the documented schema: `at <json path>: <message>` lines (ten at most)."""
     errors = list(_errors(response_schema_pointer(method, path_template, status), body))
     return _describe(errors).splitlines() if errors else []
 
