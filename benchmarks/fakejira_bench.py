@@ -14,6 +14,7 @@ import sys
 import time
 
 import httpx
+import orjson
 import psutil
 
 NOW = "2026-01-15T12:00:00Z"
@@ -48,7 +49,7 @@ def walk(base: str, jql: str, page_size: int, limit: int) -> int:
                 body["nextPageToken"] = token
             response = c.post("/rest/api/3/search/jql", json=body)
             response.raise_for_status()
-            page = response.json()
+            page = orjson.loads(response.content)
             served += len(page["issues"])
             if page["isLast"]:
                 break

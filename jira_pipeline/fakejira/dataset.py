@@ -62,7 +62,7 @@ TIME_ZONES = (
     "America/New_York", "Asia/Tokyo", "Australia/Sydney", "America/Sao_Paulo", "Asia/Kathmandu",
 )
 # Offsets (minutes) that issue timestamps are written in: Jira renders in varying zones.
-RENDER_OFFSETS = (0, 60, -480, 330, 780, -300, 545, 120, -180, 600)
+RENDER_OFFSETS = (0, 60, -480, 330, 780, -300, 345, 120, -180, 600)
 
 FIRST_NAMES = ("Ada", "Grace", "Linus", "Margaret", "Alan", "Barbara", "Ken", "Frances",
                "Edsger", "Radia", "Dennis", "Katherine", "Tim", "Hedy", "Donald", "Sophie")

@@ -56,6 +56,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
     except OSError as error:
         sock.close()
         raise FakeJiraStartError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+    # Listening now (uvicorn would later) queues clients that connect as soon as the URL is out.
+    sock.listen(2048)
     return sock
 
 
