@@ -184,3 +184,22 @@ def test_admin_endpoints_live_outside_the_rest_api(fake_jira: Any) -> None:
     with basic_client(fake_jira) as client:
         assert client.get("/rest/api/3/_fake/stats").status_code == 404
     assert httpx.get(f"{fake_jira.base_url}/_fake/stats").status_code == 200
+
+
+def test_moving_an_issue_to_done_resolves_it_and_back_reopens_it(
+    fake_jira: Any, jira: httpx.Client
+) -> None:
+    created = fake_jira.admin.create_issue(project_keys(fake_jira)[0])
+    assert one_issue(jira, created["key"], "resolutiondate")["fields"]["resolutiondate"] is None
+
+    fake_jira.admin.advance_clock(120)
+    fake_jira.admin.touch_issue(created["key"], {"status": {"name": "Done"}})
+    done = one_issue(jira, created["key"], "status,resolutiondate,updated")["fields"]
+    assert done["status"]["statusCategory"]["key"] == "done"
+    assert done["resolutiondate"] == done["updated"]
+    assert created["key"] in search_keys(jira, "status = Done AND resolved >= 0")
+
+    fake_jira.admin.touch_issue(created["key"], {"status": {"name": "To Do"}})
+    reopened = one_issue(jira, created["key"], "status,resolutiondate")["fields"]
+    assert reopened["status"]["statusCategory"]["key"] == "new"
+    assert reopened["resolutiondate"] is None

@@ -140,6 +140,27 @@ def test_authorization_code_works_only_once(oauth_fake: Any) -> None:
     assert reused.json()["error"] == "invalid_grant"
 
 
+def test_code_exchange_with_another_redirect_uri_is_refused(oauth_fake: Any) -> None:
+    with httpx.Client(base_url=oauth_fake.base_url) as client:
+        code = authorize(client, oauth_fake)
+        response = token_request(client, oauth_fake, grant_type="authorization_code", code=code,
+                                 redirect_uri="http://evil.example/callback")
+    assert response.status_code in (400, 401, 403)
+    assert response.json()["error"] == "invalid_grant"
+
+
+def test_token_ttl_changed_at_runtime_applies_to_new_tokens(oauth_fake: Any) -> None:
+    oauth_fake.admin.configure(token_ttl=60)
+    path = f"/ex/jira/{oauth_fake.cloud_id}/rest/api/3/myself"
+    with httpx.Client(base_url=oauth_fake.base_url) as client:
+        code = authorize(client, oauth_fake)
+        tokens = ok_json(token_request(client, oauth_fake, grant_type="authorization_code",
+                                       code=code, redirect_uri=REDIRECT_URI))
+        assert tokens["expires_in"] == 60
+        oauth_fake.admin.advance_clock(61)
+        assert client.get(path, headers=bearer(tokens["access_token"])).status_code == 401
+
+
 def test_token_request_with_wrong_client_secret_is_refused(oauth_fake: Any) -> None:
     with httpx.Client(base_url=oauth_fake.base_url) as client:
         code = authorize(client, oauth_fake)
