@@ -66,7 +66,10 @@ class FakeJiraAdmin:
 
     def _clock(self, body: dict | None) -> datetime:
         answer = self._call("POST" if body else "GET", "/clock", body)
-        return parse_jira_datetime(answer["now"])  # type: ignore[return-value]
+        moment = parse_jira_datetime(answer["now"])
+        if moment is None:
+            raise FakeJiraAdminError(f"the fake answered a clock without a time: {answer!r}")
+        return moment
 
     def configure(self, **knobs: Any) -> dict:
         """Change latency_ms, rate_limit, burst, fault_rate, token_ttl, malformed_json_next,

@@ -28,7 +28,7 @@ from jira_pipeline.fakejira.jql import JqlError
 from jira_pipeline.fakejira.limits import GATEWAY_502, GATEWAY_503, RateDecision
 from jira_pipeline.fakejira.oauth import SCOPES, OAuthError
 from jira_pipeline.fakejira.render import SiteRenderer, jira_time
-from jira_pipeline.fakejira.site import AdminError, FakeJiraSite
+from jira_pipeline.fakejira.site import AdminError, FakeJiraSite, SearchResult
 from jira_pipeline.timeutil import parse_jira_datetime, to_epoch_ms
 
 JSON = "application/json;charset=UTF-8"
@@ -426,7 +426,7 @@ def _untoken(jql: str | None, token: str) -> tuple[int, ...]:
         raise ApiError(400, "The provided next page token is invalid or expired.") from None
 
 
-def _run_query(call: Call, jql: str | None, *, require_bound: bool) -> object:
+def _run_query(call: Call, jql: str | None, *, require_bound: bool) -> SearchResult:
     site = call.site
     try:
         query = site.parse(jql, require_bound=require_bound)
@@ -471,7 +471,7 @@ async def search_jql(call: Call) -> object:
     size = min(max(1, search.max_results if search.max_results is not None else 50), cap)
     result = _run_query(call, search.jql, require_bound=True)
     after = _untoken(search.jql, search.next_page_token) if search.next_page_token else None
-    page, last = call.site.page_after(result, after, size)  # type: ignore[arg-type]
+    page, last = call.site.page_after(result, after, size)
     body: dict = {"issues": _render_issues(call, page, wanted, issue_expand)}
     if last is not None:
         body["nextPageToken"] = _token(search.jql, last)
@@ -487,7 +487,7 @@ async def approximate_count(call: Call) -> object:
         raise ApiError(400, "Request body is not valid JSON.") from None
     jql = body.get("jql") if isinstance(body, dict) else None
     result = _run_query(call, jql, require_bound=True)
-    return {"count": len(result.issues)}  # type: ignore[attr-defined]
+    return {"count": len(result.issues)}
 
 
 async def dc_search(call: Call) -> object:
@@ -496,7 +496,7 @@ async def dc_search(call: Call) -> object:
     size = min(max(0, search.max_results if search.max_results is not None else 50),
                DC_SEARCH_CAP)
     result = _run_query(call, search.jql, require_bound=False)
-    issues = result.issues  # type: ignore[attr-defined]
+    issues = result.issues
     page = issues[search.start_at:search.start_at + size]
     body: dict = {
         "expand": "schema,names",
@@ -655,9 +655,8 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
             raise AdminError(400, "Body must be a JSON object.")
         return body
 
-    def summary(issue: object) -> dict:
-        return {"id": str(issue.id), "key": issue.key,  # type: ignore[attr-defined]
-                "updated": jira_time(issue.updated, 0)}  # type: ignore[attr-defined]
+    def summary(issue: Issue) -> dict:
+        return {"id": str(issue.id), "key": issue.key, "updated": jira_time(issue.updated, 0)}
 
     async def issues(request: Request) -> Response:
         if request.method == "GET":
@@ -684,7 +683,9 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
                 site.clock.advance(float(body["advance_seconds"]))
             elif "now" in body:
                 moment = parse_jira_datetime(str(body["now"]))
-                site.clock.set(moment)  # type: ignore[arg-type]
+                if moment is None:
+                    raise AdminError(400, "now must be an ISO-8601 timestamp")
+                site.clock.set(moment)
             else:
                 raise AdminError(400, "Give advance_seconds or now")
         now = site.clock.now()
