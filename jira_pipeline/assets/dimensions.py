@@ -1,0 +1,87 @@
+"""The dimension assets' shared shape: full refresh, upserted, vanished rows marked deleted."""
+
+from collections.abc import AsyncIterable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+
+from jira_pipeline.assets.resources import JiraResource
+from jira_pipeline.assets.settings import PipelineSettings
+from jira_pipeline.assets.sites import JiraSite
+from jira_pipeline.assets.streams import RecordStream
+from jira_pipeline.jira import JiraClient
+from jira_pipeline.jira.models import JiraRecord
+from jira_pipeline.storage.entities import entity_spec
+from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY
+from jira_pipeline.storage.resources import MongoResource
+from jira_pipeline.storage.upserts import mark_deleted_except
+
+# Network-bound assets retry a failed step (after the client's own request retries gave up),
+# with exponential backoff and jitter so that several runs do not return at the same moment.
+NETWORK_RETRY_POLICY = dg.RetryPolicy(
+    max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """What differs between the projects, statuses and users assets."""
+
+    asset_name: str
+    entity: str
+    description: str
+    record_type: type[JiraRecord]
+    walk: Callable[[JiraClient, PipelineSettings], AsyncIterable[dict[str, Any]]]
+    preview_fields: tuple[str, ...]
+
+
+def build_dimension_asset(
+    site: JiraSite, dimension: Dimension, settings: PipelineSettings
+) -> dg.AssetsDefinition:
+    spec = entity_spec(dimension.entity)
+
+    @dg.asset(
+        key=site.asset_key(dimension.asset_name),
+        group_name=site.group_name,
+        description=dimension.description,
+        io_manager_key="mongo_io_manager",
+        required_resource_keys={site.resource_key, "mongo"},
+        retry_policy=NETWORK_RETRY_POLICY,
+        metadata={
+            CONNECTION_METADATA_KEY: site.connection_id,
+            "mongo/collection": spec.collection,
+        },
+        kinds={"jira", "mongodb"},
+        tags={"jira/connection": site.name},
+    )
+    def dimension_asset(context: dg.AssetExecutionContext) -> RecordStream:
+        jira: JiraResource = getattr(context.resources, site.resource_key)
+        mongo: MongoResource = context.resources.mongo
+        seen: set[str] = set()
+
+        def to_record(raw: dict[str, Any]) -> JiraRecord:
+            record = dimension.record_type.from_raw(raw, site.connection_id)
+            seen.add(str(getattr(record, spec.id_field)))
+            return record
+
+        def mark_vanished() -> Mapping[str, Any]:
+            if not seen:
+                # An empty answer is far likelier a permission change than a site emptied of
+                # every row; marking everything deleted would be the wrong guess.
+                context.log.warning(f"Jira returned no {dimension.entity}: nothing marked deleted")
+                return {"marked_deleted": 0}
+            marked = mark_deleted_except(
+                mongo.get_database(), dimension.entity, site.connection_id, seen
+            )
+            return {"marked_deleted": marked}
+
+        return RecordStream(
+            jira,
+            lambda client: dimension.walk(client, settings),
+            to_record,
+            preview_fields=dimension.preview_fields,
+            after_write=mark_vanished,
+        )
+
+    return dimension_asset

@@ -1,0 +1,49 @@
+"""Each site's jobs: the daily sync, the issue delta, and the dimension refresh."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dagster as dg
+
+from jira_pipeline.assets.sites import JiraSite
+
+DIMENSION_ASSETS = ("jira_projects", "jira_statuses", "jira_users")
+
+
+@dataclass(frozen=True)
+class SiteJobs:
+    sync: dg.UnresolvedAssetJobDefinition
+    issues: dg.UnresolvedAssetJobDefinition
+    dimensions: dg.UnresolvedAssetJobDefinition
+
+    def all(self) -> list[dg.UnresolvedAssetJobDefinition]:
+        return [self.sync, self.issues, self.dimensions]
+
+
+def build_site_jobs(site: JiraSite, partitions: dg.DailyPartitionsDefinition) -> SiteJobs:
+    dimensions = [site.asset_key(name) for name in DIMENSION_ASSETS]
+    issues = site.asset_key("jira_issues")
+    summary = site.asset_key("jira_issue_daily_summary")
+    return SiteJobs(
+        sync=dg.define_asset_job(
+            site.object_name("jira_sync_job"),
+            selection=dg.AssetSelection.assets(*dimensions, issues, summary),
+            partitions_def=partitions,
+            tags=site.run_tags,
+            description="Dimensions, the chosen issue partitions, and the daily summary.",
+        ),
+        issues=dg.define_asset_job(
+            site.object_name("jira_issues_job"),
+            selection=dg.AssetSelection.assets(issues),
+            partitions_def=partitions,
+            tags=site.run_tags,
+            description="Only the chosen `jira_issues` partitions (what the sensor requests).",
+        ),
+        dimensions=dg.define_asset_job(
+            site.object_name("jira_dimensions_job"),
+            selection=dg.AssetSelection.assets(*dimensions),
+            tags=site.run_tags,
+            description="Projects, statuses and users (full refresh).",
+        ),
+    )

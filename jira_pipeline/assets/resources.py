@@ -1,0 +1,157 @@
+"""`JiraResource`: a Jira site as a Dagster resource, handing each run one rate-limited client."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterator
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import dagster as dg
+from pydantic import Field, PrivateAttr, SecretStr
+
+from jira_pipeline.jira import (
+    ClientCounters,
+    JiraClient,
+    JiraConfigError,
+    JiraSettings,
+    OAuthEndpoints,
+    OAuthTokens,
+    iterate_blocking,
+    run_sync,
+)
+from jira_pipeline.storage.connections import ConnectionRepository, make_token_persister
+from jira_pipeline.storage.resources import MongoResource
+
+T = TypeVar("T")
+
+
+class JiraResource(dg.ConfigurableResource):
+    """One Jira site. Secrets arrive through `dg.EnvVar` (or, for connections registered in
+    `jira_connections`, decrypted from MongoDB), so the UI's run config never shows them.
+
+    The client is created on first use in a run and closed when the run ends: every asset and
+    check of a run shares its connection pool, its rate limiter and its counters.
+    """
+
+    base_url: str | None = Field(default=None, description="site URL (not needed for OAuth)")
+    email: str | None = Field(default=None, description="Cloud API-token auth: account email")
+    api_token: str | None = Field(default=None, description="Cloud API token (use dg.EnvVar)")
+    pat: str | None = Field(default=None, description="Data Center personal access token")
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = Field(default=None, description="use dg.EnvVar")
+    cloud_id: str | None = None
+    oauth_origin: str | None = Field(
+        default=None,
+        description="serve every OAuth endpoint from this origin (a stand-in such as the fake "
+        "Jira); default: Atlassian's endpoints",
+    )
+    connection_id: str | None = Field(
+        default=None,
+        description="a connection in jira_connections whose stored (encrypted) tokens to use",
+    )
+    deployment: str | None = Field(default=None, description="cloud or datacenter")
+    min_request_interval_ms: int = Field(default=200, ge=0)
+    max_in_flight: int = Field(default=4, ge=1)
+    timeout_s: float = Field(default=30.0, gt=0)
+    retry_attempts: int = Field(default=6, ge=1)
+    retry_base_s: float = Field(default=1.0, ge=0)
+    retry_cap_s: float = Field(default=60.0, ge=0)
+    mongo: MongoResource | None = Field(
+        default=None, description="where stored connection tokens live (OAuth, registered)"
+    )
+
+    _client: JiraClient | None = PrivateAttr(default=None)
+    _guard: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def settings(self) -> JiraSettings:
+        """These fields as the client's settings; stored tokens are added by `get_client`."""
+        return JiraSettings(
+            base_url=self.base_url.rstrip("/") if self.base_url else None,
+            email=self.email,
+            api_token=SecretStr(self.api_token) if self.api_token else None,
+            pat=SecretStr(self.pat) if self.pat else None,
+            oauth_client_id=self.oauth_client_id,
+            oauth_client_secret=(
+                SecretStr(self.oauth_client_secret) if self.oauth_client_secret else None
+            ),
+            cloud_id=self.cloud_id,
+            oauth_endpoints=(
+                OAuthEndpoints.at_origin(self.oauth_origin) if self.oauth_origin
+                else OAuthEndpoints()
+            ),
+            deployment=self.deployment,  # type: ignore[arg-type]  # JiraSettings validates
+            min_request_interval_ms=self.min_request_interval_ms,
+            max_in_flight=self.max_in_flight,
+            timeout_s=self.timeout_s,
+            retry_attempts=self.retry_attempts,
+            retry_base_s=self.retry_base_s,
+            retry_cap_s=self.retry_cap_s,
+        )
+
+    def get_client(self) -> JiraClient:
+        """This run's client, created on first use."""
+        with self._guard:
+            if self._client is None:
+                self._client = self._new_client()
+            return self._client
+
+    def _new_client(self) -> JiraClient:
+        settings = self.settings()
+        if settings.auth_mode != "oauth":
+            if settings.auth_mode == "basic" and not (settings.email and settings.api_token):
+                raise JiraConfigError(
+                    "JIRA_EMAIL", "and JIRA_API_TOKEN are needed for Jira Cloud API-token auth "
+                    "(or set JIRA_PAT, or an OAuth connection)"
+                )
+            return JiraClient.from_settings(settings)
+        if self.connection_id is None or self.mongo is None:
+            raise JiraConfigError(
+                "JIRA_OAUTH_CLIENT_ID", "is set, but no OAuth connection is registered: run "
+                "`jira-pipeline connections add NAME --auth-type oauth ...` first"
+            )
+        repository = ConnectionRepository(self.mongo.get_database())
+        stored = repository.tokens(self.connection_id)
+        if not stored.refresh_token:
+            raise JiraConfigError(
+                "JIRA_OAUTH_CLIENT_ID", f"is set, but connection {self.connection_id} has no "
+                "stored refresh token: authorize it again with `jira-pipeline connections add`"
+            )
+        tokens = OAuthTokens(
+            access_token=SecretStr(stored.access_token or ""),
+            refresh_token=SecretStr(stored.refresh_token),
+            # No stored expiry: take the access token as expired, so the first request refreshes.
+            expires_at=stored.expires_at or datetime(1970, 1, 1, tzinfo=UTC),
+        )
+        persist = make_token_persister(repository, self.connection_id)
+        return JiraClient.from_settings(settings, tokens=tokens, on_tokens=persist)
+
+    def run(self, coroutine_factory: Callable[[JiraClient], Coroutine[Any, Any, T]]) -> T:
+        """Run one coroutine against the client from synchronous code."""
+        client = self.get_client()
+        return run_sync(coroutine_factory(client))
+
+    def iterate(
+        self,
+        async_iterable_factory: Callable[[JiraClient], AsyncIterable[T]],
+        *,
+        max_buffered: int = 256,
+    ) -> Iterator[T]:
+        """Iterate an async walk of the client from sync code, with bounded buffering."""
+        client = self.get_client()
+        return iterate_blocking(lambda: async_iterable_factory(client), max_buffered=max_buffered)
+
+    def counters(self) -> ClientCounters:
+        return self.get_client().counters
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        with self._guard:
+            client, self._client = self._client, None
+        if client is not None:
+            run_sync(client.aclose())
+
+
+def counter_delta(before: ClientCounters, after: ClientCounters) -> dict[str, float]:
+    """What the client spent between two snapshots (one asset's share of a shared client)."""
+    start, end = before.as_dict(), after.as_dict()
+    return {name: round(end[name] - start[name], 3) for name in end}

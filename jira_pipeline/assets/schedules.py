@@ -1,0 +1,48 @@
+"""`jira_daily_schedule`: each day, yesterday's and today's issue partitions and the dimensions."""
+
+from datetime import timedelta
+
+import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from jira_pipeline.assets.jobs import SiteJobs
+from jira_pipeline.assets.partitions import partition_key_for
+from jira_pipeline.assets.settings import PipelineSettings
+from jira_pipeline.assets.sites import JiraSite
+
+
+def partition_range_tags(first: str, last: str) -> dict[str, str]:
+    """Tags that make one run cover a range of partitions (how single-run backfills work)."""
+    return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+
+
+def build_daily_schedule(
+    site: JiraSite,
+    jobs: SiteJobs,
+    partitions: dg.DailyPartitionsDefinition,
+    settings: PipelineSettings,
+) -> dg.ScheduleDefinition:
+    @dg.schedule(
+        name=site.object_name("jira_daily_schedule"),
+        cron_schedule=settings.schedule_cron,
+        execution_timezone="UTC",
+        job=jobs.sync,
+        description="Yesterday's and today's jira_issues partitions (late updates to yesterday "
+        "land too), the dimension assets, and the daily summary, in one run.",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    def jira_daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+        now = context.scheduled_execution_time
+        yesterday, today = (
+            partition_key_for(partitions, now - timedelta(days=1)),
+            partition_key_for(partitions, now),
+        )
+        return dg.RunRequest(
+            run_key=f"daily:{today}",
+            tags={**site.run_tags, **partition_range_tags(yesterday, today)},
+        )
+
+    return jira_daily_schedule

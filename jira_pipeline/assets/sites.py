@@ -1,0 +1,120 @@
+"""The Jira sites this code location syncs, and how each one's Dagster objects are named."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from jira_pipeline.assets.resources import JiraResource
+from jira_pipeline.assets.settings import client_tuning_from_env
+from jira_pipeline.jira import JiraConfigError, JiraSettings
+from jira_pipeline.settings import env
+from jira_pipeline.storage.connections import Connection
+from jira_pipeline.storage.entities import JIRA_PIPELINE_NAMESPACE
+from jira_pipeline.storage.resources import MongoResource
+
+DEFAULT_GROUP = "jira"
+# Environment variables whose presence means "a site is configured in the environment".
+_SITE_VARIABLES = ("JIRA_BASE_URL", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_PAT")
+@dataclass(frozen=True)
+class JiraSite:
+    """One Jira site: its stable connection id and the names of its assets, jobs and resource.
+
+    The site configured by environment variables keeps the plain names (`jira_issues` in group
+    `jira`); each connection registered in `jira_connections` gets its own group and its keys are
+    prefixed by its name (`acme/jira_issues` in group `jira_acme`), so adding a site never
+    renames the assets (and their history) of another.
+    """
+
+    name: str
+    connection_id: str
+    resource: JiraResource = field(compare=False)
+    prefixed: bool = False
+
+    def asset_key(self, base: str) -> dg.AssetKey:
+        return dg.AssetKey([self.name, base]) if self.prefixed else dg.AssetKey(base)
+
+    @property
+    def group_name(self) -> str:
+        return f"{DEFAULT_GROUP}_{self.name}" if self.prefixed else DEFAULT_GROUP
+
+    @property
+    def resource_key(self) -> str:
+        return f"jira_{self.name}" if self.prefixed else "jira"
+
+    def object_name(self, base: str) -> str:
+        """A job, schedule or sensor name, unique across sites."""
+        return f"{self.name}_{base}" if self.prefixed else base
+
+    @property
+    def pool(self) -> str:
+        """The concurrency pool of this site's issue syncs (one run at a time, see dagster.yaml)."""
+        return f"jira_issues-{self.name}"
+
+    @property
+    def run_tags(self) -> dict[str, str]:
+        return {"jira/connection": self.name}
+
+
+def environment_site(mongo: MongoResource) -> JiraSite | None:
+    """The site of the JIRA_* variables (validated now, so a bad value fails at load time)."""
+    if not any(env(name) for name in (*_SITE_VARIABLES, "JIRA_OAUTH_CLIENT_ID")):
+        return None
+    settings = JiraSettings.from_env()
+    if settings.auth_mode == "oauth":
+        # OAuth tokens live in jira_connections: such a site is a registered connection.
+        return None
+    assert settings.base_url is not None
+    secrets: dict[str, Any] = {
+        name.lower().removeprefix("jira_"): dg.EnvVar(name)
+        for name in ("JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_PAT")
+        if env(name)
+    }
+    resource = JiraResource(
+        base_url=dg.EnvVar("JIRA_BASE_URL"),
+        deployment=settings.deployment,
+        **secrets,
+        **client_tuning_from_env(),
+        mongo=mongo,
+    )
+    return JiraSite(name="default", connection_id=site_connection_id(settings.base_url),
+                    resource=resource)
+
+
+def registered_site(connection: Connection, mongo: MongoResource) -> JiraSite:
+    """A connection from `jira_connections`; its tokens stay encrypted in MongoDB until used."""
+    common: dict[str, Any] = {
+        "connection_id": connection.id,
+        "mongo": mongo,
+        **client_tuning_from_env(),
+    }
+    if connection.auth_type == "oauth":
+        for name in ("JIRA_OAUTH_CLIENT_ID", "JIRA_OAUTH_CLIENT_SECRET"):
+            if not env(name):
+                raise JiraConfigError(
+                    name, f"is not set, but connection {connection.name!r} uses OAuth"
+                )
+        resource = JiraResource(
+            oauth_client_id=dg.EnvVar("JIRA_OAUTH_CLIENT_ID"),
+            oauth_client_secret=dg.EnvVar("JIRA_OAUTH_CLIENT_SECRET"),
+            cloud_id=connection.cloud_id,
+            oauth_origin=env("JIRA_OAUTH_ORIGIN"),
+            **common,
+        )
+    else:
+        resource = JiraResource(
+            base_url=connection.site_url,
+            deployment="datacenter" if connection.auth_type == "pat" else None,
+            **common,
+        )
+    return JiraSite(
+        name=connection.name, connection_id=connection.id, resource=resource, prefixed=True
+    )
+
+
+def site_connection_id(base_url: str) -> str:
+    """A stable id for the environment's site: the same URL always gives the same documents."""
+    return str(uuid.uuid5(JIRA_PIPELINE_NAMESPACE, f"site:{base_url.rstrip('/').lower()}"))

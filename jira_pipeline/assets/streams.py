@@ -1,0 +1,87 @@
+"""`RecordStream`: what an asset returns, records pulled lazily by the Mongo IO manager."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterable, Callable, Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel
+
+from jira_pipeline.assets.resources import JiraResource, counter_delta
+from jira_pipeline.jira import JiraClient
+
+PREVIEW_ROWS = 5
+
+
+class RecordStream:
+    """Jira records produced one at a time while the IO manager writes them in batches.
+
+    Nothing is held beyond the record in hand and a few preview rows, so memory does not grow
+    with the size of a partition. `final_metadata()` runs after the last write: it reports what
+    the fetch cost and runs `after_write` (marking rows that vanished from Jira as deleted), which
+    must see every record of this run already stored.
+    """
+
+    def __init__(
+        self,
+        jira: JiraResource,
+        walk: Callable[[JiraClient], AsyncIterable[dict[str, Any]]],
+        to_record: Callable[[dict[str, Any]], BaseModel],
+        *,
+        preview_fields: tuple[str, ...],
+        after_write: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
+        self._jira = jira
+        self._walk = walk
+        self._to_record = to_record
+        self._preview_fields = preview_fields
+        self._after_write = after_write
+        self.fetched = 0
+        self._preview: list[dict[str, Any]] = []
+        self._started = time.perf_counter()
+        self._counters_before = jira.counters()
+
+    def __iter__(self) -> Iterator[BaseModel]:
+        self._started = time.perf_counter()
+        for raw in self._jira.iterate(self._walk):
+            record = self._to_record(raw)
+            self.fetched += 1
+            if len(self._preview) < PREVIEW_ROWS:
+                self._preview.append(record.model_dump(include=set(self._preview_fields)))
+            yield record
+
+    def final_metadata(self) -> dict[str, Any]:
+        extra = dict(self._after_write()) if self._after_write is not None else {}
+        elapsed = time.perf_counter() - self._started
+        spent = counter_delta(self._counters_before, self._jira.counters())
+        return {
+            "records_fetched": self.fetched,
+            **extra,
+            "api_calls": int(spent["api_calls"]),
+            "search_calls": int(spent["search_calls"]),
+            "retries": int(spent["retries"]),
+            "rate_limit_waits": int(spent["rate_limit_waits"]),
+            "rate_limit_wait_s": dg.MetadataValue.float(spent["wait_seconds"]),
+            "token_refreshes": int(spent["token_refreshes"]),
+            "bytes_received": int(spent["bytes_received"]),
+            "fetch_duration_s": dg.MetadataValue.float(round(elapsed, 3)),
+            "records_per_s": dg.MetadataValue.float(round(self.fetched / max(elapsed, 1e-9), 1)),
+            "preview": dg.MetadataValue.md(markdown_table(self._preview, self._preview_fields)),
+        }
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    if not rows:
+        return "_no records in this run_"
+    header = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
+    body = "".join(
+        "| " + " | ".join(_cell(row.get(column)) for column in columns) + " |\n" for row in rows
+    )
+    return header + body
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text.replace("|", "\\|").replace("\n", " ")[:80]
