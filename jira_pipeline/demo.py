@@ -1,0 +1,192 @@
+"""`jira-pipeline demo`: a fake Jira synced into an embedded store through Dagster, one command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DIR = Path(".jira_pipeline") / "demo"
+DEMO_ISSUES = 2000
+DEMO_DAYS = 30
+DEMO_SEED = 1
+# A file that marks a folder as the demo's own, so `--dir` never wipes anything else.
+_MARKER = ".jira-pipeline-demo"
+# Settings of another site that would mix into the demo's if left in the environment.
+_OTHER_SITE_VARIABLES = ("JIRA_PAT", "JIRA_OAUTH_CLIENT_ID", "JIRA_OAUTH_CLIENT_SECRET",
+                         "JIRA_PROJECTS", "JIRA_CLOUD_ID")
+REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
+
+
+@dataclass(frozen=True)
+class DemoRecord:
+    """The fake Jira a demo served. The same port keeps the site URL, and so the connection id
+    of everything stored, the same when `jira-pipeline dev --demo` serves it again."""
+
+    issues: int = DEMO_ISSUES
+    days: int = DEMO_DAYS
+    seed: int = DEMO_SEED
+    port: int = 0
+
+    def free_port(self) -> int:
+        if not self.port:
+            return 0
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", self.port))
+            except OSError:
+                print(f"port {self.port} is taken: the fake Jira gets another, so the demo's "
+                      "data will show as a second site", file=sys.stderr)
+                return 0
+        return self.port
+
+
+@dataclass(frozen=True)
+class DemoSite:
+    """Where a demo's fake Jira and Dagster instance live."""
+
+    folder: Path
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.folder / "dagster_home"
+
+    @property
+    def record_file(self) -> Path:
+        return self.folder / "demo.json"
+
+    def record(self) -> DemoRecord:
+        """What the last demo in this folder served, so `dev --demo` serves the same site."""
+        try:
+            return DemoRecord(**json.loads(self.record_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return DemoRecord()
+
+    def prepare(self, *, fresh: bool) -> None:
+        if self.folder.exists() and fresh:
+            if not (self.folder / _MARKER).exists() and any(self.folder.iterdir()):
+                raise SystemExit(
+                    f"jira-pipeline demo: {self.folder} exists and is not a demo folder; "
+                    "choose another --dir"
+                )
+            shutil.rmtree(self.folder)
+        self.dagster_home.mkdir(parents=True, exist_ok=True)
+        (self.folder / _MARKER).touch()
+        target = self.dagster_home / "dagster.yaml"
+        if REPO_DAGSTER_YAML.is_file():
+            shutil.copyfile(REPO_DAGSTER_YAML, target)
+        elif not target.exists():
+            target.write_text("telemetry:\n  enabled: false\n")
+
+
+@contextmanager
+def demo_environment(site: DemoSite, record: DemoRecord) -> Iterator[Any]:
+    """Start the fake Jira and point this process's environment at it and at the demo store."""
+    from jira_pipeline.fakejira import FakeJiraConfig, run_fake_jira
+    from jira_pipeline.timeutil import utc_now
+
+    config = FakeJiraConfig(issues=record.issues, days=record.days, seed=record.seed)
+    with run_fake_jira(config, port=record.free_port()) as fake:
+        port = int(fake.base_url.rsplit(":", 1)[1])
+        site.record_file.write_text(json.dumps(asdict(replace(record, port=port))))
+        start = (utc_now() - timedelta(days=record.days)).date()
+        os.environ.pop("MONGODB_URI", None)  # the demo never writes to a configured server
+        for name in _OTHER_SITE_VARIABLES:
+            os.environ.pop(name, None)
+        os.environ.update(
+            {
+                "DAGSTER_HOME": str(site.dagster_home.resolve()),
+                "JIRA_BASE_URL": fake.base_url,
+                "JIRA_EMAIL": config.email,
+                "JIRA_API_TOKEN": config.api_token,
+                "JIRA_SYNC_START_DATE": start.isoformat(),
+            }
+        )
+        yield fake
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dir", type=Path, default=DEFAULT_DIR,
+        help=f"demo folder: Dagster home and embedded store (default {DEFAULT_DIR})",
+    )
+    parser.add_argument("--issues", type=int, default=DEMO_ISSUES)
+    parser.add_argument("--days", type=int, default=DEMO_DAYS)
+    parser.add_argument("--seed", type=int, default=DEMO_SEED)
+
+
+def run(args: argparse.Namespace) -> int:
+    site = DemoSite(args.dir)
+    site.prepare(fresh=True)
+    started = time.perf_counter()
+    record = DemoRecord(issues=args.issues, days=args.days, seed=args.seed)
+    with demo_environment(site, record) as fake:
+        import dagster as dg
+
+        from jira_pipeline.assets.factory import build_definitions
+        from jira_pipeline.assets.partitions import partition_key_for
+        from jira_pipeline.assets.schedules import partition_range_tags
+        from jira_pipeline.storage.resources import MongoResource
+        from jira_pipeline.timeutil import utc_now
+
+        print(f"fake Jira at {fake.base_url} ({args.issues} issues over {args.days} days)")
+        defs = build_definitions()
+        job = defs.resolve_job_def("jira_sync_job")
+        partitions = job.partitions_def
+        assert isinstance(partitions, dg.DailyPartitionsDefinition)
+        first = partitions.get_first_partition_key()
+        last = partition_key_for(partitions, utc_now())
+        print(f"materializing every asset, partitions {first}..{last}, through Dagster ...")
+        with dg.DagsterInstance.get() as instance:
+            result = job.execute_in_process(
+                instance=instance, tags=partition_range_tags(first, last), raise_on_error=False
+            )
+        db = MongoResource().get_database()
+        expected = _fake_counts(fake)
+        print()
+        print(f"{'collection':<16} {'stored':>8} {'in fake Jira':>13}")
+        ok = result.success
+        for collection, count in expected.items():
+            stored = db[collection].count_documents({"is_deleted": {"$ne": True}})
+            ok = ok and stored == count
+            print(f"{collection:<16} {stored:>8} {count:>13}")
+        print()
+        print("asset checks:")
+        for evaluation in result.get_asset_check_evaluations():
+            verdict = "passed" if evaluation.passed else "FAILED"
+            ok = ok and evaluation.passed
+            print(f"  {evaluation.asset_check_key.to_user_string():<40} {verdict}")
+        print()
+        print(f"run {'succeeded' if result.success else 'FAILED'} in "
+              f"{time.perf_counter() - started:.1f}s (run id {result.run_id})")
+    print()
+    print("Open the same data in the Dagster UI (starts a fresh fake Jira beside it):")
+    print(f"  jira-pipeline dev --demo --dir {args.dir}")
+    print(f"Query the embedded store: DAGSTER_HOME={site.dagster_home} python -c "
+          "\"from jira_pipeline.storage.client import get_database; "
+          "print(get_database().jira_issues.find_one({}, {'raw': 0}))\"")
+    return 0 if ok else 1
+
+
+def _fake_counts(fake: Any) -> dict[str, int]:
+    data = fake.site.data
+    return {
+        "jira_projects": len(data.projects),
+        "jira_statuses": len(data.statuses),
+        "jira_users": len(data.users),
+        "jira_issues": sum(1 for issue in data.issues if not issue.deleted),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(run(argparse.ArgumentParser().parse_args()))
