@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,6 +18,29 @@ from jira_pipeline.storage.upserts import DEFAULT_BATCH_SIZE, UpsertCounts, upse
 CONNECTION_METADATA_KEY = "jira/connection_id"
 # Timestamps every entity document carries besides its own datetime fields.
 _STORAGE_DATETIMES = ("synced_at", "deleted_at")
+
+
+class RecordStream:
+    """A lazy stream of records for an asset to return.
+
+    Dagster takes a *generator* returned by an asset for a stream of events, so wrap one in
+    this. `final_metadata`, if given, is called once the last record has been written and its
+    dict joins the materialization's metadata (API calls, retries, ...).
+    """
+
+    def __init__(
+        self,
+        records: Iterable[Any],
+        final_metadata: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
+        self._records = records
+        self._final_metadata = final_metadata
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._records)
+
+    def final_metadata(self) -> dict[str, Any]:
+        return dict(self._final_metadata()) if self._final_metadata is not None else {}
 
 
 def spec_for_asset(asset_key: dg.AssetKey) -> EntitySpec:

@@ -1,0 +1,245 @@
+"""The Mongo IO manager through Dagster's own execution: lazy upserts out, DataFrames in."""
+
+from __future__ import annotations
+
+import gc
+import itertools
+import tracemalloc
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+
+from jira_pipeline.storage.io_manager import MongoUpsertIOManager, RecordStream
+from jira_pipeline.storage.upserts import mark_deleted_except, upsert_records
+from jira_pipeline_tests.storage.conftest import Store, issue
+
+DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1)
+
+
+def _materialization(result: dg.ExecuteInMemoryResult, asset: str) -> dict:
+    [event] = result.asset_materializations_for_node(asset)
+    return {key: getattr(value, "value", value) for key, value in event.metadata.items()}
+
+
+class CountedRecords:
+    """A lazy record stream that reports API counters once consumed (as the Jira assets do)."""
+
+    def __init__(self, records: list[dict]) -> None:
+        self._records = records
+        self.consumed = 0
+
+    def __iter__(self) -> Iterator[dict]:
+        for record in self._records:
+            self.consumed += 1
+            yield record
+
+    def final_metadata(self) -> dict:
+        return {"api_calls": 3, "records_seen_by_asset": self.consumed}
+
+
+def test_handle_output_upserts_and_reports_counts_duration_and_the_assets_own_metadata(
+    store: Store,
+) -> None:
+    stream = CountedRecords([issue(i) for i in range(4)])
+
+    @dg.asset
+    def jira_issues() -> CountedRecords:
+        return stream
+
+    io_manager = MongoUpsertIOManager(mongo=store.resource())
+    first = dg.materialize([jira_issues], resources={"io_manager": io_manager})
+    second = dg.materialize([jira_issues], resources={"io_manager": io_manager})
+
+    meta = _materialization(first, "jira_issues")
+    assert (meta["inserted"], meta["updated"], meta["unchanged"], meta["skipped_stale"]) == (
+        4, 0, 0, 0,
+    )  # fmt: skip
+    assert meta["dagster/row_count"] == 4
+    assert meta["duration_s"] >= 0
+    assert meta["api_calls"] == 3 and meta["records_seen_by_asset"] == 4
+    assert _materialization(second, "jira_issues")["unchanged"] == 4
+    assert store.db.jira_issues.count_documents({}) == 4
+
+
+def test_connection_prefixed_asset_keys_write_the_shared_entity_collection(store: Store) -> None:
+    @dg.asset(key=["acme", "jira_issues"])
+    def acme_issues() -> list[dict]:
+        return [issue(1, connection_id="acme")]
+
+    io_manager = MongoUpsertIOManager(mongo=store.resource())
+    dg.materialize([acme_issues], resources={"io_manager": io_manager})
+
+    assert store.db.jira_issues.find_one({"connection_id": "acme"})["key"] == "ACME-1"
+
+
+def test_records_are_written_batch_by_batch_while_the_stream_is_read(store: Store) -> None:
+    batch = 10
+    stored_when_yielded: list[tuple[int, int]] = []
+
+    def records() -> Iterator[dict]:
+        for i in range(5 * batch):
+            stored_when_yielded.append((i, store.db.jira_issues.count_documents({})))
+            yield issue(i)
+
+    @dg.asset
+    def jira_issues() -> RecordStream:
+        return RecordStream(records())
+
+    io_manager = MongoUpsertIOManager(mongo=store.resource(), batch_size=batch)
+    dg.materialize([jira_issues], resources={"io_manager": io_manager})
+
+    assert [stored for i, stored in stored_when_yielded if i % batch == 0] == [0, 10, 20, 30, 40]
+    assert all(i - stored <= batch for i, stored in stored_when_yielded)
+
+
+def test_fifty_thousand_records_are_written_with_memory_bounded_by_a_batch(store: Store) -> None:
+    total, batch = 50_000, 1_000
+
+    def records() -> Iterator[dict]:
+        for i in range(total):
+            yield issue(i, raw={"id": str(i), "fields": {"description": "x" * 300, "n": i}})
+
+    # What the records would occupy if anything held on to them all (measured, not assumed).
+    tracemalloc.start()
+    sample = list(itertools.islice(records(), batch))
+    data_bytes = tracemalloc.get_traced_memory()[0] / batch * total
+    tracemalloc.stop()
+    del sample
+    memory_after_last_write: list[tuple[int, int]] = []
+
+    def measure() -> dict:
+        memory_after_last_write.append(tracemalloc.get_traced_memory())
+        return {}
+
+    @dg.asset
+    def jira_issues() -> RecordStream:
+        # Measured at the hook the IO manager calls after its last write, before the resource
+        # closes: the embedded store keeps an in-memory index of every document it holds
+        # (litemongo's design, a few KB each), which is retained, not the write's working set.
+        return RecordStream(records(), final_metadata=measure)
+
+    io_manager = MongoUpsertIOManager(mongo=store.resource(), batch_size=batch)
+    gc.collect()
+    tracemalloc.start()
+    result = dg.materialize([jira_issues], resources={"io_manager": io_manager})
+    tracemalloc.stop()
+
+    assert _materialization(result, "jira_issues")["inserted"] == total
+    assert store.db.jira_issues.estimated_document_count() == total
+    [(current, peak)] = memory_after_last_write
+    assert peak - current < data_bytes / 10, (peak - current, data_bytes)
+
+
+# --- load_input --------------------------------------------------------------------------------
+
+DAY = datetime(2026, 1, 5, tzinfo=UTC)
+MS = timedelta(milliseconds=1)
+
+
+def _seed_edges(store: Store) -> None:
+    """Issues right at and around the midnights that bound 2026-01-05."""
+    upsert_records(
+        store.db,
+        "issues",
+        [
+            issue("before", DAY - MS),  # 2026-01-04 23:59:59.999
+            issue("start", DAY),  # 2026-01-05 00:00:00.000
+            issue("end", DAY + timedelta(days=1) - MS),  # 2026-01-05 23:59:59.999
+            issue("next", DAY + timedelta(days=1)),  # 2026-01-06 00:00:00.000
+            issue("ancient", datetime(2019, 6, 1, tzinfo=UTC)),  # before the first partition
+        ],
+    )
+
+
+def _read(
+    store: Store,
+    *,
+    partitioned: bool,
+    partition_key: str | None = None,
+    mapping: dg.PartitionMapping | None = None,
+    upstream_metadata: dict | None = None,
+) -> pd.DataFrame:
+    """Materialize one asset downstream of jira_issues and return the DataFrame it was given."""
+    seen: list[pd.DataFrame] = []
+
+    @dg.asset(partitions_def=DAILY if partitioned else None, metadata=upstream_metadata)
+    def jira_issues() -> list[dict]:
+        raise AssertionError("only read in these tests")
+
+    @dg.asset(
+        partitions_def=DAILY if partition_key else None,
+        ins={"jira_issues": dg.AssetIn(partition_mapping=mapping)},
+        io_manager_key="memory",
+    )
+    def view(jira_issues: pd.DataFrame) -> None:
+        seen.append(jira_issues)
+
+    dg.materialize(
+        [jira_issues, view],
+        selection=[view],
+        partition_key=partition_key,
+        resources={
+            "io_manager": MongoUpsertIOManager(mongo=store.resource()),
+            "memory": dg.InMemoryIOManager(),
+        },
+    )
+    [frame] = seen
+    return frame
+
+
+def test_a_partitioned_input_is_its_window_from_midnight_inclusive_to_midnight_exclusive(
+    store: Store,
+) -> None:
+    _seed_edges(store)
+
+    frame = _read(store, partitioned=True, partition_key="2026-01-05")
+
+    assert sorted(frame["issue_id"]) == ["end", "start"]
+    assert "raw" not in frame.columns
+    assert str(frame["updated"].dt.tz) == "UTC"
+    assert frame.set_index("issue_id").loc["start", "updated"] == pd.Timestamp(DAY)
+
+
+def test_a_partition_mapping_spanning_two_days_reads_both_windows(store: Store) -> None:
+    _seed_edges(store)
+
+    frame = _read(
+        store,
+        partitioned=True,
+        partition_key="2026-01-06",
+        mapping=dg.TimeWindowPartitionMapping(start_offset=-1),
+    )
+
+    assert sorted(frame["issue_id"]) == ["end", "next", "start"]
+
+
+def test_an_unpartitioned_asset_reading_the_partitioned_issues_gets_the_whole_collection(
+    store: Store,
+) -> None:
+    _seed_edges(store)
+    mark_deleted_except(store.db, "issues", "conn-1", ["before", "start", "end", "next"])
+
+    frame = _read(store, partitioned=True)
+
+    # "ancient" predates the first partition: still live data, but it was marked deleted here,
+    # and deleted rows are left out.
+    assert sorted(frame["issue_id"]) == ["before", "end", "next", "start"]
+
+
+def test_an_empty_window_gives_an_empty_frame_with_the_key_columns(store: Store) -> None:
+    _seed_edges(store)
+
+    frame = _read(store, partitioned=True, partition_key="2026-01-02")
+
+    assert frame.empty
+    assert {"issue_id", "key", "updated", "status_id"} <= set(frame.columns)
+
+
+def test_an_input_is_limited_to_the_upstream_assets_connection(store: Store) -> None:
+    upsert_records(store.db, "issues", [issue(1), issue(2, connection_id="other")])
+
+    frame = _read(store, partitioned=False, upstream_metadata={"jira/connection_id": "conn-1"})
+
+    assert list(frame["connection_id"]) == ["conn-1"]
