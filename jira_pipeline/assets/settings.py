@@ -92,33 +92,3 @@ def _cron(raw: str) -> str:
     if not _CRON.match(raw):
         raise JiraConfigError("JIRA_SCHEDULE_CRON", f"must be a 5-field cron string, got {raw!r}")
     return raw
-
-
-# JiraResource fields read from the environment when set: (variable, minimum).
-_CLIENT_TUNING: dict[str, tuple[str, float]] = {
-    "min_request_interval_ms": ("JIRA_MIN_REQUEST_INTERVAL_MS", 0),
-    "max_in_flight": ("JIRA_MAX_IN_FLIGHT", 1),
-    "timeout_s": ("JIRA_TIMEOUT_S", 0.001),
-    "retry_attempts": ("JIRA_RETRY_ATTEMPTS", 1),
-    "retry_base_s": ("JIRA_RETRY_BASE_S", 0),
-    "retry_cap_s": ("JIRA_RETRY_CAP_S", 0),
-}
-
-
-def client_tuning_from_env() -> dict[str, float]:
-    """Pacing, timeout and retry settings for every site's client, validated by name."""
-    tuning: dict[str, float] = {}
-    for field_name, (variable, minimum) in _CLIENT_TUNING.items():
-        raw = env(variable)
-        if raw is None:
-            continue
-        whole = not field_name.endswith("_s")
-        try:
-            value = int(raw) if whole else float(raw)
-        except ValueError:
-            kind = "a whole number" if whole else "a number"
-            raise JiraConfigError(variable, f"must be {kind}, got {raw!r}") from None
-        if value < minimum:
-            raise JiraConfigError(variable, f"must be at least {minimum:g}, got {raw!r}")
-        tuning[field_name] = value
-    return tuning

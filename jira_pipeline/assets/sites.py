@@ -9,8 +9,8 @@ from typing import Any
 import dagster as dg
 
 from jira_pipeline.assets.resources import JiraResource
-from jira_pipeline.assets.settings import client_tuning_from_env
 from jira_pipeline.jira import JiraConfigError, JiraSettings
+from jira_pipeline.jira.config import client_tuning
 from jira_pipeline.settings import env
 from jira_pipeline.storage.connections import Connection
 from jira_pipeline.storage.entities import JIRA_PIPELINE_NAMESPACE
@@ -77,7 +77,7 @@ def environment_site(mongo: MongoResource) -> JiraSite | None:
         base_url=dg.EnvVar("JIRA_BASE_URL"),
         deployment=settings.deployment,
         **secrets,
-        **client_tuning_from_env(),
+        **client_tuning(),
         mongo=mongo,
     )
     return JiraSite(name="default", connection_id=site_connection_id(settings.base_url),
@@ -89,7 +89,7 @@ def registered_site(connection: Connection, mongo: MongoResource) -> JiraSite:
     common: dict[str, Any] = {
         "connection_id": connection.id,
         "mongo": mongo,
-        **client_tuning_from_env(),
+        **client_tuning(),
     }
     if connection.auth_type == "oauth":
         for name in ("JIRA_OAUTH_CLIENT_ID", "JIRA_OAUTH_CLIENT_SECRET"):

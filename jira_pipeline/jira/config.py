@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, SecretStr
@@ -145,12 +145,26 @@ class JiraSettings(BaseModel):
             cloud_id=cloud_id,
             oauth_endpoints=endpoints,
             deployment=deployment_raw,  # type: ignore[arg-type]
-            min_request_interval_ms=int(_number(env, "JIRA_MIN_REQUEST_INTERVAL_MS", 200,
-                                                integer=True, minimum=0)),
-            max_in_flight=int(_number(env, "JIRA_MAX_IN_FLIGHT", 4, integer=True, minimum=1)),
-            timeout_s=_number(env, "JIRA_TIMEOUT_S", 30.0, integer=False, minimum=0.001),
-            retry_attempts=int(_number(env, "JIRA_RETRY_ATTEMPTS", 6, integer=True, minimum=1)),
-            retry_base_s=_number(env, "JIRA_RETRY_BASE_S", 1.0, integer=False, minimum=0),
-            retry_cap_s=_number(env, "JIRA_RETRY_CAP_S", 60.0, integer=False, minimum=0),
             verify_tls=verify in ("true", "1", "yes"),
+            **client_tuning(env),
         )
+
+
+def client_tuning(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Pacing, timeout and retry settings (`JiraSettings` field -> value), validated by name.
+
+    Shared by every site: the environment's and each connection registered in MongoDB.
+    """
+    if environ is None:
+        load_dotenv_once()
+        environ = os.environ
+    return {
+        "min_request_interval_ms": int(_number(environ, "JIRA_MIN_REQUEST_INTERVAL_MS", 200,
+                                               integer=True, minimum=0)),
+        "max_in_flight": int(_number(environ, "JIRA_MAX_IN_FLIGHT", 4, integer=True, minimum=1)),
+        "timeout_s": _number(environ, "JIRA_TIMEOUT_S", 30.0, integer=False, minimum=0.001),
+        "retry_attempts": int(_number(environ, "JIRA_RETRY_ATTEMPTS", 6, integer=True,
+                                      minimum=1)),
+        "retry_base_s": _number(environ, "JIRA_RETRY_BASE_S", 1.0, integer=False, minimum=0),
+        "retry_cap_s": _number(environ, "JIRA_RETRY_CAP_S", 60.0, integer=False, minimum=0),
+    }
