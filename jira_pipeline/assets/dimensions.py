@@ -9,7 +9,7 @@ import dagster as dg
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.settings import PipelineSettings
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.assets.streams import RecordStream
+from jira_pipeline.assets.streams import JiraRecordStream
 from jira_pipeline.jira import JiraClient
 from jira_pipeline.jira.models import JiraRecord
 from jira_pipeline.storage.entities import entity_spec
@@ -55,7 +55,7 @@ def build_dimension_asset(
         kinds={"jira", "mongodb"},
         tags={"jira/connection": site.name},
     )
-    def dimension_asset(context: dg.AssetExecutionContext) -> RecordStream:
+    def dimension_asset(context: dg.AssetExecutionContext) -> JiraRecordStream:
         jira: JiraResource = getattr(context.resources, site.resource_key)
         mongo: MongoResource = context.resources.mongo
         seen: set[str] = set()
@@ -76,7 +76,7 @@ def build_dimension_asset(
             )
             return {"marked_deleted": marked}
 
-        return RecordStream(
+        return JiraRecordStream(
             jira,
             lambda client: dimension.walk(client, settings),
             to_record,

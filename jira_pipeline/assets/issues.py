@@ -12,7 +12,7 @@ from jira_pipeline.assets.partitions import partition_key_for
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.settings import PipelineSettings
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.assets.streams import RecordStream
+from jira_pipeline.assets.streams import JiraRecordStream
 from jira_pipeline.jira import IssueRecord, IssueWindow, build_issue_jql
 from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY
 from jira_pipeline.storage.resources import MongoResource
@@ -63,7 +63,7 @@ def build_issues_asset(
         kinds={"jira", "mongodb"},
         tags={"jira/connection": site.name},
     )
-    def jira_issues(context: dg.AssetExecutionContext, config: IssueSyncConfig) -> RecordStream:
+    def jira_issues(context: dg.AssetExecutionContext, config: IssueSyncConfig) -> JiraRecordStream:
         jira: JiraResource = getattr(context.resources, site.resource_key)
         mongo: MongoResource = context.resources.mongo
         lookback = (
@@ -94,7 +94,7 @@ def build_issues_asset(
                 "reconciled": True,
             }
 
-        return RecordStream(
+        return JiraRecordStream(
             jira,
             lambda client: client.search_window(
                 window, projects=settings.projects or None, fields=ISSUE_FIELDS,

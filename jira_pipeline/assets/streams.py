@@ -1,4 +1,4 @@
-"""`RecordStream`: what an asset returns, records pulled lazily by the Mongo IO manager."""
+"""`JiraRecordStream`: what an asset returns: Jira records fetched while the IO manager writes."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from pydantic import BaseModel
 
 from jira_pipeline.assets.resources import JiraResource, counter_delta
 from jira_pipeline.jira import JiraClient
+from jira_pipeline.storage.io_manager import RecordStream
 
 PREVIEW_ROWS = 5
 
 
-class RecordStream:
+class JiraRecordStream(RecordStream):
     """Jira records produced one at a time while the IO manager writes them in batches.
 
     Nothing is held beyond the record in hand and a few preview rows, so memory does not grow
@@ -33,6 +34,7 @@ class RecordStream:
         preview_fields: tuple[str, ...],
         after_write: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
+        super().__init__(self._fetch(), self._report)
         self._jira = jira
         self._walk = walk
         self._to_record = to_record
@@ -43,7 +45,7 @@ class RecordStream:
         self._started = time.perf_counter()
         self._counters_before = jira.counters()
 
-    def __iter__(self) -> Iterator[BaseModel]:
+    def _fetch(self) -> Iterator[BaseModel]:
         self._started = time.perf_counter()
         for raw in self._jira.iterate(self._walk):
             record = self._to_record(raw)
@@ -52,7 +54,7 @@ class RecordStream:
                 self._preview.append(record.model_dump(include=set(self._preview_fields)))
             yield record
 
-    def final_metadata(self) -> dict[str, Any]:
+    def _report(self) -> dict[str, Any]:
         extra = dict(self._after_write()) if self._after_write is not None else {}
         elapsed = time.perf_counter() - self._started
         spent = counter_delta(self._counters_before, self._jira.counters())
