@@ -20,7 +20,7 @@ from jira_pipeline.jira import (
     iterate_blocking,
     run_sync,
 )
-from jira_pipeline.storage.connections import ConnectionRepository, make_token_persister
+from jira_pipeline.storage.connections import ConnectionRepository
 from jira_pipeline.storage.resources import MongoResource
 
 T = TypeVar("T")
@@ -110,21 +110,46 @@ class JiraResource(dg.ConfigurableResource):
                 "JIRA_OAUTH_CLIENT_ID", "is set, but no OAuth connection is registered: run "
                 "`jira-pipeline connections add NAME --auth-type oauth ...` first"
             )
-        repository = ConnectionRepository(self.mongo.get_database())
-        stored = repository.tokens(self.connection_id)
-        if not stored.refresh_token:
+        tokens = self._stored_tokens()
+        if tokens is None:
             raise JiraConfigError(
                 "JIRA_OAUTH_CLIENT_ID", f"is set, but connection {self.connection_id} has no "
                 "stored refresh token: authorize it again with `jira-pipeline connections add`"
             )
-        tokens = OAuthTokens(
+        return JiraClient.from_settings(
+            settings, tokens=tokens, on_tokens=self._save_tokens, load_tokens=self._stored_tokens
+        )
+
+    # The OAuth callbacks run on the client's event-loop thread; the embedded store's handles
+    # belong to the thread that opened them, so each call asks the resource for this thread's.
+    def _repository(self) -> ConnectionRepository:
+        assert self.mongo is not None and self.connection_id is not None
+        return ConnectionRepository(self.mongo.get_database())
+
+    def _stored_tokens(self) -> OAuthTokens | None:
+        """The tokens stored now: another process may have rotated them since we last looked."""
+        assert self.connection_id is not None
+        stored = self._repository().tokens(self.connection_id)
+        if not stored.refresh_token:
+            return None
+        return OAuthTokens(
             access_token=SecretStr(stored.access_token or ""),
             refresh_token=SecretStr(stored.refresh_token),
             # No stored expiry: take the access token as expired, so the first request refreshes.
             expires_at=stored.expires_at or datetime(1970, 1, 1, tzinfo=UTC),
         )
-        persist = make_token_persister(repository, self.connection_id)
-        return JiraClient.from_settings(settings, tokens=tokens, on_tokens=persist)
+
+    def _save_tokens(self, tokens: OAuthTokens) -> None:
+        """Persist a rotated grant before it is used, guarded by the refresh token it replaced."""
+        assert self.connection_id is not None
+        previous = tokens.previous_refresh_token
+        self._repository().save_tokens(
+            self.connection_id,
+            access_token=tokens.access_token.get_secret_value(),
+            refresh_token=tokens.refresh_token.get_secret_value(),
+            expires_at=tokens.expires_at,
+            previous_refresh_token=previous.get_secret_value() if previous else None,
+        )
 
     def run(self, coroutine_factory: Callable[[JiraClient], Coroutine[Any, Any, T]]) -> T:
         """Run one coroutine against the client from synchronous code."""
