@@ -99,7 +99,8 @@ def test_fifty_thousand_records_are_written_with_memory_bounded_by_a_batch(store
 
     def records() -> Iterator[dict]:
         for i in range(total):
-            yield issue(i, raw={"id": str(i), "fields": {"description": "x" * 300, "n": i}})
+            description = f"{i:07d} " * 200  # distinct per record: constants would be shared
+            yield issue(i, raw={"id": str(i), "fields": {"description": description}})
 
     # What the records would occupy if anything held on to them all (measured, not assumed).
     tracemalloc.start()
@@ -129,7 +130,9 @@ def test_fifty_thousand_records_are_written_with_memory_bounded_by_a_batch(store
     assert _materialization(result, "jira_issues")["inserted"] == total
     assert store.db.jira_issues.estimated_document_count() == total
     [(current, peak)] = memory_after_last_write
-    assert peak - current < data_bytes / 10, (peak - current, data_bytes)
+    # A batch in flight costs a few copies of its records (the records, their documents, the
+    # write operations, the encoded BSON): a small multiple of 1/50 of the data.
+    assert peak - current < data_bytes / 5, (peak - current, data_bytes)
 
 
 # --- load_input --------------------------------------------------------------------------------

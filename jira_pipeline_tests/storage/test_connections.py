@@ -1,0 +1,265 @@
+"""Encrypted connection records: the cipher, key rotation, token compare-and-set, and the CLI."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from jira_pipeline.cli import main as cli
+from jira_pipeline.storage.connections import (
+    ConnectionNotFoundError,
+    ConnectionRepository,
+    StaleRefreshTokenError,
+    make_token_persister,
+)
+from jira_pipeline.storage.crypto import (
+    FERNET_KEYS_VARIABLE,
+    TokenCipher,
+    TokenCipherError,
+    TokenDecryptError,
+)
+from jira_pipeline_tests.storage.conftest import Store
+
+ACCESS = "atok-PLAINTEXT-access-4f1d9c"
+REFRESH = "rtok-PLAINTEXT-refresh-77ab20"
+EXPIRES = datetime(2026, 1, 15, 13, 0, tzinfo=UTC)
+
+
+def _key() -> str:
+    return Fernet.generate_key().decode()
+
+
+def _repository(store: Store, *keys: str) -> ConnectionRepository:
+    return ConnectionRepository(store.db, TokenCipher(list(keys) or [_key()]))
+
+
+# --- the cipher ----------------------------------------------------------------------------------
+
+
+def test_a_token_round_trips_and_the_ciphertext_does_not_contain_it() -> None:
+    cipher = TokenCipher([_key()])
+
+    encrypted = cipher.encrypt(ACCESS)
+
+    assert ACCESS not in encrypted
+    assert cipher.decrypt(encrypted) == ACCESS
+
+
+def test_rotation_re_encrypts_with_the_newest_key_so_the_old_one_can_be_dropped() -> None:
+    old, new = _key(), _key()
+    encrypted_with_old = TokenCipher([old]).encrypt(ACCESS)
+
+    rotated = TokenCipher([new, old]).rotate(encrypted_with_old)
+
+    assert TokenCipher([new]).decrypt(rotated) == ACCESS
+    with pytest.raises(TokenDecryptError):
+        TokenCipher([new]).decrypt(encrypted_with_old)
+
+
+def test_a_token_under_a_key_that_is_not_configured_fails_naming_the_variable() -> None:
+    encrypted = TokenCipher([_key()]).encrypt(ACCESS)
+    other = _key()
+
+    with pytest.raises(TokenDecryptError, match=FERNET_KEYS_VARIABLE) as raised:
+        TokenCipher([other]).decrypt(encrypted)
+
+    assert other not in str(raised.value)
+
+
+def test_a_missing_key_variable_fails_naming_it() -> None:
+    with pytest.raises(TokenCipherError, match=f"{FERNET_KEYS_VARIABLE} is not set"):
+        TokenCipher.from_env({})
+
+
+def test_an_invalid_key_fails_naming_the_variable_without_echoing_the_key() -> None:
+    good, bad = _key(), "this-is-not-a-fernet-key-but-a-secret"
+
+    with pytest.raises(TokenCipherError, match=f"{FERNET_KEYS_VARIABLE}: key #2 of 2") as raised:
+        TokenCipher.from_env({FERNET_KEYS_VARIABLE: f"{good}, {bad}"})
+
+    assert bad not in str(raised.value) and good not in str(raised.value)
+
+
+# --- the repository ------------------------------------------------------------------------------
+
+
+def test_a_connection_is_stored_with_encrypted_tokens_and_read_back(store: Store) -> None:
+    repository = _repository(store)
+
+    added = repository.add(
+        "acme",
+        "https://acme.atlassian.net/",
+        cloud_id="cloud-1",
+        access_token=ACCESS,
+        refresh_token=REFRESH,
+        token_expires_at=EXPIRES,
+    )
+
+    document = store.db.jira_connections.find_one({"id": added.id})
+    assert document["_id"].version == 4 and str(document["_id"]) == added.id
+    assert document["site_url"] == "https://acme.atlassian.net"
+    assert ACCESS not in str(document) and REFRESH not in str(document)
+    tokens = repository.tokens("acme")
+    assert (tokens.access_token, tokens.refresh_token, tokens.expires_at) == (
+        ACCESS, REFRESH, EXPIRES,
+    )  # fmt: skip
+    assert ACCESS not in repr(tokens)
+    assert repository.get(added.id).has_tokens
+
+
+def test_connections_are_listed_removed_and_unknown_ones_reported(store: Store) -> None:
+    repository = _repository(store)
+    repository.add("b-site", "https://b.example", auth_type="pat", access_token="pat")
+    repository.add("a-site", "https://a.example")
+
+    assert [c.name for c in repository.list()] == ["a-site", "b-site"]
+    repository.remove("a-site")
+    assert [c.name for c in repository.list()] == ["b-site"]
+    with pytest.raises(ConnectionNotFoundError, match="a-site"):
+        repository.get("a-site")
+
+
+def test_a_rotated_refresh_token_is_saved_only_over_the_token_it_replaced(store: Store) -> None:
+    repository = _repository(store)
+    connection = repository.add("acme", "https://acme", refresh_token=REFRESH, access_token=ACCESS)
+    # Two workers loaded the same refresh token and both refreshed it.
+    first_worker = make_token_persister(repository, connection.id)
+    second_worker = make_token_persister(repository, connection.id)
+
+    first_worker("refresh-2", "access-2", EXPIRES)
+    with pytest.raises(StaleRefreshTokenError, match="another process rotated it first"):
+        second_worker("refresh-2-from-stale", "access-2-from-stale", EXPIRES)
+
+    tokens = repository.tokens(connection.id)
+    assert (tokens.refresh_token, tokens.access_token) == ("refresh-2", "access-2")
+    # The winner keeps rotating from its own newest token.
+    first_worker("refresh-3", "access-3", EXPIRES + timedelta(hours=1))
+    assert repository.tokens(connection.id).refresh_token == "refresh-3"
+
+
+def test_the_persister_accepts_the_oauth_clients_token_grant(store: Store) -> None:
+    from jira_pipeline.jira.auth import OAuthTokens
+
+    repository = _repository(store)
+    connection = repository.add("acme", "https://acme", refresh_token=REFRESH, access_token=ACCESS)
+    grant = OAuthTokens.from_token_response(
+        {"access_token": "access-2", "refresh_token": "refresh-2", "expires_in": 3600}, EXPIRES
+    )
+
+    make_token_persister(repository, connection.id)(grant)
+
+    tokens = repository.tokens(connection.id)
+    assert (tokens.access_token, tokens.refresh_token) == ("access-2", "refresh-2")
+    assert tokens.expires_at == EXPIRES + timedelta(hours=1)
+
+
+def test_rotating_keys_re_encrypts_every_stored_token(store: Store) -> None:
+    old, new = _key(), _key()
+    _repository(store, old).add("a", "https://a", access_token=ACCESS, refresh_token=REFRESH)
+    _repository(store, old).add("b", "https://b", auth_type="pat", access_token="pat-token")
+    _repository(store, old).add("c", "https://c")  # no tokens
+
+    rotated = _repository(store, new, old).rotate_keys()
+
+    assert rotated == 3
+    only_new = _repository(store, new)
+    assert only_new.tokens("a").refresh_token == REFRESH
+    assert only_new.tokens("b").access_token == "pat-token"
+
+
+def test_no_token_is_ever_written_to_disk_in_plaintext(store: Store) -> None:
+    if store.folder is None:
+        pytest.skip("a server's files are not on this machine")
+    old, new = _key(), _key()
+    repository = _repository(store, old)
+    connection = repository.add("acme", "https://acme", access_token=ACCESS, refresh_token=REFRESH)
+    make_token_persister(repository, connection.id)(REFRESH + "-next", ACCESS + "-next", EXPIRES)
+    _repository(store, new, old).rotate_keys()
+
+    files = [path for path in store.folder.rglob("*") if path.is_file()]
+    assert any(path.name == "jira_connections" for path in files)
+    for path in files:
+        content = path.read_bytes()
+        for secret in (ACCESS, REFRESH, ACCESS + "-next", REFRESH + "-next"):
+            assert secret.encode() not in content, f"{secret} in {path}"
+
+
+# --- the CLI -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cli_env(store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Store:
+    if store.folder is None:
+        monkeypatch.setenv("MONGODB_URI", store.uri)
+    else:
+        monkeypatch.setenv("DAGSTER_HOME", str(store.folder.parent))
+    monkeypatch.setenv("MONGODB_DATABASE", store.name)
+    monkeypatch.setenv(FERNET_KEYS_VARIABLE, _key())
+    monkeypatch.chdir(tmp_path)
+    return store
+
+
+def test_cli_adds_lists_without_tokens_and_removes_connections(
+    cli_env: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ACME_ACCESS", ACCESS)
+    monkeypatch.setenv("ACME_REFRESH", REFRESH)
+
+    assert cli(["connections", "add", "acme", "--site-url", "https://acme.atlassian.net",
+                "--access-token-env", "ACME_ACCESS", "--refresh-token-env", "ACME_REFRESH",
+                "--cloud-id", "cloud-1"]) == 0  # fmt: skip
+    assert cli(["connections", "list"]) == 0
+    listing = capsys.readouterr().out
+    assert "acme" in listing and "https://acme.atlassian.net" in listing and "stored" in listing
+    assert ACCESS not in listing and REFRESH not in listing
+
+    assert cli(["connections", "remove", "acme"]) == 0
+    assert cli(["connections", "list", "--json"]) == 0
+    assert "acme" not in capsys.readouterr().out.split("removed connection acme")[-1]
+
+
+def test_cli_reports_a_missing_token_variable_by_name(
+    cli_env: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = cli(["connections", "add", "x", "--site-url", "https://x", "--access-token-env", "NOPE"])
+
+    assert code == 1
+    assert "NOPE is not set" in capsys.readouterr().err
+
+
+def test_cli_generates_keys_and_rotation_reports_how_many_tokens_it_re_encrypted(
+    cli_env: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("ACME_ACCESS", ACCESS)
+    cli(["connections", "add", "acme", "--site-url", "https://a",
+         "--access-token-env", "ACME_ACCESS"])  # fmt: skip
+    old_keys = os.environ[FERNET_KEYS_VARIABLE]
+    capsys.readouterr()
+
+    assert cli(["keys", "generate"]) == 0
+    new_key = capsys.readouterr().out.strip()
+    TokenCipher([new_key])  # a valid key
+    monkeypatch.setenv(FERNET_KEYS_VARIABLE, f"{new_key},{old_keys}")
+    assert cli(["keys", "rotate"]) == 0
+
+    out = capsys.readouterr().out
+    assert "re-encrypted 1 token(s)" in out
+    assert new_key not in out and old_keys not in out
+    assert ConnectionRepository(cli_env.db, TokenCipher([new_key])).tokens("acme").access_token == (
+        ACCESS
+    )
+
+
+def test_cli_rotation_with_a_bad_key_fails_naming_the_variable_only(
+    cli_env: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(FERNET_KEYS_VARIABLE, "not-a-key-SECRETVALUE")
+
+    assert cli(["keys", "rotate"]) == 1
+
+    err = capsys.readouterr().err
+    assert FERNET_KEYS_VARIABLE in err and "SECRETVALUE" not in err
