@@ -1,0 +1,182 @@
+"""Fixtures for the Dagster layer: a fake Jira site, the environment pointing at it, an embedded
+store in the test's folder, and the code location built from that environment."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+from pymongo.database import Database
+
+from jira_pipeline.assets.factory import build_definitions
+from jira_pipeline.assets.schedules import partition_range_tags
+from jira_pipeline.fakejira import FakeJiraHandle
+from jira_pipeline.storage.client import get_mongo_client
+from jira_pipeline.storage.resources import MongoResource
+from jira_pipeline.timeutil import parse_jira_datetime
+
+# Variables that decide what the code location builds; each test starts without any of them.
+PIPELINE_VARIABLES = (
+    "JIRA_BASE_URL", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_PAT", "JIRA_DEPLOYMENT",
+    "JIRA_OAUTH_CLIENT_ID", "JIRA_OAUTH_CLIENT_SECRET", "JIRA_CLOUD_ID", "JIRA_OAUTH_ORIGIN",
+    "JIRA_SYNC_START_DATE", "JIRA_PROJECTS", "JIRA_LOOKBACK_MINUTES", "JIRA_SCHEDULE_CRON",
+    "JIRA_SENSOR_INTERVAL_S", "JIRA_FRESHNESS_TOLERANCE_MINUTES", "JIRA_MIN_REQUEST_INTERVAL_MS",
+    "JIRA_MAX_IN_FLIGHT", "JIRA_TIMEOUT_S", "JIRA_RETRY_ATTEMPTS", "JIRA_RETRY_BASE_S",
+    "JIRA_RETRY_CAP_S", "JIRA_VERIFY_TLS", "MONGODB_URI", "MONGODB_DATABASE", "DAGSTER_HOME",
+)  # fmt: skip
+DIMENSIONS = ("jira_projects", "jira_statuses", "jira_users")
+
+
+def this_hour() -> datetime:
+    """The fake's pinned start: the dataset repeats within the hour and the fake's "today" is
+    the pipeline's (which reads the wall clock)."""
+    return datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+@dataclass
+class Pipeline:
+    """The code location built against one fake Jira, its embedded store, and a Dagster instance
+    that remembers the runs of one test."""
+
+    fake: FakeJiraHandle
+    defs: dg.Definitions
+    db: Database
+    instance: dg.DagsterInstance
+    start_date: date
+    mongo: MongoResource = field(repr=False)
+
+    @property
+    def today(self) -> str:
+        return datetime.now(UTC).date().isoformat()
+
+    def partition_keys(self) -> list[str]:
+        partitions = self.defs.resolve_assets_def("jira_issues").partitions_def
+        assert partitions is not None
+        return partitions.get_partition_keys()
+
+    def run(
+        self,
+        job_name: str,
+        first: str | None = None,
+        last: str | None = None,
+        *,
+        lookback_minutes: int | None = None,
+        reconcile_deletions: bool | None = None,
+        raise_on_error: bool = True,
+    ) -> dg.ExecuteInProcessResult:
+        """One in-process run of a job; `first`..`last` is its partition range (one run)."""
+        tags = partition_range_tags(first, last or first) if first else {}
+        issue_config = {
+            name: value
+            for name, value in (
+                ("lookback_minutes", lookback_minutes),
+                ("reconcile_deletions", reconcile_deletions),
+            )
+            if value is not None
+        }
+        run_config = {"ops": {"jira_issues": {"config": issue_config}}} if issue_config else None
+        return self.defs.resolve_job_def(job_name).execute_in_process(
+            instance=self.instance, tags=tags, run_config=run_config,
+            raise_on_error=raise_on_error,
+        )
+
+    def sync_everything(self) -> dg.ExecuteInProcessResult:
+        keys = self.partition_keys()
+        return self.run("jira_sync_job", keys[0], keys[-1])
+
+    def stored_issues(self, *, deleted: bool | None = False) -> dict[str, dict[str, Any]]:
+        """Stored issue documents by issue id: live ones, deleted ones (True) or all (None)."""
+        selector: dict[str, Any] = {}
+        if deleted is not None:
+            selector["is_deleted"] = deleted
+        return {doc["issue_id"]: doc for doc in self.db["jira_issues"].find(selector)}
+
+    def fake_issues(self) -> dict[str, dict[str, Any]]:
+        """The fake's live issues by id, `updated` parsed to an aware UTC datetime."""
+        return {
+            issue["id"]: {**issue, "updated": parse_jira_datetime(issue["updated"])}
+            for issue in self.fake.admin.issues()
+        }
+
+
+def materializations(result: dg.ExecuteInProcessResult, asset: str) -> list[dict[str, Any]]:
+    """The metadata of each materialization of `asset` in a run (one per partition)."""
+    events = result.asset_materializations_for_node(asset)
+    return [
+        {key: getattr(value, "value", value) for key, value in event.metadata.items()}
+        for event in events
+    ]
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], Any]:
+    """Each check evaluation of a run, by (asset key, check name)."""
+    return {
+        (evaluation.asset_key.to_user_string(), evaluation.check_name): evaluation
+        for evaluation in result.get_asset_check_evaluations()
+    }
+
+
+@pytest.fixture
+def site_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., date]:
+    """Point the environment at a fake: `site_env(fake, days=N)` sets the JIRA_* variables and
+    DAGSTER_HOME (so the embedded store lives in tmp_path) and returns the first partition."""
+    for name in PIPELINE_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+    def point_at(fake: FakeJiraHandle, *, days: int) -> date:
+        start = datetime.now(UTC).date() - timedelta(days=days)
+        monkeypatch.setenv("JIRA_BASE_URL", fake.base_url)
+        monkeypatch.setenv("JIRA_EMAIL", fake.config.email)
+        monkeypatch.setenv("JIRA_API_TOKEN", fake.config.api_token)
+        monkeypatch.setenv("JIRA_SYNC_START_DATE", start.isoformat())
+        monkeypatch.setenv("JIRA_MIN_REQUEST_INTERVAL_MS", "0")
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+        return start
+
+    return point_at
+
+
+@pytest.fixture
+def pipeline_factory(
+    fake_jira_factory: Callable[..., FakeJiraHandle],
+    site_env: Callable[..., date],
+    tmp_path: Path,
+) -> Iterator[Callable[..., Pipeline]]:
+    """`pipeline_factory(issues=300, days=5, **fake_config)`: a fake Jira (clock pinned to this
+    hour) and the definitions built from an environment pointing at it."""
+    opened: list[tuple[Any, dg.DagsterInstance, MongoResource]] = []
+
+    def build(*, issues: int = 300, days: int = 5, **config: Any) -> Pipeline:
+        config.setdefault("now", this_hour())
+        config.setdefault("seed", 1)
+        fake = fake_jira_factory(issues=issues, days=days, **config)
+        # One day more than the dataset spans, so every seeded issue lies in some partition.
+        start = site_env(fake, days=days + 1)
+        folder = tmp_path / "dagster_home" / "mongo"
+        mongo = MongoResource(folder=str(folder))
+        client = get_mongo_client(None, folder=folder)
+        instance = dg.DagsterInstance.ephemeral()
+        opened.append((client, instance, mongo))
+        return Pipeline(
+            fake=fake,
+            defs=build_definitions(mongo=mongo),
+            db=client.get_database(mongo.database_name()),
+            instance=instance,
+            start_date=start,
+            mongo=mongo,
+        )
+
+    yield build
+    for client, instance, mongo in opened:
+        instance.dispose()
+        mongo.close()
+        client.close()
