@@ -30,6 +30,9 @@ PIPELINE_VARIABLES = (
     "JIRA_RETRY_CAP_S", "JIRA_VERIFY_TLS", "MONGODB_URI", "MONGODB_DATABASE", "DAGSTER_HOME",
 )  # fmt: skip
 DIMENSIONS = ("jira_projects", "jira_statuses", "jira_users")
+# For tests that only load definitions: nothing may contact this site.
+MADE_UP_SITE = "https://acme-test.atlassian.net"
+MADE_UP_TOKEN = "made-up-api-token-4f1c9e"
 
 
 def this_hour() -> datetime:
@@ -127,16 +130,22 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], An
 
 @pytest.fixture
 def site_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., date]:
-    """Point the environment at a fake: `site_env(fake, days=N)` sets the JIRA_* variables and
-    DAGSTER_HOME (so the embedded store lives in tmp_path) and returns the first partition."""
+    """Point the environment at a Jira site: `site_env(fake, days=N)` sets the JIRA_* variables
+    (a fake's, or a made-up Cloud site's for None) and DAGSTER_HOME, so the embedded store lives
+    in tmp_path; returns the first partition, N days ago."""
     for name in PIPELINE_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
-    def point_at(fake: FakeJiraHandle, *, days: int) -> date:
+    def point_at(fake: FakeJiraHandle | None, *, days: int) -> date:
         start = datetime.now(UTC).date() - timedelta(days=days)
-        monkeypatch.setenv("JIRA_BASE_URL", fake.base_url)
-        monkeypatch.setenv("JIRA_EMAIL", fake.config.email)
-        monkeypatch.setenv("JIRA_API_TOKEN", fake.config.api_token)
+        if fake is None:
+            monkeypatch.setenv("JIRA_BASE_URL", MADE_UP_SITE)
+            monkeypatch.setenv("JIRA_EMAIL", "someone@example.com")
+            monkeypatch.setenv("JIRA_API_TOKEN", MADE_UP_TOKEN)
+        else:
+            monkeypatch.setenv("JIRA_BASE_URL", fake.base_url)
+            monkeypatch.setenv("JIRA_EMAIL", fake.config.email)
+            monkeypatch.setenv("JIRA_API_TOKEN", fake.config.api_token)
         monkeypatch.setenv("JIRA_SYNC_START_DATE", start.isoformat())
         monkeypatch.setenv("JIRA_MIN_REQUEST_INTERVAL_MS", "0")
         monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))

@@ -1,0 +1,126 @@
+"""The code location Dagster loads: it validates, holds what the UI should show, and a missing
+or malformed setting fails at load time with one message naming the variable."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import pytest
+from dagster._core.remote_representation.external_data import RepositorySnap
+from dagster._serdes import serialize_value
+
+from jira_pipeline.jira import JiraConfigError
+from jira_pipeline_tests.assets.conftest import DIMENSIONS, MADE_UP_TOKEN
+
+ASSETS = {*DIMENSIONS, "jira_issues", "jira_issue_daily_summary"}
+
+
+def load_code_location(monkeypatch: pytest.MonkeyPatch) -> dg.Definitions:
+    """`jira_pipeline.definitions.defs`, imported afresh under the current environment."""
+    monkeypatch.delitem(sys.modules, "jira_pipeline.definitions", raising=False)
+    return importlib.import_module("jira_pipeline.definitions").defs
+
+
+def test_code_location_loads_and_validates_with_every_asset_job_schedule_sensor_and_check(
+    site_env: Callable[..., date], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = site_env(None, days=40)
+
+    defs = load_code_location(monkeypatch)
+
+    dg.Definitions.validate_loadable(defs)
+    repository = defs.get_repository_def()
+    repository.load_all_definitions()
+    graph = repository.asset_graph
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == ASSETS
+    assert {graph.get(dg.AssetKey(name)).group_name for name in ASSETS} == {"jira"}
+    assert {job.name for job in repository.get_all_jobs()} >= {
+        "jira_sync_job", "jira_issues_job", "jira_dimensions_job",
+    }  # fmt: skip
+    assert [s.name for s in repository.schedule_defs] == ["jira_daily_schedule"]
+    assert [s.name for s in repository.sensor_defs] == ["jira_refresh_sensor"]
+    checks = {(key.asset_key.to_user_string(), key.name) for key in graph.asset_check_keys}
+    assert checks == {
+        ("jira_issues", "matches_jira_count"), ("jira_issues", "no_duplicate_keys"),
+        ("jira_issues", "references_present"), ("jira_issues", "fresh"),
+        *((name, check) for name in DIMENSIONS for check in ("not_empty", "no_duplicate_keys")),
+    }  # fmt: skip
+
+    issues = defs.resolve_assets_def("jira_issues")
+    partitions = issues.partitions_def
+    assert isinstance(partitions, dg.DailyPartitionsDefinition)
+    assert partitions.timezone == "UTC" and partitions.end_offset == 1
+    keys = partitions.get_partition_keys()
+    assert keys[0] == start.isoformat()
+    assert keys[-1] == datetime.now(UTC).date().isoformat()  # today is a partition
+    assert issues.backfill_policy == dg.BackfillPolicy.single_run()
+    assert issues.node_def.pool == "jira_issues-default"  # one run at a time: dagster.yaml
+    for name in ("jira_issues", *DIMENSIONS):
+        node = defs.resolve_assets_def(name).node_def
+        assert node.retry_policy is not None and node.retry_policy.max_retries >= 1, name
+
+
+def test_the_api_token_never_reaches_what_the_ui_is_shown(
+    site_env: Callable[..., date], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site_env(None, days=3)
+
+    defs = load_code_location(monkeypatch)
+
+    snapshot = serialize_value(RepositorySnap.from_def(defs.get_repository_def()))
+    assert "JIRA_API_TOKEN" in snapshot  # the resource points at the variable...
+    assert MADE_UP_TOKEN not in snapshot  # ...never at its value
+
+
+def test_without_any_site_loading_fails_naming_jira_base_url(
+    site_env: Callable[..., date], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site_env(None, days=3)
+    for name in ("JIRA_BASE_URL", "JIRA_EMAIL", "JIRA_API_TOKEN"):
+        monkeypatch.delenv(name)
+
+    with pytest.raises(JiraConfigError, match=r"^JIRA_BASE_URL ") as raised:
+        load_code_location(monkeypatch)
+    assert raised.value.variable == "JIRA_BASE_URL"
+
+
+BAD_SETTINGS = [
+    ("JIRA_BASE_URL", "acme.atlassian.net"),
+    ("JIRA_API_TOKEN", None),
+    ("JIRA_SYNC_START_DATE", "2024-13-01"),
+    ("JIRA_SYNC_START_DATE", (date.today() + timedelta(days=30)).isoformat()),
+    ("JIRA_PROJECTS", "ENG, not a key"),
+    ("JIRA_LOOKBACK_MINUTES", "ten"),
+    ("JIRA_LOOKBACK_MINUTES", "-5"),
+    ("JIRA_SCHEDULE_CRON", "every night"),
+    ("JIRA_SENSOR_INTERVAL_S", "5"),
+    ("JIRA_FRESHNESS_TOLERANCE_MINUTES", "0"),
+    ("JIRA_MIN_REQUEST_INTERVAL_MS", "fast"),
+    ("JIRA_TIMEOUT_S", "0"),
+    ("JIRA_RETRY_ATTEMPTS", "1.5"),
+]
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_SETTINGS)
+def test_a_missing_or_malformed_setting_fails_loading_with_a_message_naming_it(
+    site_env: Callable[..., date],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str | None,
+) -> None:
+    site_env(None, days=3)
+    if value is None:
+        monkeypatch.delenv(variable)
+    else:
+        monkeypatch.setenv(variable, value)
+
+    with pytest.raises(JiraConfigError) as raised:
+        load_code_location(monkeypatch)
+
+    assert raised.value.variable == variable
+    assert str(raised.value).startswith(f"{variable} ")
+    assert MADE_UP_TOKEN not in str(raised.value)
