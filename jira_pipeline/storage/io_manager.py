@@ -80,6 +80,7 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
         counts: UpsertCounts = upsert_records(
             self.mongo.get_database(), spec.name, records, batch_size=self.batch_size
         )
+        # The stream is read while it is written, so this covers fetching from Jira too.
         duration = time.perf_counter() - started
         metadata: dict[str, Any] = {
             "inserted": counts.inserted,
@@ -88,6 +89,7 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
             "skipped_stale": counts.skipped_stale,
             "dagster/row_count": counts.total,
             "duration_s": dg.MetadataValue.float(round(duration, 3)),
+            "records_per_s": dg.MetadataValue.float(round(counts.total / max(duration, 1e-9), 1)),
             "collection": spec.collection,
         }
         final_metadata = getattr(obj, "final_metadata", None)
