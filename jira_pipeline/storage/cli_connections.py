@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import os
+import secrets
 import sys
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+from jira_pipeline.settings import env
 from jira_pipeline.storage.client import StoreUnavailableError, get_database
 from jira_pipeline.storage.connections import AUTH_TYPES, Connection, ConnectionRepository
 from jira_pipeline.storage.connections import JiraConnectionError as RepositoryError
@@ -33,6 +38,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument(
         "--prompt", action="store_true", help="prompt for the tokens (input is not echoed)"
     )
+    add.add_argument(
+        "--authorize",
+        action="store_true",
+        help="OAuth 2.0 (3LO): open Atlassian's consent page, then store the granted tokens "
+        "(needs JIRA_OAUTH_CLIENT_ID and JIRA_OAUTH_CLIENT_SECRET)",
+    )
+    add.add_argument(
+        "--redirect-uri",
+        default="http://localhost:8080/callback",
+        help="the callback URL registered for your OAuth app (default: %(default)s)",
+    )
+    add.add_argument(
+        "--oauth-origin",
+        help="serve the OAuth endpoints from this origin instead of Atlassian's (the fake Jira)",
+    )
 
     listing = actions.add_parser("list", help="list connections (never shows tokens)")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -54,9 +74,20 @@ def run(args: argparse.Namespace) -> int:
     except (StoreUnavailableError, RepositoryError, TokenCipherError, ValueError) as error:
         print(f"jira-pipeline connections: {error}", file=sys.stderr)
         return 1
+    except Exception as error:
+        from jira_pipeline.jira import JiraError
+
+        # The Jira client's errors (refused grant, unreachable site) are scrubbed of secrets;
+        # anything else is a bug and keeps its traceback.
+        if not isinstance(error, JiraError):
+            raise
+        print(f"jira-pipeline connections: {error}", file=sys.stderr)
+        return 1
 
 
 def _add(repository: ConnectionRepository, args: argparse.Namespace) -> int:
+    if args.authorize:
+        return _authorize(repository, args)
     access = _secret_from(args.access_token_env, "access token", args.prompt)
     refresh = _secret_from(args.refresh_token_env, "refresh token", args.prompt)
     connection = repository.add(
@@ -112,3 +143,47 @@ def _row(connection: Connection) -> dict[str, str]:
         "tokens": "stored" if connection.has_tokens else "none",
         "token_expires_at": expires.isoformat() if expires else "",
     }
+
+
+def _authorize(repository: ConnectionRepository, args: argparse.Namespace) -> int:
+    """The authorization-code grant, run by hand: the user consents in a browser and pastes back
+    the URL they were redirected to; the tokens never pass through the command line."""
+    # Imported here: only this command needs the Jira client.
+    from jira_pipeline.jira import OAuth3LO, OAuthEndpoints
+
+    client_id, client_secret = env("JIRA_OAUTH_CLIENT_ID"), env("JIRA_OAUTH_CLIENT_SECRET")
+    if not client_id or not client_secret:
+        raise ValueError("--authorize needs JIRA_OAUTH_CLIENT_ID and JIRA_OAUTH_CLIENT_SECRET set")
+    repository.cipher  # noqa: B018 - fail on missing keys before the user consents
+    origin = args.oauth_origin
+    endpoints = OAuthEndpoints.at_origin(origin) if origin else OAuthEndpoints()
+    oauth = OAuth3LO(client_id=client_id, client_secret=client_secret, endpoints=endpoints,
+                     cloud_id=args.cloud_id)  # fmt: skip
+    state = secrets.token_urlsafe(16)
+    answer = input(
+        f"Open this URL, consent, then paste the URL you were sent to:\n"
+        f"{oauth.authorize_url(state, args.redirect_uri)}\n> "
+    ).strip()
+    query = parse_qs(urlsplit(answer).query) if "?" in answer else {"code": [answer]}
+    if "state" in query and query["state"] != [state]:
+        raise ValueError("the pasted URL belongs to another authorization (state mismatch)")
+    code = (query.get("code") or [""])[0]
+    if not code:
+        raise ValueError("no authorization code in what was pasted")
+
+    async def grant() -> tuple[Any, str]:
+        tokens = await oauth.exchange_code(code, args.redirect_uri)
+        return tokens, await oauth.discover_cloud_id()
+
+    tokens, cloud_id = asyncio.run(grant())
+    connection = repository.add(
+        args.name,
+        args.site_url,
+        auth_type="oauth",
+        cloud_id=cloud_id,
+        access_token=tokens.access_token,
+        refresh_token=tokens.refresh_token,
+        token_expires_at=tokens.expires_at,
+    )
+    print(f"added connection {connection.name} ({connection.id}), cloud id {cloud_id}")
+    return 0

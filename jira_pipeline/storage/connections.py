@@ -226,11 +226,13 @@ def _connection(document: dict[str, Any]) -> Connection:
 
 
 class TokenPersister:
-    """Saves the tokens an OAuth client rotated, guarded by the refresh token it last saved.
+    """Saves the tokens an OAuth client rotated, compare-and-set against the token they replaced.
 
-    Call it as `persist(refresh_token, access_token, expires_at)`, or with one object that has
-    those three attributes (the Jira client's `OAuthTokens`). Raises on failure, so the client
-    never uses tokens that were not stored.
+    Call it as `persist(refresh_token, access_token, expires_at)`, or with one grant object
+    that has those attributes (the Jira client's `OAuthTokens`). The guard is the grant's
+    `previous_refresh_token` when it carries one, else the refresh token this persister last
+    saw. Raises on failure (StaleRefreshTokenError when another process rotated first), so the
+    client never uses tokens that were not stored.
     """
 
     def __init__(self, repository: ConnectionRepository, connection_id: str) -> None:
@@ -243,18 +245,25 @@ class TokenPersister:
         refresh_token: Any,
         access_token: Any = None,
         expires_at: datetime | None = None,
+        previous_refresh_token: Any = None,
     ) -> None:
         if access_token is None and hasattr(refresh_token, "refresh_token"):
             grant = refresh_token
             refresh_token, access_token = grant.refresh_token, grant.access_token
             expires_at = grant.expires_at
+            previous_refresh_token = getattr(grant, "previous_refresh_token", None)
+        previous = (
+            _secret_text(previous_refresh_token)
+            if previous_refresh_token is not None
+            else self._previous_refresh
+        )
         new_refresh = _secret_text(refresh_token)
         self._repository.save_tokens(
             self._connection_id,
             access_token=access_token,
             refresh_token=new_refresh,
             expires_at=expires_at,
-            previous_refresh_token=self._previous_refresh,
+            previous_refresh_token=previous,
         )
         self._previous_refresh = new_refresh
 
@@ -264,3 +273,28 @@ def make_token_persister(
 ) -> Callable[..., None]:
     """The callback an OAuth client calls with rotated tokens (see TokenPersister)."""
     return TokenPersister(repository, connection_id)
+
+
+def make_token_loader(repository: ConnectionRepository, connection_id: str) -> Callable[[], Any]:
+    """The callback an OAuth client calls to re-read the stored tokens before refreshing.
+
+    Returns the Jira client's `OAuthTokens` (None when the connection holds no refresh token),
+    so a process adopts tokens another process already rotated.
+    """
+
+    def load() -> Any:
+        # Imported here: storage does not depend on the Jira client unless this is used.
+        from pydantic import SecretStr
+
+        from jira_pipeline.jira.auth import OAuthTokens
+
+        stored = repository.tokens(connection_id)
+        if not stored.refresh_token:
+            return None
+        return OAuthTokens(
+            access_token=SecretStr(stored.access_token or ""),
+            refresh_token=SecretStr(stored.refresh_token),
+            expires_at=stored.expires_at or utc_now(),
+        )
+
+    return load

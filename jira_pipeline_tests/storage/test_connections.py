@@ -14,6 +14,7 @@ from jira_pipeline.storage.connections import (
     ConnectionNotFoundError,
     ConnectionRepository,
     StaleRefreshTokenError,
+    make_token_loader,
     make_token_persister,
 )
 from jira_pipeline.storage.crypto import (
@@ -263,3 +264,78 @@ def test_cli_rotation_with_a_bad_key_fails_naming_the_variable_only(
 
     err = capsys.readouterr().err
     assert FERNET_KEYS_VARIABLE in err and "SECRETVALUE" not in err
+
+
+# --- working with the Jira client's OAuth ------------------------------------------------------
+
+
+def test_a_grant_is_saved_against_the_token_it_replaced_even_if_adopted_from_another_process(
+    store: Store,
+) -> None:
+    from pydantic import SecretStr
+
+    from jira_pipeline.jira.auth import OAuthTokens
+
+    repository = _repository(store)
+    connection = repository.add("acme", "https://acme", refresh_token=REFRESH, access_token=ACCESS)
+    persist = make_token_persister(repository, connection.id)
+    # Another process rotated REFRESH -> r2; this process adopted r2 and then rotated it.
+    repository.save_tokens(connection.id, access_token="a2", refresh_token="r2",
+                           expires_at=EXPIRES, previous_refresh_token=REFRESH)  # fmt: skip
+    grant = OAuthTokens(SecretStr("a3"), SecretStr("r3"), EXPIRES,
+                        previous_refresh_token=SecretStr("r2"))  # fmt: skip
+
+    persist(grant)
+
+    assert repository.tokens(connection.id).refresh_token == "r3"
+    stale = OAuthTokens(SecretStr("a4"), SecretStr("r4"), EXPIRES,
+                        previous_refresh_token=SecretStr("r2"))  # fmt: skip
+    with pytest.raises(StaleRefreshTokenError):
+        persist(stale)
+
+
+def test_the_token_loader_hands_the_oauth_client_what_is_stored_now(store: Store) -> None:
+    repository = _repository(store)
+    connection = repository.add("acme", "https://acme", refresh_token=REFRESH, access_token=ACCESS,
+                                token_expires_at=EXPIRES)  # fmt: skip
+    empty = repository.add("empty", "https://empty")
+
+    loaded = make_token_loader(repository, connection.id)()
+
+    assert loaded.refresh_token.get_secret_value() == REFRESH
+    assert loaded.access_token.get_secret_value() == ACCESS
+    assert loaded.expires_at == EXPIRES
+    assert make_token_loader(repository, empty.id)() is None
+
+
+def test_cli_authorizes_an_oauth_connection_against_the_fake_jira(
+    cli_env: Store, fake_jira, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import httpx
+
+    monkeypatch.setenv("JIRA_OAUTH_CLIENT_ID", fake_jira.config.oauth_client_id)
+    monkeypatch.setenv("JIRA_OAUTH_CLIENT_SECRET", fake_jira.config.oauth_client_secret)
+
+    def consent_in_a_browser(prompt: str) -> str:
+        # Only the human is simulated: the authorize URL is followed over HTTP like a browser.
+        url = next(line for line in prompt.splitlines() if line.startswith("http"))
+        return httpx.get(url, follow_redirects=False).headers["location"]
+
+    monkeypatch.setattr("builtins.input", consent_in_a_browser)
+
+    code = cli(["connections", "add", "fake", "--site-url", fake_jira.base_url, "--authorize",
+                "--oauth-origin", fake_jira.base_url])  # fmt: skip
+
+    assert code == 0, capsys.readouterr().err
+    repository = ConnectionRepository(cli_env.db)
+    connection = repository.get("fake")
+    assert connection.cloud_id == fake_jira.cloud_id and connection.auth_type == "oauth"
+    tokens = repository.tokens("fake")
+    assert tokens.refresh_token and tokens.access_token
+    assert tokens.access_token not in capsys.readouterr().out
+    # The stored tokens work: the fake accepts the access token.
+    resources = httpx.get(
+        f"{fake_jira.base_url}/oauth/token/accessible-resources",
+        headers={"Authorization": f"Bearer {tokens.access_token}"},
+    )
+    assert resources.status_code == 200
