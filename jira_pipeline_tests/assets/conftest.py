@@ -4,6 +4,7 @@ store in the test's folder, and the code location built from that environment.""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -161,10 +162,12 @@ def pipeline_factory(
     tmp_path: Path,
 ) -> Iterator[Callable[..., Pipeline]]:
     """`pipeline_factory(issues=300, days=5, **fake_config)`: a fake Jira (clock pinned to this
-    hour) and the definitions built from an environment pointing at it."""
-    opened: list[tuple[Any, dg.DagsterInstance, MongoResource]] = []
+    hour), the definitions built from an environment pointing at it, and a Dagster instance."""
+    opened = ExitStack()
 
-    def build(*, issues: int = 300, days: int = 5, **config: Any) -> Pipeline:
+    def build(
+        *, issues: int = 300, days: int = 5, persistent_instance: bool = False, **config: Any
+    ) -> Pipeline:
         config.setdefault("now", this_hour())
         config.setdefault("seed", 1)
         fake = fake_jira_factory(issues=issues, days=days, **config)
@@ -173,8 +176,15 @@ def pipeline_factory(
         folder = tmp_path / "dagster_home" / "mongo"
         mongo = MongoResource(folder=str(folder))
         client = get_mongo_client(None, folder=folder)
-        instance = dg.DagsterInstance.ephemeral()
-        opened.append((client, instance, mongo))
+        opened.callback(client.close)
+        opened.callback(mongo.close)
+        # In memory by default (fast); a persistent test instance (SQLite files in their own
+        # folder, as a deployment has) where ticks and runs are the point.
+        instance = (
+            opened.enter_context(dg.instance_for_test(set_dagster_home=False))
+            if persistent_instance
+            else opened.enter_context(dg.DagsterInstance.ephemeral())
+        )
         return Pipeline(
             fake=fake,
             defs=build_definitions(mongo=mongo),
@@ -184,8 +194,5 @@ def pipeline_factory(
             mongo=mongo,
         )
 
-    yield build
-    for client, instance, mongo in opened:
-        instance.dispose()
-        mongo.close()
-        client.close()
+    with opened:
+        yield build

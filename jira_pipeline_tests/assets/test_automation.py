@@ -1,0 +1,227 @@
+"""`jira_daily_schedule` and `jira_refresh_sensor` evaluated with Dagster's test contexts against
+a test instance, the sensor asking the fake Jira over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+import pytest
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
+
+from jira_pipeline.assets.factory import build_definitions
+from jira_pipeline.assets.sensors import RefreshCursor
+from jira_pipeline.timeutil import parse_jira_datetime, to_epoch_ms
+from jira_pipeline_tests.assets.conftest import Pipeline, day_start
+
+
+@pytest.fixture
+def test_instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test(set_dagster_home=False) as instance:
+        yield instance
+
+
+def partition_range(request: dg.RunRequest) -> tuple[str, str]:
+    return (request.tags[ASSET_PARTITION_RANGE_START_TAG],
+            request.tags[ASSET_PARTITION_RANGE_END_TAG])  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# The daily schedule
+# ---------------------------------------------------------------------------------------------
+
+
+def test_daily_schedule_requests_yesterday_and_today_with_the_dimensions_in_one_run(
+    site_env: Callable[..., date], test_instance: dg.DagsterInstance
+) -> None:
+    site_env(None, days=10)
+    schedule = build_definitions().resolve_schedule_def("jira_daily_schedule")
+    tick = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    context = dg.build_schedule_context(instance=test_instance, scheduled_execution_time=tick)
+
+    [request] = schedule.evaluate_tick(context).run_requests or []
+
+    today = tick.date()
+    assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 2 * * *", "UTC")
+    assert schedule.job_name == "jira_sync_job"
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert partition_range(request) == ((today - timedelta(days=1)).isoformat(),
+                                        today.isoformat())  # fmt: skip
+    assert request.run_key == f"daily:{today.isoformat()}"
+    assert request.tags["jira/connection"] == "default"
+
+
+def test_daily_schedule_never_asks_for_a_day_before_the_first_partition(
+    site_env: Callable[..., date], test_instance: dg.DagsterInstance
+) -> None:
+    start = site_env(None, days=0)
+    schedule = build_definitions().resolve_schedule_def("jira_daily_schedule")
+    context = dg.build_schedule_context(
+        instance=test_instance, scheduled_execution_time=day_start(start) + timedelta(hours=2)
+    )
+
+    [request] = schedule.evaluate_tick(context).run_requests or []
+
+    assert partition_range(request) == (start.isoformat(), start.isoformat())
+
+
+def test_the_run_a_schedule_tick_requests_syncs_yesterday_today_and_the_dimensions(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    pipeline = pipeline_factory(issues=150, days=4, persistent_instance=True)
+    schedule = pipeline.defs.resolve_schedule_def("jira_daily_schedule")
+    tick = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)
+    context = dg.build_schedule_context(instance=pipeline.instance, scheduled_execution_time=tick)
+    [request] = schedule.evaluate_tick(context).run_requests or []
+
+    result = pipeline.defs.resolve_job_def(schedule.job_name).execute_in_process(
+        instance=pipeline.instance, tags=request.tags
+    )
+
+    assert result.success
+    yesterday, today = partition_range(request)
+    materialized = {(e.asset_key.to_user_string(), e.partition)
+                    for e in result.get_asset_materialization_events()}  # fmt: skip
+    assert materialized == {
+        ("jira_issues", yesterday), ("jira_issues", today), ("jira_projects", None),
+        ("jira_statuses", None), ("jira_users", None), ("jira_issue_daily_summary", None),
+    }  # fmt: skip
+    window = (day_start(date.fromisoformat(yesterday)), day_start(date.fromisoformat(today))
+              + timedelta(days=1))  # fmt: skip
+    in_window = {i for i, issue in pipeline.fake_issues().items()
+                 if window[0] <= issue["updated"] < window[1]}  # fmt: skip
+    assert in_window <= set(pipeline.stored_issues())
+
+
+# ---------------------------------------------------------------------------------------------
+# The refresh sensor
+# ---------------------------------------------------------------------------------------------
+
+
+class SensorTicks:
+    """Evaluates the refresh sensor tick after tick, carrying the cursor like the daemon does."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.sensor = pipeline.defs.resolve_sensor_def("jira_refresh_sensor")
+        self.cursor: str | None = None
+
+    def tick(self, cursor: str | None = None) -> Any:
+        with dg.build_sensor_context(
+            instance=self.pipeline.instance,
+            cursor=cursor if cursor is not None else self.cursor,
+            resources=self.pipeline.defs.resources,
+            definitions=self.pipeline.defs,
+        ) as context:
+            data = self.sensor.evaluate_tick(context)
+        self.cursor = data.cursor
+        return data
+
+    def newest_ms(self) -> int:
+        return to_epoch_ms(max(i["updated"] for i in self.pipeline.fake_issues().values()))
+
+
+def issue_requests(data: Any) -> list[dg.RunRequest]:
+    return [r for r in data.run_requests or [] if r.job_name == "jira_issues_job"]
+
+
+def dimension_requests(data: Any) -> list[dg.RunRequest]:
+    return [r for r in data.run_requests or [] if r.job_name == "jira_dimensions_job"]
+
+
+def test_sensor_requests_todays_partition_once_and_moves_its_cursor_only_with_a_request(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    pipeline = pipeline_factory(issues=150, days=3, persistent_instance=True)
+    sensor = SensorTicks(pipeline)
+    admin = pipeline.fake.admin
+    admin.touch_issue(admin.issues()[0]["key"])  # at least one update today, whatever the hour
+    today = pipeline.today
+
+    first = sensor.tick()
+    [request] = first.run_requests or []
+    newest = sensor.newest_ms()
+    assert request.job_name == "jira_issues_job"
+    assert partition_range(request) == (today, today)
+    assert request.run_key == f"refresh:default:{newest}"
+    assert request.tags["jira/connection"] == "default"
+    assert RefreshCursor.parse(first.cursor) == RefreshCursor(newest)
+
+    quiet = sensor.tick()
+    assert not quiet.run_requests and quiet.skip_message
+    assert quiet.cursor == first.cursor
+
+    admin.advance_clock(5)
+    touched = admin.touch_issue(admin.issues()[1]["key"])
+    changed = sensor.tick()
+    [again] = changed.run_requests or []
+    moved_to = to_epoch_ms(parse_jira_datetime(touched["updated"]))
+    assert RefreshCursor.parse(changed.cursor) == RefreshCursor(moved_to) != RefreshCursor(newest)
+    assert again.run_key == f"refresh:default:{moved_to}" != request.run_key
+    assert not sensor.tick().run_requests
+
+
+def test_the_run_a_sensor_requests_stores_the_change_it_saw(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    pipeline = pipeline_factory(issues=100, days=3, persistent_instance=True)
+    pipeline.sync_everything()
+    sensor = SensorTicks(pipeline)
+    sensor.tick()  # the first tick starts from what is stored
+    admin = pipeline.fake.admin
+    admin.advance_clock(5)
+    key = admin.issues()[0]["key"]
+    admin.touch_issue(key, {"summary": "Changed after the last sync"})
+
+    [request] = sensor.tick().run_requests or []
+    pipeline.defs.resolve_job_def(request.job_name).execute_in_process(
+        instance=pipeline.instance, tags=request.tags
+    )
+
+    [doc] = [d for d in pipeline.stored_issues().values() if d["key"] == key]
+    assert doc["summary"] == "Changed after the last sync"
+
+
+def test_sensor_covers_every_partition_between_its_cursor_and_the_newest_update(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    pipeline = pipeline_factory(issues=150, days=4, persistent_instance=True)
+    sensor = SensorTicks(pipeline)
+    pipeline.fake.admin.touch_issue(pipeline.fake.admin.issues()[0]["key"])
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+
+    data = sensor.tick(RefreshCursor(to_epoch_ms(two_days_ago)).dump())
+
+    [request] = issue_requests(data)
+    assert partition_range(request) == (two_days_ago.date().isoformat(), pipeline.today)
+    assert RefreshCursor.parse(data.cursor) == RefreshCursor(sensor.newest_ms())
+
+
+def test_sensor_requests_a_dimension_refresh_when_issues_reference_missing_rows(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    pipeline = pipeline_factory(issues=100, days=3, persistent_instance=True)
+    keys = pipeline.partition_keys()
+    pipeline.run("jira_issues_job", keys[0], keys[-1])  # issues only: no statuses, no users
+    sensor = SensorTicks(pipeline)
+
+    first = dimension_requests(sensor.tick())
+    assert {tuple(k.to_user_string() for k in r.asset_selection or []) for r in first} == {
+        ("jira_statuses",), ("jira_users",),
+    }  # fmt: skip
+    assert all(r.run_key and r.run_key.startswith("dimension:default:") for r in first)
+    # Still missing on the next tick: the same run keys, so Dagster launches each refresh once.
+    assert {r.run_key for r in dimension_requests(sensor.tick())} == {r.run_key for r in first}
+
+    pipeline.run("jira_dimensions_job")
+    assert not dimension_requests(sensor.tick())
+
+    referenced = next(iter(pipeline.stored_issues().values()))["reporter_account_id"]
+    pipeline.db["jira_users"].delete_one({"account_id": referenced})
+    [users_only] = dimension_requests(sensor.tick())
+    assert [k.to_user_string() for k in users_only.asset_selection or []] == ["jira_users"]
