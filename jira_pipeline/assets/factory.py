@@ -27,7 +27,7 @@ from jira_pipeline.storage.resources import MongoResource
 
 def build_site_definitions(site: JiraSite, settings: PipelineSettings) -> dg.Definitions:
     partitions = issue_partitions(settings.sync_start_date)
-    jobs = build_site_jobs(site, partitions)
+    jobs = build_site_jobs(site)
     with warnings.catch_warnings():
         # `backfill_policy` is "beta" in Dagster; single-run backfills are what keeps a year of
         # history one bounded-memory run, so we rely on it knowingly.

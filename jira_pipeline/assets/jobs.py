@@ -21,7 +21,8 @@ class SiteJobs:
         return [self.sync, self.issues, self.dimensions]
 
 
-def build_site_jobs(site: JiraSite, partitions: dg.DailyPartitionsDefinition) -> SiteJobs:
+def build_site_jobs(site: JiraSite) -> SiteJobs:
+    # Partitioning is inferred from the selected assets (jira_issues' daily partitions).
     dimensions = [site.asset_key(name) for name in DIMENSION_ASSETS]
     issues = site.asset_key("jira_issues")
     summary = site.asset_key("jira_issue_daily_summary")
@@ -29,14 +30,12 @@ def build_site_jobs(site: JiraSite, partitions: dg.DailyPartitionsDefinition) ->
         sync=dg.define_asset_job(
             site.object_name("jira_sync_job"),
             selection=dg.AssetSelection.assets(*dimensions, issues, summary),
-            partitions_def=partitions,
             tags=site.run_tags,
             description="Dimensions, the chosen issue partitions, and the daily summary.",
         ),
         issues=dg.define_asset_job(
             site.object_name("jira_issues_job"),
             selection=dg.AssetSelection.assets(issues),
-            partitions_def=partitions,
             tags=site.run_tags,
             description="Only the chosen `jira_issues` partitions (what the sensor requests).",
         ),

@@ -20,7 +20,7 @@ from jira_pipeline.jira import (
     iterate_blocking,
     run_sync,
 )
-from jira_pipeline.storage.connections import ConnectionRepository
+from jira_pipeline.storage.connections import ConnectionRepository, JiraConnectionError
 from jira_pipeline.storage.resources import MongoResource
 
 T = TypeVar("T")
@@ -98,6 +98,8 @@ class JiraResource(dg.ConfigurableResource):
 
     def _new_client(self) -> JiraClient:
         settings = self.settings()
+        if self.connection_id is not None and settings.auth_mode != "oauth":
+            settings = self._with_stored_secret(settings)
         if settings.auth_mode != "oauth":
             if settings.auth_mode == "basic" and not (settings.email and settings.api_token):
                 raise JiraConfigError(
@@ -119,6 +121,19 @@ class JiraResource(dg.ConfigurableResource):
         return JiraClient.from_settings(
             settings, tokens=tokens, on_tokens=self._save_tokens, load_tokens=self._stored_tokens
         )
+
+    def _with_stored_secret(self, settings: JiraSettings) -> JiraSettings:
+        """A registered API-token or PAT connection: its secret is decrypted only now."""
+        assert self.connection_id is not None
+        secret = self._repository().tokens(self.connection_id).access_token
+        if not secret:
+            raise JiraConnectionError(
+                f"connection {self.connection_id} has no stored token: add one with "
+                "`jira-pipeline connections add NAME --access-token-env VAR ...`"
+            )
+        if settings.deployment == "datacenter":
+            return settings.model_copy(update={"pat": SecretStr(secret)})
+        return settings.model_copy(update={"api_token": SecretStr(secret)})
 
     # The OAuth callbacks run on the client's event-loop thread; the embedded store's handles
     # belong to the thread that opened them, so each call asks the resource for this thread's.

@@ -107,6 +107,7 @@ def registered_site(connection: Connection, mongo: MongoResource) -> JiraSite:
     else:
         resource = JiraResource(
             base_url=connection.site_url,
+            email=connection.email,
             deployment="datacenter" if connection.auth_type == "pat" else None,
             **common,
         )

@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--site-url", required=True, help="e.g. https://acme.atlassian.net")
     add.add_argument("--auth-type", choices=AUTH_TYPES, default="oauth")
     add.add_argument("--cloud-id", help="Jira Cloud id (OAuth)")
+    add.add_argument("--email", help="the account's email (api_token connections)")
     # Tokens never go on the command line (shell history, `ps`): name a variable or be prompted.
     add.add_argument(
         "--access-token-env", metavar="VAR", help="read the access token / API token / PAT from VAR"
@@ -95,6 +96,7 @@ def _add(repository: ConnectionRepository, args: argparse.Namespace) -> int:
         args.site_url,
         auth_type=args.auth_type,
         cloud_id=args.cloud_id,
+        email=args.email,
         access_token=access,
         refresh_token=refresh,
         token_expires_at=parse_jira_datetime(args.expires_at) if args.expires_at else None,

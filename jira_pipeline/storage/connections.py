@@ -41,6 +41,7 @@ class Connection:
     site_url: str
     auth_type: str
     cloud_id: str | None
+    email: str | None  # the account of an `api_token` connection (basic auth needs both)
     token_expires_at: datetime | None
     has_tokens: bool
     created_at: datetime
@@ -90,6 +91,7 @@ class ConnectionRepository:
         *,
         auth_type: str = "oauth",
         cloud_id: str | None = None,
+        email: str | None = None,
         access_token: str | None = None,
         refresh_token: str | None = None,
         token_expires_at: datetime | None = None,
@@ -99,6 +101,8 @@ class ConnectionRepository:
             raise JiraConnectionError(f"auth type must be one of {choices}, not {auth_type!r}")
         if not name.strip():
             raise JiraConnectionError("a connection needs a name")
+        if auth_type == "api_token" and not email:
+            raise JiraConnectionError("an api_token connection needs the account's email")
         if self._collection.find_one({"name": name}, {"_id": 1}) is not None:
             raise JiraConnectionError(f"a connection named {name!r} already exists")
         connection_id = uuid.uuid4()
@@ -109,6 +113,7 @@ class ConnectionRepository:
             "name": name,
             "site_url": site_url.rstrip("/"),
             "cloud_id": cloud_id,
+            "email": email,
             "auth_type": auth_type,
             "access_token_encrypted": None,
             "refresh_token_encrypted": None,
@@ -218,6 +223,7 @@ def _connection(document: dict[str, Any]) -> Connection:
         site_url=document["site_url"],
         auth_type=document["auth_type"],
         cloud_id=document.get("cloud_id"),
+        email=document.get("email"),
         token_expires_at=_aware(document.get("token_expires_at")),
         has_tokens=any(document.get(name) for name in _TOKEN_FIELDS),
         created_at=_aware(document["created_at"]),
