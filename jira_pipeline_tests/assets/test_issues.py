@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 import pytest
 
+from jira_pipeline.assets.factory import build_definitions
 from jira_pipeline.assets.sites import site_connection_id
 from jira_pipeline.fakejira import FakeJiraAdmin
 from jira_pipeline.timeutil import parse_jira_datetime
@@ -242,3 +243,41 @@ def test_thirty_partition_backfill_is_one_run_that_materializes_every_partition(
     assert sorted(e.partition for e in result.get_asset_materialization_events()) == keys
     assert pipeline.instance.get_materialized_partitions(dg.AssetKey("jira_issues")) == set(keys)
     assert_store_mirrors_fake(pipeline)
+
+
+def test_jira_projects_limits_what_every_asset_syncs(
+    pipeline_factory: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = pipeline_factory(issues=150, days=3)
+    chosen = pipeline.fake.admin.issues()[0]["project_key"]
+    monkeypatch.setenv("JIRA_PROJECTS", chosen)
+    pipeline.defs = build_definitions(mongo=pipeline.mongo)
+
+    pipeline.sync_everything()
+
+    in_project = {
+        issue_id for issue_id, issue in pipeline.fake_issues().items()
+        if issue["project_key"] == chosen
+    }
+    assert set(pipeline.stored_issues()) == in_project
+    assert pipeline.db["jira_projects"].distinct("key") == [chosen]
+
+
+def test_reconciliation_limited_to_jira_projects_leaves_other_projects_alone(
+    pipeline_factory: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = pipeline_factory(issues=150, days=3)
+    pipeline.sync_everything()
+    by_project: dict[str, list[dict]] = {}
+    for issue in pipeline.fake.admin.issues():
+        by_project.setdefault(issue["project_key"], []).append(issue)
+    chosen, other = sorted(by_project)[:2]
+    for issue in (by_project[chosen][0], by_project[other][0]):
+        pipeline.fake.admin.delete_issue(issue["key"])
+    monkeypatch.setenv("JIRA_PROJECTS", chosen)
+    pipeline.defs = build_definitions(mongo=pipeline.mongo)
+
+    pipeline.run("jira_issues_job", pipeline.today)
+
+    # The other project is out of scope: its deletion is not this site's to notice now.
+    assert set(pipeline.stored_issues(deleted=True)) == {by_project[chosen][0]["id"]}
