@@ -149,7 +149,9 @@ def site_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., d
             monkeypatch.setenv("JIRA_API_TOKEN", fake.config.api_token)
         monkeypatch.setenv("JIRA_SYNC_START_DATE", start.isoformat())
         monkeypatch.setenv("JIRA_MIN_REQUEST_INTERVAL_MS", "0")
-        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+        home = tmp_path / "dagster_home"
+        home.mkdir(exist_ok=True)
+        monkeypatch.setenv("DAGSTER_HOME", str(home))
         return start
 
     return point_at

@@ -4,9 +4,11 @@ or malformed setting fails at load time with one message naming the variable."""
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -17,6 +19,8 @@ from jira_pipeline.jira import JiraConfigError
 from jira_pipeline_tests.assets.conftest import DIMENSIONS, MADE_UP_TOKEN
 
 ASSETS = {*DIMENSIONS, "jira_issues", "jira_issue_daily_summary"}
+REPO = Path(__file__).resolve().parents[2]
+DAGSTER = Path(sys.executable).with_name("dagster")
 
 
 def load_code_location(monkeypatch: pytest.MonkeyPatch) -> dg.Definitions:
@@ -62,6 +66,39 @@ def test_code_location_loads_and_validates_with_every_asset_job_schedule_sensor_
     for name in ("jira_issues", *DIMENSIONS):
         node = defs.resolve_assets_def(name).node_def
         assert node.retry_policy is not None and node.retry_policy.max_retries >= 1, name
+
+
+def dagster_definitions_validate() -> subprocess.CompletedProcess[str]:
+    """The command a user runs on this repository's workspace.yaml, in this environment."""
+    return subprocess.run(
+        [str(DAGSTER), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
+def test_dagster_definitions_validate_accepts_the_workspace(
+    site_env: Callable[..., date],
+) -> None:
+    site_env(None, days=3)
+
+    validated = dagster_definitions_validate()
+
+    assert validated.returncode == 0, validated.stderr[-2000:]
+    assert "All code locations passed validation" in validated.stderr + validated.stdout
+
+
+def test_dagster_definitions_validate_names_a_malformed_variable(
+    site_env: Callable[..., date], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site_env(None, days=3)
+    monkeypatch.setenv("JIRA_LOOKBACK_MINUTES", "ten")
+
+    validated = dagster_definitions_validate()
+
+    output = validated.stdout + validated.stderr
+    assert validated.returncode != 0
+    assert "JIRA_LOOKBACK_MINUTES must be a whole number, got 'ten'" in output
+    assert MADE_UP_TOKEN not in output
 
 
 def test_the_api_token_never_reaches_what_the_ui_is_shown(
