@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -34,6 +34,11 @@ from jira_pipeline.storage.connections import ConnectionRepository
 
 REPO = Path(__file__).resolve().parents[2]
 SECOND_SITE = "acme"
+
+
+def today() -> str:
+    """Today's issue partition (UTC days)."""
+    return datetime.now(UTC).date().isoformat()
 
 
 @dataclass
@@ -133,12 +138,12 @@ def run_queue(
 def test_a_second_run_of_the_same_sites_issue_partition_waits_until_the_first_ends(
     run_queue: RunQueue,
 ) -> None:
-    today = date.today().isoformat()
-    first = run_queue.submit("jira_issues_job", today)
+    day = today()
+    first = run_queue.submit("jira_issues_job", day)
     run_queue.dequeue()
     assert run_queue.launched() == {first.run_id}
 
-    second = run_queue.submit("jira_issues_job", today)
+    second = run_queue.submit("jira_issues_job", day)
     run_queue.dequeue()
 
     assert run_queue.status(second) == DagsterRunStatus.QUEUED
@@ -159,8 +164,8 @@ def test_runs_queued_together_wait_for_each_other_once_the_pool_is_known(
     run_queue.instance.event_log_storage.initialize_concurrency_limit_to_default(
         "jira_issues-default"
     )
-    today = date.today().isoformat()
-    runs = [run_queue.submit("jira_issues_job", today) for _ in range(2)]
+    day = today()
+    runs = [run_queue.submit("jira_issues_job", day) for _ in range(2)]
 
     run_queue.dequeue()
 
@@ -176,8 +181,8 @@ def test_runs_queued_together_wait_for_each_other_once_the_pool_is_known(
 def test_runs_queued_together_on_a_fresh_instance_wait_for_each_other(
     run_queue: RunQueue,
 ) -> None:
-    today = date.today().isoformat()
-    runs = [run_queue.submit("jira_issues_job", today) for _ in range(2)]
+    day = today()
+    runs = [run_queue.submit("jira_issues_job", day) for _ in range(2)]
 
     run_queue.dequeue()
 
@@ -187,24 +192,24 @@ def test_runs_queued_together_on_a_fresh_instance_wait_for_each_other(
 def test_another_sites_issue_run_is_not_held_up_and_has_its_own_limit(
     run_queue: RunQueue,
 ) -> None:
-    today = date.today().isoformat()
-    first = run_queue.submit("jira_issues_job", today)
+    day = today()
+    first = run_queue.submit("jira_issues_job", day)
     run_queue.dequeue()
 
-    waiting = run_queue.submit("jira_issues_job", today)
-    other_site = run_queue.submit(f"{SECOND_SITE}_jira_issues_job", today)
+    waiting = run_queue.submit("jira_issues_job", day)
+    other_site = run_queue.submit(f"{SECOND_SITE}_jira_issues_job", day)
     run_queue.dequeue()
 
     assert run_queue.launched() == {first.run_id, other_site.run_id}
     assert run_queue.status(waiting) == DagsterRunStatus.QUEUED
 
-    other_site_again = run_queue.submit(f"{SECOND_SITE}_jira_issues_job", today)
+    other_site_again = run_queue.submit(f"{SECOND_SITE}_jira_issues_job", day)
     run_queue.dequeue()
     assert run_queue.status(other_site_again) == DagsterRunStatus.QUEUED
 
 
 def test_each_site_runs_at_most_two_runs_at_once(run_queue: RunQueue) -> None:
-    issues = run_queue.submit("jira_issues_job", date.today().isoformat())
+    issues = run_queue.submit("jira_issues_job", today())
     refreshes = [run_queue.submit("jira_dimensions_job") for _ in range(3)]
     other_site = [run_queue.submit(f"{SECOND_SITE}_jira_dimensions_job") for _ in range(2)]
 
