@@ -37,7 +37,7 @@ def two_fakes(fake_jira_factory, monkeypatch, tmp_path):
 
 
 def test_each_registered_connection_gets_its_own_prefixed_group(two_fakes):
-    main, other, mongo, connection, now = two_fakes
+    _main, _other, mongo, _connection, _now = two_fakes
     defs = build_definitions(mongo=mongo)
     graph = defs.resolve_asset_graph()
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
