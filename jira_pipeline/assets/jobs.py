@@ -30,13 +30,13 @@ def build_site_jobs(site: JiraSite) -> SiteJobs:
         sync=dg.define_asset_job(
             site.object_name("jira_sync_job"),
             selection=dg.AssetSelection.assets(*dimensions, issues, summary),
-            tags=site.run_tags,
+            tags=site.issue_run_tags,
             description="Dimensions, the chosen issue partitions, and the daily summary.",
         ),
         issues=dg.define_asset_job(
             site.object_name("jira_issues_job"),
             selection=dg.AssetSelection.assets(issues),
-            tags=site.run_tags,
+            tags=site.issue_run_tags,
             description="Only the chosen `jira_issues` partitions (what the sensor requests).",
         ),
         dimensions=dg.define_asset_job(

@@ -42,7 +42,7 @@ def build_daily_schedule(
         )
         return dg.RunRequest(
             run_key=f"daily:{today}",
-            tags={**site.run_tags, **partition_range_tags(yesterday, today)},
+            tags={**site.issue_run_tags, **partition_range_tags(yesterday, today)},
         )
 
     return jira_daily_schedule

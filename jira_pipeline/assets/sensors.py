@@ -111,7 +111,7 @@ def build_refresh_sensor(
                 dg.RunRequest(
                     job_name=jobs.issues.name,
                     run_key=f"refresh:{site.name}:{newest_ms}",
-                    tags={**site.run_tags, **partition_range_tags(keys[0], keys[-1])},
+                    tags={**site.issue_run_tags, **partition_range_tags(keys[0], keys[-1])},
                 )
             )
             new_cursor = RefreshCursor(newest_ms).dump()

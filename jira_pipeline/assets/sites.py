@@ -56,7 +56,15 @@ class JiraSite:
 
     @property
     def run_tags(self) -> dict[str, str]:
+        """Tags of every run of this site: dagster.yaml bounds the runs per `jira/connection`."""
         return {"jira/connection": self.name}
+
+    @property
+    def issue_run_tags(self) -> dict[str, str]:
+        """Tags of runs that sync this site's issues: dagster.yaml allows one per `jira/issues`
+        value. The tag limit holds from the first run on; the pool (which Dagster creates on
+        first sight, after letting that pass's runs through) also covers runs launched ad hoc."""
+        return {**self.run_tags, "jira/issues": self.name}
 
 
 def environment_site(mongo: MongoResource) -> JiraSite | None:
