@@ -13,6 +13,7 @@ from jira_pipeline.jira import JiraConfigError, JiraSettings
 from jira_pipeline.jira.config import client_tuning
 from jira_pipeline.settings import env
 from jira_pipeline.storage.connections import Connection
+from jira_pipeline.storage.crypto import TokenCipher
 from jira_pipeline.storage.entities import JIRA_PIPELINE_NAMESPACE
 from jira_pipeline.storage.resources import MongoResource
 
@@ -94,6 +95,10 @@ def environment_site(mongo: MongoResource) -> JiraSite | None:
 
 def registered_site(connection: Connection, mongo: MongoResource) -> JiraSite:
     """A connection from `jira_connections`; its tokens stay encrypted in MongoDB until used."""
+    if connection.has_tokens:
+        # Its secrets are decrypted at every run: a missing or malformed key must stop the load
+        # with a message naming JIRA_PIPELINE_FERNET_KEYS, not fail the first run hours later.
+        TokenCipher.from_env()
     common: dict[str, Any] = {
         "connection_id": connection.id,
         "mongo": mongo,

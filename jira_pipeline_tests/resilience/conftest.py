@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -175,3 +175,14 @@ def run_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any
     events = result.asset_materializations_for_node(asset)
     assert events, f"{asset} was not materialized"
     return {key: getattr(value, "value", value) for key, value in events[0].metadata.items()}
+
+
+def files_holding(folder: Path, secrets: Iterable[str | None]) -> list[tuple[str, int]]:
+    """(file, secret number) for each file under `folder` whose bytes hold a secret verbatim."""
+    needles = [secret.encode() for secret in secrets if secret]
+    assert needles
+    found: list[tuple[str, int]] = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        content = path.read_bytes()
+        found += [(str(path), n) for n, needle in enumerate(needles) if needle in content]
+    return found
