@@ -1,9 +1,9 @@
 """Asset checks: stored issues match Jira, keys are unique, references resolve, data is fresh."""
 
 import warnings
+from collections import Counter
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
 
 import dagster as dg
 from pymongo.database import Database
@@ -22,12 +22,15 @@ SAMPLE = 10  # ids shown in check metadata
 
 def duplicate_keys(db: Database, collection: str, connection_id: str, field: str) -> list[str]:
     """Values of `field` held by more than one live document of the connection."""
-    pipeline: list[dict[str, Any]] = [
-        {"$match": {"connection_id": connection_id, "is_deleted": {"$ne": True}}},
-        {"$group": {"_id": f"${field}", "n": {"$sum": 1}}},
-        {"$match": {"n": {"$gt": 1}}},
-    ]
-    return sorted(str(row["_id"]) for row in db[collection].aggregate(pipeline))
+    # A projected scan counted here rather than a $group: the embedded store would otherwise
+    # hold every whole document (raw JSON included) in memory at once.
+    counts = Counter(
+        doc.get(field)
+        for doc in db[collection].find(
+            {"connection_id": connection_id, "is_deleted": {"$ne": True}}, {field: 1, "_id": 0}
+        )
+    )
+    return sorted(str(value) for value, n in counts.items() if n > 1)
 
 
 def build_issue_checks(
@@ -133,9 +136,9 @@ def _build_matches_jira_count(
             IssueWindow(window.start, window.end), projects=settings.projects or None
         )
         in_jira = set(jira.iterate(lambda client: client.issue_ids(jql), max_buffered=5000))
-        stored = set(
-            db["jira_issues"].distinct(
-                "issue_id",
+        stored = {
+            doc.get("issue_id")
+            for doc in db["jira_issues"].find(
                 {
                     "connection_id": site.connection_id,
                     "is_deleted": {"$ne": True},
@@ -146,8 +149,9 @@ def _build_matches_jira_count(
                         else {}
                     ),
                 },
+                {"issue_id": 1, "_id": 0},
             )
-        )
+        }
         missing = sorted(in_jira - stored)
         moved_on = sorted(stored - in_jira)
         return dg.AssetCheckResult(
