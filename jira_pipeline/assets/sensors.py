@@ -17,6 +17,9 @@ from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.jira import IssueWindow, JiraClient, build_issue_jql
 from jira_pipeline.timeutil import from_epoch_ms, parse_jira_datetime, to_epoch_ms, utc_now
 
+# Past this look-back, stored_newest_updated searches everything (1, 8, 64, ... days before).
+_WHOLE_HISTORY = timedelta(days=4096)
+
 
 @dataclass(frozen=True)
 class RefreshCursor:
@@ -45,12 +48,25 @@ async def newest_updated(client: JiraClient, jql: str) -> datetime | None:
 
 
 def stored_newest_updated(db: Database, connection_id: str) -> datetime | None:
-    newest = db["jira_issues"].find_one(
-        {"connection_id": connection_id, "is_deleted": {"$ne": True}},
-        {"updated": 1},
-        sort=[("updated", -1)],
-    )
-    return parse_jira_datetime(newest["updated"]) if newest and newest.get("updated") else None
+    """The newest `updated` of the connection's live stored issues.
+
+    Looks back in widening windows so that the sort only ever sees recent documents: a server
+    answers each look from the `updated` index, and the embedded store, which sorts whole
+    documents in memory, never holds more than the window's.
+    """
+    live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
+    now = utc_now()
+    reach = timedelta(days=1)
+    while True:
+        recent = {"updated": {"$gte": now - reach}} if reach < _WHOLE_HISTORY else {}
+        newest = db["jira_issues"].find_one(
+            {**live, **recent}, {"updated": 1, "_id": 0}, sort=[("updated", -1)]
+        )
+        if newest and newest.get("updated"):
+            return parse_jira_datetime(newest["updated"])
+        if not recent:
+            return None
+        reach *= 8
 
 
 def missing_references(db: Database, connection_id: str) -> dict[str, list[str]]:
