@@ -24,9 +24,11 @@ figures come from the materializations' metadata, as the assets report them.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import math
 import os
+import pstats
 import shutil
 import signal
 import subprocess
@@ -172,6 +174,21 @@ def point_environment(args: argparse.Namespace, base_url: str, home: Path, now: 
     return "embedded"
 
 
+@contextmanager
+def profiled(enabled: bool) -> Iterator[None]:
+    """cProfile the block (main thread only) and print its top functions to stderr."""
+    if not enabled:
+        yield
+        return
+    profile = cProfile.Profile()
+    profile.enable()
+    try:
+        yield
+    finally:
+        profile.disable()
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("cumulative").print_stats(40)
+
+
 def run_metadata(result: Any, asset_names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     """Each asset's materialization metadata. A single-run backfill attaches the same metadata
     to every partition's event, so one event per asset is the whole run's figure."""
@@ -216,6 +233,9 @@ def main() -> None:
                         help="a real server (default: MONGODB_URI; unset = embedded store)")
     parser.add_argument("--checks", action="store_true",
                         help="also time the asset checks over the backfilled range (own line)")
+    parser.add_argument("--profile", choices=("backfill", "backfill_checks", "delta"),
+                        help="run that phase under cProfile; the main thread's top functions "
+                        "go to stderr (the figures of that phase include the profiler's cost)")
     args = parser.parse_args()
     # A terminated benchmark still stops its fake Jira (the `finally` below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -264,10 +284,11 @@ def run_phases(args: argparse.Namespace, base_url: str, memory: PeakMemory,
     with dg.DagsterInstance.get() as instance:
         memory.reset()
         started = time.perf_counter()
-        result = bench.resolve_job_def("bench_backfill").execute_in_process(
-            instance=instance, tags=partition_range_tags(keys[0], keys[-1]),
-            raise_on_error=False,
-        )
+        with profiled(args.profile == "backfill"):
+            result = bench.resolve_job_def("bench_backfill").execute_in_process(
+                instance=instance, tags=partition_range_tags(keys[0], keys[-1]),
+                raise_on_error=False,
+            )
         wall = time.perf_counter() - started
         yield phase_line("backfill", result, (*DIMENSIONS, ISSUES_KEY), wall, memory, store,
                          search_calls_target=search_target, **common)
@@ -275,10 +296,11 @@ def run_phases(args: argparse.Namespace, base_url: str, memory: PeakMemory,
         if args.checks:
             memory.reset()
             started = time.perf_counter()
-            result = bench.resolve_job_def("bench_checks").execute_in_process(
-                instance=instance, tags=partition_range_tags(keys[0], keys[-1]),
-                raise_on_error=False,
-            )
+            with profiled(args.profile == "backfill_checks"):
+                result = bench.resolve_job_def("bench_checks").execute_in_process(
+                    instance=instance, tags=partition_range_tags(keys[0], keys[-1]),
+                    raise_on_error=False,
+                )
             evaluations = result.get_asset_check_evaluations()
             yield {"phase": "backfill_checks", "wall_s": round(time.perf_counter() - started, 2),
                    "evaluations": len(evaluations),
@@ -292,9 +314,10 @@ def run_phases(args: argparse.Namespace, base_url: str, memory: PeakMemory,
                 admin.touch_issue(issue["key"])
         memory.reset()
         started = time.perf_counter()
-        result = bench.resolve_job_def("bench_delta").execute_in_process(
-            instance=instance, partition_key=today, raise_on_error=False
-        )
+        with profiled(args.profile == "delta"):
+            result = bench.resolve_job_def("bench_delta").execute_in_process(
+                instance=instance, partition_key=today, raise_on_error=False
+            )
         wall = time.perf_counter() - started
         yield phase_line("delta", result, (ISSUES_KEY,), wall, memory, store,
                          touched=args.touched, **common)

@@ -9,12 +9,11 @@ import dagster as dg
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.settings import PipelineSettings
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.assets.streams import JiraRecordStream
+from jira_pipeline.assets.streams import IO_MANAGER_KEY, JiraRecordStream, writing_store
 from jira_pipeline.jira import JiraClient
 from jira_pipeline.jira.models import JiraRecord
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY
-from jira_pipeline.storage.resources import MongoResource
 from jira_pipeline.storage.upserts import mark_deleted_except
 
 # Network-bound assets retry a failed step (after the client's own request retries gave up),
@@ -45,8 +44,8 @@ def build_dimension_asset(
         key=site.asset_key(dimension.asset_name),
         group_name=site.group_name,
         description=dimension.description,
-        io_manager_key="mongo_io_manager",
-        required_resource_keys={site.resource_key, "mongo"},
+        io_manager_key=IO_MANAGER_KEY,
+        required_resource_keys={site.resource_key, IO_MANAGER_KEY},
         retry_policy=NETWORK_RETRY_POLICY,
         metadata={
             CONNECTION_METADATA_KEY: site.connection_id,
@@ -57,7 +56,7 @@ def build_dimension_asset(
     )
     def dimension_asset(context: dg.AssetExecutionContext) -> JiraRecordStream:
         jira: JiraResource = getattr(context.resources, site.resource_key)
-        mongo: MongoResource = context.resources.mongo
+        mongo = writing_store(context)
         seen: set[str] = set()
 
         def to_record(raw: dict[str, Any]) -> JiraRecord:

@@ -12,7 +12,7 @@ from jira_pipeline.assets.partitions import partition_key_for
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.settings import PipelineSettings
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.assets.streams import JiraRecordStream
+from jira_pipeline.assets.streams import IO_MANAGER_KEY, JiraRecordStream, writing_store
 from jira_pipeline.jira import IssueRecord, IssueWindow, build_issue_jql
 from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY
 from jira_pipeline.storage.resources import MongoResource
@@ -53,8 +53,8 @@ def build_issues_asset(
         backfill_policy=dg.BackfillPolicy.single_run(),
         retry_policy=NETWORK_RETRY_POLICY,
         pool=site.pool,
-        io_manager_key="mongo_io_manager",
-        required_resource_keys={site.resource_key, "mongo"},
+        io_manager_key=IO_MANAGER_KEY,
+        required_resource_keys={site.resource_key, IO_MANAGER_KEY},
         metadata={
             CONNECTION_METADATA_KEY: site.connection_id,
             "mongo/collection": "jira_issues",
@@ -65,7 +65,7 @@ def build_issues_asset(
     )
     def jira_issues(context: dg.AssetExecutionContext, config: IssueSyncConfig) -> JiraRecordStream:
         jira: JiraResource = getattr(context.resources, site.resource_key)
-        mongo: MongoResource = context.resources.mongo
+        mongo = writing_store(context)
         lookback = (
             timedelta(minutes=config.lookback_minutes)
             if config.lookback_minutes is not None
