@@ -40,7 +40,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psutil
 
@@ -117,6 +117,11 @@ class PeakMemory:
         self._thread.join()
 
 
+def drain(stream: IO[str]) -> None:
+    for _line in stream:
+        pass
+
+
 @contextmanager
 def fake_jira(args: argparse.Namespace, now: datetime) -> Iterator[tuple[subprocess.Popen, str]]:
     command = [
@@ -135,8 +140,8 @@ def fake_jira(args: argparse.Namespace, now: datetime) -> Iterator[tuple[subproc
                 break
         else:
             raise SystemExit("sync_bench: the fake Jira did not start")
-        # Keep draining its stdout so a full pipe never blocks the server.
-        threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+        # Keep draining its stdout (access log lines) so a full pipe never blocks the server.
+        threading.Thread(target=drain, args=(process.stdout,), daemon=True).start()
         yield process, base_url
     finally:
         process.terminate()
