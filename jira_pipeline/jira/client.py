@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import asdict, dataclass
@@ -434,18 +433,21 @@ class JiraClient:
     ) -> AsyncIterator[dict[str, Any]]:
         """Every issue updated in `window` (optionally limited to projects and user JQL).
 
-        One approximate count decides whether splitting pays off: a window with more than one
-        page of issues is cut into up to `parallelism` (default: the limiter's in-flight bound)
-        equal sub-windows walked concurrently, so latency overlaps while the limiter keeps the
-        pace. Sub-windows split on `updated` in epoch ms and are half-open, so an issue that does
-        not change during the walk is fetched exactly once (one that changes may move between
-        sub-windows: writes are idempotent). At most about two pages per sub-window are held.
+        One approximate count decides whether splitting pays off: a window is cut into up to
+        `parallelism` (default: the limiter's in-flight bound) equal sub-windows walked
+        concurrently, so latency overlaps while the limiter keeps the pace, but only as many as
+        hold two pages each on average. Issues cluster in time (a delta's recently touched issues
+        sit in its last slice), so a sub-window of fewer pages mostly adds a near-empty page of
+        its own. Sub-windows split on `updated` in epoch ms and are half-open, so an issue that
+        does not change during the walk is fetched exactly once (one that changes may move
+        between sub-windows: writes are idempotent). At most about two pages per sub-window are
+        held.
         """
         parts = max(1, parallelism or self.limiter.max_in_flight)
         whole = build_issue_jql(window, projects=projects, user_jql=jql)
         if parts > 1:
             total = await self.count_issues(whole)
-            parts = min(parts, math.ceil(total / page_size))
+            parts = min(parts, total // (2 * page_size))
         if parts <= 1:
             async for issue in self.search_issues(whole, fields, expand, page_size):
                 yield issue

@@ -354,6 +354,34 @@ def test_a_small_window_is_not_split(fake_jira):
     )
 
 
+def test_a_delta_whose_issues_cluster_at_its_end_is_walked_in_sequential_full_pages(fake_jira):
+    # Today's delta: the issues touched this morning all sit in one slice of the day, so equal
+    # time slices would cost a near-empty page each on top of the clustered ones.
+    today = IssueWindow(FAKE_JIRA_NOW.replace(hour=0), FAKE_JIRA_NOW.replace(hour=0)
+                        + timedelta(days=1))
+    untouched = [row["key"] for row in fake_jira.admin.issues()
+                 if parse_jira_datetime(row["updated"]) < today.start]
+    for key in untouched[:34]:
+        fake_jira.admin.touch_issue(key)
+    expected = sorted(row["id"] for row in fake_jira.admin.issues()
+                      if today.start <= parse_jira_datetime(row["updated"]) < today.end)
+    page_size = 10
+    assert 2 * page_size < len(expected) < 4 * page_size  # more than a page, under two each
+    assert len(expected) % page_size  # a full last page would need one more (empty) request
+
+    async def scenario():
+        async with basic_client(fake_jira) as client:
+            issues = [i async for i in client.search_window(today, fields=("updated",),
+                                                            parallelism=4,
+                                                            page_size=page_size)]
+            return issues, client.counters
+
+    issues, counters = asyncio.run(scenario())
+    assert sorted(issue["id"] for issue in issues) == expected
+    assert counters.count_calls == 1
+    assert counters.search_calls == math.ceil(len(expected) / page_size)
+
+
 def test_stopping_a_window_walk_early_cancels_the_other_sub_windows(fake_jira):
     async def scenario():
         async with basic_client(fake_jira) as client:
