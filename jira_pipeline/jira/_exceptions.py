@@ -91,6 +91,10 @@ class JiraResponseError(_RequestError):
         super().__init__(message, method=method, path=path)
 
 
+class JiraMalformedBody(JiraResponseError):
+    """A 2xx whose JSON body is malformed or truncated after every attempt was used."""
+
+
 class JiraGatewayError(JiraServerError, JiraResponseError):
     """A 5xx whose body is an HTML page (a proxy or gateway answered, not Jira): both kinds."""
 

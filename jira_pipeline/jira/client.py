@@ -16,6 +16,7 @@ from jira_pipeline.jira._exceptions import (
     JiraAuthError,
     JiraError,
     JiraGatewayError,
+    JiraMalformedBody,
     JiraRateLimited,
     JiraResponseError,
     JiraTransportError,
@@ -253,7 +254,8 @@ class JiraClient:
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError as error:
-            raise JiraResponseError(
+            # Retried by request_json like a transport error; raised once attempts run out.
+            raise JiraMalformedBody(
                 f"HTTP {response.status_code} with a malformed or truncated JSON body "
                 f"({len(response.content)} bytes: {error})",
                 method=method, path=path, status=response.status_code,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from jira_pipeline.jira._exceptions import (
     JiraError,
+    JiraMalformedBody,
     JiraRateLimited,
     JiraServerError,
     JiraTransportError,
@@ -15,8 +16,11 @@ from jira_pipeline.jira._exceptions import (
 
 
 def is_retryable(error: BaseException) -> bool:
-    """Only what may succeed unchanged later: 429, 5xx and transport failures."""
-    return isinstance(error, JiraTransportError | JiraRateLimited | JiraServerError)
+    """Only what may succeed unchanged later: 429, 5xx, transport failures and a 2xx body cut
+    short (a dropped proxy connection: the same request usually reads whole next time)."""
+    return isinstance(
+        error, JiraTransportError | JiraRateLimited | JiraServerError | JiraMalformedBody
+    )
 
 
 @dataclass(frozen=True)

@@ -486,25 +486,59 @@ def test_backoff_waits_stay_within_the_policys_bound(fake_jira):
     assert 0 <= counters.wait_seconds <= policy.max_total_wait()
 
 
-def test_malformed_json_names_the_endpoint(fake_jira):
+def test_one_malformed_json_answer_is_retried_and_the_call_succeeds(fake_jira):
     fake_jira.admin.configure(malformed_json_next=1)
 
     async def scenario():
         async with basic_client(fake_jira) as client:
-            await client.myself()
+            return await client.myself(), client.counters
+
+    me, counters = asyncio.run(scenario())
+    assert me["emailAddress"] == fake_jira.config.email
+    assert counters.retries == 1
+    assert requests_to(fake_jira, "/rest/api/3/myself") == 2
+
+
+def test_json_malformed_on_every_attempt_fails_naming_the_endpoint(fake_jira):
+    fake_jira.admin.configure(malformed_json_next=1_000)
+    policy = RetryPolicy(attempts=3, base=0.01, cap=0.05)
+
+    async def scenario():
+        async with basic_client(fake_jira, retry=policy) as client:
+            try:
+                await client.myself()
+            finally:
+                assert client.counters.retries == 2
 
     with pytest.raises(JiraResponseError, match=r"GET /rest/api/3/myself: .*malformed or trunc"):
         asyncio.run(scenario())
+    assert requests_to(fake_jira, "/rest/api/3/myself") == 3
 
 
-def test_a_body_truncated_mid_walk_names_the_search_endpoint(fake_jira):
+def test_a_body_truncated_mid_walk_is_retried_and_the_walk_completes(fake_jira):
     async def scenario():
         async with basic_client(fake_jira) as client:
+            issues = []
+            async for page in client.search_pages(build_issue_jql(WHOLE_DATASET),
+                                                  fields=("updated",), page_size=50):
+                if not issues:
+                    fake_jira.admin.configure(malformed_json_next=1)
+                issues += page
+            return issues, client.counters
+
+    issues, counters = asyncio.run(scenario())
+    assert sorted(i["id"] for i in issues) == sorted(r["id"] for r in fake_jira.admin.issues())
+    assert counters.retries == 1
+
+
+def test_a_body_truncated_on_every_attempt_mid_walk_names_the_search_endpoint(fake_jira):
+    async def scenario():
+        async with basic_client(fake_jira, retry=RetryPolicy(attempts=2, base=0.01)) as client:
             async for _page in client.search_pages(build_issue_jql(WHOLE_DATASET),
                                                    fields=("updated",), page_size=50):
-                fake_jira.admin.configure(malformed_json_next=1)
+                fake_jira.admin.configure(malformed_json_next=1_000)
 
-    with pytest.raises(JiraResponseError, match=r"POST /rest/api/3/search/jql"):
+    with pytest.raises(JiraResponseError, match=r"POST /rest/api/3/search/jql: .*JSON"):
         asyncio.run(scenario())
 
 

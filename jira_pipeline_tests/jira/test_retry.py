@@ -5,6 +5,7 @@ import pytest
 from jira_pipeline.jira._exceptions import (
     JiraAuthError,
     JiraBadRequest,
+    JiraMalformedBody,
     JiraNotFound,
     JiraPermissionError,
     JiraRateLimited,
@@ -39,9 +40,10 @@ def test_default_policy_is_six_attempts_base_one_second_cap_sixty():
         JiraTransportError("timed out", **KW),
         JiraRateLimited("Too Many Requests", status=429, **KW),
         JiraServerError("Bad Gateway", status=502, **KW),
+        JiraMalformedBody("HTTP 200 with a malformed or truncated JSON body", status=200, **KW),
     ],
 )
-def test_429_5xx_and_transport_failures_are_retried(error):
+def test_429_5xx_transport_failures_and_truncated_bodies_are_retried(error):
     assert is_retryable(error)
     assert RetryPolicy(attempts=3).should_retry(error, attempt=2)
     assert not RetryPolicy(attempts=3).should_retry(error, attempt=3)
@@ -54,7 +56,8 @@ def test_429_5xx_and_transport_failures_are_retried(error):
         JiraAuthError("Unauthorized", status=401, **KW),
         JiraPermissionError("Forbidden", status=403, **KW),
         JiraNotFound("Not Found", status=404, **KW),
-        JiraResponseError("malformed JSON", **KW),
+        JiraResponseError("HTTP 200 with an HTML page instead of JSON", status=200, **KW),
+        JiraResponseError("expected a JSON array", **KW),
     ],
 )
 def test_other_failures_are_never_retried(error):

@@ -77,12 +77,6 @@ def test_twenty_percent_server_faults_end_in_the_same_data_as_a_clean_run(
     assert len(faulty_state["jira_issues"]) == len(fake_issue_versions(fake))  # type: ignore[arg-type]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the client treats a 2xx with a malformed body as final (JiraResponseError is not "
-    "retryable); only Dagster's step retry, 30 s or more later, recovers. Fix in "
-    "jira/client.py: retry a malformed or truncated 2xx body like a transport error.",
-)
 def test_one_truncated_json_answer_is_retried_and_the_sync_completes(
     fake_jira_factory: Callable[..., FakeJiraHandle],
     point_at: Callable[..., SyncTarget],
