@@ -69,11 +69,16 @@ def pause_from_headers(headers: Mapping[str, str]) -> float | None:
 class RateLimiter:
     """Paces the requests of one connection: every request takes a slot from `slot()`.
 
-    - at most `max_in_flight` requests are outstanding;
+    - at most `max_in_flight` requests are outstanding; after a 429 only one, until a request
+      succeeds; and no more than the last `X-RateLimit-Remaining` allows (each request sent since
+      spends one), with always one allowed so the budget is read again;
     - request starts are at least `min_interval` seconds apart (longer while Jira reports few
       requests remaining);
     - after `pause(seconds)` (a 429) no request starts until the pause has passed, including
       requests that were already waiting for their turn.
+
+    A request already sent when another one's 429 is served reaches Jira inside that 429's
+    `Retry-After` window; the in-flight bounds keep such requests from existing.
     """
 
     def __init__(
@@ -90,7 +95,10 @@ class RateLimiter:
         self.min_interval = min_interval
         self.max_in_flight = max_in_flight
         self._clock = clock
-        self._slots: asyncio.Semaphore | None = None
+        self._in_flight = 0
+        self._rate_limited = False  # a 429 came and no request has succeeded since
+        self._budget: int | None = None  # requests Jira still allows, as last reported
+        self._room_waiters: list[asyncio.Future[None]] = []
         self._next_start = 0.0
         self._paused_until = 0.0
         self._slowdown = 1.0
@@ -105,13 +113,45 @@ class RateLimiter:
     def paused_until(self) -> float:
         return self._paused_until
 
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        if self._slots is None:
-            self._slots = asyncio.Semaphore(self.max_in_flight)
-        async with self._slots:
+        while True:
+            await self._wait_for_room()
             await self._wait_for_turn()
+            # Another request may have taken the room, or a 429 may have come, while we slept.
+            if self._has_room() and self._paused_until <= self._clock():
+                break
+        self._in_flight += 1
+        if self._budget is not None:
+            self._budget -= 1
+        try:
             yield
+        finally:
+            self._in_flight -= 1
+            self._wake_room_waiters()
+
+    def _has_room(self) -> bool:
+        if self._in_flight == 0:
+            return True
+        if self._in_flight >= self.max_in_flight or self._rate_limited:
+            return False
+        return self._budget is None or self._budget > 0
+
+    async def _wait_for_room(self) -> None:
+        while not self._has_room():
+            waiter = asyncio.get_running_loop().create_future()
+            self._room_waiters.append(waiter)
+            await waiter
+
+    def _wake_room_waiters(self) -> None:
+        waiters, self._room_waiters = self._room_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _wait_for_turn(self) -> None:
         while True:
@@ -132,6 +172,7 @@ class RateLimiter:
         """Hold every request of this connection for `seconds` (Jira answered 429)."""
         until = self._clock() + max(0.0, seconds)
         self._paused_until = max(self._paused_until, until)
+        self._rate_limited = True
         self._slowdown = min(_MAX_SLOWDOWN, max(self._slowdown, 1.0) * _SLOWDOWN_FACTOR)
 
     def observe(self, headers: Mapping[str, str]) -> None:
@@ -140,9 +181,15 @@ class RateLimiter:
         Nearly out of budget (no requests or under a tenth of the limit left) holds the spacing
         at double; otherwise it relaxes back towards the minimum. Only 429s compound the spacing:
         a small budget that is always "low" must not slow the connection to a crawl.
+
+        A success also lifts the one-in-flight hold of a 429. The reported remaining budget is
+        counted down by every request still in flight, as Jira may not have counted them yet.
         """
         remaining = _header_int(headers, "x-ratelimit-remaining")
         limit = _header_int(headers, "x-ratelimit-limit")
+        self._rate_limited = False
+        self._budget = None if remaining is None else remaining - self._in_flight
+        self._wake_room_waiters()
         if remaining is not None and (remaining <= 0 or (limit and remaining < limit / 10)):
             self._slowdown = max(self._slowdown, _LOW_REMAINING_SLOWDOWN)
         elif self._slowdown > 1.0:

@@ -438,6 +438,28 @@ def test_rate_limited_full_walk_completes_without_requests_inside_retry_after(fa
     assert counters.wait_seconds > 0
 
 
+def test_concurrent_sub_windows_under_a_rate_limit_send_nothing_inside_retry_after(
+    fake_jira_factory,
+):
+    fake = fake_jira_factory(issues=1000, seed=2, rate_limit=2, burst=2)
+
+    async def scenario():
+        # No spacing and four in flight: only the limiter's reading of 429s and of the
+        # remaining budget keeps requests out of the Retry-After windows.
+        async with basic_client(fake, limiter=RateLimiter(0.0, 4)) as client:
+            issues = [i async for i in client.search_window(
+                WHOLE_DATASET, fields=("updated", "project", "status", "assignee"),
+                parallelism=4, page_size=100)]
+            return issues, client.counters
+
+    issues, counters = asyncio.run(scenario())
+    assert_records_match_the_fake(fake, issues)
+    stats = fake.admin.stats()
+    assert stats["rate_limited"] > 0
+    assert stats["requests_in_retry_after_window"] == 0
+    assert counters.rate_limit_waits == stats["rate_limited"]
+
+
 def test_walk_under_twenty_percent_faults_yields_exactly_the_clean_records(fake_jira_factory):
     fake = fake_jira_factory(issues=300, seed=4)
 

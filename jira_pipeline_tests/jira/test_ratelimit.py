@@ -100,3 +100,52 @@ def test_a_429_pause_also_widens_the_spacing():
     limiter = RateLimiter(min_interval=0.2)
     limiter.pause(0.0)
     assert limiter.interval > 0.2
+
+
+def test_after_a_429_one_request_is_in_flight_until_one_succeeds():
+    async def scenario():
+        limiter = RateLimiter(min_interval=0.0, max_in_flight=4)
+        limiter.pause(0.0)
+        _, held_peak = await _record_starts(limiter, 6, hold=0.02)
+        limiter.observe({})  # a request succeeded
+        _, restored_peak = await _record_starts(limiter, 8, hold=0.02)
+        return held_peak, restored_peak
+
+    assert asyncio.run(scenario()) == (1, 4)
+
+
+def test_requests_in_flight_never_exceed_the_reported_remaining_budget():
+    async def scenario():
+        limiter = RateLimiter(min_interval=0.0, max_in_flight=8)
+        limiter.observe({"x-ratelimit-remaining": "3", "x-ratelimit-limit": "100"})
+        _, low_peak = await _record_starts(limiter, 8, hold=0.02)
+        limiter.observe({"x-ratelimit-remaining": "0", "x-ratelimit-limit": "100"})
+        _, empty_peak = await _record_starts(limiter, 4, hold=0.02)
+        limiter.observe({"x-ratelimit-remaining": "100", "x-ratelimit-limit": "100"})
+        _, full_peak = await _record_starts(limiter, 12, hold=0.02)
+        return low_peak, empty_peak, full_peak
+
+    # An empty budget still lets one request through: its answer reports the budget again.
+    assert asyncio.run(scenario()) == (3, 1, 8)
+
+
+def test_the_remaining_budget_counts_requests_still_in_flight_when_it_is_reported():
+    async def scenario():
+        limiter = RateLimiter(min_interval=0.0, max_in_flight=8)
+        release = asyncio.Event()
+
+        async def held_request():
+            async with limiter.slot():
+                await release.wait()
+
+        held = [asyncio.create_task(held_request()) for _ in range(2)]
+        while limiter.in_flight < 2:
+            await asyncio.sleep(0)
+        # Jira may have answered this before counting the two requests still in flight.
+        limiter.observe({"x-ratelimit-remaining": "3"})
+        asyncio.get_running_loop().call_later(0.1, release.set)
+        _, peak = await _record_starts(limiter, 4, hold=0.02)
+        await asyncio.gather(*held)
+        return peak
+
+    assert asyncio.run(scenario()) == 1
