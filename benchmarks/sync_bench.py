@@ -275,11 +275,11 @@ def run_phases(args: argparse.Namespace, base_url: str, memory: PeakMemory,
     assets = dg.AssetSelection.assets(*DIMENSIONS, ISSUES_KEY)
     # The sync jobs include the assets' checks; the figures here are the materializations'.
     bench = dg.Definitions.merge(defs, dg.Definitions(jobs=[
-        dg.define_asset_job("bench_backfill", assets.without_checks(), partitions_def=partitions),
-        dg.define_asset_job("bench_delta", dg.AssetSelection.assets(ISSUES_KEY).without_checks(),
-                            partitions_def=partitions),
+        # Partitioning is inferred from the selected assets and checks.
+        dg.define_asset_job("bench_backfill", assets.without_checks()),
+        dg.define_asset_job("bench_delta", dg.AssetSelection.assets(ISSUES_KEY).without_checks()),
         dg.define_asset_job("bench_checks", dg.AssetSelection.checks_for_assets(
-            *DIMENSIONS, ISSUES_KEY), partitions_def=partitions),
+            *DIMENSIONS, ISSUES_KEY)),
     ]))
     search_target = math.floor(1.02 * math.ceil(args.issues / 100)) + len(keys)
     common = {"partitions": len(keys), "latency_ms": args.latency_ms,
