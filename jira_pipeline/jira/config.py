@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -14,6 +15,9 @@ from jira_pipeline.jira.auth import OAuthEndpoints
 from jira_pipeline.settings import load_dotenv_once
 
 AuthMode = Literal["basic", "pat", "oauth"]
+
+# Atlassian names a Cloud site by a UUID in its canonical 8-4-4-4-12 hex form.
+_CLOUD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.I)
 
 
 def _text(env: Mapping[str, str], name: str) -> str | None:
@@ -47,6 +51,15 @@ def _url(env: Mapping[str, str], name: str, default: str | None = None) -> str |
         raise JiraConfigError(name, f"must be an http(s) URL such as https://acme.atlassian.net, "
                                     f"got {raw!r}")
     return raw.rstrip("/")
+
+
+def _cloud_id(env: Mapping[str, str]) -> str | None:
+    raw = _text(env, "JIRA_CLOUD_ID")
+    if raw is not None and not _CLOUD_ID.fullmatch(raw):
+        raise JiraConfigError("JIRA_CLOUD_ID", "must be a UUID such as "
+                              "1324a887-45db-1bf4-1e99-ef0ff456d421 (the Cloud site's id, from "
+                              f"the OAuth accessible-resources answer), got {raw!r}")
+    return raw
 
 
 class JiraSettings(BaseModel):
@@ -96,7 +109,7 @@ class JiraSettings(BaseModel):
         )
         client_id = _text(env, "JIRA_OAUTH_CLIENT_ID")
         client_secret = _text(env, "JIRA_OAUTH_CLIENT_SECRET")
-        cloud_id = _text(env, "JIRA_CLOUD_ID")
+        cloud_id = _cloud_id(env)
         base_url = _url(env, "JIRA_BASE_URL")
 
         if client_id or client_secret:

@@ -40,6 +40,34 @@ class StoreUnavailableError(RuntimeError):
     """The configured MongoDB cannot be used: unreachable server, bad URI or unwritable folder."""
 
 
+class DatabaseNameError(ValueError):
+    """MONGODB_DATABASE (or a database named in code or on the command line) is not a name
+    MongoDB accepts; the embedded store would even turn `a/b` into nested folders."""
+
+
+# MongoDB refuses these in database names on every platform, and names of 64 bytes or more.
+_DATABASE_NAME_FORBIDDEN = '/\\. "$\x00'
+_DATABASE_NAME_MAX_BYTES = 63
+
+
+def database_name(name: str | None = None) -> str:
+    """`name`, else MONGODB_DATABASE, else `jira`: checked to be a valid MongoDB database name."""
+    chosen = name if name is not None else env("MONGODB_DATABASE", DEFAULT_DATABASE)
+    assert chosen is not None
+    problem = None
+    if not chosen:
+        problem = "must not be empty"
+    elif any(character in _DATABASE_NAME_FORBIDDEN for character in chosen):
+        problem = "must not contain / \\ . \" $, a space or a NUL character"
+    elif len(chosen.encode()) > _DATABASE_NAME_MAX_BYTES:
+        problem = f"must be at most {_DATABASE_NAME_MAX_BYTES} bytes long"
+    if problem is not None:
+        raise DatabaseNameError(
+            f"MONGODB_DATABASE {problem} (a MongoDB database name), got {chosen!r}"
+        )
+    return chosen
+
+
 def mask_uri(uri: str) -> str:
     """`uri` with any password replaced by `***`, safe to show in a message or a log."""
     try:
@@ -86,7 +114,7 @@ def get_database(
     folder: str | os.PathLike[str] | None = None,
 ) -> Database:
     """The database `MONGODB_DATABASE` (default `jira`) on `get_mongo_client`'s store."""
-    name = database or env("MONGODB_DATABASE", DEFAULT_DATABASE)
+    name = database_name(database)
     return get_mongo_client(uri, folder=folder).get_database(name)
 
 

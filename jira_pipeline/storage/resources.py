@@ -9,8 +9,7 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 from pymongo.database import Database
 
-from jira_pipeline.settings import env
-from jira_pipeline.storage.client import DEFAULT_DATABASE, MongoClient, get_mongo_client
+from jira_pipeline.storage.client import MongoClient, database_name, get_mongo_client
 from jira_pipeline.storage.indexes import ensure_indexes
 
 
@@ -38,15 +37,18 @@ class MongoResource(dg.ConfigurableResource):
     _guard: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def database_name(self) -> str:
-        return self.database or env("MONGODB_DATABASE", DEFAULT_DATABASE) or DEFAULT_DATABASE
+        """The `database` field, else MONGODB_DATABASE, else `jira`; DatabaseNameError (naming
+        MONGODB_DATABASE) if MongoDB would refuse it."""
+        return database_name(self.database)
 
     def get_client(self) -> MongoClient:
         key = (os.getpid(), threading.get_ident())
+        name = self.database_name()  # a bad name fails before any store is opened
         with self._guard:
             client = self._clients.get(key)
             if client is None:
                 client = self._clients[key] = get_mongo_client(self.uri, folder=self.folder)
-                ensure_indexes(client.get_database(self.database_name()))
+                ensure_indexes(client.get_database(name))
             return client
 
     def get_database(self) -> Database:

@@ -43,7 +43,8 @@ def test_a_missing_variable_is_named(missing, named):
     ("variable", "value"),
     [("JIRA_BASE_URL", "acme.atlassian.net"), ("JIRA_MIN_REQUEST_INTERVAL_MS", "fast"),
      ("JIRA_MIN_REQUEST_INTERVAL_MS", "-5"), ("JIRA_MAX_IN_FLIGHT", "0"),
-     ("JIRA_TIMEOUT_S", "abc"), ("JIRA_DEPLOYMENT", "server"), ("JIRA_VERIFY_TLS", "maybe")],
+     ("JIRA_TIMEOUT_S", "abc"), ("JIRA_DEPLOYMENT", "server"), ("JIRA_VERIFY_TLS", "maybe"),
+     ("JIRA_CLOUD_ID", "acme"), ("JIRA_CLOUD_ID", "1324a887-45db-1bf4-1e99-ef0ff456d42")],
 )
 def test_a_malformed_variable_is_named(variable, value):
     with pytest.raises(JiraConfigError) as raised:
@@ -66,7 +67,8 @@ def test_pat_selects_data_center_bearer_auth():
 
 
 def test_oauth_endpoints_are_configurable_with_atlassian_defaults():
-    env = {"JIRA_OAUTH_CLIENT_ID": "cid", "JIRA_OAUTH_CLIENT_SECRET": "s", "JIRA_CLOUD_ID": "x"}
+    env = {"JIRA_OAUTH_CLIENT_ID": "cid", "JIRA_OAUTH_CLIENT_SECRET": "s",
+           "JIRA_CLOUD_ID": "1324a887-45db-1bf4-1e99-ef0ff456d421"}
     default = JiraSettings.from_env(env).oauth_endpoints
     assert default.token_url == "https://auth.atlassian.com/oauth/token"
     assert default.api_base == "https://api.atlassian.com/ex/jira/{cloudId}"
@@ -91,3 +93,13 @@ def test_dotenv_file_is_read_beneath_the_environment(tmp_path, monkeypatch):
     finally:
         load_dotenv_once.cache_clear()
     assert settings.base_url == "https://from-dotenv.test" and settings.email == "env@wins.test"
+
+
+def test_an_oauth_cloud_id_must_be_a_uuid_and_is_kept_as_given():
+    oauth = {"JIRA_OAUTH_CLIENT_ID": "cid", "JIRA_OAUTH_CLIENT_SECRET": "s"}
+    cloud_id = "1324A887-45db-1bf4-1e99-ef0ff456d421"
+    assert JiraSettings.from_env({**oauth, "JIRA_CLOUD_ID": cloud_id}).cloud_id == cloud_id
+    with pytest.raises(JiraConfigError) as raised:
+        JiraSettings.from_env({**oauth, "JIRA_CLOUD_ID": "acme.atlassian.net"})
+    assert str(raised.value).startswith("JIRA_CLOUD_ID must be a UUID")
+    assert "acme.atlassian.net" in str(raised.value)

@@ -56,24 +56,7 @@ def test_every_variable_of_the_readme_table_has_a_malformed_case_here() -> None:
     assert sorted(readme_configuration_variables()) == sorted(MALFORMED)
 
 
-# Not yet validated at load time (each fix lies outside the Dagster layer); strict, so the mark
-# must go once the fix lands.
-NOT_YET_VALIDATED = {
-    "JIRA_CLOUD_ID": "jira.config.JiraSettings does not check that JIRA_CLOUD_ID is a UUID; the "
-    "load fails, but naming JIRA_BASE_URL",
-    "MONGODB_DATABASE": "storage.resources.MongoResource.database_name accepts any name; the "
-    "embedded store even creates a nested folder for 'jira/prod'",
-}
-
-
-@pytest.mark.parametrize(
-    "variable",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=NOT_YET_VALIDATED[name]))
-        if name in NOT_YET_VALIDATED else name
-        for name in sorted(MALFORMED)
-    ],
-)
+@pytest.mark.parametrize("variable", sorted(MALFORMED))
 def test_malformed_variable_stops_loading_with_a_message_naming_it(
     variable: str,
     fake_jira_factory: Callable[..., FakeJiraHandle],

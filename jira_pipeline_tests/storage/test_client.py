@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from jira_pipeline.storage.client import (
+    DatabaseNameError,
     StoreUnavailableError,
     get_database,
     get_mongo_client,
@@ -90,6 +91,42 @@ def test_an_unreachable_server_fails_fast_naming_the_uri_with_its_password_maske
 def test_a_uri_that_is_not_mongodb_is_refused_naming_the_variable() -> None:
     with pytest.raises(StoreUnavailableError, match="MONGODB_URI must start with mongodb://"):
         get_mongo_client("postgres://user:pw@db/jira")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["jira/prod", "jira\\prod", "jira.prod", "jira prod", 'jira"prod', "jira$prod", "j" * 64],
+)
+def test_a_database_name_mongodb_refuses_is_named_by_its_variable_before_any_store_opens(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MONGODB_DATABASE", name)
+    resource = MongoResource(folder=str(tmp_path / "store"))
+
+    for open_database in (resource.get_database, lambda: get_database(folder=tmp_path / "store")):
+        with pytest.raises(DatabaseNameError) as raised:
+            open_database()
+        assert str(raised.value).startswith("MONGODB_DATABASE")
+        assert repr(name) in str(raised.value)
+    assert not (tmp_path / "store").exists()
+
+
+def test_a_database_named_in_code_is_checked_like_the_variable(tmp_path: Path) -> None:
+    with pytest.raises(DatabaseNameError, match=r"^MONGODB_DATABASE must not be empty"):
+        MongoResource(folder=str(tmp_path), database="").get_database()
+    with pytest.raises(DatabaseNameError, match=r"^MONGODB_DATABASE"):
+        get_database(database="a.b", folder=tmp_path)
+
+
+def test_a_sixty_three_byte_database_name_is_accepted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MONGODB_DATABASE", "j" * 63)
+
+    db = MongoResource(folder=str(tmp_path)).get_database()
+    db.jira_projects.insert_one({"connection_id": "c", "project_id": "1"})
+
+    assert db.name == "j" * 63 and db.jira_projects.count_documents({}) == 1
 
 
 def test_masking_leaves_uris_without_a_password_alone() -> None:
