@@ -171,8 +171,10 @@ def run(args: argparse.Namespace) -> int:
               f"{time.perf_counter() - started:.1f}s (run id {result.run_id})")
     print()
     print("Open the same data in the Dagster UI (starts a fresh fake Jira beside it):")
-    print(f"  jira-pipeline dev --demo --dir {args.dir}")
-    print(f"Query the embedded store: DAGSTER_HOME={site.dagster_home} python -c "
+    command = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "jira-pipeline"
+    hint = "  (or `make dev`)" if args.dir == DEFAULT_DIR else ""
+    print(f"  {Path(sys.executable).parent / command} dev --demo --dir {args.dir}{hint}")
+    print(f"Query the embedded store: DAGSTER_HOME={site.dagster_home} {sys.executable} -c "
           "\"from jira_pipeline.storage.client import get_database; "
           "print(get_database().jira_issues.find_one({}, {'raw': 0}))\"")
     return 0 if ok else 1
