@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterator
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import dagster as dg
@@ -20,7 +19,12 @@ from jira_pipeline.jira import (
     iterate_blocking,
     run_sync,
 )
-from jira_pipeline.storage.connections import ConnectionRepository, JiraConnectionError
+from jira_pipeline.storage.connections import (
+    ConnectionRepository,
+    JiraConnectionError,
+    make_token_loader,
+    make_token_persister,
+)
 from jira_pipeline.storage.resources import MongoResource
 
 T = TypeVar("T")
@@ -144,27 +148,12 @@ class JiraResource(dg.ConfigurableResource):
     def _stored_tokens(self) -> OAuthTokens | None:
         """The tokens stored now: another process may have rotated them since we last looked."""
         assert self.connection_id is not None
-        stored = self._repository().tokens(self.connection_id)
-        if not stored.refresh_token:
-            return None
-        return OAuthTokens(
-            access_token=SecretStr(stored.access_token or ""),
-            refresh_token=SecretStr(stored.refresh_token),
-            # No stored expiry: take the access token as expired, so the first request refreshes.
-            expires_at=stored.expires_at or datetime(1970, 1, 1, tzinfo=UTC),
-        )
+        return make_token_loader(self._repository(), self.connection_id)()
 
     def _save_tokens(self, tokens: OAuthTokens) -> None:
         """Persist a rotated grant before it is used, guarded by the refresh token it replaced."""
         assert self.connection_id is not None
-        previous = tokens.previous_refresh_token
-        self._repository().save_tokens(
-            self.connection_id,
-            access_token=tokens.access_token.get_secret_value(),
-            refresh_token=tokens.refresh_token.get_secret_value(),
-            expires_at=tokens.expires_at,
-            previous_refresh_token=previous.get_secret_value() if previous else None,
-        )
+        make_token_persister(self._repository(), self.connection_id)(tokens)
 
     def run(self, coroutine_factory: Callable[[JiraClient], Coroutine[Any, Any, T]]) -> T:
         """Run one coroutine against the client from synchronous code."""
