@@ -303,6 +303,11 @@ class EmbeddedDatabase(mongomock_database.Database):
             # database folder as a collection, but ignores plain files at the top.
             root: Path = self.client.folder
             collection.write_lock = _write_lock_for(root / f"{self.name}.{name}.lock")
+            # Opening a collection's file switches it to WAL, which takes SQLite's exclusive
+            # lock without waiting: two processes opening the same file at once made one fail
+            # with "database is locked". Open it under the collection's cross-process lock.
+            with collection.write_lock.held():
+                collection._store  # noqa: B018 - the property opens the file
             self._collection_accesses[name] = collection
         return super().get_collection(
             name, codec_options, read_preference, write_concern, read_concern
@@ -332,6 +337,9 @@ class EmbeddedMongoClient(litemongo.MongoClient):
     ) -> EmbeddedDatabase:
         name = name or DEFAULT_DATABASE
         if name not in self._database_accesses:
+            # litemongo creates the database folder without `exist_ok`: another process creating
+            # it at the same moment made this one fail. Creating it first is idempotent.
+            (self.folder / name).mkdir(parents=True, exist_ok=True)
             self._database_accesses[name] = EmbeddedDatabase(
                 self,
                 name,
