@@ -16,7 +16,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 import litemongo
 import pymongo
-from litemongo import sqlite_store
 from litemongo._vendor.mongomock import collection as mongomock_collection
 from litemongo._vendor.mongomock import database as mongomock_database
 from litemongo._vendor.mongomock import helpers as mongomock_helpers
@@ -25,6 +24,7 @@ from pymongo.database import Database
 from pymongo.errors import ConfigurationError, DuplicateKeyError, PyMongoError
 
 from jira_pipeline.settings import env
+from jira_pipeline.storage.embedded_index import IndexedServerStore
 
 APP_NAME = "jira-pipeline"
 DEFAULT_DATABASE = "jira"
@@ -233,19 +233,30 @@ def _serialized(method: _F) -> _F:
     return locked  # type: ignore[return-value]
 
 
+def _serialized_batch(method: _F) -> _F:
+    """`_serialized`, with the call's document writes committed once (see `batch`)."""
+
+    @functools.wraps(method)
+    def locked(self: EmbeddedCollection, *args: Any, **kwargs: Any) -> Any:
+        with self.write_lock.held(), self._store.batch():
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
+
+
 class EmbeddedCollection(mongomock_collection.Collection):
     """A litemongo collection whose write calls hold the collection's cross-process lock."""
 
     write_lock: CollectionWriteLock
 
     insert_one = _serialized(mongomock_collection.Collection.insert_one)
-    insert_many = _serialized(mongomock_collection.Collection.insert_many)
+    insert_many = _serialized_batch(mongomock_collection.Collection.insert_many)
     update_one = _serialized(mongomock_collection.Collection.update_one)
-    update_many = _serialized(mongomock_collection.Collection.update_many)
+    update_many = _serialized_batch(mongomock_collection.Collection.update_many)
     replace_one = _serialized(mongomock_collection.Collection.replace_one)
     delete_one = _serialized(mongomock_collection.Collection.delete_one)
-    delete_many = _serialized(mongomock_collection.Collection.delete_many)
-    bulk_write = _serialized(mongomock_collection.Collection.bulk_write)
+    delete_many = _serialized_batch(mongomock_collection.Collection.delete_many)
+    bulk_write = _serialized_batch(mongomock_collection.Collection.bulk_write)
     find_one_and_update = _serialized(mongomock_collection.Collection.find_one_and_update)
     find_one_and_replace = _serialized(mongomock_collection.Collection.find_one_and_replace)
     find_one_and_delete = _serialized(mongomock_collection.Collection.find_one_and_delete)
@@ -253,6 +264,10 @@ class EmbeddedCollection(mongomock_collection.Collection):
     create_indexes = _serialized(mongomock_collection.Collection.create_indexes)
     drop_index = _serialized(mongomock_collection.Collection.drop_index)
     drop = _serialized(mongomock_collection.Collection.drop)
+
+    def _iter_documents(self, filter: Any) -> Iterator[dict[str, Any]]:
+        exact = self._store.exact_matches(filter)
+        return exact if exact is not None else super()._iter_documents(filter)
 
     def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
         """Enforce unique indexes after a write, in time independent of the collection's size.
@@ -324,7 +339,7 @@ class EmbeddedMongoClient(litemongo.MongoClient):
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         super().__init__(
-            sqlite_store.ServerStore(folder), tz_aware=True, uuidRepresentation="standard"
+            IndexedServerStore(folder), tz_aware=True, uuidRepresentation="standard"
         )
 
     def get_database(

@@ -1,0 +1,223 @@
+"""The embedded store's SQLite query index: plans return every match, and read few documents.
+
+Every filter here runs twice, through the index and as a full scan (mongomock's own matching
+over every document); the two must agree on the documents and their order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litemongo._vendor.mongomock.filtering import filter_applies
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
+
+from jira_pipeline.storage.client import get_mongo_client
+from jira_pipeline.storage.embedded_index import IndexedCollectionStore
+from jira_pipeline.storage.indexes import ensure_indexes
+
+T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
+
+
+def _documents() -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for n in range(60):
+        docs.append({
+            "_id": uuid.uuid5(uuid.NAMESPACE_OID, str(n)),
+            "connection_id": "c1" if n % 3 else "c2",
+            "issue_id": str(10_000 + n),
+            "key": f"P{n % 4}-{n}",
+            "project_key": f"P{n % 4}",
+            "updated": T0 + timedelta(hours=n, milliseconds=n),
+            "is_deleted": n % 7 == 0,
+        })
+    # Values the index cannot key or keys coarsely: they must still be found.
+    docs.append({"_id": "array", "connection_id": ["c1", "c2"], "issue_id": "array",
+                 "key": ["A-1", "A-2"], "updated": [T0, T0 + timedelta(days=30)]})
+    docs.append({"_id": "nested", "connection_id": "c1", "issue_id": {"deep": 1},
+                 "updated": "2026-03-01T12:00:00Z", "key": None})
+    docs.append({"_id": "missing", "connection_id": "c1"})
+    docs.append({"_id": 7, "connection_id": "c3", "issue_id": 7, "updated": T0})
+    docs.append({"_id": "unkeyed", "connection_id": "c1", "key": [["nested", "list"]],
+                 "issue_id": "unkeyed"})
+    return docs
+
+
+@pytest.fixture
+def issues(tmp_path: Path) -> Iterator[Any]:
+    client = get_mongo_client(None, folder=tmp_path / "mongo")
+    db = client.get_database("index_test")
+    ensure_indexes(db, ["jira_issues"])
+    db.jira_issues.insert_many(_documents())
+    yield db.jira_issues
+    client.close()
+
+
+def _store(collection: Any) -> IndexedCollectionStore:
+    store = collection._store
+    assert isinstance(store, IndexedCollectionStore)
+    return store
+
+
+def _scan(collection: Any, filter: dict[str, Any]) -> list[Any]:
+    """What a full scan matches: the answer the index must reproduce."""
+    # An empty filter is never planned: find({}) reads every document, decoded as find does.
+    return [doc["_id"] for doc in collection.find({}) if filter_applies(filter, doc)]
+
+
+FILTERS: list[dict[str, Any]] = [
+    {"issue_id": "10005"},
+    {"issue_id": {"$eq": "10005"}},
+    {"issue_id": {"$in": ["10005", "10006", "nope", 7]}},
+    {"issue_id": 7.0},
+    {"connection_id": "c2"},
+    {"connection_id": "c1", "issue_id": "10004"},
+    {"connection_id": "c1", "project_key": "P1"},
+    {"key": "A-2"},
+    {"key": "nested"},
+    {"_id": uuid.uuid5(uuid.NAMESPACE_OID, "3")},
+    {"_id": {"$in": [uuid.uuid5(uuid.NAMESPACE_OID, "3"), "array", 7.0, "absent"]}},
+    {"_id": 7},
+    {"updated": {"$gte": T0 + timedelta(hours=10), "$lt": T0 + timedelta(hours=20)}},
+    {"updated": {"$gt": T0 + timedelta(hours=10, milliseconds=10)}},
+    {"updated": {"$lte": T0}},
+    {"updated": {"$gte": T0 + timedelta(days=29)}},
+    {"updated": {"$gte": "2026"}},
+    {"connection_id": "c1", "is_deleted": {"$ne": True},
+     "updated": {"$gte": T0 + timedelta(hours=5)}},
+    {"issue_id": {"$nin": [str(10_000 + n) for n in range(0, 60, 2)]}},
+    {"connection_id": "c1", "is_deleted": {"$ne": True},
+     "issue_id": {"$nin": [str(10_000 + n) for n in range(60) if n != 4]}},
+    {"key": {"$nin": ["A-1"]}},
+    {"$and": [{"connection_id": "c1"}, {"issue_id": {"$in": ["10001", "10002"]}}]},
+    {"$or": [{"issue_id": "10001"}, {"issue_id": "10002"}]},
+    {"issue_id": None},
+    {"issue_id": {"$regex": "^1000"}},
+]
+
+
+@pytest.mark.parametrize("filter", FILTERS, ids=[str(f)[:60] for f in FILTERS])
+def test_plans_find_exactly_what_a_full_scan_finds(issues: Any, filter: dict[str, Any]) -> None:
+    found = [doc["_id"] for doc in issues.find(filter)]
+    assert found == _scan(issues, filter)
+
+
+def test_selective_plans_decode_only_their_candidates(
+    issues: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store(issues)
+    decoded = 0
+    decode = store._documents._decode_doc
+
+    def counting(encoded: bytes) -> dict[str, Any]:
+        nonlocal decoded
+        decoded += 1
+        return decode(encoded)
+
+    monkeypatch.setattr(store._documents, "_decode_doc", counting)
+    cases = [
+        ({"issue_id": "10005"}, 1),
+        ({"connection_id": "c1", "issue_id": "10004"}, 1),
+        ({"_id": uuid.uuid5(uuid.NAMESPACE_OID, "3")}, 1),
+        ({"updated": {"$gte": T0 + timedelta(hours=58)}}, 3),  # 58, 59 and the array
+        # The five documents whose issue_id is not one of the 60 strings.
+        ({"issue_id": {"$nin": [str(10_000 + n) for n in range(60)]}}, 5),
+    ]
+    for filter, expected in cases:
+        decoded = 0
+        assert len(list(issues.find(filter))) <= expected
+        assert decoded == expected, filter
+    decoded = 0
+    list(issues.find({"is_deleted": True}))  # no index on it: a full scan
+    assert decoded == len(_documents())
+
+
+def test_writes_keep_the_index_exact(issues: Any) -> None:
+    first = uuid.uuid5(uuid.NAMESPACE_OID, "1")
+    issues.update_one({"_id": first}, {"$set": {"issue_id": "moved", "key": "M-1"}})
+    assert [d["_id"] for d in issues.find({"issue_id": "moved"})] == [first]
+    assert list(issues.find({"issue_id": "10001"})) == []
+    issues.replace_one({"_id": first}, {"connection_id": "c9", "issue_id": "again"})
+    assert [d["_id"] for d in issues.find({"connection_id": "c9"})] == [first]
+    assert list(issues.find({"key": "M-1"})) == []
+    issues.delete_one({"_id": first})
+    assert list(issues.find({"issue_id": "again"})) == []
+    store = _store(issues)
+    rows = store._connection.execute(
+        "SELECT count(*) FROM query_keys WHERE doc_id = ?", (store._documents.encode_key(first),)
+    ).fetchone()[0]
+    assert rows == 0
+    issues.delete_many({})
+    assert store._connection.execute("SELECT count(*) FROM query_keys").fetchone()[0] == 0
+
+
+def test_unique_index_still_refuses_duplicates(issues: Any) -> None:
+    with pytest.raises(DuplicateKeyError):
+        issues.insert_one({"connection_id": "c1", "issue_id": "10001"})
+    # A failed insert leaves neither the document nor its key rows behind.
+    assert [d["issue_id"] for d in issues.find({"issue_id": "10001"})] == ["10001"]
+
+
+def test_an_index_created_after_the_documents_indexes_them(tmp_path: Path) -> None:
+    client = get_mongo_client(None, folder=tmp_path / "mongo")
+    collection = client.get_database("late").things
+    collection.insert_many([{"n": n, "tag": f"t{n % 5}"} for n in range(50)])
+    collection.create_index([("tag", ASCENDING)])
+    assert sorted(d["n"] for d in collection.find({"tag": "t3"})) == list(range(3, 50, 5))
+    assert _store(collection).plan({"tag": "t3"}) is not None
+    client.close()
+
+
+def test_the_index_survives_reopening_and_another_client_sees_new_writes(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "mongo"
+    writer = get_mongo_client(None, folder=folder)
+    ensure_indexes(writer.get_database("shared"), ["jira_issues"])
+    collection = writer.get_database("shared").jira_issues
+    collection.insert_one({"connection_id": "c1", "issue_id": "1", "updated": T0})
+    reader = get_mongo_client(None, folder=folder).get_database("shared").jira_issues
+    assert [d["issue_id"] for d in reader.find({"issue_id": "1"})] == ["1"]
+    collection.insert_one({"connection_id": "c1", "issue_id": "2", "updated": T0})
+    collection.update_one({"issue_id": "1"}, {"$set": {"issue_id": "1b"}})
+    assert [d["issue_id"] for d in reader.find({"issue_id": {"$in": ["1", "1b", "2"]}})] == [
+        "1b", "2",
+    ]
+    writer.close()
+
+
+def _insert_range(folder: str, start: int) -> None:
+    collection = get_mongo_client(None, folder=folder).get_database("shared").jira_issues
+    for n in range(start, start + 40):
+        collection.insert_one({"connection_id": "c1", "issue_id": str(n), "updated": T0})
+
+
+def test_writes_from_other_processes_are_indexed(tmp_path: Path) -> None:
+    folder = tmp_path / "mongo"
+    client = get_mongo_client(None, folder=folder)
+    ensure_indexes(client.get_database("shared"), ["jira_issues"])
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_insert_range, args=(str(folder), s)) for s in (0, 40)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+        assert worker.exitcode == 0
+    collection = client.get_database("shared").jira_issues
+    for n in (0, 39, 40, 79):
+        assert [d["issue_id"] for d in collection.find({"issue_id": str(n)})] == [str(n)]
+    assert collection.count_documents({"issue_id": {"$nin": [str(n) for n in range(79)]}}) == 1
+    client.close()
+
+
+def test_renaming_a_collection_keeps_its_documents_findable(issues: Any) -> None:
+    issues.rename("renamed")
+    renamed = issues.database.renamed
+    assert [d["issue_id"] for d in renamed.find({"issue_id": "10005"})] == ["10005"]
+    assert list(issues.find({"issue_id": "10005"})) == []
