@@ -28,6 +28,9 @@ STORAGE_FIELDS = ("_id", "synced_at", "first_seen_at", "is_deleted", "deleted_at
 # exists, so a second failure means the stored version is newer.
 _DUPLICATE_KEY_RETRIES = 2
 _MARK_DELETED_CHUNK = 1000
+# Up to this many live ids travel in one `$nin` (about 35 bytes each, far below MongoDB's 16 MB
+# command limit); beyond it the stored ids are streamed and compared here.
+_NIN_MAX_IDS = 200_000
 
 
 class RecordError(ValueError):
@@ -285,11 +288,17 @@ def mark_deleted_except(
     collection = db[spec.collection]
     live = {str(jira_id) for jira_id in live_ids}
     selector = {**(scope or {}), "connection_id": str(connection_id), "is_deleted": {"$ne": True}}
-    vanished = [
-        doc["_id"]
-        for doc in collection.find(selector, {spec.id_field: 1})
-        if doc.get(spec.id_field) not in live
-    ]
+    if len(live) <= _NIN_MAX_IDS and spec.id_field not in selector:
+        # The store picks the vanished rows: a server from its unique index, the embedded
+        # store from its key index, neither reading the rows that are still live.
+        selector[spec.id_field] = {"$nin": sorted(live)}
+        vanished = [doc["_id"] for doc in collection.find(selector, {"_id": 1})]
+    else:
+        vanished = [
+            doc["_id"]
+            for doc in collection.find(selector, {spec.id_field: 1})
+            if doc.get(spec.id_field) not in live
+        ]
     now = _to_bson_precision(utc_now())
     marked = 0
     for start in range(0, len(vanished), _MARK_DELETED_CHUNK):

@@ -9,6 +9,7 @@ import pytest
 from pymongo.errors import DuplicateKeyError
 
 from jira_pipeline.jira.models import IssueRecord
+from jira_pipeline.storage import upserts
 from jira_pipeline.storage.client import get_mongo_client
 from jira_pipeline.storage.entities import document_id
 from jira_pipeline.storage.indexes import INDEXES, ensure_indexes
@@ -144,7 +145,13 @@ def test_ensure_indexes_creates_exactly_the_design_indexes_and_is_idempotent(sto
     }  # fmt: skip
 
 
-def test_vanished_rows_are_marked_deleted_and_come_back_when_they_reappear(store: Store) -> None:
+@pytest.mark.parametrize("live_ids_sent", ["in_the_query", "streamed_and_compared_here"])
+def test_vanished_rows_are_marked_deleted_and_come_back_when_they_reappear(
+    store: Store, live_ids_sent: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if live_ids_sent == "streamed_and_compared_here":
+        # More live ids than one `$nin` may carry.
+        monkeypatch.setattr(upserts, "_NIN_MAX_IDS", 1)
     upsert_records(store.db, "issues", [issue(i) for i in (1, 2, 3)])
     upsert_records(store.db, "issues", [issue(2, connection_id="other")])
 
