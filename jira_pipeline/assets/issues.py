@@ -120,19 +120,30 @@ def mark_deleted_issues(
 
     No incremental JQL returns a deleted issue, so the only way to notice one is to compare the
     stored ids with every id Jira has in the synced range: a `fields=id` walk costs one request
-    per 5,000 issues.
+    per 5,000 issues. A run has just stored every issue Jira changed, so when Jira's count for
+    the range equals the stored live count nothing was deleted, and one count request replaces
+    the walk. (Jira calls its count approximate; a count that is off only costs a walk, or,
+    if it exactly hides a deletion, defers it to a later run.)
     """
     start = datetime.combine(settings.sync_start_date, time(0), tzinfo=UTC) - lookback
     # Bounded on both sides like every query we send; the future end covers clock skew.
     scope_window = IssueWindow(start, utc_now() + timedelta(days=1))
     jql = build_issue_jql(scope_window, projects=settings.projects or None)
+    scope: dict[str, Any] = {"updated": {"$gte": start}}
+    if settings.projects:
+        scope["project_key"] = {"$in": list(settings.projects)}
+    in_jira = jira.run(lambda client: client.count_issues(jql))
+    stored_live = mongo.get_database()["jira_issues"].count_documents(
+        {**scope, "connection_id": site.connection_id, "is_deleted": {"$ne": True}}
+    )
+    if in_jira == stored_live:
+        log.info(f"Jira and MongoDB both hold {in_jira} live issue(s) in the synced range: "
+                 "nothing deleted")
+        return 0
     live = set(jira.iterate(lambda client: client.issue_ids(jql), max_buffered=5000))
     if not live:
         log.warning("Jira returned no issue ids for the synced range: nothing marked deleted")
         return 0
-    scope: dict[str, Any] = {"updated": {"$gte": start}}
-    if settings.projects:
-        scope["project_key"] = {"$in": list(settings.projects)}
     marked = mark_deleted_except(mongo.get_database(), "issues", site.connection_id, live,
                                  scope=scope)
     if marked:

@@ -209,6 +209,24 @@ def test_touched_created_and_deleted_issues_are_reflected_after_todays_partition
     assert (meta["reconciled"], meta["marked_deleted"]) == (True, 2)
 
 
+def test_reconciling_with_nothing_deleted_costs_a_count_not_an_id_walk(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    pipeline = pipeline_factory(issues=200, days=4)
+    pipeline.sync_everything()
+    pipeline.fake.admin.touch_issue(pipeline.fake.admin.issues()[0]["key"])
+    served_before = pipeline.fake.admin.stats()["issues_served"]
+
+    result = pipeline.run("jira_issues_job", pipeline.today)
+
+    [meta] = materializations(result, "jira_issues")
+    assert (meta["reconciled"], meta["marked_deleted"], meta["updated"]) == (True, 0, 1)
+    # Besides the partition's issues, only the count check's ids for the partition were served:
+    # a `fields=id` walk of the synced range would alone have served all 200.
+    served = pipeline.fake.admin.stats()["issues_served"] - served_before
+    assert served - meta["records_fetched"] < 200
+
+
 def test_deletions_are_reconciled_by_todays_partition_or_on_demand_only(
     pipeline_factory: Callable[..., Pipeline],
 ) -> None:
