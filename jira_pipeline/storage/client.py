@@ -24,7 +24,7 @@ from pymongo.database import Database
 from pymongo.errors import ConfigurationError, DuplicateKeyError, PyMongoError
 
 from jira_pipeline.settings import env
-from jira_pipeline.storage.embedded_index import IndexedServerStore
+from jira_pipeline.storage.embedded_index import IndexedServerStore, top_level_filter
 
 APP_NAME = "jira-pipeline"
 DEFAULT_DATABASE = "jira"
@@ -267,7 +267,22 @@ class EmbeddedCollection(mongomock_collection.Collection):
 
     def _iter_documents(self, filter: Any) -> Iterator[dict[str, Any]]:
         exact = self._store.exact_matches(filter)
-        return exact if exact is not None else super()._iter_documents(filter)
+        if exact is not None:
+            return exact
+        if top_level_filter(filter):
+            if self._store.is_empty:
+                filter_applies(filter, {})  # still reject a malformed filter, as mongomock does
+            return self._store.matching_documents(filter, filter_applies)
+        return super()._iter_documents(filter)
+
+    def count_documents(self, filter: Any, **kwargs: Any) -> int:
+        # Counting needs no document decoded whole (skip and limit take mongomock's own path).
+        if set(kwargs) - {"maxTimeMS", "hint"} or not top_level_filter(filter):
+            return super().count_documents(filter, **kwargs)
+        spec = mongomock_helpers.patch_datetime_awareness_in_document(filter)
+        if self._store.is_empty:
+            filter_applies(spec, {})
+        return self._store.count_matching(spec, filter_applies)
 
     def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
         """Enforce unique indexes after a write, in time independent of the collection's size.

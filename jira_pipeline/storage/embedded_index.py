@@ -17,6 +17,7 @@ needs and litemongo scans for: datetime ranges (partition windows) and `$nin` of
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
+from bson.codec_options import CodecOptions
+from bson.raw_bson import RawBSONDocument
 from litemongo import sqlite_store
 from litemongo._vendor.mongomock import indexing
 
@@ -37,6 +40,8 @@ UNKEYED = "*"
 # A plan whose first this-many candidates is not exhausted is "large": several large plans are
 # intersected rather than one of them used alone.
 _PROBE_LIMIT = 1000
+# Candidates are read this many at a time: memory holds a chunk of documents, not all of them.
+_READ_CHUNK = 500
 _RANGE_OPERATORS = {"$gt": "lower", "$gte": "lower", "$lt": "upper", "$lte": "upper"}
 # `_id` values whose encoded store key is equal exactly when MongoDB calls the values equal.
 _EXACT_ID_TYPES = (str, ObjectId, uuid.UUID, int, float)
@@ -260,16 +265,73 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
         return self._documents_in(plan)
 
     def _documents_in(self, plan: Source) -> Iterator[dict[str, Any]]:
-        ids = [
+        # Documents are read 500 at a time (litemongo's chunking), so memory holds a chunk of
+        # documents, never every candidate.
+        return self._documents.get_many_encoded(self._ids_in(plan))
+
+    def _ids_in(self, plan: Source) -> list[str]:
+        return [
             row[0]
             for row in self._connection.execute(
                 f"SELECT _id FROM {self.DOCUMENTS} WHERE _id IN ({plan.sql}) ORDER BY ROWID",
                 plan.params,
             )
         ]
-        # Documents are read 500 at a time (litemongo's chunking), so memory holds a chunk of
-        # documents, never every candidate.
-        return self._documents.get_many_encoded(ids)
+
+    def _candidate_bytes(self, filter: Any) -> Iterator[bytes]:
+        """The encoded candidates for `filter`, in natural order, read a chunk at a time."""
+        self._remove_expired_documents()
+        plan = self.plan(filter)
+        if plan is None:
+            cursor = self._connection.cursor()
+            try:
+                for (encoded,) in cursor.execute(
+                    f"SELECT doc FROM {self.DOCUMENTS} ORDER BY ROWID"
+                ):
+                    yield encoded
+            finally:
+                cursor.close()
+            return
+        ids = self._ids_in(plan)
+        for start in range(0, len(ids), _READ_CHUNK):
+            chunk = ids[start : start + _READ_CHUNK]
+            found = dict(
+                self._connection.execute(
+                    f"SELECT _id, doc FROM {self.DOCUMENTS} "
+                    "WHERE _id IN (SELECT value FROM json_each(?))",
+                    (_json(chunk),),
+                ).fetchall()
+            )
+            for doc_id in chunk:
+                if doc_id in found:
+                    yield found[doc_id]
+
+    def matching_documents(
+        self, filter: Any, applies: Callable[[Any, Any], bool]
+    ) -> Iterator[dict[str, Any]]:
+        """The documents `applies(filter, document)` accepts, for a `top_level_filter` only.
+
+        Each candidate is matched on its top level alone (nested documents stay undecoded, and
+        `raw`, Jira's whole JSON, is most of an issue's bytes); only matches are decoded whole.
+        """
+        for encoded in self._candidate_bytes(filter):
+            if applies(filter, self._top_level(encoded)):
+                yield self._documents._decode_doc(encoded)
+
+    def count_matching(self, filter: Any, applies: Callable[[Any, Any], bool]) -> int:
+        """How many documents `applies(filter, document)` accepts, decoding none of them whole."""
+        return sum(
+            1 for encoded in self._candidate_bytes(filter)
+            if applies(filter, self._top_level(encoded))
+        )
+
+    def _top_level(self, encoded: bytes) -> dict[str, Any]:
+        document = RawBSONDocument(encoded, codec_options=self._shallow_codec_options)
+        return {name: _opaque(value) for name, value in document.items()}
+
+    @functools.cached_property
+    def _shallow_codec_options(self) -> CodecOptions:
+        return self._codec_options.with_options(document_class=RawBSONDocument)
 
     def exact_matches(self, filter: Any) -> Iterator[dict[str, Any]] | None:
         """The documents matching a filter on `_id` alone, or None for any other filter.
@@ -377,6 +439,54 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
                     (path_id, _json(texts)),
                 )
         return None
+
+
+# Operators whose answer on a scalar operand is the same for a nested document and for `{}`:
+# none of them looks inside a document it is not asked about.
+_TOP_LEVEL_OPERATORS = {"$eq", "$ne", "$gt", "$gte", "$lt", "$lte", "$in", "$nin", "$exists"}
+_SCALARS = (str, int, float, type(None), datetime.datetime, uuid.UUID, ObjectId, bytes)
+
+
+def top_level_filter(filter: Any) -> bool:
+    """True when `filter` reads only top-level fields, each compared with scalars.
+
+    Such a filter gives the same answer on a document whose nested documents are replaced by
+    `{}` (see `IndexedCollectionStore.matching_documents`) as on the whole document.
+    """
+    if not isinstance(filter, Mapping):
+        return False
+    for field, condition in filter.items():
+        if field in ("$and", "$or", "$nor"):
+            if not isinstance(condition, (list, tuple)) or not condition:
+                return False
+            if not all(top_level_filter(part) for part in condition):
+                return False
+        elif not isinstance(field, str) or field.startswith("$") or "." in field:
+            return False
+        elif isinstance(condition, Mapping):
+            if not condition or not all(
+                operator in _TOP_LEVEL_OPERATORS and _scalar_operand(operand)
+                for operator, operand in condition.items()
+            ):
+                return False
+        elif not _scalar_operand(condition):
+            return False
+    return True
+
+
+def _scalar_operand(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(isinstance(item, _SCALARS) for item in value)
+    return isinstance(value, _SCALARS)
+
+
+def _opaque(value: Any) -> Any:
+    """A shallowly decoded value with each nested document (left undecoded) replaced by `{}`."""
+    if isinstance(value, RawBSONDocument):
+        return {}
+    if isinstance(value, list):
+        return [_opaque(item) for item in value]
+    return value
 
 
 def _datetime_bounds(condition: Mapping[str, Any]) -> tuple[str, str] | None:

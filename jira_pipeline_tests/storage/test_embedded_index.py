@@ -46,6 +46,9 @@ def _documents() -> list[dict[str, Any]]:
     docs.append({"_id": 7, "connection_id": "c3", "issue_id": 7, "updated": T0})
     docs.append({"_id": "unkeyed", "connection_id": "c1", "key": [["nested", "list"]],
                  "issue_id": "unkeyed"})
+    # Nested documents, left undecoded when a filter reads only the top level.
+    docs.append({"_id": "raw", "connection_id": "c1", "issue_id": "raw", "raw": {"a": 1},
+                 "mixed": [{"x": 1}, 2, [{"y": 2}]], "is_deleted": False})
     return docs
 
 
@@ -99,43 +102,77 @@ FILTERS: list[dict[str, Any]] = [
     {"$or": [{"issue_id": "10001"}, {"issue_id": "10002"}]},
     {"issue_id": None},
     {"issue_id": {"$regex": "^1000"}},
+    {"raw": {"$exists": True}},
+    {"raw": {"$ne": "x"}, "is_deleted": False},
+    {"raw": {"$gt": 0}},
+    {"raw": {"a": 1}},
+    {"raw.a": 1},
+    {"mixed": 2},
+    {"mixed": {"$gte": 2}},
+    {"mixed": {"$in": [1, 2]}},
+    {"mixed": {"$nin": [1]}},
+    {"is_deleted": {"$ne": True}, "connection_id": "c1"},
+    {"$or": [{"raw": {"$exists": True}}, {"is_deleted": True}]},
 ]
 
 
 @pytest.mark.parametrize("filter", FILTERS, ids=[str(f)[:60] for f in FILTERS])
 def test_plans_find_exactly_what_a_full_scan_finds(issues: Any, filter: dict[str, Any]) -> None:
-    found = [doc["_id"] for doc in issues.find(filter)]
-    assert found == _scan(issues, filter)
+    expected = _scan(issues, filter)
+    found = list(issues.find(filter))
+    assert [doc["_id"] for doc in found] == expected
+    assert issues.count_documents(filter) == len(expected)
+    # Matches come back whole, nested documents included.
+    for doc in found:
+        if doc["_id"] == "raw":
+            assert (doc["raw"], doc["mixed"]) == ({"a": 1}, [{"x": 1}, 2, [{"y": 2}]])
 
 
-def test_selective_plans_decode_only_their_candidates(
+def test_plans_read_only_their_candidates_and_decode_only_matches_whole(
     issues: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = _store(issues)
-    decoded = 0
-    decode = store._documents._decode_doc
+    read = decoded = 0
+    top_level, decode = store._top_level, store._documents._decode_doc
 
-    def counting(encoded: bytes) -> dict[str, Any]:
+    def reading(encoded: bytes) -> dict[str, Any]:
+        nonlocal read
+        read += 1
+        return top_level(encoded)
+
+    def decoding(encoded: bytes) -> dict[str, Any]:
         nonlocal decoded
         decoded += 1
         return decode(encoded)
 
-    monkeypatch.setattr(store._documents, "_decode_doc", counting)
-    cases = [
-        ({"issue_id": "10005"}, 1),
-        ({"connection_id": "c1", "issue_id": "10004"}, 1),
-        ({"_id": uuid.uuid5(uuid.NAMESPACE_OID, "3")}, 1),
-        ({"updated": {"$gte": T0 + timedelta(hours=58)}}, 3),  # 58, 59 and the array
-        # The five documents whose issue_id is not one of the 60 strings.
-        ({"issue_id": {"$nin": [str(10_000 + n) for n in range(60)]}}, 5),
+    monkeypatch.setattr(store, "_top_level", reading)
+    monkeypatch.setattr(store._documents, "_decode_doc", decoding)
+    cases = [  # filter, candidates read, matches
+        ({"issue_id": "10005"}, 1, 1),
+        ({"connection_id": "c1", "issue_id": "10004"}, 1, 1),
+        ({"updated": {"$gte": T0 + timedelta(hours=58)}}, 3, 3),  # 58, 59 and the array
+        # The six documents whose issue_id is not one of the 60 strings; `7` is a number.
+        ({"issue_id": {"$nin": [str(10_000 + n) for n in range(60)]}}, 6, 6),
+        ({"issue_id": {"$nin": [str(10_000 + n) for n in range(60)]}, "raw": {"$ne": None}},
+         6, 1),
+        # No index on is_deleted: every document is read, only the matches are decoded whole.
+        ({"is_deleted": True}, len(_documents()), 9),
     ]
-    for filter, expected in cases:
-        decoded = 0
-        assert len(list(issues.find(filter))) <= expected
-        assert decoded == expected, filter
-    decoded = 0
-    list(issues.find({"is_deleted": True}))  # no index on it: a full scan
-    assert decoded == len(_documents())
+    for filter, candidates, matches in cases:
+        read = decoded = 0
+        assert len(list(issues.find(filter))) == matches, filter
+        assert (read, decoded) == (candidates, matches), filter
+        read = decoded = 0
+        assert issues.count_documents(filter) == matches
+        assert (read, decoded) == (candidates, 0), filter
+    # An _id lookup is answered by the primary key: nothing to match.
+    read = decoded = 0
+    assert len(list(issues.find({"_id": uuid.uuid5(uuid.NAMESPACE_OID, "3")}))) == 1
+    assert (read, decoded) == (0, 1)
+    # A nested path cannot be matched on the top level: every document is decoded whole.
+    read = decoded = 0
+    assert [d["_id"] for d in issues.find({"raw.a": 1})] == ["raw"]
+    assert (read, decoded) == (0, len(_documents()))
 
 
 def test_writes_keep_the_index_exact(issues: Any) -> None:
