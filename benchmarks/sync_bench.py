@@ -27,6 +27,7 @@ import argparse
 import cProfile
 import json
 import math
+import multiprocessing
 import os
 import pstats
 import shutil
@@ -257,6 +258,17 @@ def main() -> None:
             memory.stop()
 
 
+def touch_issues(base_url: str, touched: int) -> None:
+    """Touch `touched` issues spread evenly over the fake's issues (they move to today)."""
+    from jira_pipeline.fakejira import FakeJiraAdmin
+
+    with FakeJiraAdmin(base_url) as admin:
+        stored = admin.issues()
+        step = max(len(stored) // max(touched, 1), 1)
+        for issue in stored[::step][:touched]:
+            admin.touch_issue(issue["key"])
+
+
 def run_phases(args: argparse.Namespace, base_url: str, memory: PeakMemory,
                store: str) -> Iterator[dict[str, Any]]:
     import dagster as dg
@@ -264,7 +276,6 @@ def run_phases(args: argparse.Namespace, base_url: str, memory: PeakMemory,
     from jira_pipeline.assets.factory import build_definitions
     from jira_pipeline.assets.partitions import partition_key_for
     from jira_pipeline.assets.schedules import partition_range_tags
-    from jira_pipeline.fakejira import FakeJiraAdmin
     from jira_pipeline.storage.resources import MongoResource
 
     defs = build_definitions()
@@ -312,11 +323,15 @@ def run_phases(args: argparse.Namespace, base_url: str, memory: PeakMemory,
                    "failed": sum(not e.passed for e in evaluations),
                    "peak_rss_mb": memory.peak_mb, "store": store, "success": result.success}
 
-        with FakeJiraAdmin(base_url) as admin:
-            stored = admin.issues()
-            step = max(len(stored) // max(args.touched, 1), 1)
-            for issue in stored[::step][: args.touched]:
-                admin.touch_issue(issue["key"])
+        # In a child process that has ended before the delta starts: the fake's issue list
+        # (about 1 KB per issue) would otherwise sit in this process during the delta.
+        toucher = multiprocessing.get_context("spawn").Process(
+            target=touch_issues, args=(base_url, args.touched)
+        )
+        toucher.start()
+        toucher.join()
+        if toucher.exitcode != 0:
+            raise SystemExit("sync_bench: touching issues in the fake Jira failed")
         memory.reset()
         started = time.perf_counter()
         with profiled(args.profile == "delta"):
