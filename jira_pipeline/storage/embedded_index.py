@@ -40,6 +40,7 @@ UNKEYED = "*"
 # A plan whose first this-many candidates is not exhausted is "large": several large plans are
 # intersected rather than one of them used alone.
 _PROBE_LIMIT = 1000
+_BUSY_TIMEOUT_MS = 60_000
 # Candidates are read this many at a time: memory holds a chunk of documents, not all of them.
 _READ_CHUNK = 500
 _RANGE_OPERATORS = {"$gt": "lower", "$gte": "lower", "$lt": "upper", "$lte": "upper"}
@@ -102,6 +103,10 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
 
     def open(self) -> None:
         super().open()
+        # A batch (a bulk write of 1,000 issues) or indexing a new path over a large collection
+        # holds SQLite's write lock for a while: another process's writer waits for it, as it
+        # would for a server, rather than failing after sqlite3's default 5 s.
+        self._connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         with self._connection:
             self._connection.execute(
                 f"CREATE TABLE IF NOT EXISTS {PATHS_TABLE}"
