@@ -24,7 +24,11 @@ from pymongo.database import Database
 from pymongo.errors import ConfigurationError, DuplicateKeyError, PyMongoError
 
 from jira_pipeline.settings import env
-from jira_pipeline.storage.embedded_index import IndexedServerStore, top_level_filter
+from jira_pipeline.storage.embedded_index import (
+    IndexedServerStore,
+    included_top_level_fields,
+    top_level_filter,
+)
 
 APP_NAME = "jira-pipeline"
 DEFAULT_DATABASE = "jira"
@@ -266,14 +270,24 @@ class EmbeddedCollection(mongomock_collection.Collection):
     drop = _serialized(mongomock_collection.Collection.drop)
 
     def _iter_documents(self, filter: Any) -> Iterator[dict[str, Any]]:
-        exact = self._store.exact_matches(filter)
-        if exact is not None:
-            return exact
         if top_level_filter(filter):
             if self._store.is_empty:
                 filter_applies(filter, {})  # still reject a malformed filter, as mongomock does
             return self._store.matching_documents(filter, filter_applies)
         return super()._iter_documents(filter)
+
+    def _get_dataset(self, spec: Any, sort: Any, fields: Any, as_class: Any) -> Iterator[Any]:
+        # A projection of top-level fields is served from the documents' top levels: a
+        # projected scan (checks, the refresh sensor) never decodes Jira's raw JSON.
+        kept = included_top_level_fields(fields)
+        if sort or kept is None or not top_level_filter(spec):
+            return super()._get_dataset(spec, sort, fields, as_class)
+        if self._store.is_empty:
+            filter_applies(spec, {})
+        return (
+            self._copy_only_fields(document, fields, as_class)
+            for document in self._store.matching_documents(spec, filter_applies, kept)
+        )
 
     def count_documents(self, filter: Any, **kwargs: Any) -> int:
         # Counting needs no document decoded whole (skip and limit take mongomock's own path).

@@ -20,7 +20,7 @@ import datetime
 import functools
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,10 +283,19 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
             )
         ]
 
-    def _candidate_bytes(self, filter: Any) -> Iterator[bytes]:
-        """The encoded candidates for `filter`, in natural order, read a chunk at a time."""
+    def _exact_id_plan(self, filter: Any) -> Source | None:
+        """The plan of a filter on `_id` alone, which the documents' primary key answers exactly:
+        its candidates need no matching (mongomock matches `$in` by comparing with every listed
+        value: for a batch of 1,000 UUIDs, most of an upsert's read)."""
+        if not isinstance(filter, Mapping) or set(filter) != {indexing.ID}:
+            return None
+        return self._id_source(filter[indexing.ID])
+
+    def _candidate_bytes(self, filter: Any, plan: Source | None = None) -> Iterator[bytes]:
+        """The encoded candidates for `filter` (or `plan`'s), in natural order, a chunk at a
+        time."""
         self._remove_expired_documents()
-        plan = self.plan(filter)
+        plan = plan or self.plan(filter)
         if plan is None:
             cursor = self._connection.cursor()
             try:
@@ -312,19 +321,37 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
                     yield found[doc_id]
 
     def matching_documents(
-        self, filter: Any, applies: Callable[[Any, Any], bool]
+        self,
+        filter: Any,
+        applies: Callable[[Any, Any], bool],
+        fields: Collection[str] | None = None,
     ) -> Iterator[dict[str, Any]]:
         """The documents `applies(filter, document)` accepts, for a `top_level_filter` only.
 
         Each candidate is matched on its top level alone (nested documents stay undecoded, and
         `raw`, Jira's whole JSON, is most of an issue's bytes); only matches are decoded whole.
+        With `fields` (top-level names a projection keeps), a match whose kept fields hold no
+        nested document is returned as its top level, not decoded whole.
         """
-        for encoded in self._candidate_bytes(filter):
-            if applies(filter, self._top_level(encoded)):
+        kept = None if fields is None else {*fields, indexing.ID}
+        exact = self._exact_id_plan(filter)
+        for encoded in self._candidate_bytes(filter, exact):
+            if exact is not None and kept is None:
+                yield self._documents._decode_doc(encoded)
+                continue
+            top = self._top_level(encoded)
+            if exact is None and not applies(filter, top):
+                continue
+            if kept is not None and not any(_holds_document(top.get(name)) for name in kept):
+                yield top
+            else:
                 yield self._documents._decode_doc(encoded)
 
     def count_matching(self, filter: Any, applies: Callable[[Any, Any], bool]) -> int:
         """How many documents `applies(filter, document)` accepts, decoding none of them whole."""
+        exact = self._exact_id_plan(filter)
+        if exact is not None:
+            return len(self._ids_in(exact))
         return sum(
             1 for encoded in self._candidate_bytes(filter)
             if applies(filter, self._top_level(encoded))
@@ -337,21 +364,6 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
     @functools.cached_property
     def _shallow_codec_options(self) -> CodecOptions:
         return self._codec_options.with_options(document_class=RawBSONDocument)
-
-    def exact_matches(self, filter: Any) -> Iterator[dict[str, Any]] | None:
-        """The documents matching a filter on `_id` alone, or None for any other filter.
-
-        Such a filter is answered exactly by the documents' primary key, so the documents need
-        no matching afterwards (mongomock matches `$in` by comparing with every listed value:
-        for a batch of 1,000 UUIDs, most of an upsert's read).
-        """
-        if not isinstance(filter, Mapping) or set(filter) != {indexing.ID}:
-            return None
-        source = self._id_source(filter[indexing.ID])
-        if source is None:
-            return None
-        self._remove_expired_documents()
-        return self._documents_in(source)
 
     def plan(self, filter: Any) -> Source | None:
         """The SQL narrowing `filter`'s candidates, or None when every document must be read."""
@@ -492,6 +504,35 @@ def _opaque(value: Any) -> Any:
     if isinstance(value, list):
         return [_opaque(item) for item in value]
     return value
+
+
+def _holds_document(value: Any) -> bool:
+    """True for a (possibly undecoded, `{}`) document, or a list holding one."""
+    if isinstance(value, dict):
+        return True
+    return isinstance(value, list) and any(_holds_document(item) for item in value)
+
+
+def included_top_level_fields(projection: Any) -> set[str] | None:
+    """The top-level fields an inclusion projection keeps (`_id` aside), else None.
+
+    None for no projection, an exclusion, dotted paths or projection operators: those need the
+    whole document.
+    """
+    if isinstance(projection, (list, tuple)):
+        projection = dict.fromkeys(projection, 1)
+    if not isinstance(projection, Mapping) or not projection:
+        return None
+    kept: set[str] = set()
+    for name, value in projection.items():
+        if name == indexing.ID and value in (0, 1, True, False):
+            continue
+        if not isinstance(name, str) or "." in name or name.startswith("$"):
+            return None
+        if value is not True and (isinstance(value, bool) or value != 1):
+            return None
+        kept.add(name)
+    return kept or None
 
 
 def _datetime_bounds(condition: Mapping[str, Any]) -> tuple[str, str] | None:

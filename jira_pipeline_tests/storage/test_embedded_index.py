@@ -74,6 +74,31 @@ def _scan(collection: Any, filter: dict[str, Any]) -> list[Any]:
     return [doc["_id"] for doc in collection.find({}) if filter_applies(filter, doc)]
 
 
+def _copy(projection: Any) -> Any:
+    return list(projection) if isinstance(projection, list) else dict(projection)
+
+
+def _project(doc: dict[str, Any], projection: Any) -> dict[str, Any]:
+    """What MongoDB returns for `projection` of a whole document (the cases used here)."""
+    if isinstance(projection, list):
+        projection = dict.fromkeys(projection, 1)
+    kept = {name for name, value in projection.items() if value and name != "_id"}
+    if any(not value for name, value in projection.items() if name != "_id"):
+        return {name: value for name, value in doc.items() if projection.get(name, 1)}
+    out = {}
+    for name in kept:
+        head, _, rest = name.partition(".")
+        if head in doc:
+            if rest and isinstance(doc[head], dict):
+                if rest in doc[head]:
+                    out[head] = {rest: doc[head][rest]}
+            elif not rest:
+                out[head] = doc[head]
+    if projection.get("_id", 1):
+        out["_id"] = doc["_id"]
+    return out
+
+
 FILTERS: list[dict[str, Any]] = [
     {"issue_id": "10005"},
     {"issue_id": {"$eq": "10005"}},
@@ -126,6 +151,12 @@ def test_plans_find_exactly_what_a_full_scan_finds(issues: Any, filter: dict[str
     for doc in found:
         if doc["_id"] == "raw":
             assert (doc["raw"], doc["mixed"]) == ({"a": 1}, [{"x": 1}, 2, [{"y": 2}]])
+    # Projections keep exactly the fields a projection of the whole documents keeps.
+    whole = {doc["_id"]: doc for doc in issues.find({})}
+    for projection in ({"issue_id": 1}, {"issue_id": 1, "raw": 1, "_id": 0}, ["mixed", "key"],
+                       {"raw.a": 1}, {"raw": 0}):
+        projected = list(issues.find(filter, _copy(projection)))
+        assert projected == [_project(whole[_id], projection) for _id in expected], projection
 
 
 def test_plans_read_only_their_candidates_and_decode_only_matches_whole(
@@ -165,6 +196,15 @@ def test_plans_read_only_their_candidates_and_decode_only_matches_whole(
         read = decoded = 0
         assert issues.count_documents(filter) == matches
         assert (read, decoded) == (candidates, 0), filter
+    # A projection of top-level scalars is served from the top level: nothing decoded whole.
+    read = decoded = 0
+    assert [d["issue_id"] for d in issues.find({"is_deleted": True}, {"issue_id": 1})] == [
+        str(10_000 + n) for n in range(0, 60, 7)
+    ]
+    assert (read, decoded) == (len(_documents()), 0)
+    read = decoded = 0
+    assert list(issues.find({"issue_id": "raw"}, {"raw": 1, "_id": 0})) == [{"raw": {"a": 1}}]
+    assert (read, decoded) == (1, 1)
     # An _id lookup is answered by the primary key: nothing to match.
     read = decoded = 0
     assert len(list(issues.find({"_id": uuid.uuid5(uuid.NAMESPACE_OID, "3")}))) == 1
