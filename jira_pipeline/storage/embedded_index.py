@@ -289,7 +289,10 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
         value: for a batch of 1,000 UUIDs, most of an upsert's read)."""
         if not isinstance(filter, Mapping) or set(filter) != {indexing.ID}:
             return None
-        return self._id_source(filter[indexing.ID])
+        condition = filter[indexing.ID]
+        if isinstance(condition, Mapping) and set(condition) not in ({"$eq"}, {"$in"}):
+            return None  # another operator beside them still has to be matched
+        return self._id_source(condition)
 
     def _candidate_bytes(self, filter: Any, plan: Source | None = None) -> Iterator[bytes]:
         """The encoded candidates for `filter` (or `plan`'s), in natural order, a chunk at a

@@ -112,6 +112,8 @@ FILTERS: list[dict[str, Any]] = [
     {"_id": uuid.uuid5(uuid.NAMESPACE_OID, "3")},
     {"_id": {"$in": [uuid.uuid5(uuid.NAMESPACE_OID, "3"), "array", 7.0, "absent"]}},
     {"_id": 7},
+    {"_id": {"$in": ["array", "nested", "missing"], "$ne": "nested"}},
+    {"_id": {"$eq": "array", "$exists": True}},
     {"updated": {"$gte": T0 + timedelta(hours=10), "$lt": T0 + timedelta(hours=20)}},
     {"updated": {"$gt": T0 + timedelta(hours=10, milliseconds=10)}},
     {"updated": {"$lte": T0}},
