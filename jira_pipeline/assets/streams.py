@@ -21,9 +21,9 @@ IO_MANAGER_KEY = "mongo_io_manager"
 def writing_store(context: dg.AssetExecutionContext) -> MongoResource:
     """The store the IO manager writes this asset's records through.
 
-    Marking vanished rows deleted reads through that same client: the embedded store keeps an
-    in-memory index per client and rebuilds it from every stored document once another client
-    has written, which cost 2.5 s per run at 20,000 issues (see benchmarks/sync_bench.py).
+    Marking vanished rows deleted reads through that same client rather than opening another:
+    one client per run means one set of connections (and, on the embedded store, one set of
+    SQLite files opened) per run.
     """
     return getattr(context.resources, IO_MANAGER_KEY).mongo
 
