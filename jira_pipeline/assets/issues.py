@@ -132,8 +132,9 @@ def mark_deleted_issues(
     scope: dict[str, Any] = {"updated": {"$gte": start}}
     if settings.projects:
         scope["project_key"] = {"$in": list(settings.projects)}
+    db = mongo.get_database()
     in_jira = jira.run(lambda client: client.count_issues(jql))
-    stored_live = mongo.get_database()["jira_issues"].count_documents(
+    stored_live = db["jira_issues"].count_documents(
         {**scope, "connection_id": site.connection_id, "is_deleted": {"$ne": True}}
     )
     if in_jira == stored_live:
@@ -144,7 +145,7 @@ def mark_deleted_issues(
     if not live:
         log.warning("Jira returned no issue ids for the synced range: nothing marked deleted")
         return 0
-    marked = mark_deleted_except(mongo.get_database(), "issues", site.connection_id, live,
+    marked = mark_deleted_except(db, "issues", site.connection_id, live,
                                  scope=scope)
     if marked:
         log.info(f"marked {marked} issue(s) deleted: they no longer exist in Jira")

@@ -271,9 +271,7 @@ class EmbeddedCollection(mongomock_collection.Collection):
 
     def _iter_documents(self, filter: Any) -> Iterator[dict[str, Any]]:
         if top_level_filter(filter):
-            if self._store.is_empty:
-                filter_applies(filter, {})  # still reject a malformed filter, as mongomock does
-            return self._store.matching_documents(filter, filter_applies)
+            return self._store.matching_documents(filter)
         return super()._iter_documents(filter)
 
     def _get_dataset(self, spec: Any, sort: Any, fields: Any, as_class: Any) -> Iterator[Any]:
@@ -282,11 +280,9 @@ class EmbeddedCollection(mongomock_collection.Collection):
         kept = included_top_level_fields(fields)
         if sort or kept is None or not top_level_filter(spec):
             return super()._get_dataset(spec, sort, fields, as_class)
-        if self._store.is_empty:
-            filter_applies(spec, {})
         return (
             self._copy_only_fields(document, fields, as_class)
-            for document in self._store.matching_documents(spec, filter_applies, kept)
+            for document in self._store.matching_documents(spec, kept)
         )
 
     def count_documents(self, filter: Any, **kwargs: Any) -> int:
@@ -294,9 +290,7 @@ class EmbeddedCollection(mongomock_collection.Collection):
         if set(kwargs) - {"maxTimeMS", "hint"} or not top_level_filter(filter):
             return super().count_documents(filter, **kwargs)
         spec = mongomock_helpers.patch_datetime_awareness_in_document(filter)
-        if self._store.is_empty:
-            filter_applies(spec, {})
-        return self._store.count_matching(spec, filter_applies)
+        return self._store.count_matching(spec)
 
     def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
         """Enforce unique indexes after a write, in time independent of the collection's size.

@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
@@ -31,6 +30,7 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from litemongo import sqlite_store
 from litemongo._vendor.mongomock import indexing
+from litemongo._vendor.mongomock.filtering import filter_applies
 
 KEYS_TABLE = "query_keys"
 PATHS_TABLE = "query_paths"
@@ -240,8 +240,9 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
     def _index_declared_paths(self) -> dict[str, int]:
         """The indexed paths, after indexing any path a declared index uses but no row holds."""
         declared = indexing.index_paths(self.indexes.values()) - {indexing.ID}
-        if declared <= set(self._current_indexed_paths()):
-            return self._current_indexed_paths()
+        paths = self._current_indexed_paths()
+        if declared <= set(paths):
+            return paths
         with self.batch(), self._rwlock.writer():
             for path in sorted(declared - set(self._current_indexed_paths())):
                 path_id = self._connection.execute(
@@ -263,16 +264,7 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
 
     def find_candidates(self, filter: Any) -> Iterator[dict[str, Any]]:
         """The documents, in natural order, that could match `filter` (the caller still filters)."""
-        self._remove_expired_documents()
-        plan = self.plan(filter)
-        if plan is None:
-            return self.documents
-        return self._documents_in(plan)
-
-    def _documents_in(self, plan: Source) -> Iterator[dict[str, Any]]:
-        # Documents are read 500 at a time (litemongo's chunking), so memory holds a chunk of
-        # documents, never every candidate.
-        return self._documents.get_many_encoded(self._ids_in(plan))
+        return (self._documents._decode_doc(encoded) for encoded in self._candidate_bytes(filter))
 
     def _ids_in(self, plan: Source) -> list[str]:
         return [
@@ -324,41 +316,47 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
                     yield found[doc_id]
 
     def matching_documents(
-        self,
-        filter: Any,
-        applies: Callable[[Any, Any], bool],
-        fields: Collection[str] | None = None,
+        self, filter: Any, fields: Collection[str] | None = None
     ) -> Iterator[dict[str, Any]]:
-        """The documents `applies(filter, document)` accepts, for a `top_level_filter` only.
+        """The documents matching a `top_level_filter`, in natural order.
 
         Each candidate is matched on its top level alone (nested documents stay undecoded, and
         `raw`, Jira's whole JSON, is most of an issue's bytes); only matches are decoded whole.
         With `fields` (top-level names a projection keeps), a match whose kept fields hold no
         nested document is returned as its top level, not decoded whole.
         """
-        kept = None if fields is None else {*fields, indexing.ID}
+        self._reject_if_malformed(filter)
+        return self._matching(filter, None if fields is None else {*fields, indexing.ID})
+
+    def _matching(self, filter: Any, kept: set[str] | None) -> Iterator[dict[str, Any]]:
         exact = self._exact_id_plan(filter)
         for encoded in self._candidate_bytes(filter, exact):
             if exact is not None and kept is None:
                 yield self._documents._decode_doc(encoded)
                 continue
             top = self._top_level(encoded)
-            if exact is None and not applies(filter, top):
+            if exact is None and not filter_applies(filter, top):
                 continue
             if kept is not None and not any(_holds_document(top.get(name)) for name in kept):
                 yield top
             else:
                 yield self._documents._decode_doc(encoded)
 
-    def count_matching(self, filter: Any, applies: Callable[[Any, Any], bool]) -> int:
-        """How many documents `applies(filter, document)` accepts, decoding none of them whole."""
+    def count_matching(self, filter: Any) -> int:
+        """How many documents match a `top_level_filter`, decoding none of them whole."""
+        self._reject_if_malformed(filter)
         exact = self._exact_id_plan(filter)
         if exact is not None:
             return len(self._ids_in(exact))
         return sum(
             1 for encoded in self._candidate_bytes(filter)
-            if applies(filter, self._top_level(encoded))
+            if filter_applies(filter, self._top_level(encoded))
         )
+
+    def _reject_if_malformed(self, filter: Any) -> None:
+        # mongomock validates a filter by matching it even when no document can be returned.
+        if self.is_empty:
+            filter_applies(filter, {})
 
     def _top_level(self, encoded: bytes) -> dict[str, Any]:
         document = RawBSONDocument(encoded, codec_options=self._shallow_codec_options)
@@ -597,7 +595,7 @@ class IndexedServerStore(sqlite_store.ServerStore):
 
     def __getitem__(self, db_name: str) -> IndexedDatabaseStore:
         if db_name not in self._databases:
-            self._databases[db_name] = IndexedDatabaseStore(Path(self._dirpath) / db_name)
+            self._databases[db_name] = IndexedDatabaseStore(self._dirpath / db_name)
         return self._databases[db_name]
 
 
