@@ -11,9 +11,9 @@ from pymongo.database import Database
 from jira_pipeline.assets.jobs import DIMENSION_ASSETS
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.sensors import missing_references, newest_updated, stored_newest_updated
-from jira_pipeline.assets.settings import PipelineSettings
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.jira import IssueWindow, build_issue_jql
+from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline.timeutil import utc_now
 

@@ -7,11 +7,11 @@ from typing import Any
 import dagster as dg
 
 from jira_pipeline.assets.resources import JiraResource
-from jira_pipeline.assets.settings import PipelineSettings
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.assets.streams import IO_MANAGER_KEY, JiraRecordStream, writing_store
 from jira_pipeline.jira import JiraClient
 from jira_pipeline.jira.models import JiraRecord
+from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY
 from jira_pipeline.storage.upserts import mark_deleted_except

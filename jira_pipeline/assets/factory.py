@@ -14,12 +14,11 @@ from jira_pipeline.assets.partitions import issue_partitions
 from jira_pipeline.assets.projects import PROJECTS
 from jira_pipeline.assets.schedules import build_daily_schedule
 from jira_pipeline.assets.sensors import build_refresh_sensor
-from jira_pipeline.assets.settings import PipelineSettings
 from jira_pipeline.assets.sites import JiraSite, environment_site, registered_site
 from jira_pipeline.assets.statuses import STATUSES
 from jira_pipeline.assets.summary import build_summary_asset
 from jira_pipeline.assets.users import USERS
-from jira_pipeline.jira import JiraConfigError
+from jira_pipeline.settings import ConfigurationError, PipelineSettings, load_settings
 from jira_pipeline.storage.connections import ConnectionRepository
 from jira_pipeline.storage.io_manager import MongoUpsertIOManager
 from jira_pipeline.storage.resources import MongoResource
@@ -50,18 +49,18 @@ def build_site_definitions(site: JiraSite, settings: PipelineSettings) -> dg.Def
     )
 
 
-def configured_sites(mongo: MongoResource) -> list[JiraSite]:
+def configured_sites(mongo: MongoResource, settings: PipelineSettings) -> list[JiraSite]:
     """The environment's site, then each connection registered in `jira_connections`."""
     sites: list[JiraSite] = []
-    site = environment_site(mongo)
+    site = environment_site(mongo, settings)
     if site is not None:
         sites.append(site)
     sites.extend(
-        registered_site(connection, mongo)
+        registered_site(connection, mongo, settings)
         for connection in ConnectionRepository(mongo.get_database()).list()
     )
     if not sites:
-        raise JiraConfigError(
+        raise ConfigurationError(
             "JIRA_BASE_URL",
             "is not set and no connection is registered in jira_connections: set JIRA_BASE_URL "
             "with JIRA_EMAIL and JIRA_API_TOKEN (or JIRA_PAT), register a connection with "
@@ -73,10 +72,10 @@ def configured_sites(mongo: MongoResource) -> list[JiraSite]:
 def build_definitions(
     settings: PipelineSettings | None = None, mongo: MongoResource | None = None
 ) -> dg.Definitions:
-    settings = settings or PipelineSettings.from_env()
+    settings = settings or load_settings()
     mongo = mongo or MongoResource()
     return dg.Definitions.merge(
-        *(build_site_definitions(site, settings) for site in configured_sites(mongo)),
+        *(build_site_definitions(site, settings) for site in configured_sites(mongo, settings)),
         dg.Definitions(
             resources={"mongo": mongo, "mongo_io_manager": MongoUpsertIOManager(mongo=mongo)}
         ),

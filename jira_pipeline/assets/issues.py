@@ -10,10 +10,10 @@ from pydantic import Field
 from jira_pipeline.assets.dimensions import NETWORK_RETRY_POLICY
 from jira_pipeline.assets.partitions import partition_key_for
 from jira_pipeline.assets.resources import JiraResource
-from jira_pipeline.assets.settings import PipelineSettings
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.assets.streams import IO_MANAGER_KEY, JiraRecordStream, writing_store
 from jira_pipeline.jira import IssueRecord, IssueWindow, build_issue_jql
+from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY
 from jira_pipeline.storage.resources import MongoResource
 from jira_pipeline.storage.upserts import mark_deleted_except

@@ -6,11 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 
-DEFAULT_SYNC_START_DATE = date(2020, 1, 1)
 PARTITION_KEY_FORMAT = "%Y-%m-%d"
 
 
-def issue_partitions(start: date = DEFAULT_SYNC_START_DATE) -> dg.DailyPartitionsDefinition:
+def issue_partitions(start: date) -> dg.DailyPartitionsDefinition:
     """Daily UTC partitions from `start`; `end_offset=1` makes today a partition.
 
     The start is a fixed date (never "N days ago") so the partition set never moves under

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from jira_pipeline.assets.dimensions import Dimension
-from jira_pipeline.assets.settings import PipelineSettings
 from jira_pipeline.jira import JiraClient, ProjectRecord
+from jira_pipeline.settings import PipelineSettings
 
 
 async def _projects(

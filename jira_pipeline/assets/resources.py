@@ -12,13 +12,11 @@ from pydantic import Field, PrivateAttr, SecretStr
 from jira_pipeline.jira import (
     ClientCounters,
     JiraClient,
-    JiraConfigError,
-    JiraSettings,
-    OAuthEndpoints,
     OAuthTokens,
     iterate_blocking,
     run_sync,
 )
+from jira_pipeline.settings import ConfigurationError, PipelineSettings
 from jira_pipeline.storage.connections import (
     ConnectionRepository,
     JiraConnectionError,
@@ -55,12 +53,13 @@ class JiraResource(dg.ConfigurableResource):
         description="a connection in jira_connections whose stored (encrypted) tokens to use",
     )
     deployment: str | None = Field(default=None, description="cloud or datacenter")
-    min_request_interval_ms: int = Field(default=200, ge=0)
-    max_in_flight: int = Field(default=4, ge=1)
-    timeout_s: float = Field(default=30.0, gt=0)
-    retry_attempts: int = Field(default=6, ge=1)
-    retry_base_s: float = Field(default=1.0, ge=0)
-    retry_cap_s: float = Field(default=60.0, ge=0)
+    # Pacing, timeout and retries; unset takes the settings model's default.
+    min_request_interval_ms: int | None = None
+    max_in_flight: int | None = None
+    timeout_s: float | None = None
+    retry_attempts: int | None = None
+    retry_base_s: float | None = None
+    retry_cap_s: float | None = None
     mongo: MongoResource | None = Field(
         default=None, description="where stored connection tokens live (OAuth, registered)"
     )
@@ -68,30 +67,27 @@ class JiraResource(dg.ConfigurableResource):
     _client: JiraClient | None = PrivateAttr(default=None)
     _guard: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
-    def settings(self) -> JiraSettings:
-        """These fields as the client's settings; stored tokens are added by `get_client`."""
-        return JiraSettings(
-            base_url=self.base_url.rstrip("/") if self.base_url else None,
-            email=self.email,
-            api_token=SecretStr(self.api_token) if self.api_token else None,
-            pat=SecretStr(self.pat) if self.pat else None,
-            oauth_client_id=self.oauth_client_id,
-            oauth_client_secret=(
-                SecretStr(self.oauth_client_secret) if self.oauth_client_secret else None
-            ),
-            cloud_id=self.cloud_id,
-            oauth_endpoints=(
-                OAuthEndpoints.at_origin(self.oauth_origin) if self.oauth_origin
-                else OAuthEndpoints()
-            ),
-            deployment=self.deployment,  # type: ignore[arg-type]  # JiraSettings validates
-            min_request_interval_ms=self.min_request_interval_ms,
-            max_in_flight=self.max_in_flight,
-            timeout_s=self.timeout_s,
-            retry_attempts=self.retry_attempts,
-            retry_base_s=self.retry_base_s,
-            retry_cap_s=self.retry_cap_s,
-        )
+    def settings(self) -> PipelineSettings:
+        """These fields as the client's settings (validated, each problem naming its variable);
+        stored tokens are added by `get_client`."""
+        fields = {
+            "base_url": self.base_url,
+            "email": self.email,
+            "api_token": self.api_token,
+            "pat": self.pat,
+            "oauth_client_id": self.oauth_client_id,
+            "oauth_client_secret": self.oauth_client_secret,
+            "cloud_id": self.cloud_id,
+            "oauth_origin": self.oauth_origin,
+            "deployment": self.deployment,
+            "min_request_interval_ms": self.min_request_interval_ms,
+            "max_in_flight": self.max_in_flight,
+            "timeout_s": self.timeout_s,
+            "retry_attempts": self.retry_attempts,
+            "retry_base_s": self.retry_base_s,
+            "retry_cap_s": self.retry_cap_s,
+        }
+        return PipelineSettings.of(fields)
 
     def get_client(self) -> JiraClient:
         """This run's client, created on first use."""
@@ -106,19 +102,19 @@ class JiraResource(dg.ConfigurableResource):
             settings = self._with_stored_secret(settings)
         if settings.auth_mode != "oauth":
             if settings.auth_mode == "basic" and not (settings.email and settings.api_token):
-                raise JiraConfigError(
+                raise ConfigurationError(
                     "JIRA_EMAIL", "and JIRA_API_TOKEN are needed for Jira Cloud API-token auth "
                     "(or set JIRA_PAT, or an OAuth connection)"
                 )
             return JiraClient.from_settings(settings)
         if self.connection_id is None or self.mongo is None:
-            raise JiraConfigError(
+            raise ConfigurationError(
                 "JIRA_OAUTH_CLIENT_ID", "is set, but no OAuth connection is registered: run "
                 "`jira-pipeline connections add NAME --auth-type oauth ...` first"
             )
         tokens = self._stored_tokens()
         if tokens is None:
-            raise JiraConfigError(
+            raise ConfigurationError(
                 "JIRA_OAUTH_CLIENT_ID", f"is set, but connection {self.connection_id} has no "
                 "stored refresh token: authorize it again with `jira-pipeline connections add`"
             )
@@ -126,7 +122,7 @@ class JiraResource(dg.ConfigurableResource):
             settings, tokens=tokens, on_tokens=self._save_tokens, load_tokens=self._stored_tokens
         )
 
-    def _with_stored_secret(self, settings: JiraSettings) -> JiraSettings:
+    def _with_stored_secret(self, settings: PipelineSettings) -> PipelineSettings:
         """A registered API-token or PAT connection: its secret is decrypted only now."""
         assert self.connection_id is not None
         secret = self._repository().tokens(self.connection_id).access_token

@@ -10,8 +10,8 @@ from dagster._core.storage.tags import (
 
 from jira_pipeline.assets.jobs import SiteJobs
 from jira_pipeline.assets.partitions import partition_key_for
-from jira_pipeline.assets.settings import PipelineSettings
 from jira_pipeline.assets.sites import JiraSite
+from jira_pipeline.settings import PipelineSettings
 
 
 def partition_range_tags(first: str, last: str) -> dict[str, str]:

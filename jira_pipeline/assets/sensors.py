@@ -12,9 +12,9 @@ from jira_pipeline.assets.jobs import SiteJobs
 from jira_pipeline.assets.partitions import partition_keys_between
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.schedules import partition_range_tags
-from jira_pipeline.assets.settings import PipelineSettings
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.jira import IssueWindow, JiraClient, build_issue_jql
+from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.timeutil import from_epoch_ms, parse_jira_datetime, to_epoch_ms, utc_now
 
 # Past this look-back, stored_newest_updated searches everything (1, 8, 64, ... days before).

@@ -9,17 +9,16 @@ from typing import Any
 import dagster as dg
 
 from jira_pipeline.assets.resources import JiraResource
-from jira_pipeline.jira import JiraConfigError, JiraSettings
-from jira_pipeline.jira.config import client_tuning
-from jira_pipeline.settings import env
+from jira_pipeline.settings import ConfigurationError, PipelineSettings, variable_of
 from jira_pipeline.storage.connections import Connection
 from jira_pipeline.storage.crypto import TokenCipher
 from jira_pipeline.storage.entities import JIRA_PIPELINE_NAMESPACE
 from jira_pipeline.storage.resources import MongoResource
 
 DEFAULT_GROUP = "jira"
-# Environment variables whose presence means "a site is configured in the environment".
-_SITE_VARIABLES = ("JIRA_BASE_URL", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_PAT")
+# Settings of the environment's site that are secrets: resources get them as `dg.EnvVar`.
+_SECRET_FIELDS = ("email", "api_token", "pat")
+
 @dataclass(frozen=True)
 class JiraSite:
     """One Jira site: its stable connection id and the names of its assets, jobs and resource.
@@ -68,53 +67,54 @@ class JiraSite:
         return {**self.run_tags, "jira/issues": self.name}
 
 
-def environment_site(mongo: MongoResource) -> JiraSite | None:
-    """The site of the JIRA_* variables (validated now, so a bad value fails at load time)."""
-    if not any(env(name) for name in (*_SITE_VARIABLES, "JIRA_OAUTH_CLIENT_ID")):
+def environment_site(mongo: MongoResource, settings: PipelineSettings) -> JiraSite | None:
+    """The site of the JIRA_* variables (validated when the settings loaded)."""
+    if not settings.configures_a_site:
         return None
-    settings = JiraSettings.from_env()
     if settings.auth_mode == "oauth":
         # OAuth tokens live in jira_connections: such a site is a registered connection.
         return None
     assert settings.base_url is not None
     secrets: dict[str, Any] = {
-        name.lower().removeprefix("jira_"): dg.EnvVar(name)
-        for name in ("JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_PAT")
-        if env(name)
+        name: dg.EnvVar(variable_of(name))
+        for name in _SECRET_FIELDS
+        if getattr(settings, name) is not None
     }
     resource = JiraResource(
         base_url=dg.EnvVar("JIRA_BASE_URL"),
         deployment=settings.deployment,
         **secrets,
-        **client_tuning(),
+        **settings.client_tuning(),
         mongo=mongo,
     )
     return JiraSite(name="default", connection_id=site_connection_id(settings.base_url),
                     resource=resource)
 
 
-def registered_site(connection: Connection, mongo: MongoResource) -> JiraSite:
+def registered_site(
+    connection: Connection, mongo: MongoResource, settings: PipelineSettings
+) -> JiraSite:
     """A connection from `jira_connections`; its tokens stay encrypted in MongoDB until used."""
     if connection.has_tokens:
         # Its secrets are decrypted at every run: a missing or malformed key must stop the load
         # with a message naming JIRA_PIPELINE_FERNET_KEYS, not fail the first run hours later.
-        TokenCipher.from_env()
+        TokenCipher.from_settings(settings)
     common: dict[str, Any] = {
         "connection_id": connection.id,
         "mongo": mongo,
-        **client_tuning(),
+        **settings.client_tuning(),
     }
     if connection.auth_type == "oauth":
-        for name in ("JIRA_OAUTH_CLIENT_ID", "JIRA_OAUTH_CLIENT_SECRET"):
-            if not env(name):
-                raise JiraConfigError(
-                    name, f"is not set, but connection {connection.name!r} uses OAuth"
+        for name in ("oauth_client_id", "oauth_client_secret"):
+            if getattr(settings, name) is None:
+                raise ConfigurationError(
+                    variable_of(name), f"is not set, but connection {connection.name!r} uses OAuth"
                 )
         resource = JiraResource(
             oauth_client_id=dg.EnvVar("JIRA_OAUTH_CLIENT_ID"),
             oauth_client_secret=dg.EnvVar("JIRA_OAUTH_CLIENT_SECRET"),
             cloud_id=connection.cloud_id,
-            oauth_origin=env("JIRA_OAUTH_ORIGIN"),
+            oauth_origin=settings.oauth_origin,
             **common,
         )
     else:

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterable
 from typing import Any
 
 from jira_pipeline.assets.dimensions import Dimension
-from jira_pipeline.assets.settings import PipelineSettings
 from jira_pipeline.jira import JiraClient, UserRecord
+from jira_pipeline.settings import PipelineSettings
 
 
 def _users(client: JiraClient, settings: PipelineSettings) -> AsyncIterable[dict[str, Any]]:

@@ -3,7 +3,6 @@
 from jira_pipeline.jira._exceptions import (
     JiraAuthError,
     JiraBadRequest,
-    JiraConfigError,
     JiraError,
     JiraGatewayError,
     JiraHTTPError,
@@ -30,7 +29,6 @@ from jira_pipeline.jira.auth import (
 )
 from jira_pipeline.jira.bridge import EventLoopThread, iterate_blocking, run_sync, shared_loop
 from jira_pipeline.jira.client import ClientCounters, JiraClient, merge_pages
-from jira_pipeline.jira.config import JiraSettings
 from jira_pipeline.jira.jql import IssueWindow, build_issue_jql, fence_user_jql, project_clause
 from jira_pipeline.jira.models import IssueRecord, ProjectRecord, StatusRecord, UserRecord
 from jira_pipeline.jira.ratelimit import RateLimiter
@@ -47,7 +45,6 @@ __all__ = [
     "JiraAuthError",
     "JiraBadRequest",
     "JiraClient",
-    "JiraConfigError",
     "JiraError",
     "JiraGatewayError",
     "JiraHTTPError",
@@ -58,7 +55,6 @@ __all__ = [
     "JiraRateLimited",
     "JiraResponseError",
     "JiraServerError",
-    "JiraSettings",
     "JiraTokenError",
     "JiraTransportError",
     "JqlError",

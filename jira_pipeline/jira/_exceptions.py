@@ -6,15 +6,7 @@ from collections.abc import Iterable, Mapping
 
 
 class JiraError(Exception):
-    """Anything that went wrong talking to Jira or configuring the connection."""
-
-
-class JiraConfigError(JiraError, ValueError):
-    """A setting is missing or malformed; the message names the environment variable."""
-
-    def __init__(self, variable: str, problem: str) -> None:
-        self.variable = variable
-        super().__init__(f"{variable} {problem}")
+    """Anything that went wrong talking to Jira (bad settings are a `ConfigurationError`)."""
 
 
 class JqlError(JiraError, ValueError):

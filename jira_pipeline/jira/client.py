@@ -32,11 +32,11 @@ from jira_pipeline.jira.auth import (
     TokenSaver,
     scrub,
 )
-from jira_pipeline.jira.config import JiraSettings
 from jira_pipeline.jira.jql import IssueWindow, build_issue_jql
 from jira_pipeline.jira.pagination import array_pages, offset_pages, token_pages
 from jira_pipeline.jira.ratelimit import RateLimiter, pause_from_headers
 from jira_pipeline.jira.retry import RetryPolicy
+from jira_pipeline.settings import PipelineSettings
 
 USER_AGENT = f"jira-pipeline/{__version__}"
 FULL_PAGE_SIZE = 100  # Jira's maximum for full issues: half the calls of the default 50
@@ -115,7 +115,7 @@ class JiraClient:
     @classmethod
     def from_settings(
         cls,
-        settings: JiraSettings,
+        settings: PipelineSettings,
         *,
         tokens: OAuthTokens | None = None,
         on_tokens: TokenSaver | None = None,

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from jira_pipeline.settings import env
+from jira_pipeline.settings import load_settings
 from jira_pipeline.storage.client import StoreUnavailableError, get_database
 from jira_pipeline.storage.connections import AUTH_TYPES, Connection, ConnectionRepository
 from jira_pipeline.storage.connections import JiraConnectionError as RepositoryError
@@ -153,7 +153,8 @@ def _authorize(repository: ConnectionRepository, args: argparse.Namespace) -> in
     # Imported here: only this command needs the Jira client.
     from jira_pipeline.jira import OAuth3LO, OAuthEndpoints
 
-    client_id, client_secret = env("JIRA_OAUTH_CLIENT_ID"), env("JIRA_OAUTH_CLIENT_SECRET")
+    settings = load_settings()
+    client_id, client_secret = settings.oauth_client_id, settings.oauth_client_secret
     if not client_id or not client_secret:
         raise ValueError("--authorize needs JIRA_OAUTH_CLIENT_ID and JIRA_OAUTH_CLIENT_SECRET set")
     repository.cipher  # noqa: B018 - fail on missing keys before the user consents

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from jira_pipeline.settings import ConfigurationError
 from jira_pipeline.storage.client import StoreUnavailableError, get_database
 from jira_pipeline.storage.connections import ConnectionRepository
 from jira_pipeline.storage.crypto import FERNET_KEYS_VARIABLE, TokenCipher, TokenCipherError
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         cipher = TokenCipher.from_env()
         repository = ConnectionRepository(get_database(database=args.database), cipher)
         rotated = repository.rotate_keys()
-    except (StoreUnavailableError, TokenCipherError) as error:
+    except (StoreUnavailableError, TokenCipherError, ConfigurationError) as error:
         print(f"jira-pipeline keys: {error}", file=sys.stderr)
         return 1
     print(f"re-encrypted {rotated} token(s) with the newest key")

@@ -23,7 +23,7 @@ from litemongo._vendor.mongomock.filtering import filter_applies
 from pymongo.database import Database
 from pymongo.errors import ConfigurationError, DuplicateKeyError, PyMongoError
 
-from jira_pipeline.settings import env
+from jira_pipeline.settings import check_database_name, load_settings
 from jira_pipeline.storage.embedded_index import (
     IndexedServerStore,
     included_top_level_fields,
@@ -44,32 +44,11 @@ class StoreUnavailableError(RuntimeError):
     """The configured MongoDB cannot be used: unreachable server, bad URI or unwritable folder."""
 
 
-class DatabaseNameError(ValueError):
-    """MONGODB_DATABASE (or a database named in code or on the command line) is not a name
-    MongoDB accepts; the embedded store would even turn `a/b` into nested folders."""
-
-
-# MongoDB refuses these in database names on every platform, and names of 64 bytes or more.
-_DATABASE_NAME_FORBIDDEN = '/\\. "$\x00'
-_DATABASE_NAME_MAX_BYTES = 63
-
-
 def database_name(name: str | None = None) -> str:
-    """`name`, else MONGODB_DATABASE, else `jira`: checked to be a valid MongoDB database name."""
-    chosen = name if name is not None else env("MONGODB_DATABASE", DEFAULT_DATABASE)
-    assert chosen is not None
-    problem = None
-    if not chosen:
-        problem = "must not be empty"
-    elif any(character in _DATABASE_NAME_FORBIDDEN for character in chosen):
-        problem = "must not contain / \\ . \" $, a space or a NUL character"
-    elif len(chosen.encode()) > _DATABASE_NAME_MAX_BYTES:
-        problem = f"must be at most {_DATABASE_NAME_MAX_BYTES} bytes long"
-    if problem is not None:
-        raise DatabaseNameError(
-            f"MONGODB_DATABASE {problem} (a MongoDB database name), got {chosen!r}"
-        )
-    return chosen
+    """`name`, else MONGODB_DATABASE, else `jira`: checked to be a valid MongoDB database name
+    (a bad one, even named in code or on the command line, is a ConfigurationError naming
+    MONGODB_DATABASE)."""
+    return load_settings().mongodb_database if name is None else check_database_name(name)
 
 
 def mask_uri(uri: str) -> str:
@@ -87,8 +66,8 @@ def mask_uri(uri: str) -> str:
 
 def embedded_store_folder() -> Path:
     """The embedded store's folder: `$DAGSTER_HOME/mongo`, else `./.jira_pipeline/mongo`."""
-    dagster_home = env("DAGSTER_HOME")
-    base = Path(dagster_home) if dagster_home else Path.cwd() / ".jira_pipeline"
+    dagster_home = load_settings().dagster_home
+    base = dagster_home if dagster_home is not None else Path.cwd() / ".jira_pipeline"
     return base / "mongo"
 
 
@@ -105,7 +84,9 @@ def get_mongo_client(
     The client is checked before it is returned, so a wrong URI, an unreachable server or an
     unwritable folder fails here with one message instead of at the first write.
     """
-    uri = uri if uri is not None else env("MONGODB_URI")
+    if uri is None:
+        configured = load_settings().mongodb_uri
+        uri = configured.get_secret_value() if configured is not None else None
     if uri:
         return _server_client(uri, max_pool_size, min_pool_size, server_selection_timeout_ms)
     return _embedded_client(Path(folder) if folder is not None else embedded_store_folder())

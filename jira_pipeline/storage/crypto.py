@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from jira_pipeline.settings import load_dotenv_once
+from jira_pipeline.settings import ConfigurationError, PipelineSettings, load_settings
 
 FERNET_KEYS_VARIABLE = "JIRA_PIPELINE_FERNET_KEYS"
 
 
 class TokenCipherError(RuntimeError):
-    """The encryption keys are missing or malformed (the message never contains a key)."""
+    """Stored tokens cannot be used with the configured keys (missing or malformed keys are a
+    `ConfigurationError` naming JIRA_PIPELINE_FERNET_KEYS); the message never contains a key."""
 
 
 class TokenDecryptError(TokenCipherError):
@@ -26,8 +26,8 @@ class TokenCipher:
     def __init__(self, keys: Sequence[str]) -> None:
         keys = [key.strip() for key in keys if key.strip()]
         if not keys:
-            raise TokenCipherError(
-                f"{FERNET_KEYS_VARIABLE} is not set: token encryption needs at least one key "
+            raise ConfigurationError(
+                FERNET_KEYS_VARIABLE, "is not set: token encryption needs at least one key "
                 "(create one with `jira-pipeline keys generate`)"
             )
         fernets = []
@@ -36,9 +36,9 @@ class TokenCipher:
                 fernets.append(Fernet(key.encode("ascii")))
             except (ValueError, UnicodeEncodeError):
                 # Never echo the value: it is (meant to be) a secret.
-                raise TokenCipherError(
-                    f"{FERNET_KEYS_VARIABLE}: key #{position} of {len(keys)} is not a valid Fernet "
-                    "key (32 url-safe base64-encoded bytes; create one with "
+                raise ConfigurationError(
+                    FERNET_KEYS_VARIABLE, f"holds key #{position} of {len(keys)}, which is not a "
+                    "valid Fernet key (32 url-safe base64-encoded bytes; create one with "
                     "`jira-pipeline keys generate`)"
                 ) from None
         self._cipher = MultiFernet(fernets)
@@ -47,10 +47,12 @@ class TokenCipher:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TokenCipher:
         """The cipher for the comma-separated keys in `JIRA_PIPELINE_FERNET_KEYS`, newest first."""
-        if environ is None:
-            load_dotenv_once()
-            environ = os.environ
-        return cls(environ.get(FERNET_KEYS_VARIABLE, "").split(","))
+        return cls.from_settings(load_settings(environ))
+
+    @classmethod
+    def from_settings(cls, settings: PipelineSettings) -> TokenCipher:
+        keys = settings.fernet_keys
+        return cls(keys.get_secret_value().split(",") if keys is not None else [])
 
     @staticmethod
     def generate_key() -> str:

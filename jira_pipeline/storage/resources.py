@@ -37,8 +37,8 @@ class MongoResource(dg.ConfigurableResource):
     _guard: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def database_name(self) -> str:
-        """The `database` field, else MONGODB_DATABASE, else `jira`; DatabaseNameError (naming
-        MONGODB_DATABASE) if MongoDB would refuse it."""
+        """The `database` field, else MONGODB_DATABASE, else `jira`; a ConfigurationError
+        (naming MONGODB_DATABASE) if MongoDB would refuse it."""
         return database_name(self.database)
 
     def get_client(self) -> MongoClient:
