@@ -8,7 +8,7 @@ import pytest
 from jira_pipeline.assets.factory import build_definitions
 from jira_pipeline.assets.schedules import partition_range_tags
 from jira_pipeline.assets.sites import site_connection_id
-from jira_pipeline.jira import JiraConfigError
+from jira_pipeline.settings import ConfigurationError
 from jira_pipeline.storage.connections import ConnectionRepository
 from jira_pipeline.storage.crypto import TokenCipher
 from jira_pipeline.storage.resources import MongoResource
@@ -73,5 +73,6 @@ def test_no_site_at_all_fails_naming_the_variable(monkeypatch, tmp_path):
                  "JIRA_OAUTH_CLIENT_ID", "MONGODB_URI"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)  # no .env here
-    with pytest.raises(JiraConfigError, match="JIRA_BASE_URL"):
+    with pytest.raises(ConfigurationError, match="JIRA_BASE_URL") as raised:
         build_definitions(mongo=MongoResource(folder=str(tmp_path / "mongo")))
+    assert raised.value.variable == "JIRA_BASE_URL"

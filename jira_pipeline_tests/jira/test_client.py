@@ -18,7 +18,6 @@ from jira_pipeline.jira import (
     JiraClient,
     JiraResponseError,
     JiraServerError,
-    JiraSettings,
     JiraTokenError,
     JiraTransportError,
     JqlError,
@@ -30,6 +29,7 @@ from jira_pipeline.jira import (
     iterate_blocking,
     run_sync,
 )
+from jira_pipeline.settings import load_settings
 from jira_pipeline.timeutil import parse_jira_datetime
 from jira_pipeline_tests.conftest import FAKE_JIRA_NOW
 
@@ -681,7 +681,7 @@ def test_no_credential_appears_in_errors_reprs_or_logs(fake_jira_factory, caplog
 
 
 def test_a_client_built_from_environment_settings_talks_to_the_site(fake_jira):
-    settings = JiraSettings.from_env({
+    settings = load_settings({
         "JIRA_BASE_URL": fake_jira.base_url,
         "JIRA_EMAIL": fake_jira.config.email,
         "JIRA_API_TOKEN": fake_jira.config.api_token,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from jira_pipeline.settings import ConfigurationError
 from jira_pipeline.storage.client import (
-    DatabaseNameError,
     StoreUnavailableError,
     get_database,
     get_mongo_client,
@@ -55,16 +55,12 @@ def test_without_dagster_home_the_store_lives_in_the_working_directory(
 def test_a_dotenv_file_in_the_working_directory_configures_the_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jira_pipeline.settings import load_dotenv_once
-
     (tmp_path / ".env").write_text(f"DAGSTER_HOME={tmp_path / 'from-dotenv'}\n")
     monkeypatch.chdir(tmp_path)
-    load_dotenv_once.cache_clear()
-    try:
-        get_database().jira_users.insert_one({"account_id": "a"})
-    finally:
-        monkeypatch.delenv("DAGSTER_HOME", raising=False)  # set by the .env file
-        load_dotenv_once.cache_clear()
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+
+    get_database().jira_users.insert_one({"account_id": "a"})
 
     assert (tmp_path / "from-dotenv" / "mongo" / "jira" / "jira_users").is_file()
 
@@ -104,17 +100,18 @@ def test_a_database_name_mongodb_refuses_is_named_by_its_variable_before_any_sto
     resource = MongoResource(folder=str(tmp_path / "store"))
 
     for open_database in (resource.get_database, lambda: get_database(folder=tmp_path / "store")):
-        with pytest.raises(DatabaseNameError) as raised:
+        with pytest.raises(ConfigurationError) as raised:
             open_database()
+        assert raised.value.variable == "MONGODB_DATABASE"
         assert str(raised.value).startswith("MONGODB_DATABASE")
         assert repr(name) in str(raised.value)
     assert not (tmp_path / "store").exists()
 
 
 def test_a_database_named_in_code_is_checked_like_the_variable(tmp_path: Path) -> None:
-    with pytest.raises(DatabaseNameError, match=r"^MONGODB_DATABASE must not be empty"):
+    with pytest.raises(ConfigurationError, match=r"^MONGODB_DATABASE must not be empty"):
         MongoResource(folder=str(tmp_path), database="").get_database()
-    with pytest.raises(DatabaseNameError, match=r"^MONGODB_DATABASE"):
+    with pytest.raises(ConfigurationError, match=r"^MONGODB_DATABASE"):
         get_database(database="a.b", folder=tmp_path)
 
 

@@ -10,6 +10,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from jira_pipeline.cli import main as cli
+from jira_pipeline.settings import ConfigurationError
 from jira_pipeline.storage.connections import (
     ConnectionNotFoundError,
     ConnectionRepository,
@@ -20,7 +21,6 @@ from jira_pipeline.storage.connections import (
 from jira_pipeline.storage.crypto import (
     FERNET_KEYS_VARIABLE,
     TokenCipher,
-    TokenCipherError,
     TokenDecryptError,
 )
 from jira_pipeline_tests.storage.conftest import Store
@@ -72,16 +72,18 @@ def test_a_token_under_a_key_that_is_not_configured_fails_naming_the_variable() 
 
 
 def test_a_missing_key_variable_fails_naming_it() -> None:
-    with pytest.raises(TokenCipherError, match=f"{FERNET_KEYS_VARIABLE} is not set"):
+    with pytest.raises(ConfigurationError, match=f"^{FERNET_KEYS_VARIABLE} is not set") as raised:
         TokenCipher.from_env({})
+    assert raised.value.variable == FERNET_KEYS_VARIABLE
 
 
 def test_an_invalid_key_fails_naming_the_variable_without_echoing_the_key() -> None:
     good, bad = _key(), "this-is-not-a-fernet-key-but-a-secret"
 
-    with pytest.raises(TokenCipherError, match=f"{FERNET_KEYS_VARIABLE}: key #2 of 2") as raised:
+    with pytest.raises(ConfigurationError, match="holds key #2 of 2") as raised:
         TokenCipher.from_env({FERNET_KEYS_VARIABLE: f"{good}, {bad}"})
 
+    assert raised.value.variable == FERNET_KEYS_VARIABLE
     assert bad not in str(raised.value) and good not in str(raised.value)
 
 
