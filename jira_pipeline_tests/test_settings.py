@@ -5,6 +5,7 @@ malformed value, stops the code location from loading with a `ConfigurationError
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -37,7 +38,7 @@ class Case:
 
     valid: str | None
     malformed: str
-    companions: dict[str, str | None] = field(default_factory=dict)
+    companions: Mapping[str, str | None] = field(default_factory=dict)
     oauth_connection: bool = False
 
 
@@ -94,7 +95,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return home
 
 
-def apply(monkeypatch: pytest.MonkeyPatch, values: dict[str, str | None]) -> None:
+def apply(monkeypatch: pytest.MonkeyPatch, values: Mapping[str, str | None]) -> None:
     for name, value in values.items():
         if value is None:
             monkeypatch.delenv(name, raising=False)
