@@ -56,6 +56,7 @@ UPSERT_DUPLICATES = f"{UPDATE_ONE}#upsert-with-duplicate-values"
 SET_ON_INSERT = f"{MANUAL}/reference/operator/update/setOnInsert/"
 UPDATE_MANY = f"{MANUAL}/reference/method/db.collection.updateMany/"
 REPLACE_ONE = f"{MANUAL}/reference/method/db.collection.replaceOne/"
+SORT = f"{MANUAL}/reference/method/cursor.sort/"
 
 DAY = datetime(2026, 1, 5, tzinfo=UTC)
 MS = timedelta(milliseconds=1)
@@ -322,6 +323,11 @@ CASES: list[Case] = [
          ids({"labels.0": "urgent"}), ["b"]),
     Case("distinct_counts_each_array_element", DISTINCT, LABELLED,
          lambda c: sorted(c.distinct("labels")), ["backend", "ui", "urgent"]),
+    Case("distinct_reads_only_documents_matching_its_filter", DISTINCT,
+         [{"_id": 1, "status_id": "1", "is_deleted": False}, {"_id": 2, "status_id": "2"},
+          {"_id": 3, "status_id": "3", "is_deleted": True}, {"_id": 4, "status_id": "1"}],
+         lambda c: sorted(c.distinct("status_id", {"is_deleted": {"$ne": True}})), ["1", "2"],
+         indexed_on=("is_deleted",)),
     # -- nested documents ----------------------------------------------------------------------
     Case("a_dotted_path_reaches_into_nested_documents", EMBEDDED, ISSUES,
          ids({"raw.fields.summary": "Crash"}), ["p1"]),
@@ -365,6 +371,17 @@ CASES: list[Case] = [
           {"_id": "f", "s": 2.5}, {"_id": "i", "s": 1}, {"_id": "n", "s": None}],
          lambda c: [d["_id"] for d in c.find({}).sort("s", ASCENDING)],
          ["n", "i", "f", "t", "b", "d"]),
+    Case("a_descending_date_sort_puts_dates_first_then_strings_then_missing", COMPARISON_ORDER,
+         WINDOW,
+         lambda c: [d.get("updated") for d in c.find({}, {"updated": 1, "_id": 0},
+                                                     sort=[("updated", -1)])],
+         [DAY + timedelta(days=1), DAY + timedelta(days=1) - MS, DAY + timedelta(hours=12),
+          DAY, DAY - MS, "2026-01-05T12:00:00.000+0000", None],
+         indexed_on=("updated",)),
+    Case("newest_of_a_filtered_projection", SORT, WINDOW,
+         lambda c: list(c.find({"connection_id": "c1", "updated": {"$lt": DAY + timedelta(days=1)}},
+                               {"updated": 1, "_id": 0}, sort=[("updated", -1)]).limit(1)),
+         [{"updated": DAY + timedelta(hours=12)}], indexed_on=("connection_id", "updated")),
     Case("strings_sort_by_binary_comparison", COMPARISON_ORDER,
          [{"_id": 1, "name": "beta"}, {"_id": 2, "name": "Zulu"}, {"_id": 3, "name": "alpha"}],
          lambda c: [d["name"] for d in c.find({}).sort("name", ASCENDING)],
