@@ -242,6 +242,21 @@ def test_rotate_does_not_clear_old_keys_while_a_token_is_under_one(
     assert new not in captured.out + captured.err and old not in captured.out + captured.err
 
 
+def test_rotate_names_a_token_no_configured_key_opens_and_still_rotates_the_rest(
+    store: Store,
+) -> None:
+    old, new, lost = _key(), _key(), _key()
+    _repository(store, lost).add("orphan", "https://orphan", access_token=ACCESS)
+    _repository(store, old).add("acme", "https://acme", access_token=ACCESS, refresh_token=REFRESH)
+
+    rotation = _repository(store, new, old).rotate_keys()
+
+    assert rotation.unreadable == ("orphan",) and rotation.behind == ()
+    assert (rotation.current, rotation.with_tokens, rotation.old_keys_needed) == (1, 2, True)
+    assert _repository(store, new).tokens("acme").refresh_token == REFRESH
+    assert _repository(store, lost).tokens("orphan").access_token == ACCESS  # left as it was
+
+
 def test_no_token_is_ever_written_to_disk_in_plaintext(store: Store) -> None:
     if store.folder is None:
         pytest.skip("a server's files are not on this machine")
