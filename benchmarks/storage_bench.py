@@ -51,7 +51,7 @@ def issue_records(n: int, *, revision: int = 0) -> Iterator[dict]:
     for i in range(n):
         updated = START + timedelta(minutes=i, seconds=revision)
         key = f"BENCH-{i + 1}"
-        raw = {
+        raw: dict[str, Any] = {
             "id": str(10_000 + i),
             "key": key,
             "fields": {
@@ -119,7 +119,7 @@ def measure(n: int, profile_path: str | None, queue: multiprocessing.Queue) -> N
         if profiler:
             profiler.enable()
         first = upsert_records(db, "issues", issue_records(n))
-        if profiler:
+        if profiler and profile_path:
             profiler.disable()
             profiler.dump_stats(profile_path)
         first_s = time.perf_counter() - started

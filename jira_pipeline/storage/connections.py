@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -231,7 +232,7 @@ class ConnectionRepository:
             unreadable=tuple(name for name in names if name in unreadable),
         )
 
-    def _documents_behind(self) -> list[dict[str, Any]]:
+    def _documents_behind(self) -> builtins.list[dict[str, Any]]:
         """The connections holding a token that the newest key alone cannot decrypt."""
         projection = {"name": 1, **{name: 1 for name in _TOKEN_FIELDS}}
         return [
@@ -240,7 +241,7 @@ class ConnectionRepository:
             if self._stale_fields(document)
         ]
 
-    def _stale_fields(self, document: dict[str, Any]) -> list[str]:
+    def _stale_fields(self, document: dict[str, Any]) -> builtins.list[str]:
         return [
             name
             for name in _TOKEN_FIELDS

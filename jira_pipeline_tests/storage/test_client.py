@@ -186,6 +186,7 @@ def test_an_embedded_write_waits_while_another_process_holds_the_collection(tmp_
     writer = context.Process(target=_write_one, args=(str(tmp_path), "jira", opened, go, done))
     writer.start()
     assert opened.wait(timeout=120), "the writer process did not start"
+    assert writer.pid is not None
 
     with db.jira_issues.write_lock.held():
         go.set()

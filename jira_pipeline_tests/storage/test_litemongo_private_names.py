@@ -198,8 +198,9 @@ def test_the_installed_litemongo_is_the_pinned_one() -> None:
 
 def test_the_embedded_store_is_built_on_the_checked_classes() -> None:
     # If the store stopped subclassing these, the checks above would guard nothing.
-    from litemongo import sqlite_store
-    from litemongo._vendor.mongomock import collection, database
+    sqlite_store = importlib.import_module(SQLITE_STORE)
+    collection = importlib.import_module(COLLECTION)
+    database = importlib.import_module(DATABASE)
 
     assert issubclass(storage_client.EmbeddedCollection, collection.Collection)
     assert issubclass(storage_client.EmbeddedDatabase, database.Database)

@@ -128,6 +128,12 @@ def then(
     return run
 
 
+def _one(collection: Collection, _id: Any) -> dict[str, Any]:
+    document = collection.find_one({"_id": _id})
+    assert document is not None, f"no document {_id!r}"
+    return document
+
+
 def summary(result: Any) -> Any:
     counts = {}
     for name in ("matched_count", "modified_count", "upserted_id", "inserted_count"):
@@ -138,7 +144,7 @@ def summary(result: Any) -> Any:
 
 # --- data written for these cases ---------------------------------------------------------------
 
-NULLS = [
+NULLS: list[dict[str, Any]] = [
     {"_id": "null", "v": None},
     {"_id": "missing"},
     {"_id": "zero", "v": 0},
@@ -146,7 +152,7 @@ NULLS = [
     {"_id": "false", "v": False},
     {"_id": "true", "v": True},
 ]
-MIXED = [
+MIXED: list[dict[str, Any]] = [
     {"_id": "int", "q": 5},
     {"_id": "float", "q": 7.5},
     {"_id": "small", "q": 3},
@@ -157,7 +163,7 @@ MIXED = [
     {"_id": "missing"},
     {"_id": "bool", "q": True},
 ]
-WINDOW = [  # issues around the midnights bounding the partition 2026-01-05
+WINDOW: list[dict[str, Any]] = [  # issues around the midnights bounding the partition 2026-01-05
     {"_id": "before", "updated": DAY - MS, "connection_id": "c1", "project_key": "A"},
     {"_id": "start", "updated": DAY, "connection_id": "c1", "project_key": "A"},
     {"_id": "mid", "updated": DAY + timedelta(hours=12), "connection_id": "c1", "project_key": "B"},
@@ -168,7 +174,7 @@ WINDOW = [  # issues around the midnights bounding the partition 2026-01-05
      "project_key": "A"},
     {"_id": "no-updated", "connection_id": "c1", "project_key": "A"},
 ]
-VERSIONS = [
+VERSIONS: list[dict[str, Any]] = [
     {"_id": "older", "updated": T - timedelta(minutes=1)},
     {"_id": "same", "updated": T},
     {"_id": "newer", "updated": T + MS},
@@ -176,7 +182,7 @@ VERSIONS = [
     {"_id": "missing"},
     {"_id": "text", "updated": "2026-01-10T09:30:15.250+0000"},
 ]
-LABELLED = [
+LABELLED: list[dict[str, Any]] = [
     {"_id": "a", "labels": ["backend", "urgent"], "points": [3, 8]},
     {"_id": "b", "labels": ["urgent", "backend"], "points": [1, 2]},
     {"_id": "c", "labels": ["backend", "urgent", "ui"], "points": [13]},
@@ -185,24 +191,25 @@ LABELLED = [
     {"_id": "f", "labels": "urgent", "points": 6},
     {"_id": "g"},
 ]
-SPANS = [  # arrays of dates: no element inside a window, yet one above and one below it
+# Arrays of dates: no element inside a window, yet one above and one below it.
+SPANS: list[dict[str, Any]] = [
     {"_id": "around", "seen": [DAY - timedelta(days=10), DAY + timedelta(days=10)]},
     {"_id": "inside", "seen": [DAY + timedelta(hours=1)]},
     {"_id": "all-before", "seen": [DAY - timedelta(days=10), DAY - timedelta(days=9)]},
     {"_id": "scalar", "seen": DAY + timedelta(hours=2)},
 ]
-ISSUES = [
+ISSUES: list[dict[str, Any]] = [
     {"_id": "p1", "key": "A-1", "status": "Done", "labels": ["x"],
      "raw": {"fields": {"summary": "Crash", "updated": "2026-01-05"}}},
     {"_id": "p2", "key": "A-2"},
 ]
-DELETABLE = [
+DELETABLE: list[dict[str, Any]] = [
     {"_id": "live", "is_deleted": False},
     {"_id": "gone", "is_deleted": True},
     {"_id": "unset", "is_deleted": None},
     {"_id": "legacy"},
 ]
-UUIDS = [{"_id": U1, "n": 1}, {"_id": U2, "n": 2}, {"_id": U3, "n": 3}]
+UUIDS: list[dict[str, Any]] = [{"_id": U1, "n": 1}, {"_id": U2, "n": 2}, {"_id": U3, "n": 3}]
 ISSUE_KEY = [
     IndexModel([("connection_id", ASCENDING), ("issue_id", ASCENDING)], unique=True,
                name="connection_issue_unique"),
@@ -292,7 +299,7 @@ CASES: list[Case] = [
          ["inside"], indexed_on=("seen",)),
     Case("dates_keep_milliseconds_and_drop_microseconds", BSON_DATE,
          [{"_id": "t", "at": datetime(2026, 1, 5, 1, 2, 3, 456_789, tzinfo=UTC)}],
-         lambda c: c.find_one({"_id": "t"})["at"],
+         lambda c: _one(c, "t")["at"],
          datetime(2026, 1, 5, 1, 2, 3, 456_000, tzinfo=UTC)),
     # -- _id lookups (an upsert batch reads what is stored with one $in of UUIDs) --------------
     Case("in_of_uuids_returns_the_stored_ones", IN, UUIDS,
@@ -400,7 +407,7 @@ CASES: list[Case] = [
          [{"_id": 1, "connection_id": "c1", "issue_id": "10"},
           {"_id": 2, "connection_id": "c1", "issue_id": "11"}],
          lambda c: (error_of(lambda c: c.update_one({"_id": 2}, {"$set": {"issue_id": "10"}}))(c),
-                    c.find_one({"_id": 2})["issue_id"]),
+                    _one(c, 2)["issue_id"]),
          (("DuplicateKeyError", 11000, 2), "11"), indexes=ISSUE_KEY),
     Case("a_duplicate_id_is_refused", UNIQUE, [{"_id": "x"}],
          error_of(lambda c: c.insert_one({"_id": "x", "other": 1})),
@@ -427,19 +434,19 @@ CASES: list[Case] = [
          then(lambda c: c.bulk_write([ReplaceOne({"_id": "i", **_guard(T - MS)},
                                                  {"updated": T - MS, "summary": "old"})],
                                      ordered=False).matched_count,
-              lambda c: c.find_one({"_id": "i"})["summary"]),
+              lambda c: _one(c, "i")["summary"]),
          (0, "new")),
     Case("a_guarded_replace_replaces_an_older_version_whole", REPLACE_ONE,
          [{"_id": "i", "updated": T - MS, "summary": "old", "gone": 1}],
          then(lambda c: c.bulk_write([ReplaceOne({"_id": "i", **_guard(T)},
                                                  {"updated": T, "summary": "new"})],
                                      ordered=False).modified_count,
-              lambda c: c.find_one({"_id": "i"})),
+              lambda c: _one(c, "i")),
          (1, {"_id": "i", "updated": T, "summary": "new"})),
     Case("a_guarded_replace_of_an_unversioned_document_replaces_it", REPLACE_ONE,
          [{"_id": "i", "summary": "legacy"}],
          then(lambda c: c.replace_one({"_id": "i", **_guard(T)}, {"updated": T, "summary": "n"}),
-              lambda c: c.find_one({"_id": "i"})["summary"]),
+              lambda c: _one(c, "i")["summary"]),
          ({"matched_count": 1, "modified_count": 1, "upserted_id": None}, "n")),
     Case("touching_synced_at_in_bulk_counts_matches", BULK_WRITE,
          [{"_id": "a", "synced_at": T}, {"_id": "b", "synced_at": T}],
@@ -453,7 +460,7 @@ CASES: list[Case] = [
          then(lambda c: c.update_one({"_id": "n", **_guard(T)},
                                      {"$set": {"updated": T, "summary": "s"},
                                       "$setOnInsert": {"first_seen_at": DAY}}, upsert=True),
-              lambda c: c.find_one({"_id": "n"})),
+              lambda c: _one(c, "n")),
          ({"matched_count": 0, "modified_count": 0, "upserted_id": "n"},
           {"_id": "n", "updated": T, "summary": "s", "first_seen_at": DAY})),
     Case("an_upsert_that_matches_ignores_set_on_insert", SET_ON_INSERT,
@@ -461,13 +468,13 @@ CASES: list[Case] = [
          then(lambda c: c.update_one({"_id": "n", **_guard(T)},
                                      {"$set": {"updated": T},
                                       "$setOnInsert": {"first_seen_at": T}}, upsert=True),
-              lambda c: c.find_one({"_id": "n"})["first_seen_at"]),
+              lambda c: _one(c, "n")["first_seen_at"]),
          ({"matched_count": 1, "modified_count": 1, "upserted_id": None}, DAY)),
     Case("a_guarded_upsert_of_a_stale_version_fails_on_the_duplicate_id", UPSERT_DUPLICATES,
          [{"_id": "n", "updated": T, "summary": "new"}],
          lambda c: (error_of(lambda c: c.update_one(
              {"_id": "n", **_guard(T - MS)}, {"$set": {"updated": T - MS, "summary": "old"}},
-             upsert=True))(c), c.find_one({"_id": "n"})["summary"]),
+             upsert=True))(c), _one(c, "n")["summary"]),
          (("DuplicateKeyError", 11000, 1), "new")),
     Case("update_many_counts_only_documents_it_changed", UPDATE_MANY, DELETABLE,
          lambda c: summary(c.update_many({"_id": {"$in": ["live", "gone", "legacy"]}},
