@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import uuid
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from jira_pipeline.storage.crypto import TokenCipher
+from jira_pipeline.storage.crypto import TokenCipher, TokenDecryptError
 from jira_pipeline.storage.entities import CONNECTIONS_COLLECTION
 from jira_pipeline.storage.indexes import ensure_indexes
 from jira_pipeline.timeutil import parse_jira_datetime, utc_now
@@ -46,6 +47,29 @@ class Connection:
     has_tokens: bool
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class KeyRotation:
+    """What `rotate_keys` did, and whether the older keys are still needed."""
+
+    re_encrypted: int  # tokens written under the newest key
+    retried: int  # writes repeated because a token changed under them
+    with_tokens: int  # connections holding at least one token
+    current: int  # of those, how many hold tokens under the newest key only
+    behind: tuple[str, ...]  # names of connections still holding a token under an older key
+    unreadable: tuple[str, ...]  # names of connections holding a token no configured key opens
+
+    @property
+    def old_keys_needed(self) -> bool:
+        return self.current < self.with_tokens
+
+
+@dataclass(frozen=True)
+class _DocumentRotation:
+    re_encrypted: int
+    retried: int
+    unreadable: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,22 +198,80 @@ class ConnectionRepository:
                 "this process refreshed with (another process rotated it first)"
             )
 
-    def rotate_keys(self) -> int:
-        """Re-encrypt every stored token with the newest key; returns how many were re-encrypted."""
-        rotated = 0
-        for document in self._collection.find({}, {name: 1 for name in _TOKEN_FIELDS}):
-            changes = {
-                name: self.cipher.rotate(document[name])
-                for name in _TOKEN_FIELDS
-                if document.get(name)
-            }
-            if not changes:
-                continue
-            # Guarded by the ciphertexts read: a token saved meanwhile is already current.
-            selector = {"_id": document["_id"], **{name: document[name] for name in changes}}
+    def rotate_keys(self, *, attempts: int = 5, passes: int = 3) -> KeyRotation:
+        """Re-encrypt every stored token with the newest key, then count what is under it.
+
+        Each write is compare-and-set against the ciphertexts read: when a token changed under
+        it (a process still holding only an old key saved a rotated token meanwhile), the
+        document is read again and re-encrypted, up to `attempts` times. Documents saved under
+        an old key after their turn are found by the closing survey and get another pass.
+        """
+        re_encrypted = retried = 0
+        unreadable: set[str] = set()
+        behind = self._documents_behind()
+        for _ in range(passes):
+            if not behind:
+                break
+            for document in behind:
+                outcome = self._rotate_document(document, attempts)
+                re_encrypted += outcome.re_encrypted
+                retried += outcome.retried
+                if outcome.unreadable:
+                    unreadable.add(document["name"])
+            behind = self._documents_behind()
+        with_tokens = self._collection.count_documents(
+            {"$or": [{name: {"$nin": [None, ""]}} for name in _TOKEN_FIELDS]}
+        )
+        names = sorted(document["name"] for document in behind)
+        return KeyRotation(
+            re_encrypted=re_encrypted,
+            retried=retried,
+            with_tokens=with_tokens,
+            current=with_tokens - len(names),
+            behind=tuple(name for name in names if name not in unreadable),
+            unreadable=tuple(name for name in names if name in unreadable),
+        )
+
+    def _documents_behind(self) -> builtins.list[dict[str, Any]]:
+        """The connections holding a token that the newest key alone cannot decrypt."""
+        projection = {"name": 1, **{name: 1 for name in _TOKEN_FIELDS}}
+        return [
+            document
+            for document in self._collection.find({}, projection)
+            if self._stale_fields(document)
+        ]
+
+    def _stale_fields(self, document: dict[str, Any]) -> builtins.list[str]:
+        return [
+            name
+            for name in _TOKEN_FIELDS
+            if document.get(name) and not self.cipher.is_current(document[name])
+        ]
+
+    def _rotate_document(self, document: dict[str, Any], attempts: int) -> _DocumentRotation:
+        retried = 0
+        projection = {"name": 1, **{name: 1 for name in _TOKEN_FIELDS}}
+        for attempt in range(attempts):
+            stale = self._stale_fields(document)
+            if not stale:
+                return _DocumentRotation(0, retried)
+            try:
+                changes = {name: self.cipher.rotate(document[name]) for name in stale}
+            except TokenDecryptError:
+                return _DocumentRotation(0, retried, unreadable=True)
+            # Guarded by every token field as read: a token saved meanwhile (perhaps under an old
+            # key) fails the guard and is read again, never skipped.
+            selector = {"_id": document["_id"]}
+            selector.update({name: document.get(name) for name in _TOKEN_FIELDS})
             if self._collection.update_one(selector, {"$set": changes}).matched_count:
-                rotated += len(changes)
-        return rotated
+                return _DocumentRotation(len(changes), retried)
+            reread = self._collection.find_one({"_id": document["_id"]}, projection)
+            if reread is None:  # removed meanwhile: nothing left to rotate
+                return _DocumentRotation(0, retried)
+            document = reread
+            if attempt + 1 < attempts:
+                retried += 1
+        return _DocumentRotation(0, retried)
 
     def _token_fields(
         self, access_token: Any, refresh_token: Any, expires_at: datetime | None

@@ -42,6 +42,7 @@ class TokenCipher:
                     "`jira-pipeline keys generate`)"
                 ) from None
         self._cipher = MultiFernet(fernets)
+        self._newest = fernets[0]
         self.key_count = len(fernets)
 
     @classmethod
@@ -79,6 +80,15 @@ class TokenCipher:
                 f"a stored token cannot be re-encrypted: no key in {FERNET_KEYS_VARIABLE} "
                 "decrypts it (was the key that encrypted it removed?)"
             ) from None
+
+    def is_current(self, token: str) -> bool:
+        """True when `token` was encrypted with the newest key (so no older key is needed)."""
+        # Fernet tokens do not name their key: trying the newest alone is the only test.
+        try:
+            self._newest.decrypt(token.encode("ascii"))
+        except (InvalidToken, UnicodeError):
+            return False
+        return True
 
     def __repr__(self) -> str:
         return f"TokenCipher(<{self.key_count} key(s)>)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,27 +147,56 @@ def test_ids_are_standard_uuids_and_round_trip(store: Store) -> None:
 # --- the embedded store's cross-process write lock ---------------------------------------------
 
 
-def _write_one(folder: str, database: str, ready, done) -> None:
+def _write_one(folder: str, database: str, opened: Any, go: Any, done: Any) -> None:
     db = get_mongo_client(folder=folder).get_database(database)
-    ready.set()
+    db.jira_issues  # noqa: B018 - opening the collection takes its lock too: not the write under test
+    opened.set()
+    go.wait()
     upsert_records(db, "issues", [issue(1)])
     done.set()
 
 
+def _waiting_for_flock(pid: int, path: Path) -> bool:
+    """True when the kernel lists process `pid` as queued for a flock on `path`.
+
+    /proc/locks shows a blocked request as `N: -> FLOCK ADVISORY WRITE <pid> <dev>:<inode> ...`.
+    """
+    inode = str(path.stat().st_ino)
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if "->" not in fields:
+            continue
+        request = fields[fields.index("->") + 1 :]
+        if request[0] == "FLOCK" and request[3] == str(pid) and request[4].endswith(f":{inode}"):
+            return True
+    return False
+
+
+@pytest.mark.skipif(
+    not Path("/proc/locks").exists(), reason="needs Linux's /proc/locks to see a queued lock"
+)
 def test_an_embedded_write_waits_while_another_process_holds_the_collection(tmp_path: Path) -> None:
     db = get_mongo_client(folder=tmp_path).get_database("jira")
+    lock_file = tmp_path / "jira.jira_issues.lock"
     context = multiprocessing.get_context("spawn")
-    ready, done = context.Event(), context.Event()
-    writer = context.Process(target=_write_one, args=(str(tmp_path), "jira", ready, done))
+    opened, go, done = context.Event(), context.Event(), context.Event()
+    writer = context.Process(target=_write_one, args=(str(tmp_path), "jira", opened, go, done))
+    writer.start()
+    assert opened.wait(timeout=120), "the writer process did not start"
+    assert writer.pid is not None
 
     with db.jira_issues.write_lock.held():
-        writer.start()
-        assert ready.wait(timeout=60), "the writer process did not start"
-        blocked = not done.wait(timeout=2)
+        go.set()
+        # Evidence from the kernel, not from elapsed time: however slow the machine, the test
+        # goes on only once the writer is queued on this lock, or has written (a broken lock).
+        while not (_waiting_for_flock(writer.pid, lock_file) or done.is_set()):
+            assert writer.is_alive(), f"the writer exited with {writer.exitcode}"
+            done.wait(timeout=0.01)
+        wrote_while_held = done.is_set()
         stored_while_held = db.jira_issues.estimated_document_count()
-    finished = done.wait(timeout=60)
-    writer.join(timeout=60)
+    finished = done.wait(timeout=120)
+    writer.join(timeout=120)
 
-    assert blocked and stored_while_held == 0
+    assert not wrote_while_held and stored_while_held == 0
     assert finished and writer.exitcode == 0
     assert db.jira_issues.estimated_document_count() == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -166,12 +167,96 @@ def test_rotating_keys_re_encrypts_every_stored_token(store: Store) -> None:
     _repository(store, old).add("b", "https://b", auth_type="pat", access_token="pat-token")
     _repository(store, old).add("c", "https://c")  # no tokens
 
-    rotated = _repository(store, new, old).rotate_keys()
+    rotation = _repository(store, new, old).rotate_keys()
 
-    assert rotated == 3
+    assert rotation.re_encrypted == 3
+    assert (rotation.current, rotation.with_tokens, rotation.old_keys_needed) == (2, 2, False)
     only_new = _repository(store, new)
     assert only_new.tokens("a").refresh_token == REFRESH
     assert only_new.tokens("b").access_token == "pat-token"
+
+
+class WorkerSavingDuringRotation(TokenCipher):
+    """The rotating process's keys (newest first); each re-encryption first lets a worker that
+    holds only the old key save freshly rotated tokens, which is the moment between rotate's
+    read of a document and its write."""
+
+    def __init__(self, keys: list[str], worker: Callable[..., None], *, saves: int) -> None:
+        super().__init__(keys)
+        self._worker = worker
+        self.saves_left = saves
+        self.saved: list[str] = []
+
+    def rotate(self, token: str) -> str:
+        rotated = super().rotate(token)
+        if self.saves_left:
+            self.saves_left -= 1
+            refresh = f"refresh-from-old-key-worker-{len(self.saved) + 1}"
+            self._worker(refresh, f"access-{len(self.saved) + 1}", EXPIRES)
+            self.saved.append(refresh)
+        return rotated
+
+
+def test_rotate_retries_a_token_saved_mid_rotation_with_the_old_key(store: Store) -> None:
+    old, new = _key(), _key()
+    still_on_old_key = _repository(store, old)
+    connection = still_on_old_key.add(
+        "acme", "https://acme", access_token=ACCESS, refresh_token=REFRESH
+    )
+    worker = make_token_persister(still_on_old_key, connection.id)
+    cipher = WorkerSavingDuringRotation([new, old], worker, saves=1)
+
+    rotation = ConnectionRepository(store.db, cipher).rotate_keys()
+
+    assert cipher.saved == ["refresh-from-old-key-worker-1"]
+    # The worker's token was re-read and re-encrypted: the newest key alone opens it.
+    tokens = _repository(store, new).tokens("acme")
+    assert (tokens.refresh_token, tokens.access_token) == (cipher.saved[0], "access-1")
+    assert rotation.retried == 1
+    assert (rotation.current, rotation.with_tokens, rotation.old_keys_needed) == (1, 1, False)
+
+
+def test_rotate_does_not_clear_old_keys_while_a_token_is_under_one(
+    cli_env: Store, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = os.environ[FERNET_KEYS_VARIABLE]
+    new = _key()
+    still_on_old_key = _repository(cli_env, old)
+    acme = still_on_old_key.add("acme", "https://acme", access_token=ACCESS, refresh_token=REFRESH)
+    still_on_old_key.add("beta", "https://beta", auth_type="pat", access_token="pat-token")
+    # A worker that never got the new key list keeps rotating acme's tokens, each time first.
+    worker = make_token_persister(still_on_old_key, acme.id)
+    cipher = WorkerSavingDuringRotation([new, old], worker, saves=1_000)
+    monkeypatch.setenv(FERNET_KEYS_VARIABLE, f"{new},{old}")
+    monkeypatch.setattr(TokenCipher, "from_env", classmethod(lambda cls, environ=None: cipher))
+
+    code = cli(["keys", "rotate"])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "1 of 2 connection(s) holding tokens are under the newest key" in captured.out
+    assert "can be removed" not in captured.out + captured.err
+    assert "still hold a token under an older key (acme)" in captured.err
+    assert "do not remove any key" in captured.err
+    # Nothing was lost: the worker's latest token opens with the keys the CLI says to keep.
+    assert _repository(cli_env, new, old).tokens("acme").refresh_token == cipher.saved[-1]
+    assert _repository(cli_env, new).tokens("beta").access_token == "pat-token"
+    assert new not in captured.out + captured.err and old not in captured.out + captured.err
+
+
+def test_rotate_names_a_token_no_configured_key_opens_and_still_rotates_the_rest(
+    store: Store,
+) -> None:
+    old, new, lost = _key(), _key(), _key()
+    _repository(store, lost).add("orphan", "https://orphan", access_token=ACCESS)
+    _repository(store, old).add("acme", "https://acme", access_token=ACCESS, refresh_token=REFRESH)
+
+    rotation = _repository(store, new, old).rotate_keys()
+
+    assert rotation.unreadable == ("orphan",) and rotation.behind == ()
+    assert (rotation.current, rotation.with_tokens, rotation.old_keys_needed) == (1, 2, True)
+    assert _repository(store, new).tokens("acme").refresh_token == REFRESH
+    assert _repository(store, lost).tokens("orphan").access_token == ACCESS  # left as it was
 
 
 def test_no_token_is_ever_written_to_disk_in_plaintext(store: Store) -> None:
