@@ -27,6 +27,7 @@ class PipelineSettings:
     schedule_cron: str = "0 2 * * *"
     sensor_interval_s: int = 300
     freshness_tolerance: timedelta = timedelta(hours=2)
+    consistency_lag: timedelta = timedelta(minutes=15)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> PipelineSettings:
@@ -44,6 +45,9 @@ class PipelineSettings:
             sensor_interval_s=_int(read, "JIRA_SENSOR_INTERVAL_S", 300, minimum=30),
             freshness_tolerance=timedelta(
                 minutes=_int(read, "JIRA_FRESHNESS_TOLERANCE_MINUTES", 120, minimum=1)
+            ),
+            consistency_lag=timedelta(
+                minutes=_int(read, "JIRA_CONSISTENCY_LAG_MINUTES", 15, minimum=0)
             ),
         )
 

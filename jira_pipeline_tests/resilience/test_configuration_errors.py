@@ -41,6 +41,7 @@ MALFORMED: dict[str, tuple[str, dict[str, str]]] = {
     "JIRA_SCHEDULE_CRON": ("every day at two", {}),
     "JIRA_SENSOR_INTERVAL_S": ("1", {}),
     "JIRA_FRESHNESS_TOLERANCE_MINUTES": ("0", {}),
+    "JIRA_CONSISTENCY_LAG_MINUTES": ("fifteen", {}),
 }
 
 
