@@ -7,8 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from jira_pipeline.jira._exceptions import (
+    JiraAuthError,
+    JiraBadRequest,
+    JiraConfigError,
     JiraError,
     JiraMalformedBody,
+    JiraPermissionError,
     JiraRateLimited,
     JiraServerError,
     JiraTransportError,
@@ -21,6 +25,13 @@ def is_retryable(error: BaseException) -> bool:
     return isinstance(
         error, JiraTransportError | JiraRateLimited | JiraServerError | JiraMalformedBody
     )
+
+
+def cannot_succeed(error: BaseException) -> bool:
+    """What no retry can fix: Jira refused the request itself (400), the credential (401) or
+    the account's access (403), or the configuration is wrong. Such errors fail at once, in
+    the client and in the Dagster step alike."""
+    return isinstance(error, JiraBadRequest | JiraAuthError | JiraPermissionError | JiraConfigError)
 
 
 @dataclass(frozen=True)
