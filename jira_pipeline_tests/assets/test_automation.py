@@ -125,6 +125,7 @@ class SensorTicks:
     def launch(self, request: dg.RunRequest, *, raise_on_error: bool = True
                ) -> dg.ExecuteInProcessResult:
         """Run what the sensor requested, as the daemon would (in process, same tags)."""
+        assert request.job_name is not None
         return self.pipeline.defs.resolve_job_def(request.job_name).execute_in_process(
             instance=self.pipeline.instance, tags=request.tags, raise_on_error=raise_on_error
         )
@@ -176,7 +177,9 @@ def test_sensor_requests_todays_partition_and_acknowledges_it_only_once_its_run_
     admin.advance_clock(5)
     touched = admin.touch_issue(admin.issues()[1]["key"])
     [later] = sensor.tick().run_requests or []
-    moved_to = to_epoch_ms(parse_jira_datetime(touched["updated"]))
+    moved = parse_jira_datetime(touched["updated"])
+    assert moved is not None
+    moved_to = to_epoch_ms(moved)
     assert later.run_key and later.run_key.startswith(f"refresh:default:{moved_to}:")
     assert partition_range(later) == (today, today)
 
@@ -302,7 +305,7 @@ def test_sensor_never_launches_two_runs_for_one_change(
     admin.touch_issue(first_key, {"summary": "First change"})
     [first] = issue_requests(sensor.tick())
     # Launched, not finished: what the daemon leaves behind while the run waits or works.
-    job = pipeline.defs.resolve_job_def(first.job_name)
+    job = pipeline.defs.resolve_job_def("jira_issues_job")
     running = pipeline.instance.create_run_for_job(
         job, tags=first.tags, status=dg.DagsterRunStatus.STARTED
     )

@@ -180,8 +180,8 @@ def test_edit_between_walk_and_check_does_not_fail_the_run(
     assert result.success
     evaluation = check_results(result)[("jira_issues", "matches_jira_count")]
     assert evaluation.passed and evaluation.partition == synced_today()
-    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-    assert "jira_issue_daily_summary" in materialized
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert dg.AssetKey("jira_issue_daily_summary") in materialized
     # The edit is Jira's newest state, and the next run's to fetch: this one did not see it.
     assert victim not in {doc["key"] for doc in synced_stored_today(pipeline)}
 

@@ -41,7 +41,9 @@ def test_401_fails_at_once_without_step_retries(
     assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in kinds
     assert dg.DagsterEventType.STEP_RESTARTED not in kinds
     [failure] = [event for event in events if event.is_step_failure]
-    headline = failure.step_failure_data.error.message
+    error = failure.step_failure_data.error
+    assert error is not None
+    headline = error.message
     assert "JiraAuthError" in headline and "HTTP 401" in headline
     assert "max_retries" not in headline
     assert "a-revoked-token" not in headline
@@ -69,5 +71,7 @@ def test_403_fails_at_once_without_step_retries(
     assert kinds.count(dg.DagsterEventType.STEP_START) == 1
     assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in kinds
     [failure] = [e for e in step_events(result, "jira_issues") if e.is_step_failure]
-    headline = failure.step_failure_data.error.message
+    error = failure.step_failure_data.error
+    assert error is not None
+    headline = error.message
     assert "JiraPermissionError" in headline and "HTTP 403" in headline and project in headline

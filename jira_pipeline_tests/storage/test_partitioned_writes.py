@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel
 
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline.storage.partitioned_writes import HELD_BATCHES, upsert_by_partition
@@ -14,7 +18,8 @@ def test_interleaved_days_are_counted_per_day_with_a_bounded_hold(store: Store) 
     spec = entity_spec("issues")
     # Round-robin over five days, more records than the hold: forces writes of partial batches.
     records = [issue(n, days[n % 5] + timedelta(minutes=n)) for n in range(103)]
-    def partition_of(record: dict) -> str:
+    def partition_of(record: Mapping[str, Any] | BaseModel) -> str:
+        assert isinstance(record, Mapping)
         return record["updated"].date().isoformat()
 
     keys = [day.date().isoformat() for day in days] + ["a-day-without-records"]
