@@ -75,3 +75,24 @@ def test_403_fails_at_once_without_step_retries(
     assert error is not None
     headline = error.message
     assert "JiraPermissionError" in headline and "HTTP 403" in headline and project in headline
+
+
+def test_400_fails_at_once_without_step_retries(
+    fake_jira_factory: Callable[..., FakeJiraHandle],
+    point_at: Callable[..., SyncTarget],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = fake_jira_factory(issues=20, days=2, now=this_hour())
+    target = point_at(fake)
+    monkeypatch.setenv("JIRA_PROJECTS", "NOSUCHPROJECT")  # a well-formed key Jira refuses
+
+    result = target.sync("jira_issues_job")
+
+    assert not result.success
+    kinds = [event.event_type for event in step_events(result, "jira_issues")]
+    assert kinds.count(dg.DagsterEventType.STEP_START) == 1
+    assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in kinds
+    [failure] = [e for e in step_events(result, "jira_issues") if e.is_step_failure]
+    error = failure.step_failure_data.error
+    assert error is not None
+    assert "JiraBadRequest" in error.message and "NOSUCHPROJECT" in error.message
