@@ -196,13 +196,18 @@ def profiled(enabled: bool) -> Iterator[None]:
 
 
 def run_metadata(result: Any, asset_names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """Each asset's materialization metadata. A single-run backfill attaches the same metadata
-    to every partition's event, so one event per asset is the whole run's figure."""
+    """Each asset's materialization metadata. A single-run backfill attaches the run's API
+    counters to every partition's event, and each partition's own record counts: the counters
+    come from one event, the records fetched are summed over the partitions."""
     figures: dict[str, dict[str, Any]] = {}
     for name in asset_names:
         events = result.asset_materializations_for_node(name)
         if events:
             figures[name] = {k: getattr(v, "value", v) for k, v in events[0].metadata.items()}
+            figures[name]["records_fetched"] = sum(
+                int(getattr(event.metadata.get("records_fetched"), "value", 0) or 0)
+                for event in events
+            )
     return figures
 
 

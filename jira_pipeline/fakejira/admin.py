@@ -73,7 +73,8 @@ class FakeJiraAdmin:
 
     def configure(self, **knobs: Any) -> dict:
         """Change latency_ms, rate_limit, burst, fault_rate, token_ttl, malformed_json_next,
-        forbidden_projects; returns every knob's value afterwards."""
+        forbidden_projects, search_lag_s (changes reach search that many seconds of the fake
+        clock later); returns every knob's value afterwards."""
         return self._call("POST", "/config", knobs)
 
     def reset(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 import uuid
@@ -70,6 +71,7 @@ class Knobs:
     token_ttl: int
     malformed_json_next: int
     forbidden_projects: tuple[str, ...]
+    search_lag_s: float = 0.0
 
 
 class FakeJiraSite:
@@ -98,6 +100,8 @@ class FakeJiraSite:
         self.faults_served = 0
         self.issues_served = 0
         self.project_rank = self._project_rank()
+        # Eventual consistency: (visible from ms, issue number, state search serves until then).
+        self.unindexed: list[tuple[int, int, Issue | None]] = []
 
     def _project_rank(self) -> dict[int, int]:
         order = sorted(range(len(self.data.projects)), key=lambda p: self.data.projects[p].key)
@@ -134,13 +138,17 @@ class FakeJiraSite:
         """Matching issues in order; cached per query until the data changes."""
         cache_key = (jql or "", self.knobs.forbidden_projects)
         cached = self.searches.get(cache_key)
-        # Relative dates (now(), -1d) move with the clock, so such queries are never cached.
-        if cached is not None and cached.version == self.data.version and not query.relative:
+        searchable = self.searchable_issues()
+        # Relative dates (now(), -1d) move with the clock, so such queries are never cached; nor
+        # are those answered while changes wait for the (lagging) index: the answer moves with
+        # the clock too.
+        if cached is not None and cached.version == self.data.version and not query.relative \
+                and searchable is self.data.issues:
             self.searches.move_to_end(cache_key)
             return cached
         predicate = query.predicate
         visible = set(self.visible_project_indexes())
-        matching = [i for i in self.data.issues if not i.deleted and i.project in visible
+        matching = [i for i in searchable if not i.deleted and i.project in visible
                     and (predicate is None or predicate(i))]
         rank = self.project_rank
         order = query.order or [("key", True)]
@@ -148,6 +156,8 @@ class FakeJiraSite:
         pairs = sorted(((query_for_sort.sort_key(i, rank), i) for i in matching),
                        key=lambda pair: pair[0])
         result = SearchResult(self.data.version, [k for k, _ in pairs], [i for _, i in pairs])
+        if searchable is not self.data.issues:
+            return result
         self.searches[cache_key] = result
         while len(self.searches) > 32:
             self.searches.popitem(last=False)
@@ -162,6 +172,31 @@ class FakeJiraSite:
         page = result.issues[start:end]
         last = result.keys[end - 1] if end < len(result.keys) and page else None
         return page, last
+
+    def searchable_issues(self) -> list[Issue]:
+        """The issues as search sees them: a change made while `search_lag_s` was N reaches
+        search N seconds (of the fake clock) later; until then search serves the issue as it
+        was before (or not at all, if it was created within the lag). Reading an issue by key
+        is consistent at once, as in Jira Cloud."""
+        if not self.unindexed:
+            return self.data.issues
+        now = self.clock.now_ms()
+        self.unindexed = [entry for entry in self.unindexed if entry[0] > now]
+        before: dict[int, Issue | None] = {}
+        for _visible_from, num, state in self.unindexed:
+            before.setdefault(num, state)  # the oldest pending change: what search still shows
+        if not before:
+            return self.data.issues
+        served = (before[issue.num] if issue.num in before else issue
+                  for issue in self.data.issues)
+        return [issue for issue in served if issue is not None]
+
+    def _before_change(self, issue: Issue, *, created: bool = False) -> None:
+        """Remember what search serves until the change about to be made reaches its index."""
+        lag_ms = int(self.knobs.search_lag_s * 1000)
+        if lag_ms > 0:
+            state = None if created else copy.copy(issue)
+            self.unindexed.append((self.clock.now_ms() + lag_ms, issue.num, state))
 
     # --- admin changes --------------------------------------------------------------------
 
@@ -205,6 +240,7 @@ class FakeJiraSite:
         issue.summary = f"New issue {issue.key}"
         issue.custom = (None, -1, (), -1, -1, (), 0, None)
         issue.comments = issue.worklogs = 0
+        self._before_change(issue, created=True)
         data.issues.append(issue)
         data.by_key[issue.key] = issue
         if fields:
@@ -214,6 +250,7 @@ class FakeJiraSite:
 
     def touch_issue(self, key: str, fields: dict | None = None) -> Issue:
         issue = self.issue_by_key(key)
+        self._before_change(issue)
         now = max(self.clock.now_ms(), issue.updated + 1)
         if not fields:
             # A touch without fields still is a real edit: story points move by one.
@@ -226,6 +263,7 @@ class FakeJiraSite:
 
     def delete_issue(self, key: str) -> None:
         issue = self.issue_by_key(key)
+        self._before_change(issue)
         issue.deleted = True
         self._changed(issue)
 
@@ -330,7 +368,7 @@ class FakeJiraSite:
 
     def configure(self, knobs: dict) -> dict:
         allowed = {"latency_ms", "rate_limit", "burst", "fault_rate", "token_ttl",
-                   "malformed_json_next", "forbidden_projects"}
+                   "malformed_json_next", "forbidden_projects", "search_lag_s"}
         unknown = set(knobs) - allowed
         if unknown:
             raise AdminError(400, f"Unknown config knobs: {', '.join(sorted(unknown))}")
@@ -355,5 +393,5 @@ class FakeJiraSite:
         return {"latency_ms": k.latency_ms, "rate_limit": k.rate_limit, "burst": k.burst,
                 "fault_rate": k.fault_rate, "token_ttl": k.token_ttl,
                 "malformed_json_next": k.malformed_json_next,
-                "forbidden_projects": list(k.forbidden_projects)}
+                "forbidden_projects": list(k.forbidden_projects), "search_lag_s": k.search_lag_s}
 

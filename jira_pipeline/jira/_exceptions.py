@@ -23,7 +23,20 @@ class _RequestError(JiraError):
 
 
 class JiraTransportError(_RequestError):
-    """The request never got an HTTP answer: connect or read timeout, reset, broken framing."""
+    """The request never got an HTTP answer: connect or read timeout, reset, broken framing.
+
+    `host` and `port` say where it was going: "All connection attempts failed" alone does not
+    tell a misspelt URL from a server that is down.
+    """
+
+    def __init__(
+        self, message: str, *, method: str, path: str, host: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        where = f" (connecting to {host}:{port})" if host else ""
+        super().__init__(message + where, method=method, path=path)
 
 
 class JiraHTTPError(_RequestError):

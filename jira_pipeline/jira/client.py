@@ -44,6 +44,7 @@ ID_PAGE_SIZE = 5000  # Cloud serves this many when only ids are asked for
 DC_ID_PAGE_SIZE = 1000  # Data Center's maxResults ceiling
 
 RequestKind = Literal["api", "search", "count"]
+_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 @dataclass
@@ -232,8 +233,10 @@ class JiraClient:
                 )
             except httpx.TransportError as error:
                 reason = self._scrub(str(error)) or type(error).__name__
+                target = httpx.URL(url)
                 raise JiraTransportError(
-                    f"{type(error).__name__}: {reason}", method=method, path=path
+                    f"{type(error).__name__}: {reason}", method=method, path=path,
+                    host=target.host, port=target.port or _DEFAULT_PORTS.get(target.scheme),
                 ) from None
         self._counters.bytes_received += len(response.content)
         status = response.status_code

@@ -7,12 +7,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from jira_pipeline.jira._exceptions import (
+    JiraAuthError,
+    JiraBadRequest,
     JiraError,
     JiraMalformedBody,
+    JiraPermissionError,
     JiraRateLimited,
     JiraServerError,
     JiraTransportError,
 )
+from jira_pipeline.settings import ConfigurationError
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -20,6 +24,15 @@ def is_retryable(error: BaseException) -> bool:
     short (a dropped proxy connection: the same request usually reads whole next time)."""
     return isinstance(
         error, JiraTransportError | JiraRateLimited | JiraServerError | JiraMalformedBody
+    )
+
+
+def cannot_succeed(error: BaseException) -> bool:
+    """What no retry can fix: Jira refused the request itself (400), the credential (401) or
+    the account's access (403), or the configuration is wrong. Such errors fail at once, in
+    the client and in the Dagster step alike."""
+    return isinstance(
+        error, JiraBadRequest | JiraAuthError | JiraPermissionError | ConfigurationError
     )
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import Field
 
 from jira_pipeline.storage.entities import ENTITIES, EntitySpec, UnknownEntityError
+from jira_pipeline.storage.partitioned_writes import write_per_partition
 from jira_pipeline.storage.resources import MongoResource
 from jira_pipeline.storage.upserts import DEFAULT_BATCH_SIZE, UpsertCounts, upsert_records
 
@@ -77,7 +78,10 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
         spec = spec_for_asset(context.asset_key)
         started = time.perf_counter()
         records = obj if obj is not None else ()
-        counts: UpsertCounts = upsert_records(
+        # Several partitions in one step: each partition's materialization gets its own counts.
+        counts: UpsertCounts = write_per_partition(
+            context, self.mongo.get_database(), spec, records, batch_size=self.batch_size
+        ) or upsert_records(
             self.mongo.get_database(), spec.name, records, batch_size=self.batch_size
         )
         # The stream is read while it is written, so this covers fetching from Jira too.

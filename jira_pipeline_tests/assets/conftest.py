@@ -29,6 +29,7 @@ PIPELINE_VARIABLES = (
     "JIRA_SENSOR_INTERVAL_S", "JIRA_FRESHNESS_TOLERANCE_MINUTES", "JIRA_MIN_REQUEST_INTERVAL_MS",
     "JIRA_MAX_IN_FLIGHT", "JIRA_TIMEOUT_S", "JIRA_RETRY_ATTEMPTS", "JIRA_RETRY_BASE_S",
     "JIRA_RETRY_CAP_S", "JIRA_VERIFY_TLS", "MONGODB_URI", "MONGODB_DATABASE", "DAGSTER_HOME",
+    "JIRA_CONSISTENCY_LAG_MINUTES",
 )  # fmt: skip
 DIMENSIONS = ("jira_projects", "jira_statuses", "jira_users")
 # For tests that only load definitions: nothing may contact this site.

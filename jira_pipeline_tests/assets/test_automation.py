@@ -122,6 +122,14 @@ class SensorTicks:
         self.cursor = data.cursor
         return data
 
+    def launch(self, request: dg.RunRequest, *, raise_on_error: bool = True
+               ) -> dg.ExecuteInProcessResult:
+        """Run what the sensor requested, as the daemon would (in process, same tags)."""
+        assert request.job_name is not None
+        return self.pipeline.defs.resolve_job_def(request.job_name).execute_in_process(
+            instance=self.pipeline.instance, tags=request.tags, raise_on_error=raise_on_error
+        )
+
     def newest_ms(self) -> int:
         return to_epoch_ms(max(i["updated"] for i in self.pipeline.fake_issues().values()))
 
@@ -134,7 +142,7 @@ def dimension_requests(data: Any) -> list[dg.RunRequest]:
     return [r for r in data.run_requests or [] if r.job_name == "jira_dimensions_job"]
 
 
-def test_sensor_requests_todays_partition_once_and_moves_its_cursor_only_with_a_request(
+def test_sensor_requests_todays_partition_and_acknowledges_it_only_once_its_run_succeeded(
     pipeline_factory: Callable[..., Pipeline],
 ) -> None:
     pipeline = pipeline_factory(issues=150, days=3, persistent_instance=True)
@@ -148,22 +156,32 @@ def test_sensor_requests_todays_partition_once_and_moves_its_cursor_only_with_a_
     newest = sensor.newest_ms()
     assert request.job_name == "jira_issues_job"
     assert partition_range(request) == (today, today)
-    assert request.run_key == f"refresh:default:{newest}"
+    assert request.run_key and request.run_key.startswith(f"refresh:default:{newest}:")
     assert request.tags["jira/connection"] == "default"
-    assert RefreshCursor.parse(first.cursor) == RefreshCursor(newest)
+    requested = RefreshCursor.parse(first.cursor)
+    assert requested is not None and requested.pending is not None
+    assert requested.pending.run_key == request.run_key
+    assert requested.acknowledged_ms == to_epoch_ms(day_start(date.fromisoformat(today)))
 
+    # The daemon launches a tick's runs before the next tick: one never launched is asked again.
+    [again] = sensor.tick().run_requests or []
+    assert again.run_key == f"{request.run_key}:retry:1"
+    assert partition_range(again) == (today, today)
+
+    assert sensor.launch(again).success
+    pipeline.run("jira_dimensions_job")  # so that no dimension refresh is requested either
     quiet = sensor.tick()
     assert not quiet.run_requests and quiet.skip_message
-    assert quiet.cursor == first.cursor
+    assert RefreshCursor.parse(quiet.cursor) == RefreshCursor(newest)
 
     admin.advance_clock(5)
     touched = admin.touch_issue(admin.issues()[1]["key"])
-    changed = sensor.tick()
-    [again] = changed.run_requests or []
-    moved_to = to_epoch_ms(parse_jira_datetime(touched["updated"]))
-    assert RefreshCursor.parse(changed.cursor) == RefreshCursor(moved_to) != RefreshCursor(newest)
-    assert again.run_key == f"refresh:default:{moved_to}" != request.run_key
-    assert not sensor.tick().run_requests
+    [later] = sensor.tick().run_requests or []
+    moved = parse_jira_datetime(touched["updated"])
+    assert moved is not None
+    moved_to = to_epoch_ms(moved)
+    assert later.run_key and later.run_key.startswith(f"refresh:default:{moved_to}:")
+    assert partition_range(later) == (today, today)
 
 
 def test_the_run_a_sensor_requests_stores_the_change_it_saw(
@@ -193,13 +211,17 @@ def test_sensor_covers_every_partition_between_its_cursor_and_the_newest_update(
     pipeline = pipeline_factory(issues=150, days=4, persistent_instance=True)
     sensor = SensorTicks(pipeline)
     pipeline.fake.admin.touch_issue(pipeline.fake.admin.issues()[0]["key"])
-    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+    # Noon, so that the consistency lag's overlap stays within the day.
+    two_days_ago = day_start(datetime.now(UTC).date() - timedelta(days=2)) + timedelta(hours=12)
 
     data = sensor.tick(RefreshCursor(to_epoch_ms(two_days_ago)).dump())
 
     [request] = issue_requests(data)
     assert partition_range(request) == (two_days_ago.date().isoformat(), pipeline.today)
-    assert RefreshCursor.parse(data.cursor) == RefreshCursor(sensor.newest_ms())
+    cursor = RefreshCursor.parse(data.cursor)
+    assert cursor is not None and cursor.pending is not None
+    assert cursor.pending.through_ms == sensor.newest_ms()
+    assert cursor.acknowledged_ms == to_epoch_ms(two_days_ago)
 
 
 def test_sensor_requests_a_dimension_refresh_when_issues_reference_missing_rows(
@@ -225,3 +247,105 @@ def test_sensor_requests_a_dimension_refresh_when_issues_reference_missing_rows(
     pipeline.db["jira_users"].delete_one({"account_id": referenced})
     [users_only] = dimension_requests(sensor.tick())
     assert [k.to_user_string() for k in users_only.asset_selection or []] == ["jira_users"]
+
+
+@pytest.fixture
+def synced_for_sensor(
+    pipeline_factory: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Pipeline, SensorTicks]:
+    """A site synced whole, its sensor past its first tick. Steps are built without their
+    RetryPolicy: a run failed on purpose here fails at once (it would wait 30 s and more)."""
+    for module in ("jira_pipeline.assets.issues", "jira_pipeline.assets.dimensions"):
+        monkeypatch.setattr(f"{module}.NETWORK_RETRY_POLICY", None)
+    pipeline = pipeline_factory(issues=100, days=3, persistent_instance=True)
+    assert pipeline.sync_everything().success
+    sensor = SensorTicks(pipeline)
+    assert not sensor.tick().run_requests  # everything Jira shows is stored
+    return pipeline, sensor
+
+
+def stored_summary(pipeline: Pipeline, key: str) -> str:
+    [doc] = [d for d in pipeline.stored_issues().values() if d["key"] == key]
+    return doc["summary"]
+
+
+def test_sensor_rerequests_changes_after_a_failed_run(
+    synced_for_sensor: tuple[Pipeline, SensorTicks], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline, sensor = synced_for_sensor
+    admin = pipeline.fake.admin
+    admin.advance_clock(5)
+    key = admin.issues()[0]["key"]
+    admin.touch_issue(key, {"summary": "Changed before a failed run"})
+    [first] = issue_requests(sensor.tick())
+
+    monkeypatch.setenv("JIRA_API_TOKEN", "revoked-token")
+    failed = sensor.launch(first, raise_on_error=False)
+    assert not failed.success
+    monkeypatch.setenv("JIRA_API_TOKEN", pipeline.fake.config.api_token)
+
+    [again] = issue_requests(sensor.tick())
+    assert again.run_key == f"{first.run_key}:after:{failed.run_id}"
+    assert partition_range(again) == partition_range(first)
+    assert sensor.launch(again).success
+    assert stored_summary(pipeline, key) == "Changed before a failed run"
+
+    settled = sensor.tick()
+    assert not issue_requests(settled)
+    assert RefreshCursor.parse(settled.cursor) == RefreshCursor(sensor.newest_ms())
+
+
+def test_sensor_never_launches_two_runs_for_one_change(
+    synced_for_sensor: tuple[Pipeline, SensorTicks],
+) -> None:
+    pipeline, sensor = synced_for_sensor
+    admin = pipeline.fake.admin
+    admin.advance_clock(5)
+    first_key, second_key = (row["key"] for row in admin.issues()[:2])
+    admin.touch_issue(first_key, {"summary": "First change"})
+    [first] = issue_requests(sensor.tick())
+    # Launched, not finished: what the daemon leaves behind while the run waits or works.
+    job = pipeline.defs.resolve_job_def("jira_issues_job")
+    running = pipeline.instance.create_run_for_job(
+        job, tags=first.tags, status=dg.DagsterRunStatus.STARTED
+    )
+
+    admin.advance_clock(5)
+    admin.touch_issue(second_key, {"summary": "Second change"})
+    for _ in range(2):
+        waiting = sensor.tick()
+        assert not issue_requests(waiting)
+        assert running.run_id in (waiting.skip_message or "")
+
+    pipeline.instance.report_run_canceled(running)
+    [after] = issue_requests(sensor.tick())
+    assert after.run_key and after.run_key.endswith(f":after:{running.run_id}")
+    assert sensor.launch(after).success
+    assert stored_summary(pipeline, first_key) == "First change"
+    assert stored_summary(pipeline, second_key) == "Second change"
+    assert not issue_requests(sensor.tick())
+
+
+def test_sensor_window_overlaps_the_cursor_by_the_consistency_lag(
+    synced_for_sensor: tuple[Pipeline, SensorTicks],
+) -> None:
+    pipeline, sensor = synced_for_sensor
+    admin = pipeline.fake.admin
+    late_key, early_key = (row["key"] for row in admin.issues()[:2])
+    # Jira Cloud's index shows some updates later than newer ones.
+    admin.configure(search_lag_s=120)
+    admin.touch_issue(late_key, {"summary": "Indexed two minutes late"})
+    admin.configure(search_lag_s=0)
+    admin.advance_clock(5)
+    admin.touch_issue(early_key, {"summary": "Indexed at once"})
+
+    [first] = issue_requests(sensor.tick())
+    assert sensor.launch(first).success
+    assert stored_summary(pipeline, early_key) == "Indexed at once"
+    assert stored_summary(pipeline, late_key) != "Indexed two minutes late"
+    assert not issue_requests(sensor.tick())  # the run succeeded: acknowledged past both edits
+
+    admin.advance_clock(121)
+    [late] = issue_requests(sensor.tick())
+    assert sensor.launch(late).success
+    assert stored_summary(pipeline, late_key) == "Indexed two minutes late"

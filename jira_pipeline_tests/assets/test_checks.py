@@ -6,15 +6,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from jira_pipeline.assets.schedules import partition_range_tags
+from jira_pipeline.assets.streams import JiraRecordStream
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline_tests.assets.conftest import DIMENSIONS, Pipeline, check_results
 
 CHECKS_JOB = "jira_checks_job"
+DEFINITIONS_FILE = Path(__file__).resolve().parents[2] / "jira_pipeline" / "definitions.py"
 
 
 Evaluations = dict[tuple[str, str], dg.AssetCheckEvaluation]
@@ -148,3 +151,82 @@ def test_jira_updates_newer_than_the_tolerance_fail_the_freshness_check(
 
     assert ("jira_issues", "fresh") in failing(evaluations)
     assert metadata(evaluations, ("jira_issues", "fresh"))["lag_minutes"] >= 120
+
+
+def test_edit_between_walk_and_check_does_not_fail_the_run(
+    pipeline_factory: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = pipeline_factory(issues=80, days=2)
+    admin = pipeline.fake.admin
+    # The fake's clock reads like the pipeline's, so "after the run started" means the same.
+    admin.set_clock(datetime.now(UTC) + timedelta(seconds=1))
+    day = datetime.fromisoformat(yesterday()).replace(tzinfo=UTC)
+    victim = next(key for key, issue in (
+        (issue["key"], issue) for issue in pipeline.fake_issues().values()
+    ) if day <= issue["updated"] < day + timedelta(days=1))
+    walked = JiraRecordStream._report
+
+    def edit_after_the_walk(stream: JiraRecordStream) -> dict:
+        if "status_name" in stream._preview_fields and not edited:  # the issues' stream
+            edited.append(admin.touch_issue(victim, {"summary": "Edited after the walk"}))
+        return walked(stream)
+
+    edited: list[dict] = []
+    monkeypatch.setattr(JiraRecordStream, "_report", edit_after_the_walk)
+
+    result = pipeline.run("jira_sync_job", synced_today(), raise_on_error=False)
+
+    assert edited, "the issues were never walked"
+    assert result.success
+    evaluation = check_results(result)[("jira_issues", "matches_jira_count")]
+    assert evaluation.passed and evaluation.partition == synced_today()
+    materialized = {e.asset_key for e in result.get_asset_materialization_events()}
+    assert dg.AssetKey("jira_issue_daily_summary") in materialized
+    # The edit is Jira's newest state, and the next run's to fetch: this one did not see it.
+    assert victim not in {doc["key"] for doc in synced_stored_today(pipeline)}
+
+
+def synced_today() -> str:
+    return datetime.now(UTC).date().isoformat()
+
+
+def synced_stored_today(pipeline: Pipeline) -> list[dict]:
+    today = datetime.fromisoformat(synced_today()).replace(tzinfo=UTC)
+    return list(pipeline.db["jira_issues"].find({"updated": {"$gte": today}}))
+
+
+CHECK_EXECUTIONS = """
+query ($checkName: String!) {
+  assetCheckExecutions(assetKey: {path: ["jira_issues"]}, checkName: $checkName, limit: 20) {
+    runId
+    status
+    partition
+    evaluation { success }
+  }
+}
+"""
+
+
+def test_multi_partition_check_results_show_executed_in_the_ui(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
+
+    pipeline = pipeline_factory(issues=80, days=2, persistent_instance=True)
+    first, last = yesterday(), synced_today()
+    result = pipeline.run("jira_issues_job", first, last)
+    assert result.success
+
+    with define_out_of_process_context(
+        str(DEFINITIONS_FILE), "defs", pipeline.instance
+    ) as context:
+        answer = execute_dagster_graphql(
+            context, CHECK_EXECUTIONS, {"checkName": "matches_jira_count"}
+        )
+
+    assert answer.errors is None
+    executions = answer.data["assetCheckExecutions"]
+    assert {(e["runId"], e["partition"], e["status"]) for e in executions} == {
+        (result.run_id, first, "SUCCEEDED"), (result.run_id, last, "SUCCEEDED"),
+    }  # fmt: skip
+    assert all(e["evaluation"]["success"] for e in executions)

@@ -597,6 +597,27 @@ def test_a_read_timeout_is_retried_then_reported_as_a_transport_error(fake_jira)
         asyncio.run(scenario())
 
 
+def test_refused_connection_names_host_and_port():
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on once the probe closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    async def scenario():
+        auth = BasicAuth("someone@example.com", "made-up-token")
+        async with JiraClient(auth, f"http://127.0.0.1:{port}", limiter=RateLimiter(0.0, 4),
+                              retry=RetryPolicy(attempts=2, base=0.0)) as client:
+            await client.myself()
+
+    with pytest.raises(JiraTransportError) as raised:
+        asyncio.run(scenario())
+    assert (raised.value.host, raised.value.port) == ("127.0.0.1", port)
+    assert f"127.0.0.1:{port}" in str(raised.value)
+    assert "GET /rest/api/3/myself" in str(raised.value)
+    assert "made-up-token" not in str(raised.value)
+
+
 # --- JQL injection and secrets ------------------------------------------------------------------
 
 

@@ -170,8 +170,8 @@ def stored_versions(db: Database) -> dict[str, tuple[str, datetime]]:
 
 
 def run_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
-    """The metadata of the run's materialization of `asset` (a single-run backfill attaches the
-    same metadata to each partition's event)."""
+    """The metadata of the run's (first) materialization of `asset`: a single-run backfill gives
+    each partition's event the run's API counters, and that partition's own record counts."""
     events = result.asset_materializations_for_node(asset)
     assert events, f"{asset} was not materialized"
     return {key: getattr(value, "value", value) for key, value in events[0].metadata.items()}

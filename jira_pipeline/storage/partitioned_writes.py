@@ -1,0 +1,121 @@
+"""Upserts counted per partition, so each partition of a multi-partition run reports its own."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+import dagster as dg
+from pydantic import BaseModel
+from pymongo.database import Database
+
+from jira_pipeline.storage.entities import EntitySpec
+from jira_pipeline.storage.upserts import UpsertCounts, upsert_batch
+from jira_pipeline.timeutil import parse_jira_datetime
+
+# Records held back while grouping them by partition, in batches: the memory bound. One batch
+# holds no more than an ungrouped write does (sync_bench, 5,000 issues over 92 partitions: the
+# same peak RSS, about 6% more wall time than ungrouped writes).
+HELD_BATCHES = 1
+
+PartitionOf = Callable[[Mapping[str, Any] | BaseModel], str]
+
+
+def write_per_partition(
+    context: dg.OutputContext,
+    db: Database,
+    spec: EntitySpec,
+    records: Iterable[Mapping[str, Any] | BaseModel],
+    *,
+    batch_size: int,
+) -> UpsertCounts | None:
+    """Upsert `records` and give each partition of the step its own figures; None (nothing
+    written) unless the step covers several time partitions of a versioned entity.
+
+    Dagster gives every partition of a multi-partition step the output's metadata, so without
+    this each partition of a single-run backfill shows the whole run's row count. Partition-
+    scoped asset metadata (what `context.add_asset_metadata(..., partition_key=...)` sets in an
+    asset) overrides it per partition.
+    """
+    partition_of = _partition_of(context, spec)
+    if partition_of is None:
+        return None
+    keys = list(context.asset_partition_keys)
+    by_partition = upsert_by_partition(db, spec, records, partition_of, keys, batch_size=batch_size)
+    for key, counts in by_partition.items():
+        context.step_context.add_asset_metadata(
+            partition_figures(counts), asset_key=context.asset_key, partition_key=key
+        )
+    return sum(by_partition.values(), UpsertCounts())
+
+
+def partition_figures(counts: UpsertCounts) -> dict[str, Any]:
+    return {
+        "records_fetched": counts.total,
+        "inserted": counts.inserted,
+        "updated": counts.updated,
+        "unchanged": counts.unchanged,
+        "skipped_stale": counts.skipped_stale,
+        "dagster/row_count": counts.total,
+    }
+
+
+def upsert_by_partition(
+    db: Database,
+    spec: EntitySpec,
+    records: Iterable[Mapping[str, Any] | BaseModel],
+    partition_of: PartitionOf,
+    keys: list[str],
+    *,
+    batch_size: int,
+) -> dict[str, UpsertCounts]:
+    """Write `records` in batches of one partition each; counts by partition (every key listed).
+
+    Records arrive in any order (a walk interleaves days), so each partition fills its own
+    batch; at most HELD_BATCHES batches are held, the fullest written first when that is
+    reached.
+    """
+    collection = db[spec.collection]
+    counts = {key: UpsertCounts() for key in keys}
+    buffers: dict[str, list[Mapping[str, Any] | BaseModel]] = {}
+    held = 0
+    for record in records:
+        key = partition_of(record)
+        buffer = buffers.setdefault(key, [])
+        buffer.append(record)
+        held += 1
+        if len(buffer) < batch_size and held < batch_size * HELD_BATCHES:
+            continue
+        fullest = key if len(buffer) >= batch_size else max(buffers, key=lambda k: len(buffers[k]))
+        batch = buffers.pop(fullest)
+        held -= len(batch)
+        counts[fullest] += upsert_batch(collection, spec, batch)
+    for key, batch in buffers.items():
+        counts[key] += upsert_batch(collection, spec, batch)
+    return counts
+
+
+def _partition_of(context: dg.OutputContext, spec: EntitySpec) -> PartitionOf | None:
+    if spec.version_field is None or not context.has_asset_partitions:
+        return None
+    partitions_def = context.asset_partitions_def
+    keys = list(context.asset_partition_keys)
+    if len(keys) < 2 or not isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+        return None
+    windows = sorted(
+        (partitions_def.time_window_for_partition_key(key).start, key) for key in keys
+    )
+    starts = [start for start, _ in windows]
+    field = spec.version_field
+
+    def partition_of(record: Mapping[str, Any] | BaseModel) -> str:
+        raw = record.get(field) if isinstance(record, Mapping) else getattr(record, field, None)
+        moment: datetime | None = parse_jira_datetime(raw) if raw is not None else None
+        if moment is None:
+            return windows[-1][1]
+        # A record of the lookback overlap (just before the first day) counts for the first.
+        return windows[max(0, bisect_right(starts, moment) - 1)][1]
+
+    return partition_of
