@@ -47,6 +47,17 @@ class FakeJiraAdmin:
         """Edit an issue: bumps `updated` to the fake's now and appends a changelog history."""
         return self._call("POST", f"/issues/{key}/touch", {"fields": fields} if fields else {})
 
+    def move_issue(self, key: str, project_key: str) -> dict:
+        """Move an issue to another project: returns {id, key (the new one), updated}."""
+        return self._call("POST", f"/issues/{key}/move", {"project_key": project_key})
+
+    def change_status(self, status_id: str, *, name: str | None = None,
+                      category: str | None = None) -> dict:
+        """Rename and/or recategorise (TODO, IN_PROGRESS, DONE) a status; issues' `updated`
+        stays. Returns {id, name, category}."""
+        body = {k: v for k, v in (("name", name), ("category", category)) if v is not None}
+        return self._call("POST", f"/statuses/{status_id}", body)
+
     def delete_issue(self, key: str) -> None:
         self._call("DELETE", f"/issues/{key}")
 

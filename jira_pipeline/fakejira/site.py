@@ -14,9 +14,11 @@ from zoneinfo import ZoneInfo
 from jira_pipeline.fakejira.config import FakeJiraConfig
 from jira_pipeline.fakejira.dataset import (
     PRIORITIES,
+    STATUS_CATEGORIES,
     Dataset,
     History,
     Issue,
+    Status,
     build_dataset,
 )
 from jira_pipeline.fakejira.jql import Query, SearchContext, parse_jql
@@ -228,6 +230,72 @@ class FakeJiraSite:
         issue = self.issue_by_key(key)
         issue.deleted = True
         self._changed(issue)
+
+    def change_status(self, status_id: str, name: str | None = None,
+                      category: str | None = None) -> Status:
+        """Rename or recategorise a status, as a Jira admin does: no issue's `updated` moves,
+        yet every later answer that embeds the status shows it changed."""
+        status = next((s for s in self.data.statuses if s.id == status_id), None)
+        if status is None:
+            raise AdminError(404, f"No status with id {status_id!r}")
+        if name is None and category is None:
+            raise AdminError(400, "Give name or category (TODO, IN_PROGRESS or DONE)")
+        if category is not None:
+            category = str(category).upper()
+            if category not in STATUS_CATEGORIES:
+                raise AdminError(400, f"category must be one of {', '.join(STATUS_CATEGORIES)}")
+            status.category = category
+        if name is not None:
+            if not str(name).strip():
+                raise AdminError(400, "name must not be blank")
+            status.name = str(name)
+        # Renderers hold each status's JSON built once: drop them so answers show the change.
+        self.renderers.clear()
+        self.data.version += 1
+        return status
+
+    def move_issue(self, key: str, project_key: str) -> Issue:
+        """Move an issue to another project: a new key there, the same id, `updated` bumped; the
+        old key still finds it (Jira redirects old keys)."""
+        issue = self.issue_by_key(key)
+        data = self.data
+        target = next((i for i, p in enumerate(data.projects) if p.key == project_key.upper()),
+                      None)
+        if target is None:
+            raise AdminError(404, f"No project with key {project_key!r}")
+        if target == issue.project:
+            raise AdminError(400, f"{issue.key} is already in {project_key.upper()}")
+        now = max(self.clock.now_ms(), issue.updated + 1)
+        old_key, old_project = issue.key, data.projects[issue.project]
+        old_status = data.statuses[issue.status]
+        choices = data.project_statuses(target)
+        if issue.status not in choices:
+            # Jira asks for a status mapping on a move; the fake maps to one of the same category.
+            issue.status = next((s for s in choices
+                                 if data.statuses[s].category == old_status.category), 0)
+        issue.project = target
+        issue.key_num = data.next_key_num[target]
+        data.next_key_num[target] += 1
+        issue.key = f"{data.projects[target].key}-{issue.key_num}"
+        # Components and versions belong to the old project.
+        issue.components, issue.fix_version = (), -1
+        data.by_key[issue.key] = issue  # the old key stays mapped too
+        new_project, new_status = data.projects[target], data.statuses[issue.status]
+        items: list[tuple[str, str, str, str | None, str | None, str | None, str | None]] = [
+            ("project", "jira", "project", old_project.id, old_project.name, new_project.id,
+             new_project.name),
+            ("Key", "jira", "issuekey", None, old_key, None, issue.key),
+        ]
+        if new_status is not old_status:
+            items.append(("status", "jira", "status", old_status.id, old_status.name,
+                          new_status.id, new_status.name))
+        history = History(id=str(data.next_history_id), author=self.myself_index(),
+                          created_ms=now, offset=issue.offset, items=tuple(items))
+        data.next_history_id += 1
+        issue.extra_histories = [*(issue.extra_histories or []), history]
+        issue.updated = now
+        self._changed(issue)
+        return issue
 
     def _apply_fields(self, issue: Issue, fields: dict, now: int, *, record: bool) -> None:
         data = self.data
