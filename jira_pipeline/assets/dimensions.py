@@ -1,10 +1,11 @@
 """The dimension assets' shared shape: full refresh, upserted, vanished rows marked deleted."""
 
-from collections.abc import AsyncIterable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import dagster as dg
+from pymongo.database import Database
 
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.settings import PipelineSettings
@@ -23,6 +24,19 @@ NETWORK_RETRY_POLICY = dg.RetryPolicy(
 )
 
 
+class DimensionCompletion(Protocol):
+    """Fetches the rows a dimension's listing left out but stored issues reference.
+
+    `referenced` runs in the step before the walk starts (the store is read there, never from
+    the walk's event-loop thread); `fetch` runs after the listing with the referenced ids it
+    did not return, and yields the JSON of those Jira still has.
+    """
+
+    def referenced(self, db: Database, connection_id: str) -> set[str]: ...
+
+    def fetch(self, client: JiraClient, missing: list[str]) -> AsyncIterable[dict[str, Any]]: ...
+
+
 @dataclass(frozen=True)
 class Dimension:
     """What differs between the projects, statuses and users assets."""
@@ -33,6 +47,7 @@ class Dimension:
     record_type: type[JiraRecord]
     walk: Callable[[JiraClient, PipelineSettings], AsyncIterable[dict[str, Any]]]
     preview_fields: tuple[str, ...]
+    completion: DimensionCompletion | None = field(default=None)
 
 
 def build_dimension_asset(
@@ -59,6 +74,33 @@ def build_dimension_asset(
         mongo = writing_store(context)
         seen: set[str] = set()
 
+        completed: dict[str, int] = {}
+        referenced = (
+            dimension.completion.referenced(mongo.get_database(), site.connection_id)
+            if dimension.completion is not None
+            else set()
+        )
+
+        def jira_id(raw: dict[str, Any]) -> str:
+            return str(getattr(dimension.record_type.from_raw(raw, site.connection_id),
+                               spec.id_field))
+
+        async def walk(client: JiraClient) -> AsyncIterator[dict[str, Any]]:
+            listed: set[str] = set()
+            async for raw in dimension.walk(client, settings):
+                if referenced:
+                    listed.add(jira_id(raw))
+                yield raw
+            missing = sorted(referenced - listed)
+            if dimension.completion is None or not missing:
+                return
+            # The listing was capped or incomplete: fetch each referenced row on its own.
+            found = 0
+            async for raw in dimension.completion.fetch(client, missing):
+                found += 1
+                yield raw
+            completed.update(referenced_not_listed=len(missing), fetched_one_by_one=found)
+
         def to_record(raw: dict[str, Any]) -> JiraRecord:
             record = dimension.record_type.from_raw(raw, site.connection_id)
             seen.add(str(getattr(record, spec.id_field)))
@@ -69,15 +111,20 @@ def build_dimension_asset(
                 # An empty answer is far likelier a permission change than a site emptied of
                 # every row; marking everything deleted would be the wrong guess.
                 context.log.warning(f"Jira returned no {dimension.entity}: nothing marked deleted")
-                return {"marked_deleted": 0}
+                return {"marked_deleted": 0, **completed}
             marked = mark_deleted_except(
                 mongo.get_database(), dimension.entity, site.connection_id, seen
             )
-            return {"marked_deleted": marked}
+            if completed:
+                context.log.info(
+                    f"{completed['referenced_not_listed']} referenced {dimension.entity} were "
+                    f"not listed by Jira; fetched {completed['fetched_one_by_one']} one by one"
+                )
+            return {"marked_deleted": marked, **completed}
 
         return JiraRecordStream(
             jira,
-            lambda client: dimension.walk(client, settings),
+            walk,
             to_record,
             preview_fields=dimension.preview_fields,
             after_write=mark_vanished,

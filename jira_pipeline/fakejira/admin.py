@@ -58,6 +58,10 @@ class FakeJiraAdmin:
         body = {k: v for k, v in (("name", name), ("category", category)) if v is not None}
         return self._call("POST", f"/statuses/{status_id}", body)
 
+    def set_user_active(self, user_id: str, active: bool) -> dict:
+        """Deactivate or reactivate a user (accountId, Data Center key or username)."""
+        return self._call("POST", f"/users/{user_id}", {"active": active})
+
     def delete_issue(self, key: str) -> None:
         self._call("DELETE", f"/issues/{key}")
 

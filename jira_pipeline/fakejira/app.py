@@ -712,6 +712,12 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         return json_response({"id": changed.id, "name": changed.name,
                               "category": changed.category})
 
+    async def user(request: Request) -> Response:
+        body = await body_of(request)
+        changed = site.set_user_active(request.path_params["id"], body.get("active"))
+        return json_response({"accountId": changed.account_id, "key": changed.key,
+                              "name": changed.name, "active": changed.active})
+
     async def delete(request: Request) -> Response:
         site.delete_issue(request.path_params["key"])
         return Response(status_code=204)
@@ -749,6 +755,7 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         Route("/_fake/issues/{key}/move", admin(move), methods=["POST"]),
         Route("/_fake/issues/{key}", admin(delete), methods=["DELETE"]),
         Route("/_fake/statuses/{id}", admin(status), methods=["POST"]),
+        Route("/_fake/users/{id}", admin(user), methods=["POST"]),
         Route("/_fake/clock", admin(clock), methods=["GET", "POST"]),
         Route("/_fake/config", admin(config), methods=["GET", "POST"]),
         Route("/_fake/reset", admin(reset), methods=["POST"]),

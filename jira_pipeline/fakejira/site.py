@@ -19,6 +19,7 @@ from jira_pipeline.fakejira.dataset import (
     History,
     Issue,
     Status,
+    User,
     build_dataset,
 )
 from jira_pipeline.fakejira.jql import Query, SearchContext, parse_jql
@@ -253,6 +254,19 @@ class FakeJiraSite:
         self.renderers.clear()
         self.data.version += 1
         return status
+
+    def set_user_active(self, user_id: str, active: bool) -> User:
+        """Deactivate (or reactivate) a user by accountId, Data Center key or username."""
+        user = next((u for u in self.data.users if user_id in (u.account_id, u.key, u.name)),
+                    None)
+        if user is None:
+            raise AdminError(404, f"No user {user_id!r}")
+        if not isinstance(active, bool):
+            raise AdminError(400, "active must be true or false")
+        user.active = active
+        self.renderers.clear()
+        self.data.version += 1
+        return user
 
     def move_issue(self, key: str, project_key: str) -> Issue:
         """Move an issue to another project: a new key there, the same id, `updated` bumped; the

@@ -1,0 +1,142 @@
+"""Names issues copy from dimensions (a status's name and category, a project's key), kept in
+step with the dimension: Jira renames a status without moving any issue's `updated`, so no issue
+sync would ever bring the new name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.database import Database
+
+from jira_pipeline.storage.entities import ISSUES, entity_spec
+
+_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class CopiedNames:
+    """Which issue fields copy which fields of one dimension, joined on the dimension's id."""
+
+    issue_reference: str  # the issue field holding the dimension's Jira id
+    fields: tuple[tuple[str, str], ...]  # (issue field, dimension field)
+    # The issue key starts with the project key: Jira re-keys a project's issues with it.
+    rekeys_issues: bool = False
+
+
+COPIED_NAMES: dict[str, CopiedNames] = {
+    "statuses": CopiedNames(
+        "status_id", (("status_name", "name"), ("status_category", "status_category"))
+    ),
+    "projects": CopiedNames("project_id", (("project_key", "key"),), rekeys_issues=True),
+}
+
+
+def refresh_copied_names(
+    db: Database, entity: str, connection_id: str | None = None
+) -> dict[str, int]:
+    """Bring every stored issue's copy of `entity`'s names up to the stored dimension rows.
+
+    One projected pass over the issues (never their `raw`), writes only for stale ones, each
+    guarded by the values it read so a concurrent issue write is never overwritten. A refreshed
+    issue loses its `content_hash`, so the next fetch of it replaces the whole document even if
+    Jira's JSON is what was stored before. `raw` stays as Jira sent it. Returns the metadata
+    `{"issues_renamed": n}` for entities issues copy names from, else `{}`.
+    """
+    copied = COPIED_NAMES.get(entity)
+    if copied is None:
+        return {}
+    current = _current_names(db, entity, copied, connection_id)
+    if not current:
+        return {"issues_renamed": 0}
+    # Read first, then write: the embedded store must not hold a cursor over what it rewrites.
+    stale = _stale_issues(db, copied, current, connection_id)
+    collection = db[ISSUES.collection]
+    renamed = 0
+    for (stored, names), issues in stale.items():
+        unset = {"$unset": {"content_hash": ""}}
+        guard = dict(zip(_issue_fields(copied), stored, strict=True))
+        changes = dict(zip(_issue_fields(copied), names, strict=True))
+        if copied.rekeys_issues:
+            updates = [
+                UpdateOne(
+                    {"_id": _id, **guard, "key": key},
+                    {"$set": {**changes, **_new_key(key, guard, changes)}, **unset},
+                )
+                for _id, key in issues
+            ]
+            for start in range(0, len(updates), _BATCH):
+                batch = updates[start : start + _BATCH]
+                renamed += collection.bulk_write(batch, ordered=False).modified_count
+            continue
+        ids = [_id for _id, _ in issues]
+        for start in range(0, len(ids), _BATCH):
+            result = collection.update_many(
+                {"_id": {"$in": ids[start : start + _BATCH]}, **guard},
+                {"$set": changes, **unset},
+            )
+            renamed += result.modified_count
+    return {"issues_renamed": renamed}
+
+
+def connection_of(definition_metadata: Mapping[str, Any] | None, key: str) -> str | None:
+    """The connection id an asset declares in its definition metadata, if any."""
+    value = (definition_metadata or {}).get(key)
+    value = getattr(value, "value", value)  # a MetadataValue or a plain string
+    return str(value) if value else None
+
+
+def _current_names(
+    db: Database, entity: str, copied: CopiedNames, connection_id: str | None
+) -> dict[tuple[str, str], dict[str, Any]]:
+    spec = entity_spec(entity)
+    selector: dict[str, Any] = {"is_deleted": {"$ne": True}}
+    if connection_id is not None:
+        selector["connection_id"] = connection_id
+    wanted = {"connection_id": 1, spec.id_field: 1, "_id": 0}
+    wanted.update({field: 1 for _, field in copied.fields})
+    return {
+        (str(doc["connection_id"]), str(doc[spec.id_field])): {
+            issue_field: doc.get(field) for issue_field, field in copied.fields
+        }
+        for doc in db[spec.collection].find(selector, wanted)
+    }
+
+
+def _issue_fields(copied: CopiedNames) -> list[str]:
+    return [issue_field for issue_field, _ in copied.fields]
+
+
+def _stale_issues(
+    db: Database,
+    copied: CopiedNames,
+    current: dict[tuple[str, str], dict[str, Any]],
+    connection_id: str | None,
+) -> dict[tuple[tuple[Any, ...], tuple[Any, ...]], list[tuple[Any, Any]]]:
+    """(stored names, current names) -> [(_id, key)] of the issues whose copy is stale."""
+    selector: dict[str, Any] = {copied.issue_reference: {"$ne": None}}
+    if connection_id is not None:
+        selector["connection_id"] = connection_id
+    fields = _issue_fields(copied)
+    wanted = dict.fromkeys(["connection_id", copied.issue_reference, "key", *fields], 1)
+    stale: dict[tuple[tuple[Any, ...], tuple[Any, ...]], list[tuple[Any, Any]]] = {}
+    for doc in db[ISSUES.collection].find(selector, wanted):
+        names = current.get((str(doc.get("connection_id")), str(doc[copied.issue_reference])))
+        if names is None:
+            continue  # a dimension row we do not hold: nothing to copy from
+        stored = tuple(doc.get(field) for field in fields)
+        wanted_names = tuple(names[field] for field in fields)
+        if stored != wanted_names:
+            stale.setdefault((stored, wanted_names), []).append((doc["_id"], doc.get("key")))
+    return stale
+
+
+def _new_key(key: Any, stored: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, str]:
+    """`OLD-12` under a project now keyed `NEW` becomes `NEW-12` (Jira re-keys the issues)."""
+    old, new = stored.get("project_key"), changes.get("project_key")
+    prefix = f"{old}-"
+    if not (isinstance(key, str) and old and new and key.startswith(prefix)):
+        return {}
+    return {"key": f"{new}-{key[len(prefix):]}"}
