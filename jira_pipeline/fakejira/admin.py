@@ -62,6 +62,13 @@ class FakeJiraAdmin:
         """Deactivate or reactivate a user (accountId, Data Center key or username)."""
         return self._call("POST", f"/users/{user_id}", {"active": active})
 
+    def change_project(self, key: str, *, new_key: str | None = None,
+                       name: str | None = None) -> dict:
+        """Change a project's key (its issues are re-keyed) and/or name; returns {id, key,
+        name}."""
+        body = {k: v for k, v in (("key", new_key), ("name", name)) if v is not None}
+        return self._call("POST", f"/projects/{key}", body)
+
     def delete_issue(self, key: str) -> None:
         self._call("DELETE", f"/issues/{key}")
 

@@ -718,6 +718,12 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         return json_response({"accountId": changed.account_id, "key": changed.key,
                               "name": changed.name, "active": changed.active})
 
+    async def project(request: Request) -> Response:
+        body = await body_of(request)
+        changed = site.change_project(request.path_params["key"], body.get("key"),
+                                      body.get("name"))
+        return json_response({"id": changed.id, "key": changed.key, "name": changed.name})
+
     async def delete(request: Request) -> Response:
         site.delete_issue(request.path_params["key"])
         return Response(status_code=204)
@@ -756,6 +762,7 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         Route("/_fake/issues/{key}", admin(delete), methods=["DELETE"]),
         Route("/_fake/statuses/{id}", admin(status), methods=["POST"]),
         Route("/_fake/users/{id}", admin(user), methods=["POST"]),
+        Route("/_fake/projects/{key}", admin(project), methods=["POST"]),
         Route("/_fake/clock", admin(clock), methods=["GET", "POST"]),
         Route("/_fake/config", admin(config), methods=["GET", "POST"]),
         Route("/_fake/reset", admin(reset), methods=["POST"]),

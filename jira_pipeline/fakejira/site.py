@@ -18,6 +18,7 @@ from jira_pipeline.fakejira.dataset import (
     Dataset,
     History,
     Issue,
+    Project,
     Status,
     User,
     build_dataset,
@@ -268,9 +269,36 @@ class FakeJiraSite:
         self.data.version += 1
         return user
 
+    def change_project(self, key: str, new_key: str | None = None,
+                       name: str | None = None) -> Project:
+        """Rename a project or change its key, as a Jira admin does: every issue of it gets the
+        new key (old keys still find them) and no issue's `updated` moves."""
+        data = self.data
+        index = next((i for i, p in enumerate(data.projects) if p.key == key.upper()), None)
+        if index is None:
+            raise AdminError(404, f"No project with key {key!r}")
+        project = data.projects[index]
+        if new_key is not None:
+            new_key = str(new_key).upper()
+            if not new_key.isalnum() or not new_key[0].isalpha():
+                raise AdminError(400, f"Project key {new_key!r} is not valid")
+            if any(p.key == new_key for p in data.projects if p is not project):
+                raise AdminError(400, f"Project key {new_key!r} is in use")
+            project.key = new_key
+            for issue in data.issues:
+                if issue.project == index:
+                    issue.key = f"{new_key}-{issue.key_num}"
+                    data.by_key[issue.key] = issue  # the old key stays mapped too
+            self.project_rank = self._project_rank()
+        if name is not None:
+            project.name = str(name)
+        self.renderers.clear()
+        data.version += 1
+        return project
+
     def move_issue(self, key: str, project_key: str) -> Issue:
-        """Move an issue to another project: a new key there, the same id, `updated` bumped; the
-        old key still finds it (Jira redirects old keys)."""
+        """Move an issue (and its sub-tasks) to another project: a new key there, the same id,
+        `updated` bumped; the old key still finds it (Jira redirects old keys)."""
         issue = self.issue_by_key(key)
         data = self.data
         target = next((i for i, p in enumerate(data.projects) if p.key == project_key.upper()),
@@ -279,6 +307,15 @@ class FakeJiraSite:
             raise AdminError(404, f"No project with key {project_key!r}")
         if target == issue.project:
             raise AdminError(400, f"{issue.key} is already in {project_key.upper()}")
+        self._move(issue, target)
+        # Sub-tasks live in their parent's project: Jira moves them along.
+        for child in issue.children or ():
+            if not data.issues[child].deleted:
+                self._move(data.issues[child], target)
+        return issue
+
+    def _move(self, issue: Issue, target: int) -> None:
+        data = self.data
         now = max(self.clock.now_ms(), issue.updated + 1)
         old_key, old_project = issue.key, data.projects[issue.project]
         old_status = data.statuses[issue.status]
@@ -309,7 +346,6 @@ class FakeJiraSite:
         issue.extra_histories = [*(issue.extra_histories or []), history]
         issue.updated = now
         self._changed(issue)
-        return issue
 
     def _apply_fields(self, issue: Issue, fields: dict, now: int, *, record: bool) -> None:
         data = self.data

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo import UpdateOne
+from pymongo.collection import Collection
 from pymongo.database import Database
 
 from jira_pipeline.storage.entities import ISSUES, entity_spec
@@ -78,7 +79,35 @@ def refresh_copied_names(
                 {"$set": changes, **unset},
             )
             renamed += result.modified_count
+    if copied.rekeys_issues:
+        project_keys = {stored[0]: names[0] for stored, names in stale if stored[0] and names[0]}
+        renamed += _rekey_parents(collection, project_keys, connection_id)
     return {"issues_renamed": renamed}
+
+
+def _rekey_parents(
+    issues: Collection, project_keys: dict[str, str], connection_id: str | None
+) -> int:
+    """Children copy their parent's key: `OLD-7` becomes `NEW-7` when project OLD is now NEW."""
+    if not project_keys:
+        return 0
+    selector: dict[str, Any] = {"parent_key": {"$ne": None}}
+    if connection_id is not None:
+        selector["connection_id"] = connection_id
+    updates = []
+    for child in issues.find(selector, {"parent_key": 1}):
+        old = child["parent_key"]
+        prefix, _, number = str(old).rpartition("-")
+        if prefix in project_keys:
+            updates.append(UpdateOne(
+                {"_id": child["_id"], "parent_key": old},
+                {"$set": {"parent_key": f"{project_keys[prefix]}-{number}"},
+                 "$unset": {"content_hash": ""}},
+            ))
+    changed = 0
+    for start in range(0, len(updates), _BATCH):
+        changed += issues.bulk_write(updates[start : start + _BATCH], ordered=False).modified_count
+    return changed
 
 
 def connection_of(definition_metadata: Mapping[str, Any] | None, key: str) -> str | None:
@@ -140,3 +169,25 @@ def _new_key(key: Any, stored: Mapping[str, Any], changes: Mapping[str, Any]) ->
     if not (isinstance(key, str) and old and new and key.startswith(prefix)):
         return {}
     return {"key": f"{new}-{key[len(prefix):]}"}
+
+
+def follow_issue_keys(issues: Collection, rekeyed: list[tuple[str, str, str]]) -> int:
+    """Issues copy their parent's key (`parent_key`); a parent moved to another project has a
+    new key while its children's `updated` stays. Point the children at the new key; returns
+    how many were changed. `rekeyed` holds (connection id, old key, new key), a batch's worth:
+    one read finds all their children."""
+    by_connection: dict[str, dict[str, str]] = {}
+    for connection_id, old, new in rekeyed:
+        by_connection.setdefault(connection_id, {})[old] = new
+    updates: list[UpdateOne] = []
+    for connection_id, renamed in by_connection.items():
+        selector = {"connection_id": connection_id, "parent_key": {"$in": sorted(renamed)}}
+        for child in issues.find(selector, {"parent_key": 1}):
+            old = child["parent_key"]
+            updates.append(UpdateOne(
+                {"_id": child["_id"], "parent_key": old},
+                {"$set": {"parent_key": renamed[old]}, "$unset": {"content_hash": ""}},
+            ))
+    if not updates:
+        return 0
+    return issues.bulk_write(updates, ordered=False).modified_count

@@ -139,24 +139,58 @@ def test_moved_issue_keeps_one_document_with_its_new_key(
     point_at: Callable[..., SyncTarget],
     open_store: Callable[[Path], Database],
 ) -> None:
-    fake = fake_jira_factory(issues=200, days=10, now=this_hour())
+    fake = fake_jira_factory(issues=300, days=10, now=this_hour())
     target = point_at(fake)
     assert target.sync().success
     db = open_store(target.store_folder)
-    old = datetime.now(UTC) - timedelta(days=3)
-    issue = next(doc for doc in live_issues(db) if doc["updated"] < old)
+    old = datetime.now(UTC) - timedelta(days=2)
+    issues = live_issues(db)
+    # An epic whose stories stay behind: their `updated` does not move, their parent's key does.
+    children: dict[str, list[str]] = {}
+    for doc in issues:
+        if doc.get("parent_key") and doc["updated"] < old:
+            children.setdefault(doc["parent_key"], []).append(doc["issue_id"])
+    epic = next(doc for doc in issues if doc["issue_type"] == "Epic" and doc["key"] in children)
     other = next(doc["key"] for doc in db["jira_projects"].find({})
-                 if doc["key"] != issue["project_key"])
+                 if doc["key"] != epic["project_key"])
 
-    moved = fake.admin.move_issue(issue["key"], other)
+    moved = fake.admin.move_issue(epic["key"], other)
     assert daily_run(target).success
 
-    documents = list(db["jira_issues"].find({"issue_id": issue["issue_id"]}, {"raw": 0}))
+    documents = list(db["jira_issues"].find({"issue_id": epic["issue_id"]}, {"raw": 0}))
     assert [(d["key"], d["project_key"], d["is_deleted"]) for d in documents] == [
         (moved["key"], other, False)
     ]
-    assert db["jira_issues"].count_documents({"key": issue["key"]}) == 0
+    assert db["jira_issues"].count_documents({"key": epic["key"]}) == 0
     assert stored_versions(db) == fake_issue_versions(fake)
+    stories = db["jira_issues"].find({"issue_id": {"$in": children[epic["key"]]}})
+    assert {doc["parent_key"] for doc in stories} == {moved["key"]}
+    assert db["jira_issues"].count_documents({"parent_key": epic["key"]}) == 0
+
+
+def test_changed_project_key_rekeys_every_stored_issue(
+    fake_jira_factory: Callable[..., FakeJiraHandle],
+    point_at: Callable[..., SyncTarget],
+    open_store: Callable[[Path], Database],
+) -> None:
+    fake = fake_jira_factory(issues=300, days=10, now=this_hour())
+    target = point_at(fake)
+    assert target.sync().success
+    db = open_store(target.store_folder)
+    project = db["jira_projects"].find_one({"key": "CORE"})
+    before = fake_issue_versions(fake)
+
+    fake.admin.change_project("CORE", new_key="PLAT")
+    result = daily_run(target)
+
+    assert result.success
+    assert {k for k, _ in fake_issue_versions(fake).values()} != {k for k, _ in before.values()}
+    assert stored_versions(db) == fake_issue_versions(fake)  # every key is Jira's new one
+    in_project = [doc for doc in live_issues(db) if doc["project_id"] == project["project_id"]]
+    assert in_project and {doc["project_key"] for doc in in_project} == {"PLAT"}
+    parents = {doc["parent_key"] for doc in live_issues(db) if doc.get("parent_key")}
+    assert parents and not [key for key in parents if key.startswith("CORE-")]
+    assert check_passed(result, "no_duplicate_keys")
 
 
 # --- Data Center users ----------------------------------------------------------------------
