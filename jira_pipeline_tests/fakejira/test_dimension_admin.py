@@ -171,3 +171,76 @@ def test_cloud_user_is_fetched_by_account_id(fake_jira: Any) -> None:
         body = ok_json(client.get("/rest/api/3/user", params={"accountId": user.account_id}))
     assert body["accountId"] == user.account_id
     assert_valid_response("GET", "/rest/api/3/user", 200, body)
+
+
+def test_moving_a_parent_moves_its_sub_tasks_and_keeps_its_epic_children_pointing_at_it(
+    fake_jira: Any,
+) -> None:
+    data = fake_jira.site.data
+    parent = next(i for i in data.issues if i.children and i.type != 0)
+    subtasks = [data.issues[c] for c in parent.children]
+    target = next(p.key for p in data.projects if p is not data.projects[parent.project])
+    before = {s.id: s.updated for s in subtasks}
+
+    moved = fake_jira.admin.move_issue(parent.key, target)
+
+    with basic_client(fake_jira) as client:
+        found, _ = walk_token_pages(client, f"project = {target} ORDER BY id", 100,
+                                    fields="parent,updated")
+    by_id = {int(i["id"]): i for i in found}
+    assert parent.id in by_id and all(s.id in by_id for s in subtasks)
+    for sub in subtasks:
+        fields = by_id[sub.id]["fields"]
+        assert fields["parent"]["key"] == moved["key"]
+        assert parse_jira_datetime(fields["updated"]).timestamp() * 1000 > before[sub.id]
+
+
+def test_epic_children_show_a_moved_epics_new_key_without_being_updated(fake_jira: Any) -> None:
+    data = fake_jira.site.data
+    child = next(i for i in data.issues if i.parent >= 0 and i.type != 4)
+    epic = data.issues[child.parent]
+    target = next(p.key for p in data.projects if p is not data.projects[epic.project])
+    updated = child.updated
+
+    moved = fake_jira.admin.move_issue(epic.key, target)
+
+    with basic_client(fake_jira) as client:
+        body = ok_json(client.get(f"/rest/api/3/issue/{child.key}",
+                                  params={"fields": "parent,updated"}))
+    assert body["fields"]["parent"]["key"] == moved["key"]
+    assert child.updated == updated
+
+
+def test_changed_project_key_rekeys_its_issues_and_old_keys_still_resolve(fake_jira: Any) -> None:
+    rows = [r for r in fake_jira.admin.issues() if r["project_key"] == "CORE"]
+    assert rows
+
+    changed = fake_jira.admin.change_project("CORE", new_key="PLAT", name="Platform")
+
+    assert changed["key"] == "PLAT" and changed["name"] == "Platform"
+    after = {r["id"]: r for r in fake_jira.admin.issues()}
+    for row in rows:
+        assert after[row["id"]]["key"] == "PLAT-" + row["key"].split("-")[1]
+        assert after[row["id"]]["updated"] == row["updated"]
+    with basic_client(fake_jira) as client:
+        old = ok_json(client.get(f"/rest/api/3/issue/{rows[0]['key']}",
+                                 params={"fields": "project"}))
+        projects, _ = walk_offset_pages(client, "/rest/api/3/project/search", 50)
+    assert old["key"] == after[rows[0]["id"]]["key"]
+    assert old["fields"]["project"]["key"] == "PLAT"
+    assert "PLAT" in {p["key"] for p in projects} and "CORE" not in {p["key"] for p in projects}
+    with pytest.raises(FakeJiraAdminError):
+        fake_jira.admin.change_project("PLAT", new_key="WEB")  # taken
+
+
+def test_deactivated_user_is_listed_inactive(fake_jira_factory: Any) -> None:
+    fake = fake_jira_factory(mode="datacenter", issues=0, projects=1, users=20)
+    user = next(u for u in fake.site.data.users[1:] if u.active)
+    fake.admin.set_user_active(user.key, False)
+    with dc_client(fake) as client:
+        active = ok_json(client.get("/rest/api/2/user/search", params={"username": "."}))
+        fetched = ok_json(client.get("/rest/api/2/user", params={"key": user.key}))
+    assert user.key not in {u["key"] for u in active}
+    assert fetched["active"] is False
+    with pytest.raises(FakeJiraAdminError):
+        fake.admin.set_user_active("JIRAUSERnobody", False)
