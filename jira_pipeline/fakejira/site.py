@@ -256,7 +256,7 @@ class FakeJiraSite:
         self.data.version += 1
         return status
 
-    def set_user_active(self, user_id: str, active: bool) -> User:
+    def set_user_active(self, user_id: str, active: object) -> User:
         """Deactivate (or reactivate) a user by accountId, Data Center key or username."""
         user = next((u for u in self.data.users if user_id in (u.account_id, u.key, u.name)),
                     None)

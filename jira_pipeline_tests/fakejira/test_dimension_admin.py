@@ -3,6 +3,7 @@ to another project, and Data Center's user search with its documented defaults a
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -19,6 +20,12 @@ from jira_pipeline_tests.fakejira.jira_pages import (
     walk_token_pages,
 )
 from jira_pipeline_tests.openapi import assert_valid_response
+
+
+def moment(text: str) -> datetime:
+    parsed = parse_jira_datetime(text)
+    assert parsed is not None
+    return parsed
 
 
 def dc_client(fake: FakeJiraHandle) -> httpx.Client:
@@ -82,7 +89,7 @@ def test_moved_issue_has_a_new_key_the_same_id_and_its_old_key_still_resolves(
 
     assert moved["id"] == issue["id"]
     assert moved["key"] == f"{target}-{highest + 1}"
-    assert parse_jira_datetime(moved["updated"]) > parse_jira_datetime(issue["updated"])
+    assert moment(moved["updated"]) > moment(issue["updated"])
     with basic_client(fake_jira) as client:
         by_old_key = ok_json(client.get(f"/rest/api/3/issue/{issue['key']}",
                                         params={"expand": "changelog"}))
@@ -192,7 +199,7 @@ def test_moving_a_parent_moves_its_sub_tasks_and_keeps_its_epic_children_pointin
     for sub in subtasks:
         fields = by_id[sub.id]["fields"]
         assert fields["parent"]["key"] == moved["key"]
-        assert parse_jira_datetime(fields["updated"]).timestamp() * 1000 > before[sub.id]
+        assert moment(fields["updated"]).timestamp() * 1000 > before[sub.id]
 
 
 def test_epic_children_show_a_moved_epics_new_key_without_being_updated(fake_jira: Any) -> None:

@@ -43,6 +43,12 @@ def dimensions_run(target: SyncTarget) -> dg.ExecuteInProcessResult:
     return target.sync("jira_dimensions_job")
 
 
+def one(db: Database, collection: str, selector: dict[str, Any]) -> dict[str, Any]:
+    found = db[collection].find_one(selector)
+    assert found is not None, f"nothing in {collection} matches {selector}"
+    return found
+
+
 def live_issues(db: Database) -> list[dict[str, Any]]:
     return list(db["jira_issues"].find({"is_deleted": {"$ne": True}}, {"raw": 0}))
 
@@ -84,7 +90,7 @@ def test_renamed_status_renames_it_in_every_stored_issue(
     assert target.sync().success
     db = open_store(target.store_folder)
     status_id = busiest_status(db)
-    old_name = db["jira_statuses"].find_one({"status_id": status_id})["name"]
+    old_name = one(db, "jira_statuses", {"status_id": status_id})["name"]
     before = fake_issue_versions(fake)
 
     fake.admin.change_status(status_id, name="Being Worked On")
@@ -118,7 +124,7 @@ def test_recategorised_status_updates_issue_status_category(
     fake.admin.change_status("10001", category="DONE")
     assert dimensions_run(target).success
 
-    assert db["jira_statuses"].find_one({"status_id": "10001"})["status_category"] == "Done"
+    assert one(db, "jira_statuses", {"status_id": "10001"})["status_category"] == "Done"
     after = [doc for doc in live_issues(db) if doc["status_id"] == "10001"]
     assert {doc["issue_id"] for doc in after} == {doc["issue_id"] for doc in in_review}
     assert {doc["status_category"] for doc in after} == {"Done"}
@@ -126,7 +132,7 @@ def test_recategorised_status_updates_issue_status_category(
     key = after[0]["key"]
     fake.admin.touch_issue(key)
     assert daily_run(target, "jira_issues_job").success
-    touched = db["jira_issues"].find_one({"key": key})
+    touched = one(db, "jira_issues", {"key": key})
     assert touched["raw"]["fields"]["status"]["statusCategory"]["key"] == "done"
     assert touched["status_category"] == "Done"
 
@@ -177,7 +183,7 @@ def test_changed_project_key_rekeys_every_stored_issue(
     target = point_at(fake)
     assert target.sync().success
     db = open_store(target.store_folder)
-    project = db["jira_projects"].find_one({"key": "CORE"})
+    project = one(db, "jira_projects", {"key": "CORE"})
     before = fake_issue_versions(fake)
 
     fake.admin.change_project("CORE", new_key="PLAT")
@@ -217,7 +223,7 @@ def test_dc_inactive_users_are_stored_inactive(
     leaver = next(u for u in users if u.active and u.account_type == "atlassian")
     fake.admin.set_user_active(leaver.key, False)
     assert dimensions_run(target).success
-    after = db["jira_users"].find_one({"account_id": leaver.key})
+    after = one(db, "jira_users", {"account_id": leaver.key})
     assert (after["active"], after["is_deleted"]) == (False, False)
     assert db["jira_users"].count_documents({"is_deleted": True}) == 0
 
