@@ -15,6 +15,9 @@ from pymongo.database import Database
 from jira_pipeline.storage.entities import ISSUES, entity_spec
 
 _BATCH = 1000
+# On a dimension row: the content_hash whose names every stored issue already copies. An upsert
+# that changes the row replaces the document, dropping this, so the row is pending again.
+COPIED_MARK = "names_copied_hash"
 
 
 @dataclass(frozen=True)
@@ -40,18 +43,36 @@ def refresh_copied_names(
 ) -> dict[str, int]:
     """Bring every stored issue's copy of `entity`'s names up to the stored dimension rows.
 
-    One projected pass over the issues (never their `raw`), writes only for stale ones, each
-    guarded by the values it read so a concurrent issue write is never overwritten. A refreshed
-    issue loses its `content_hash`, so the next fetch of it replaces the whole document even if
-    Jira's JSON is what was stored before. `raw` stays as Jira sent it. Returns the metadata
+    Only rows changed since their names were last copied are pending (see COPIED_MARK), so a
+    run in which no status changed reads no issue. Otherwise one projected pass over the issues
+    (never their `raw`), and writes only for stale ones, each guarded by the values it read so a
+    concurrent issue write is never overwritten; a row is marked copied only once its issues are
+    written, so a run that dies in between leaves it pending for the next. A refreshed issue
+    loses its `content_hash`, so the next fetch of it replaces the whole document even if Jira's
+    JSON is what was stored before. `raw` stays as Jira sent it. Returns the metadata
     `{"issues_renamed": n}` for entities issues copy names from, else `{}`.
     """
     copied = COPIED_NAMES.get(entity)
     if copied is None:
         return {}
-    current = _current_names(db, entity, copied, connection_id)
+    current, pending = _pending_names(db, entity, copied, connection_id)
     if not current:
         return {"issues_renamed": 0}
+    renamed = _copy_names(db, copied, current, connection_id)
+    db[entity_spec(entity).collection].bulk_write(
+        [UpdateOne({"_id": _id, "content_hash": digest}, {"$set": {COPIED_MARK: digest}})
+         for _id, digest in pending],
+        ordered=False,
+    )
+    return {"issues_renamed": renamed}
+
+
+def _copy_names(
+    db: Database,
+    copied: CopiedNames,
+    current: dict[tuple[str, str], dict[str, Any]],
+    connection_id: str | None,
+) -> int:
     # Read first, then write: the embedded store must not hold a cursor over what it rewrites.
     stale = _stale_issues(db, copied, current, connection_id)
     collection = db[ISSUES.collection]
@@ -82,7 +103,7 @@ def refresh_copied_names(
     if copied.rekeys_issues:
         project_keys = {stored[0]: names[0] for stored, names in stale if stored[0] and names[0]}
         renamed += _rekey_parents(collection, project_keys, connection_id)
-    return {"issues_renamed": renamed}
+    return renamed
 
 
 def _rekey_parents(
@@ -117,21 +138,26 @@ def connection_of(definition_metadata: Mapping[str, Any] | None, key: str) -> st
     return str(value) if value else None
 
 
-def _current_names(
+def _pending_names(
     db: Database, entity: str, copied: CopiedNames, connection_id: str | None
-) -> dict[tuple[str, str], dict[str, Any]]:
+) -> tuple[dict[tuple[str, str], dict[str, Any]], list[tuple[Any, Any]]]:
+    """The names of the live rows not yet copied into issues, by (connection, Jira id), and
+    those rows' (_id, content_hash)."""
     spec = entity_spec(entity)
     selector: dict[str, Any] = {"is_deleted": {"$ne": True}}
     if connection_id is not None:
         selector["connection_id"] = connection_id
-    wanted = {"connection_id": 1, spec.id_field: 1, "_id": 0}
+    wanted = {"connection_id": 1, spec.id_field: 1, "content_hash": 1, COPIED_MARK: 1}
     wanted.update({field: 1 for _, field in copied.fields})
-    return {
-        (str(doc["connection_id"]), str(doc[spec.id_field])): {
-            issue_field: doc.get(field) for issue_field, field in copied.fields
-        }
-        for doc in db[spec.collection].find(selector, wanted)
-    }
+    current: dict[tuple[str, str], dict[str, Any]] = {}
+    pending: list[tuple[Any, Any]] = []
+    for doc in db[spec.collection].find(selector, wanted):
+        if doc.get(COPIED_MARK) is not None and doc.get(COPIED_MARK) == doc.get("content_hash"):
+            continue
+        key = (str(doc["connection_id"]), str(doc[spec.id_field]))
+        current[key] = {issue_field: doc.get(field) for issue_field, field in copied.fields}
+        pending.append((doc["_id"], doc.get("content_hash")))
+    return current, pending
 
 
 def _issue_fields(copied: CopiedNames) -> list[str]:
@@ -145,7 +171,8 @@ def _stale_issues(
     connection_id: str | None,
 ) -> dict[tuple[tuple[Any, ...], tuple[Any, ...]], list[tuple[Any, Any]]]:
     """(stored names, current names) -> [(_id, key)] of the issues whose copy is stale."""
-    selector: dict[str, Any] = {copied.issue_reference: {"$ne": None}}
+    referenced = sorted({jira_id for _, jira_id in current})
+    selector: dict[str, Any] = {copied.issue_reference: {"$in": referenced}}
     if connection_id is not None:
         selector["connection_id"] = connection_id
     fields = _issue_fields(copied)

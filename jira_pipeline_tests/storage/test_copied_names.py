@@ -131,3 +131,25 @@ def test_an_older_copy_of_a_moved_issue_moves_no_children(store: Store) -> None:
 
     assert counts.skipped_stale == 1
     assert by_id(store)["2"]["parent_key"] == "WEB-77"
+
+
+def test_a_status_renamed_again_later_is_copied_again(store: Store) -> None:
+    upsert_records(store.db, "issues", [issue(1)])
+    upsert_records(store.db, "statuses", [status("1", "Open", "To Do")])
+    assert refresh_copied_names(store.db, "statuses", "conn-1") == {"issues_renamed": 1}
+
+    upsert_records(store.db, "statuses", [status("1", "Backlog", "To Do")])
+
+    assert refresh_copied_names(store.db, "statuses", "conn-1") == {"issues_renamed": 1}
+    assert by_id(store)["1"]["status_name"] == "Backlog"
+
+
+def test_a_rename_whose_copy_never_ran_is_copied_by_the_next_refresh(store: Store) -> None:
+    upsert_records(store.db, "issues", [issue(1)])
+    upsert_records(store.db, "statuses", [status("1", "Open", "To Do")])
+    # The run died before copying; the next run finds the status unchanged in Jira.
+    counts = upsert_records(store.db, "statuses", [status("1", "Open", "To Do")])
+    assert counts.unchanged == 1
+
+    assert refresh_copied_names(store.db, "statuses", "conn-1") == {"issues_renamed": 1}
+    assert by_id(store)["1"]["status_name"] == "Open"
