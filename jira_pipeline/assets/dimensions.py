@@ -24,17 +24,28 @@ NETWORK_RETRY_POLICY = dg.RetryPolicy(
 )
 
 
+class ReferencedRows(Protocol):
+    """The rows stored issues reference, read before the walk, and what to do with those the
+    listing leaves out."""
+
+    ids: set[str]
+
+    def plan(self, missing: list[str]) -> tuple[list[str], set[str]]:
+        """(ids to fetch one by one, ids to keep as stored without a fetch this run)."""
+        ...
+
+
 class DimensionCompletion(Protocol):
     """Fetches the rows a dimension's listing left out but stored issues reference.
 
     `referenced` runs in the step before the walk starts (the store is read there, never from
-    the walk's event-loop thread); `fetch` runs after the listing with the referenced ids it
-    did not return, and yields the JSON of those Jira still has.
+    the walk's event-loop thread); `fetch` runs after the listing with the ids the plan chose,
+    and yields the JSON of those Jira still has. Ids kept are not marked deleted.
     """
 
-    def referenced(self, db: Database, connection_id: str) -> set[str]: ...
+    def referenced(self, db: Database, connection_id: str) -> ReferencedRows: ...
 
-    def fetch(self, client: JiraClient, missing: list[str]) -> AsyncIterable[dict[str, Any]]: ...
+    def fetch(self, client: JiraClient, ids: list[str]) -> AsyncIterable[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -75,11 +86,13 @@ def build_dimension_asset(
         seen: set[str] = set()
 
         completed: dict[str, int] = {}
-        referenced = (
+        kept: set[str] = set()  # written by the walk, read once it has finished
+        references = (
             dimension.completion.referenced(mongo.get_database(), site.connection_id)
             if dimension.completion is not None
-            else set()
+            else None
         )
+        referenced = references.ids if references is not None else set()
 
         def jira_id(raw: dict[str, Any]) -> str:
             return str(getattr(dimension.record_type.from_raw(raw, site.connection_id),
@@ -92,14 +105,17 @@ def build_dimension_asset(
                     listed.add(jira_id(raw))
                 yield raw
             missing = sorted(referenced - listed)
-            if dimension.completion is None or not missing:
+            if dimension.completion is None or references is None or not missing:
                 return
-            # The listing was capped or incomplete: fetch each referenced row on its own.
+            # The listing was capped or incomplete: fetch referenced rows one by one.
+            fetch, keep = references.plan(missing)
+            kept.update(keep)
             found = 0
-            async for raw in dimension.completion.fetch(client, missing):
+            async for raw in dimension.completion.fetch(client, fetch):
                 found += 1
                 yield raw
-            completed.update(referenced_not_listed=len(missing), fetched_one_by_one=found)
+            completed.update(referenced_not_listed=len(missing), fetched_one_by_one=found,
+                             kept_without_fetch=len(keep))
 
         def to_record(raw: dict[str, Any]) -> JiraRecord:
             record = dimension.record_type.from_raw(raw, site.connection_id)
@@ -113,12 +129,13 @@ def build_dimension_asset(
                 context.log.warning(f"Jira returned no {dimension.entity}: nothing marked deleted")
                 return {"marked_deleted": 0, **completed}
             marked = mark_deleted_except(
-                mongo.get_database(), dimension.entity, site.connection_id, seen
+                mongo.get_database(), dimension.entity, site.connection_id, seen | kept
             )
             if completed:
                 context.log.info(
                     f"{completed['referenced_not_listed']} referenced {dimension.entity} were "
-                    f"not listed by Jira; fetched {completed['fetched_one_by_one']} one by one"
+                    f"not listed by Jira; fetched {completed['fetched_one_by_one']} one by one, "
+                    f"kept {completed['kept_without_fetch']} as stored"
                 )
             return {"marked_deleted": marked, **completed}
 

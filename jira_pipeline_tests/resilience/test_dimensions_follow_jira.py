@@ -263,7 +263,8 @@ def test_referenced_users_beyond_the_cap_are_fetched_by_key(
     target = point_at_datacenter(point_at, fake, monkeypatch)
     listed = {u.key for u in fake.site.data.users[:100]}  # what user search ever lists
 
-    assert target.sync().success  # issues stored (users may have run before them)
+    first = target.sync()  # in-process, the issues step runs before the users step
+    assert first.success
     result = daily_run(target)
 
     assert result.success
@@ -271,12 +272,45 @@ def test_referenced_users_beyond_the_cap_are_fetched_by_key(
     referenced = {doc.get(field) for doc in live_issues(db)
                   for field in ("assignee_account_id", "reporter_account_id")} - {None}
     stored_users = set(db["jira_users"].distinct("account_id"))
-    assert referenced - listed  # issues reference people user search never lists
+    unlisted = referenced - listed
+    assert unlisted  # issues reference people user search never lists
     assert referenced <= stored_users
     assert missing_references(db, target_connection(db)) == {"statuses": [], "users": []}
     assert check_passed(result, "references_present")
-    metadata = run_metadata(result, "jira_users")
-    assert metadata["fetched_one_by_one"] == metadata["referenced_not_listed"] > 0
+    fetched = run_metadata(first, "jira_users")
+    assert fetched["fetched_one_by_one"] == fetched["referenced_not_listed"] == len(unlisted)
+    assert db["jira_users"].count_documents({"is_deleted": True}) == 0
+
+
+def test_unlisted_users_already_stored_are_refreshed_a_few_per_run(
+    fake_jira_factory: Callable[..., FakeJiraHandle],
+    point_at: Callable[..., SyncTarget],
+    open_store: Callable[[Path], Database],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("jira_pipeline.assets.users.REFRESH_PER_RUN", 10)
+    fake = fake_jira_factory(mode="datacenter", issues=400, days=5, users=250,
+                             dc_user_search_cap=100, dc_user_search_limit=100, now=this_hour())
+    target = point_at_datacenter(point_at, fake, monkeypatch)
+    assert target.sync().success
+    db = open_store(target.store_folder)
+    unlisted = len(set(db["jira_users"].distinct("account_id"))
+                   - {u.key for u in fake.site.data.users[:100]})
+    assert unlisted > 20
+    leaver = next(u for u in fake.site.data.users[100:]
+                  if u.active and db["jira_users"].find_one({"account_id": u.key}))
+    fake.admin.set_user_active(leaver.key, False)
+
+    runs = [dimensions_run(target) for _ in range(-(-unlisted // 10))]
+
+    assert all(run.success for run in runs)
+    for run in runs:
+        metadata = run_metadata(run, "jira_users")
+        assert metadata["fetched_one_by_one"] == 10 or run is runs[-1]
+        assert metadata["fetched_one_by_one"] + metadata["kept_without_fetch"] == unlisted
+        assert metadata["marked_deleted"] == 0
+    # Every unlisted user was re-read once across the runs: the one who left is inactive now.
+    assert one(db, "jira_users", {"account_id": leaver.key})["active"] is False
     assert db["jira_users"].count_documents({"is_deleted": True}) == 0
 
 
