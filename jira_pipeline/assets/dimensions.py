@@ -85,8 +85,11 @@ def build_dimension_asset(
         mongo = writing_store(context)
         seen: set[str] = set()
 
+        # Written by the walk, read once it has finished.
         completed: dict[str, int] = {}
-        kept: set[str] = set()  # written by the walk, read once it has finished
+        kept: set[str] = set()
+        if dimension.completion is not None:
+            completed.update(referenced_not_listed=0, fetched_one_by_one=0, kept_without_fetch=0)
         references = (
             dimension.completion.referenced(mongo.get_database(), site.connection_id)
             if dimension.completion is not None
@@ -131,7 +134,7 @@ def build_dimension_asset(
             marked = mark_deleted_except(
                 mongo.get_database(), dimension.entity, site.connection_id, seen | kept
             )
-            if completed:
+            if completed.get("referenced_not_listed"):
                 context.log.info(
                     f"{completed['referenced_not_listed']} referenced {dimension.entity} were "
                     f"not listed by Jira; fetched {completed['fetched_one_by_one']} one by one, "
