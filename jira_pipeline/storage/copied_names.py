@@ -77,9 +77,10 @@ def _copy_names(
     stale = _stale_issues(db, copied, current, connection_id)
     collection = db[ISSUES.collection]
     renamed = 0
-    for (stored, names), issues in stale.items():
+    for (jira_id, stored, names), issues in stale.items():
         unset = {"$unset": {"content_hash": ""}}
-        guard = dict(zip(_issue_fields(copied), stored, strict=True))
+        guard = {copied.issue_reference: jira_id,
+                 **dict(zip(_issue_fields(copied), stored, strict=True))}
         changes = dict(zip(_issue_fields(copied), names, strict=True))
         if copied.rekeys_issues:
             updates = [
@@ -101,7 +102,8 @@ def _copy_names(
             )
             renamed += result.modified_count
     if copied.rekeys_issues:
-        project_keys = {stored[0]: names[0] for stored, names in stale if stored[0] and names[0]}
+        project_keys = {stored[0]: names[0] for _, stored, names in stale
+                        if stored[0] and names[0]}
         renamed += _rekey_parents(collection, project_keys, connection_id)
     return renamed
 
@@ -169,15 +171,16 @@ def _stale_issues(
     copied: CopiedNames,
     current: dict[tuple[str, str], dict[str, Any]],
     connection_id: str | None,
-) -> dict[tuple[tuple[Any, ...], tuple[Any, ...]], list[tuple[Any, Any]]]:
-    """(stored names, current names) -> [(_id, key)] of the issues whose copy is stale."""
+) -> dict[tuple[Any, tuple[Any, ...], tuple[Any, ...]], list[tuple[Any, Any]]]:
+    """(dimension id, stored names, current names) -> [(_id, key)] of the issues whose copy is
+    stale."""
     referenced = sorted({jira_id for _, jira_id in current})
     selector: dict[str, Any] = {copied.issue_reference: {"$in": referenced}}
     if connection_id is not None:
         selector["connection_id"] = connection_id
     fields = _issue_fields(copied)
     wanted = dict.fromkeys(["connection_id", copied.issue_reference, "key", *fields], 1)
-    stale: dict[tuple[tuple[Any, ...], tuple[Any, ...]], list[tuple[Any, Any]]] = {}
+    stale: dict[tuple[Any, tuple[Any, ...], tuple[Any, ...]], list[tuple[Any, Any]]] = {}
     for doc in db[ISSUES.collection].find(selector, wanted):
         names = current.get((str(doc.get("connection_id")), str(doc[copied.issue_reference])))
         if names is None:
@@ -185,13 +188,14 @@ def _stale_issues(
         stored = tuple(doc.get(field) for field in fields)
         wanted_names = tuple(names[field] for field in fields)
         if stored != wanted_names:
-            stale.setdefault((stored, wanted_names), []).append((doc["_id"], doc.get("key")))
+            group = (doc[copied.issue_reference], stored, wanted_names)
+            stale.setdefault(group, []).append((doc["_id"], doc.get("key")))
     return stale
 
 
 def _new_key(key: Any, stored: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, str]:
     """`OLD-12` under a project now keyed `NEW` becomes `NEW-12` (Jira re-keys the issues)."""
-    old, new = stored.get("project_key"), changes.get("project_key")
+    old, new = stored.get("project_key"), changes.get("project_key")  # rekeys_issues: projects
     prefix = f"{old}-"
     if not (isinstance(key, str) and old and new and key.startswith(prefix)):
         return {}
