@@ -3,6 +3,7 @@ to another project, and Data Center's user search with its documented defaults a
 
 from __future__ import annotations
 
+import argparse
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from jira_pipeline.fakejira import FakeJiraHandle
 from jira_pipeline.fakejira.admin import FakeJiraAdminError
+from jira_pipeline.fakejira.cli import add_arguments, config_from_args
 from jira_pipeline.timeutil import parse_jira_datetime
 from jira_pipeline_tests.fakejira.jira_pages import (
     basic_client,
@@ -251,3 +253,14 @@ def test_deactivated_user_is_listed_inactive(fake_jira_factory: Any) -> None:
     assert fetched["active"] is False
     with pytest.raises(FakeJiraAdminError):
         fake.admin.set_user_active("JIRAUSERnobody", False)
+
+
+def test_dc_user_search_options_are_fake_jira_flags() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config = config_from_args(parser.parse_args(
+        ["--mode", "datacenter", "--dc-user-search-cap", "100", "--dc-user-search-limit", "150"]))
+    assert (config.dc_user_search_cap, config.dc_user_search_limit) == (100, 150)
+    assert "--dc-user-search-cap" in parser.format_help()
+    with pytest.raises(ValueError, match="dc_user_search_cap"):
+        config_from_args(parser.parse_args(["--dc-user-search-cap", "0"]))
