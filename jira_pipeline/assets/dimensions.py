@@ -1,10 +1,11 @@
 """The dimension assets' shared shape: full refresh, upserted, vanished rows marked deleted."""
 
-from collections.abc import AsyncIterable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import dagster as dg
+from pymongo.database import Database
 
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.sites import JiraSite
@@ -23,6 +24,30 @@ NETWORK_RETRY_POLICY = dg.RetryPolicy(
 )
 
 
+class ReferencedRows(Protocol):
+    """The rows stored issues reference, read before the walk, and what to do with those the
+    listing leaves out."""
+
+    ids: set[str]
+
+    def plan(self, missing: list[str]) -> tuple[list[str], set[str]]:
+        """(ids to fetch one by one, ids to keep as stored without a fetch this run)."""
+        ...
+
+
+class DimensionCompletion(Protocol):
+    """Fetches the rows a dimension's listing left out but stored issues reference.
+
+    `referenced` runs in the step before the walk starts (the store is read there, never from
+    the walk's event-loop thread); `fetch` runs after the listing with the ids the plan chose,
+    and yields the JSON of those Jira still has. Ids kept are not marked deleted.
+    """
+
+    def referenced(self, db: Database, connection_id: str) -> ReferencedRows: ...
+
+    def fetch(self, client: JiraClient, ids: list[str]) -> AsyncIterable[dict[str, Any]]: ...
+
+
 @dataclass(frozen=True)
 class Dimension:
     """What differs between the projects, statuses and users assets."""
@@ -33,6 +58,7 @@ class Dimension:
     record_type: type[JiraRecord]
     walk: Callable[[JiraClient, PipelineSettings], AsyncIterable[dict[str, Any]]]
     preview_fields: tuple[str, ...]
+    completion: DimensionCompletion | None = field(default=None)
 
 
 def build_dimension_asset(
@@ -59,6 +85,41 @@ def build_dimension_asset(
         mongo = writing_store(context)
         seen: set[str] = set()
 
+        # Written by the walk, read once it has finished.
+        completed: dict[str, int] = {}
+        kept: set[str] = set()
+        if dimension.completion is not None:
+            completed.update(referenced_not_listed=0, fetched_one_by_one=0, kept_without_fetch=0)
+        references = (
+            dimension.completion.referenced(mongo.get_database(), site.connection_id)
+            if dimension.completion is not None
+            else None
+        )
+        referenced = references.ids if references is not None else set()
+
+        def jira_id(raw: dict[str, Any]) -> str:
+            return str(getattr(dimension.record_type.from_raw(raw, site.connection_id),
+                               spec.id_field))
+
+        async def walk(client: JiraClient) -> AsyncIterator[dict[str, Any]]:
+            listed: set[str] = set()
+            async for raw in dimension.walk(client, settings):
+                if referenced:
+                    listed.add(jira_id(raw))
+                yield raw
+            missing = sorted(referenced - listed)
+            if dimension.completion is None or references is None or not missing:
+                return
+            # The listing was capped or incomplete: fetch referenced rows one by one.
+            fetch, keep = references.plan(missing)
+            kept.update(keep)
+            found = 0
+            async for raw in dimension.completion.fetch(client, fetch):
+                found += 1
+                yield raw
+            completed.update(referenced_not_listed=len(missing), fetched_one_by_one=found,
+                             kept_without_fetch=len(keep))
+
         def to_record(raw: dict[str, Any]) -> JiraRecord:
             record = dimension.record_type.from_raw(raw, site.connection_id)
             seen.add(str(getattr(record, spec.id_field)))
@@ -69,15 +130,21 @@ def build_dimension_asset(
                 # An empty answer is far likelier a permission change than a site emptied of
                 # every row; marking everything deleted would be the wrong guess.
                 context.log.warning(f"Jira returned no {dimension.entity}: nothing marked deleted")
-                return {"marked_deleted": 0}
+                return {"marked_deleted": 0, **completed}
             marked = mark_deleted_except(
-                mongo.get_database(), dimension.entity, site.connection_id, seen
+                mongo.get_database(), dimension.entity, site.connection_id, seen | kept
             )
-            return {"marked_deleted": marked}
+            if completed.get("referenced_not_listed"):
+                context.log.info(
+                    f"{completed['referenced_not_listed']} referenced {dimension.entity} were "
+                    f"not listed by Jira; fetched {completed['fetched_one_by_one']} one by one, "
+                    f"kept {completed['kept_without_fetch']} as stored"
+                )
+            return {"marked_deleted": marked, **completed}
 
         return JiraRecordStream(
             jira,
-            lambda client: dimension.walk(client, settings),
+            walk,
             to_record,
             preview_fields=dimension.preview_fields,
             after_write=mark_vanished,

@@ -47,6 +47,28 @@ class FakeJiraAdmin:
         """Edit an issue: bumps `updated` to the fake's now and appends a changelog history."""
         return self._call("POST", f"/issues/{key}/touch", {"fields": fields} if fields else {})
 
+    def move_issue(self, key: str, project_key: str) -> dict:
+        """Move an issue to another project: returns {id, key (the new one), updated}."""
+        return self._call("POST", f"/issues/{key}/move", {"project_key": project_key})
+
+    def change_status(self, status_id: str, *, name: str | None = None,
+                      category: str | None = None) -> dict:
+        """Rename and/or recategorise (TODO, IN_PROGRESS, DONE) a status; issues' `updated`
+        stays. Returns {id, name, category}."""
+        body = {k: v for k, v in (("name", name), ("category", category)) if v is not None}
+        return self._call("POST", f"/statuses/{status_id}", body)
+
+    def set_user_active(self, user_id: str, active: bool) -> dict:
+        """Deactivate or reactivate a user (accountId, Data Center key or username)."""
+        return self._call("POST", f"/users/{user_id}", {"active": active})
+
+    def change_project(self, key: str, *, new_key: str | None = None,
+                       name: str | None = None) -> dict:
+        """Change a project's key (its issues are re-keyed) and/or name; returns {id, key,
+        name}."""
+        body = {k: v for k, v in (("key", new_key), ("name", name)) if v is not None}
+        return self._call("POST", f"/projects/{key}", body)
+
     def delete_issue(self, key: str) -> None:
         self._call("DELETE", f"/issues/{key}")
 

@@ -312,24 +312,49 @@ async def users_search(call: Call) -> object:
     return [call.renderer.listed_user(i) for i in range(start, min(count, start + size))]
 
 
+def _bool_param(request: Request, name: str, default: bool) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() not in ("true", "false"):
+        raise ApiError(400, f"The '{name}' parameter must be true or false, not '{raw}'.")
+    return raw.lower() == "true"
+
+
 async def dc_user_search(call: Call) -> object:
+    """Data Center's user search: active users only unless asked (includeInactive defaults to
+    false), at most `dc_user_search_cap` per answer whatever maxResults says, and nothing past
+    the first `dc_user_search_limit` matches."""
     request = call.request
     username = request.query_params.get("username")
     if username is None:
         raise ApiError(400, "The username query parameter was not provided")
+    config = call.site.config
     start = max(0, _int_param(request, "startAt", 0))
-    size = min(max(0, _int_param(request, "maxResults", 50)), 1000)
+    size = min(max(0, _int_param(request, "maxResults", 50)), 1000, config.dc_user_search_cap)
+    include_active = _bool_param(request, "includeActive", True)
+    include_inactive = _bool_param(request, "includeInactive", False)
     users = call.site.data.users
     needle = username.lower()
     # "." is Data Center's idiom for "every user".
-    chosen = [i for i, u in enumerate(users) if needle == "." or needle in u.name.lower()
-              or needle in u.display_name.lower() or needle in (u.email or "").lower()]
+    chosen = [i for i, u in enumerate(users)
+              if (include_active if u.active else include_inactive)
+              and (needle == "." or needle in u.name.lower()
+                   or needle in u.display_name.lower() or needle in (u.email or "").lower())]
+    chosen = chosen[:config.dc_user_search_limit]
     return [call.renderer.listed_user(i) for i in chosen[start:start + size]]
 
 
 async def user_get(call: Call) -> object:
-    account = call.request.query_params.get("accountId") or call.request.query_params.get(
-        "username")
+    params = call.request.query_params
+    if call.api == "2":
+        # Data Center names a user by key or by username.
+        wanted = params.get("key") or params.get("username")
+        for index, user in enumerate(call.site.data.users):
+            if wanted in (user.key, user.name):
+                return call.renderer.listed_user(index)
+        raise ApiError(404, f"The user named '{wanted}' does not exist")
+    account = params.get("accountId") or params.get("username")
     for index, user in enumerate(call.site.data.users):
         if account in (user.account_id, user.name):
             return call.renderer.listed_user(index)
@@ -672,6 +697,33 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         return json_response(summary(site.touch_issue(request.path_params["key"],
                                                       body.get("fields"))))
 
+    async def move(request: Request) -> Response:
+        body = await body_of(request)
+        project_key = body.get("project_key") or body.get("projectKey")
+        if not project_key:
+            raise AdminError(400, "project_key is required")
+        return json_response(summary(site.move_issue(request.path_params["key"],
+                                                     str(project_key))))
+
+    async def status(request: Request) -> Response:
+        body = await body_of(request)
+        changed = site.change_status(request.path_params["id"], body.get("name"),
+                                     body.get("category"))
+        return json_response({"id": changed.id, "name": changed.name,
+                              "category": changed.category})
+
+    async def user(request: Request) -> Response:
+        body = await body_of(request)
+        changed = site.set_user_active(request.path_params["id"], body.get("active"))
+        return json_response({"accountId": changed.account_id, "key": changed.key,
+                              "name": changed.name, "active": changed.active})
+
+    async def project(request: Request) -> Response:
+        body = await body_of(request)
+        changed = site.change_project(request.path_params["key"], body.get("key"),
+                                      body.get("name"))
+        return json_response({"id": changed.id, "key": changed.key, "name": changed.name})
+
     async def delete(request: Request) -> Response:
         site.delete_issue(request.path_params["key"])
         return Response(status_code=204)
@@ -706,7 +758,11 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
     return [
         Route("/_fake/issues", admin(issues), methods=["GET", "POST"]),
         Route("/_fake/issues/{key}/touch", admin(touch), methods=["POST"]),
+        Route("/_fake/issues/{key}/move", admin(move), methods=["POST"]),
         Route("/_fake/issues/{key}", admin(delete), methods=["DELETE"]),
+        Route("/_fake/statuses/{id}", admin(status), methods=["POST"]),
+        Route("/_fake/users/{id}", admin(user), methods=["POST"]),
+        Route("/_fake/projects/{key}", admin(project), methods=["POST"]),
         Route("/_fake/clock", admin(clock), methods=["GET", "POST"]),
         Route("/_fake/config", admin(config), methods=["GET", "POST"]),
         Route("/_fake/reset", admin(reset), methods=["POST"]),

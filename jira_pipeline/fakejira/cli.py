@@ -42,6 +42,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--oauth-client-secret", default=defaults.oauth_client_secret)
     add("--forbidden-projects", default="",
         help="comma-separated project keys the account cannot browse (403, hidden from lists)")
+    add("--dc-user-search-cap", type=int, default=defaults.dc_user_search_cap,
+        help="Data Center user search: most users per answer, whatever maxResults says "
+             "(Jira DC 10 answers at most 100)")
+    add("--dc-user-search-limit", type=int, default=defaults.dc_user_search_limit,
+        help="Data Center user search: most matches listed in all (later pages are empty)")
     add("--now", default=None,
         help="ISO-8601 start of the fake's clock (default: the wall clock); pins the dataset")
     add("--tls-cert", default=None, help="PEM certificate: serve HTTPS (with --tls-key)")
@@ -68,7 +73,8 @@ def config_from_args(args: argparse.Namespace) -> FakeJiraConfig:
         user_timezone=args.user_timezone, latency_ms=args.latency_ms, rate_limit=args.rate_limit,
         burst=args.burst, fault_rate=args.fault_rate, token_ttl=args.token_ttl, mode=args.mode,
         oauth_client_id=args.oauth_client_id, oauth_client_secret=args.oauth_client_secret,
-        now=now,
+        now=now, dc_user_search_cap=args.dc_user_search_cap,
+        dc_user_search_limit=args.dc_user_search_limit,
         forbidden_projects=tuple(k.strip().upper() for k in args.forbidden_projects.split(",")
                                  if k.strip()),
     )

@@ -36,6 +36,11 @@ class FakeJiraConfig:
     oauth_client_secret: str = "demo-client-secret"
     now: datetime | None = None
     forbidden_projects: tuple[str, ...] = field(default=())
+    # Data Center user search: at most `dc_user_search_cap` users per answer whatever maxResults
+    # asks (Jira DC 10 answers at most 100), and at most `dc_user_search_limit` matches in all
+    # (DC stops listing after its first 1,000 matches: later pages are empty).
+    dc_user_search_cap: int = 1000
+    dc_user_search_limit: int = 1000
 
     def __post_init__(self) -> None:
         if self.mode not in ("cloud", "datacenter"):
@@ -44,5 +49,7 @@ class FakeJiraConfig:
             raise ValueError("projects, users and days must be >= 1 and issues >= 0")
         if self.now is not None and self.now.tzinfo is None:
             raise ValueError("now must be timezone-aware")
+        if min(self.dc_user_search_cap, self.dc_user_search_limit) < 1:
+            raise ValueError("dc_user_search_cap and dc_user_search_limit must be >= 1")
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault_rate must lie between 0 and 1")

@@ -89,6 +89,11 @@ class User:
     time_zone: str
     name: str  # the Data Center username
 
+    @property
+    def key(self) -> str:
+        """The Data Center user key (stable when the username changes)."""
+        return f"JIRAUSER{self.name}"
+
 
 @dataclass
 class Project:
@@ -373,6 +378,10 @@ def _build_users(rng: random.Random, config: FakeJiraConfig) -> list[User]:
         email = f"{login}@example.com" if rng.random() < 0.8 else None
         users.append(User(_account_id(rng), f"{first} {last}", "atlassian", rng.random() > 0.12,
                           email, rng.choice(TIME_ZONES), login))
+    humans = [u for u in users[1:] if u.account_type == "atlassian"]
+    if len(humans) >= 3 and all(u.active for u in humans):
+        # Every site has people who left; small seeded sites must too.
+        humans[-1].active = False
     return users
 
 

@@ -144,7 +144,7 @@ class SiteRenderer:
     def user(self, user: User) -> dict:
         """A user as Jira embeds it (UserDetails): in issues, histories and user lists."""
         if self.api == "2":
-            body = {"self": f"{self.rest}/user?username={user.name}", "key": f"JIRAUSER{user.name}",
+            body = {"self": f"{self.rest}/user?username={user.name}", "key": user.key,
                     "name": user.name}
         else:
             body = {"self": f"{self.rest}/user?accountId={user.account_id}",

@@ -15,9 +15,13 @@ from zoneinfo import ZoneInfo
 from jira_pipeline.fakejira.config import FakeJiraConfig
 from jira_pipeline.fakejira.dataset import (
     PRIORITIES,
+    STATUS_CATEGORIES,
     Dataset,
     History,
     Issue,
+    Project,
+    Status,
+    User,
     build_dataset,
 )
 from jira_pipeline.fakejira.jql import Query, SearchContext, parse_jql
@@ -265,6 +269,120 @@ class FakeJiraSite:
         issue = self.issue_by_key(key)
         self._before_change(issue)
         issue.deleted = True
+        self._changed(issue)
+
+    def change_status(self, status_id: str, name: str | None = None,
+                      category: str | None = None) -> Status:
+        """Rename or recategorise a status, as a Jira admin does: no issue's `updated` moves,
+        yet every later answer that embeds the status shows it changed."""
+        status = next((s for s in self.data.statuses if s.id == status_id), None)
+        if status is None:
+            raise AdminError(404, f"No status with id {status_id!r}")
+        if name is None and category is None:
+            raise AdminError(400, "Give name or category (TODO, IN_PROGRESS or DONE)")
+        if category is not None:
+            category = str(category).upper()
+            if category not in STATUS_CATEGORIES:
+                raise AdminError(400, f"category must be one of {', '.join(STATUS_CATEGORIES)}")
+            status.category = category
+        if name is not None:
+            if not str(name).strip():
+                raise AdminError(400, "name must not be blank")
+            status.name = str(name)
+        # Renderers hold each status's JSON built once: drop them so answers show the change.
+        self.renderers.clear()
+        self.data.version += 1
+        return status
+
+    def set_user_active(self, user_id: str, active: object) -> User:
+        """Deactivate (or reactivate) a user by accountId, Data Center key or username."""
+        user = next((u for u in self.data.users if user_id in (u.account_id, u.key, u.name)),
+                    None)
+        if user is None:
+            raise AdminError(404, f"No user {user_id!r}")
+        if not isinstance(active, bool):
+            raise AdminError(400, "active must be true or false")
+        user.active = active
+        self.renderers.clear()
+        self.data.version += 1
+        return user
+
+    def change_project(self, key: str, new_key: str | None = None,
+                       name: str | None = None) -> Project:
+        """Rename a project or change its key, as a Jira admin does: every issue of it gets the
+        new key (old keys still find them) and no issue's `updated` moves."""
+        data = self.data
+        index = next((i for i, p in enumerate(data.projects) if p.key == key.upper()), None)
+        if index is None:
+            raise AdminError(404, f"No project with key {key!r}")
+        project = data.projects[index]
+        if new_key is not None:
+            new_key = str(new_key).upper()
+            if not new_key.isalnum() or not new_key[0].isalpha():
+                raise AdminError(400, f"Project key {new_key!r} is not valid")
+            if any(p.key == new_key for p in data.projects if p is not project):
+                raise AdminError(400, f"Project key {new_key!r} is in use")
+            project.key = new_key
+            for issue in data.issues:
+                if issue.project == index:
+                    issue.key = f"{new_key}-{issue.key_num}"
+                    data.by_key[issue.key] = issue  # the old key stays mapped too
+            self.project_rank = self._project_rank()
+        if name is not None:
+            project.name = str(name)
+        self.renderers.clear()
+        data.version += 1
+        return project
+
+    def move_issue(self, key: str, project_key: str) -> Issue:
+        """Move an issue (and its sub-tasks) to another project: a new key there, the same id,
+        `updated` bumped; the old key still finds it (Jira redirects old keys)."""
+        issue = self.issue_by_key(key)
+        data = self.data
+        target = next((i for i, p in enumerate(data.projects) if p.key == project_key.upper()),
+                      None)
+        if target is None:
+            raise AdminError(404, f"No project with key {project_key!r}")
+        if target == issue.project:
+            raise AdminError(400, f"{issue.key} is already in {project_key.upper()}")
+        self._move(issue, target)
+        # Sub-tasks live in their parent's project: Jira moves them along.
+        for child in issue.children or ():
+            if not data.issues[child].deleted:
+                self._move(data.issues[child], target)
+        return issue
+
+    def _move(self, issue: Issue, target: int) -> None:
+        data = self.data
+        now = max(self.clock.now_ms(), issue.updated + 1)
+        old_key, old_project = issue.key, data.projects[issue.project]
+        old_status = data.statuses[issue.status]
+        choices = data.project_statuses(target)
+        if issue.status not in choices:
+            # Jira asks for a status mapping on a move; the fake maps to one of the same category.
+            issue.status = next((s for s in choices
+                                 if data.statuses[s].category == old_status.category), 0)
+        issue.project = target
+        issue.key_num = data.next_key_num[target]
+        data.next_key_num[target] += 1
+        issue.key = f"{data.projects[target].key}-{issue.key_num}"
+        # Components and versions belong to the old project.
+        issue.components, issue.fix_version = (), -1
+        data.by_key[issue.key] = issue  # the old key stays mapped too
+        new_project, new_status = data.projects[target], data.statuses[issue.status]
+        items: list[tuple[str, str, str, str | None, str | None, str | None, str | None]] = [
+            ("project", "jira", "project", old_project.id, old_project.name, new_project.id,
+             new_project.name),
+            ("Key", "jira", "issuekey", None, old_key, None, issue.key),
+        ]
+        if new_status is not old_status:
+            items.append(("status", "jira", "status", old_status.id, old_status.name,
+                          new_status.id, new_status.name))
+        history = History(id=str(data.next_history_id), author=self.myself_index(),
+                          created_ms=now, offset=issue.offset, items=tuple(items))
+        data.next_history_id += 1
+        issue.extra_histories = [*(issue.extra_histories or []), history]
+        issue.updated = now
         self._changed(issue)
 
     def _apply_fields(self, issue: Issue, fields: dict, now: int, *, record: bool) -> None:

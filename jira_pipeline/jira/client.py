@@ -17,6 +17,8 @@ from jira_pipeline.jira._exceptions import (
     JiraError,
     JiraGatewayError,
     JiraMalformedBody,
+    JiraNotFound,
+    JiraPaginationError,
     JiraRateLimited,
     JiraResponseError,
     JiraTransportError,
@@ -347,16 +349,42 @@ class JiraClient:
                 yield status
 
     async def users(self, page_size: int = 1000) -> AsyncIterator[dict[str, Any]]:
-        """Every user, active or not (bare-array pages: a short page is the last)."""
+        """Every user, active or not, each once.
+
+        Data Center lists only active users unless `includeInactive=true`, and Jira DC 10
+        answers at most 100 users whatever `maxResults` asks: a short page is not the last, so
+        its walk goes on until an empty page. Cloud's bare-array pages end at a short page.
+        """
         if self.deployment == "datacenter":
             path = f"{self.api_prefix}/user/search"
-            fetch = self._getter(path, {"username": "."})
-        else:
-            path = f"{self.api_prefix}/users/search"
-            fetch = self._getter(path)
-        async for page in array_pages(fetch, page_size=page_size, where=f"GET {path}"):
+            fetch = self._getter(
+                path, {"username": ".", "includeActive": "true", "includeInactive": "true"}
+            )
+            async for user in _pages_until_empty(fetch, page_size, where=f"GET {path}"):
+                yield user
+            return
+        path = f"{self.api_prefix}/users/search"
+        async for page in array_pages(self._getter(path), page_size=page_size,
+                                      where=f"GET {path}"):
             for user in page:
                 yield user
+
+    async def user(self, user_id: str) -> dict[str, Any] | None:
+        """One user by the id issues reference it by (Cloud accountId; Data Center key, or
+        username on servers without keys); None when Jira has no such user."""
+        path = f"{self.api_prefix}/user"
+        if self.deployment == "datacenter":
+            lookups: tuple[dict[str, str], ...] = ({"key": user_id}, {"username": user_id})
+        else:
+            lookups = ({"accountId": user_id},)
+        for params in lookups:
+            try:
+                found = await self.request_json("GET", path, params=params)
+            except JiraNotFound:
+                continue
+            if isinstance(found, dict):
+                return found
+        return None
 
     async def search_issues(
         self,
@@ -482,6 +510,47 @@ class JiraClient:
         if not isinstance(body, list):
             raise JiraResponseError("expected a JSON array", method=method, path=path)
         return body
+
+
+async def _pages_until_empty(
+    fetch: Any, page_size: int, *, where: str, max_pages: int = 100_000
+) -> AsyncIterator[dict[str, Any]]:
+    """Bare-array pages from startAt 0 until an empty page, each user once.
+
+    A page that brings nobody new means the server ignores startAt (the walk would loop), so
+    it raises instead of ending or going on.
+    """
+    seen: set[str] = set()
+    start_at = 0
+    for _ in range(max_pages):
+        page = await fetch({"startAt": start_at, "maxResults": page_size})
+        if not isinstance(page, list):
+            raise JiraPaginationError(f"{where}: expected a JSON array, got {type(page).__name__}")
+        if not page:
+            return
+        fresh = []
+        for user in page:
+            ident = _user_identity(user)
+            if ident not in seen:
+                seen.add(ident)
+                fresh.append(user)
+        if not fresh:
+            raise JiraPaginationError(
+                f"{where}: the page at startAt={start_at} repeats users already listed: "
+                "the pages would never end"
+            )
+        for user in fresh:
+            yield user
+        start_at += len(page)
+    raise JiraPaginationError(f"{where}: more than {max_pages} pages, giving up")
+
+
+def _user_identity(user: Any) -> str:
+    if isinstance(user, dict):
+        for field in ("accountId", "key", "name"):
+            if user.get(field):
+                return str(user[field])
+    return orjson.dumps(user, option=orjson.OPT_SORT_KEYS).decode()
 
 
 async def merge_pages(

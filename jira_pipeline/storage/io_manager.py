@@ -11,6 +11,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
+from jira_pipeline.storage.copied_names import connection_of, refresh_copied_names
 from jira_pipeline.storage.entities import ENTITIES, EntitySpec, UnknownEntityError
 from jira_pipeline.storage.partitioned_writes import write_per_partition
 from jira_pipeline.storage.resources import MongoResource
@@ -84,6 +85,11 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
         ) or upsert_records(
             self.mongo.get_database(), spec.name, records, batch_size=self.batch_size
         )
+        # A dimension written: issues' copies of its names follow in the same step.
+        renamed = refresh_copied_names(
+            self.mongo.get_database(), spec.name,
+            connection_of(context.definition_metadata, CONNECTION_METADATA_KEY),
+        )
         # The stream is read while it is written, so this covers fetching from Jira too.
         duration = time.perf_counter() - started
         metadata: dict[str, Any] = {
@@ -95,6 +101,7 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
             "duration_s": dg.MetadataValue.float(round(duration, 3)),
             "records_per_s": dg.MetadataValue.float(round(counts.total / max(duration, 1e-9), 1)),
             "collection": spec.collection,
+            **renamed,
         }
         final_metadata = getattr(obj, "final_metadata", None)
         if callable(final_metadata):

@@ -17,7 +17,8 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from jira_pipeline.storage.entities import EntitySpec, document_id, entity_spec
+from jira_pipeline.storage.copied_names import follow_issue_keys
+from jira_pipeline.storage.entities import ISSUES, EntitySpec, document_id, entity_spec
 from jira_pipeline.timeutil import parse_jira_datetime, utc_now
 
 DEFAULT_BATCH_SIZE = 1000
@@ -111,7 +112,7 @@ def upsert_batch(
                 counts.unchanged += 1
         incoming[_id] = doc
 
-    projection = {"content_hash": 1, "is_deleted": 1, "first_seen_at": 1}
+    projection = {"content_hash": 1, "is_deleted": 1, "first_seen_at": 1, "key": 1}
     if spec.version_field:
         projection[spec.version_field] = 1
     stored = {
@@ -121,6 +122,7 @@ def upsert_batch(
     inserts: list[dict[str, Any]] = []
     replaces: list[ReplaceOne] = []
     touches: list[UpdateOne] = []
+    rekeyed: list[tuple[str, str, str]] = []  # (connection, old key, new key): a moved issue
     for _id, doc in incoming.items():
         current = stored.get(_id)
         if current is None:
@@ -138,6 +140,8 @@ def upsert_batch(
                 "first_seen_at": current.get("first_seen_at") or now,
             }
             replaces.append(ReplaceOne(_version_guard(spec, _id, doc), replacement))
+            if spec is ISSUES and current.get("key") not in (None, doc.get("key")):
+                rekeyed.append((doc["connection_id"], current["key"], doc["key"]))
 
     if touches:
         counts.unchanged += collection.bulk_write(touches, ordered=False).matched_count
@@ -147,6 +151,8 @@ def upsert_batch(
         counts.skipped_stale += len(replaces) - matched
     if inserts:
         counts += _insert_new(collection, spec, inserts, now)
+    if rekeyed:
+        follow_issue_keys(collection, rekeyed)
     return counts
 
 
