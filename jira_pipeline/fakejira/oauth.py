@@ -57,6 +57,7 @@ class OAuthIssuer:
         ):
             raise OAuthError(401, "access_denied", "Unauthorized")
         grant_type = body.get("grant_type")
+        scope: str | None
         if grant_type == "authorization_code":
             entry = self.codes.pop(str(body.get("code")), None)
             if entry is None:

@@ -6,6 +6,7 @@ import html
 import random
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
+from typing import Any
 
 from jira_pipeline.fakejira.dataset import (
     FIELD_IDS,
@@ -143,6 +144,7 @@ class SiteRenderer:
 
     def user(self, user: User) -> dict:
         """A user as Jira embeds it (UserDetails): in issues, histories and user lists."""
+        body: dict[str, Any]
         if self.api == "2":
             body = {"self": f"{self.rest}/user?username={user.name}", "key": user.key,
                     "name": user.name}

@@ -100,7 +100,9 @@ class JiraMalformedBody(JiraResponseError):
     """A 2xx whose JSON body is malformed or truncated after every attempt was used."""
 
 
-class JiraGatewayError(JiraServerError, JiraResponseError):
+# Both bases set `status`; the gateway error always has one, so the int of JiraHTTPError holds
+# (mypy sees only that JiraResponseError's may be None).
+class JiraGatewayError(JiraServerError, JiraResponseError):  # type: ignore[misc]
     """A 5xx whose body is an HTML page (a proxy or gateway answered, not Jira): both kinds."""
 
     def __init__(self, message: str, *, method: str, path: str, status: int) -> None:

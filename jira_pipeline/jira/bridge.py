@@ -8,7 +8,7 @@ import queue
 import threading
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterator
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -65,7 +65,7 @@ def shared_loop() -> EventLoopThread:
         return _shared
 
 
-class _Submitted:
+class _Submitted(Generic[T]):
     """A coroutine running on the loop thread, cancellable from any thread.
 
     Cancelling the concurrent Future of `run_coroutine_threadsafe` does nothing once the

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import litemongo
+import litemongo.client
 import pymongo
 from litemongo._vendor.mongomock import collection as mongomock_collection
 from litemongo._vendor.mongomock import database as mongomock_database
@@ -177,20 +178,24 @@ class CollectionWriteLock:
         self._depth = 0
         self._fd: int | None = None
 
+    def _file(self) -> int:
+        # Opened on first use and kept: flock locks belong to this open file.
+        if self._fd is None:
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+        return self._fd
+
     @contextmanager
     def held(self) -> Iterator[None]:
         with self._thread_lock:
             if self._depth == 0:
-                if self._fd is None:
-                    self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-                fcntl.flock(self._fd, fcntl.LOCK_EX)
+                fcntl.flock(self._file(), fcntl.LOCK_EX)
             self._depth += 1
             try:
                 yield
             finally:
                 self._depth -= 1
                 if self._depth == 0:
-                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+                    fcntl.flock(self._file(), fcntl.LOCK_UN)
 
 
 # One lock object per (process, file): flock locks belong to an open file, so two objects for
@@ -333,7 +338,7 @@ class EmbeddedDatabase(mongomock_database.Database):
         )
 
 
-class EmbeddedMongoClient(litemongo.MongoClient):
+class EmbeddedMongoClient(litemongo.client.MongoClient):
     """litemongo over SQLite files in `folder`, set up to behave like our server client.
 
     Matches the server client's codec: aware datetimes (litemongo's UTC tzinfo is a zero

@@ -23,12 +23,12 @@ import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+import litemongo.sqlite_store as sqlite_store
 from bson import ObjectId
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
-from litemongo import sqlite_store
 from litemongo._vendor.mongomock import indexing
 from litemongo._vendor.mongomock.filtering import filter_applies
 
@@ -67,7 +67,8 @@ def sql_key(index_key: tuple[Any, ...]) -> str:
 
 def document_key_texts(doc: Mapping[str, Any], path: str) -> list[str]:
     """The key texts a document is indexed under at `path` (none when the field is missing)."""
-    keys = indexing._doc_keys(doc, path)  # litemongo's own keying rules
+    # litemongo's own keying rules (it reads any mapping; its annotation says dict)
+    keys = indexing._doc_keys(cast(dict[str, Any], doc), path)
     if keys is None:
         return [UNKEYED]
     texts = [sql_key(key) for key in keys]
@@ -100,6 +101,8 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
     _indexed_paths: dict[str, int] | None = None
     _indexed_paths_version: int | None = None
     _batch_depth = 0
+    # litemongo declares it `None` until `open()` sets it.
+    _documents: DocumentTable
 
     def open(self) -> None:
         super().open()
@@ -433,7 +436,7 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
             return Source(
                 f"SELECT doc_id FROM {KEYS_TABLE} WHERE path_id = ? AND key IN "
                 f"(SELECT value FROM json_each(?)) UNION {unkeyed}",
-                (path_id, _json(sql_key(key) for key in keys), path_id),
+                (path_id, _json(sql_key(cast(tuple[Any, ...], key)) for key in keys), path_id),
             )
         if not isinstance(condition, Mapping):
             return None
