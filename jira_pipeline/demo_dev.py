@@ -18,8 +18,9 @@ from jira_pipeline.demo import DEFAULT_DIR, DemoSite, demo_environment, query_co
 # The code location's one name: workspace.yaml gives `dagster dev -w workspace.yaml` the same.
 LOCATION_NAME = "jira_pipeline"
 DEFINITIONS_MODULE = "jira_pipeline.definitions"
-# How long `dagster dev` and its children get to stop after SIGTERM before they are killed.
-STOP_GRACE_S = 20.0
+# How long `dagster dev` and its children get to stop after SIGTERM before they are killed
+# (`dagster dev` 1.13 can wait on its code servers for minutes); a second Ctrl-C kills at once.
+STOP_GRACE_S = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,19 +49,27 @@ def run_in_own_group(command: Sequence[str], env: dict[str, str] | None = None) 
     """Run `command` in a process group of its own and return its exit status.
 
     SIGTERM or SIGINT to this process is passed to the whole group (`dagster dev` with its
-    webserver, daemon and code servers); when the command ends, for whatever reason, what is
-    left of its group gets SIGTERM and, STOP_GRACE_S later, SIGKILL. Stopping
-    `jira-pipeline dev` never leaves a server holding the UI port.
+    webserver, daemon and code servers); whatever still runs STOP_GRACE_S after the first one
+    (or at a second one) is killed. When the command ends, for whatever reason, what is left of
+    its group is stopped the same way. Stopping `jira-pipeline dev` never leaves a server
+    holding the UI port.
     """
     process = subprocess.Popen(list(command), env=env, start_new_session=True)
     group = process.pid  # the leader of a new session is its group's id
+    stop_requested: list[float] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        _signal_group(group, signum)
+        _signal_group(group, signal.SIGKILL if stop_requested else signum)
+        stop_requested.append(time.monotonic())
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return process.wait()
+        while True:
+            try:
+                return process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if stop_requested and time.monotonic() - stop_requested[0] > STOP_GRACE_S:
+                    _signal_group(group, signal.SIGKILL)
     finally:
         if process.poll() is None:  # we are leaving on an error of our own
             _signal_group(group, signal.SIGTERM)

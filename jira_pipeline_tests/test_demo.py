@@ -133,6 +133,10 @@ def test_stopping_jira_pipeline_dev_stops_everything_it_started(
         if wrapper.poll() is None:
             wrapper.kill()
             wrapper.wait()
+        started = pids_file.read_text().split() if pids_file.exists() else []
+        for pid in map(int, started):  # what a failed stop left behind
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_fake_jira_help_shows_the_default_credentials(capsys: pytest.CaptureFixture[str]) -> None:
