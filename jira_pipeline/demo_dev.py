@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -41,7 +42,7 @@ def workspace_yaml(working_directory: Path) -> str:
         "  - python_module:\n"
         f"      module_name: {DEFINITIONS_MODULE}\n"
         f"      location_name: {LOCATION_NAME}\n"
-        f"      working_directory: {working_directory}\n"
+        f"      working_directory: {json.dumps(str(working_directory))}\n"  # quoted YAML
     )
 
 
