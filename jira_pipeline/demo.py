@@ -167,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         partitions = job.partitions_def
         assert isinstance(partitions, dg.DailyPartitionsDefinition)
         first = partitions.get_first_partition_key()
+        assert first is not None  # JIRA_SYNC_START_DATE lies before today
         last = partition_key_for(partitions, utc_now())
         print(f"materializing every asset, partitions {first}..{last}, through Dagster ...")
         # The console logger shows Dagster's whole event log (over a hundred DEBUG lines): only
