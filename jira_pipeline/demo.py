@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,23 @@ REPO_DAGSTER_YAML = Path(__file__).resolve().parent.parent / "dagster.yaml"
 @dataclass(frozen=True)
 class DemoRecord:
     """The fake Jira a demo served. The same port keeps the site URL, and so the connection id
-    of everything stored, the same when `jira-pipeline dev --demo` serves it again."""
+    of everything stored, the same when `jira-pipeline dev --demo` serves it again; the same
+    clock start (`now`, ISO 8601) keeps the seeded data equal to what was stored, so the first
+    sensor tick after a restart finds nothing changed."""
 
     issues: int = DEMO_ISSUES
     days: int = DEMO_DAYS
     seed: int = DEMO_SEED
     port: int = 0
+    now: str | None = None
+
+    def clock_start(self) -> datetime | None:
+        from jira_pipeline.timeutil import TimestampError, parse_jira_datetime
+
+        try:
+            return parse_jira_datetime(self.now) if self.now else None
+        except TimestampError:
+            return None
 
     def free_port(self) -> int:
         if not self.port:
@@ -64,6 +75,11 @@ class DemoSite:
     @property
     def record_file(self) -> Path:
         return self.folder / "demo.json"
+
+    @property
+    def store_folder(self) -> Path:
+        """The embedded store the demo writes (`$DAGSTER_HOME/mongo`)."""
+        return self.dagster_home / "mongo"
 
     def record(self) -> DemoRecord:
         """What the last demo in this folder served, so `dev --demo` serves the same site."""
@@ -93,13 +109,17 @@ class DemoSite:
 def demo_environment(site: DemoSite, record: DemoRecord) -> Iterator[Any]:
     """Start the fake Jira and point this process's environment at it and at the demo store."""
     from jira_pipeline.fakejira import FakeJiraConfig, run_fake_jira
-    from jira_pipeline.timeutil import utc_now
 
-    config = FakeJiraConfig(issues=record.issues, days=record.days, seed=record.seed)
+    config = FakeJiraConfig(issues=record.issues, days=record.days, seed=record.seed,
+                            now=record.clock_start())
     with run_fake_jira(config, port=record.free_port()) as fake:
         port = int(fake.base_url.rsplit(":", 1)[1])
-        site.record_file.write_text(json.dumps(asdict(replace(record, port=port))))
-        start = (utc_now() - timedelta(days=record.days)).date()
+        clock_start = fake.site.start
+        site.record_file.write_text(json.dumps(asdict(
+            replace(record, port=port, now=clock_start.isoformat())
+        )))
+        # From the fake's clock start, not today: the partition set stays where the data is.
+        start = (clock_start - timedelta(days=record.days)).date()
         os.environ.pop("MONGODB_URI", None)  # the demo never writes to a configured server
         for name in _OTHER_SITE_VARIABLES:
             os.environ.pop(name, None)
@@ -123,6 +143,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--issues", type=int, default=DEMO_ISSUES)
     parser.add_argument("--days", type=int, default=DEMO_DAYS)
     parser.add_argument("--seed", type=int, default=DEMO_SEED)
+    parser.add_argument("--verbose", action="store_true",
+                        help="print Dagster's event log of the run (DEBUG) besides the summary")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -145,11 +167,16 @@ def run(args: argparse.Namespace) -> int:
         partitions = job.partitions_def
         assert isinstance(partitions, dg.DailyPartitionsDefinition)
         first = partitions.get_first_partition_key()
+        assert first is not None  # JIRA_SYNC_START_DATE lies before today
         last = partition_key_for(partitions, utc_now())
         print(f"materializing every asset, partitions {first}..{last}, through Dagster ...")
+        # The console logger shows Dagster's whole event log (over a hundred DEBUG lines): only
+        # with --verbose; otherwise warnings and errors, then the summary below.
+        level = "DEBUG" if args.verbose else "WARNING"
         with dg.DagsterInstance.get() as instance:
             result = job.execute_in_process(
-                instance=instance, tags=partition_range_tags(first, last), raise_on_error=False
+                instance=instance, tags=partition_range_tags(first, last), raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": level}}}},
             )
         db = MongoResource().get_database()
         expected = _fake_counts(fake)
@@ -161,23 +188,30 @@ def run(args: argparse.Namespace) -> int:
             ok = ok and stored == count
             print(f"{collection:<16} {stored:>8} {count:>13}")
         print()
-        print("asset checks:")
-        for evaluation in result.get_asset_check_evaluations():
-            verdict = "passed" if evaluation.passed else "FAILED"
-            ok = ok and evaluation.passed
-            print(f"  {evaluation.asset_check_key.to_user_string():<40} {verdict}")
-        print()
+        evaluations = result.get_asset_check_evaluations()
+        failed = [e.asset_check_key.to_user_string() for e in evaluations if not e.passed]
+        ok = ok and not failed
+        print(f"asset checks: {len(evaluations) - len(failed)} of {len(evaluations)} passed"
+              + (f"; FAILED: {', '.join(failed)}" if failed else ""))
         print(f"run {'succeeded' if result.success else 'FAILED'} in "
               f"{time.perf_counter() - started:.1f}s (run id {result.run_id})")
     print()
-    print("Open the same data in the Dagster UI (starts a fresh fake Jira beside it):")
     command = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "jira-pipeline"
+    program = Path(sys.executable).parent / command
     hint = "  (or `make dev`)" if args.dir == DEFAULT_DIR else ""
-    print(f"  {Path(sys.executable).parent / command} dev --demo --dir {args.dir}{hint}")
-    print(f"Query the embedded store: DAGSTER_HOME={site.dagster_home} {sys.executable} -c "
-          "\"from jira_pipeline.storage.client import get_database; "
-          "print(get_database().jira_issues.find_one({}, {'raw': 0}))\"")
+    print("Open the same data in the Dagster UI (serves the same fake Jira again):")
+    print(f"  {program} dev --demo --dir {args.dir}{hint}")
+    print(f"The embedded store is in {site.store_folder.resolve()}; query it with")
+    print(f"  {query_command(site)}")
+    print(f"(`{program} where --demo --dir {args.dir}` prints this again.)")
     return 0 if ok else 1
+
+
+def query_command(site: DemoSite) -> str:
+    """A shell command that reads one stored issue from the demo's store (DAGSTER_HOME set)."""
+    return (f"DAGSTER_HOME={site.dagster_home.resolve()} {sys.executable} -c "
+            "\"from jira_pipeline.storage.client import get_database; "
+            "print(get_database().jira_issues.find_one({}, {'raw': 0}))\"")
 
 
 def _fake_counts(fake: Any) -> dict[str, int]:

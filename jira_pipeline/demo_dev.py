@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 
-from jira_pipeline.demo import DEFAULT_DIR, DemoSite, demo_environment
+from jira_pipeline.demo import DEFAULT_DIR, DemoSite, demo_environment, query_command
+
+# The code location's one name: workspace.yaml gives `dagster dev -w workspace.yaml` the same.
+LOCATION_NAME = "jira_pipeline"
+DEFINITIONS_MODULE = "jira_pipeline.definitions"
+# How long `dagster dev` and its children get to stop after SIGTERM before they are killed
+# (`dagster dev` 1.13 can wait on its code servers for minutes); a second Ctrl-C kills at once.
+STOP_GRACE_S = 10.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,14 +35,88 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="more arguments for `dagster dev` (after --)")
 
 
-def _dagster_dev(args: argparse.Namespace) -> int:
+def workspace_yaml(working_directory: Path) -> str:
+    """The workspace `dagster dev` is given: the module under LOCATION_NAME, as workspace.yaml."""
+    return (
+        "load_from:\n"
+        "  - python_module:\n"
+        f"      module_name: {DEFINITIONS_MODULE}\n"
+        f"      location_name: {LOCATION_NAME}\n"
+        f"      working_directory: {json.dumps(str(working_directory))}\n"  # quoted YAML
+    )
+
+
+def run_in_own_group(command: Sequence[str], env: dict[str, str] | None = None) -> int:
+    """Run `command` in a process group of its own and return its exit status.
+
+    SIGTERM or SIGINT to this process is passed to the whole group (`dagster dev` with its
+    webserver, daemon and code servers); whatever still runs STOP_GRACE_S after the first one
+    (or at a second one) is killed. When the command ends, for whatever reason, what is left of
+    its group is stopped the same way. Stopping `jira-pipeline dev` never leaves a server
+    holding the UI port.
+    """
+    process = subprocess.Popen(list(command), env=env, start_new_session=True)
+    group = process.pid  # the leader of a new session is its group's id
+    stop_requested: list[float] = []
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        _signal_group(group, signal.SIGKILL if stop_requested else signum)
+        stop_requested.append(time.monotonic())
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                return process.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                if stop_requested and time.monotonic() - stop_requested[0] > STOP_GRACE_S:
+                    _signal_group(group, signal.SIGKILL)
+    finally:
+        if process.poll() is None:  # we are leaving on an error of our own
+            _signal_group(group, signal.SIGTERM)
+        _stop_group(group, process)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _signal_group(group: int, sig: int) -> bool:
+    """Send `sig` to the group; False when no process of it is left."""
+    try:
+        os.killpg(group, sig)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _stop_group(group: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + STOP_GRACE_S
+    # The leader's children (webserver, daemon, code servers) may outlive it.
+    alive = _signal_group(group, signal.SIGTERM)
+    while alive and time.monotonic() < deadline:
+        if process.poll() is None:
+            try:
+                process.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                pass
+        else:
+            time.sleep(0.1)
+        alive = _signal_group(group, 0)
+    if alive:
+        _signal_group(group, signal.SIGKILL)
+    process.wait()
+
+
+def _dagster_dev(args: argparse.Namespace, folder: Path | None = None) -> int:
     extra = [a for a in args.dagster_args if a != "--"]
-    command = [
-        sys.executable, "-m", "dagster", "dev", "-m", "jira_pipeline.definitions",
-        "-p", str(args.port), *extra,
-    ]
-    print("running:", " ".join(command[2:]), flush=True)
-    return subprocess.call(command, env=os.environ.copy())
+    with tempfile.TemporaryDirectory(prefix="jira-pipeline-dev-") as scratch:
+        workspace = Path(folder or scratch) / "workspace.yaml"
+        workspace.write_text(workspace_yaml(Path.cwd()))
+        command = [
+            sys.executable, "-m", "dagster", "dev", "-w", str(workspace),
+            "-p", str(args.port), *extra,
+        ]
+        print("running:", " ".join(command[2:]), flush=True)
+        return run_in_own_group(command, env=os.environ.copy())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,5 +125,8 @@ def run(args: argparse.Namespace) -> int:
     site = DemoSite(Path(args.dir))
     site.prepare(fresh=False)
     with demo_environment(site, site.record()) as fake:
-        print(f"fake Jira at {fake.base_url}; Dagster home {site.dagster_home}", flush=True)
-        return _dagster_dev(args)
+        print(f"fake Jira at {fake.base_url} (clock from {fake.site.start.isoformat()}); "
+              f"Dagster home {site.dagster_home}", flush=True)
+        print(f"embedded store in {site.store_folder.resolve()}; query it with\n"
+              f"  {query_command(site)}", flush=True)
+        return _dagster_dev(args, site.folder)

@@ -2,50 +2,40 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta, timezone
-
-# Jira writes offsets without a colon (+0100); Python < 3.11 could not parse that, and even now
-# `fromisoformat` rejects some variants Jira emits (no fraction, `Z`). One regex covers them all.
-_JIRA_DATETIME = re.compile(
-    r"^(?P<date>\d{4}-\d{2}-\d{2})[T ](?P<h>\d{2}):(?P<m>\d{2})"
-    r"(?::(?P<s>\d{2})(?:\.(?P<f>\d{1,6}))?)?"
-    r"(?P<tz>Z|[+-]\d{2}:?\d{2})?$"
-)
+from typing import overload
 
 
 class TimestampError(ValueError):
     """A value that should be a Jira timestamp is not one."""
 
 
+@overload
+def parse_jira_datetime(value: None) -> None: ...
+@overload
+def parse_jira_datetime(value: str | datetime) -> datetime: ...
+@overload
+def parse_jira_datetime(value: str | datetime | None) -> datetime | None: ...
 def parse_jira_datetime(value: str | datetime | None) -> datetime | None:
     """Return `value` as a timezone-aware UTC datetime (None stays None).
 
-    Naive datetimes and strings without an offset are taken as UTC: that is what MongoDB
-    returns for its dates and what Jira means when it omits the offset in admin payloads.
+    Jira's forms (`2025-01-15T09:30:12.345+0100`, `+01:00`, `Z`, no fraction, a bare date) are
+    all ISO 8601, which `datetime.fromisoformat` reads since Python 3.11. Naive datetimes and
+    strings without an offset are taken as UTC: that is what MongoDB returns for its dates and
+    what Jira means when it omits the offset in admin payloads; a bare date is midnight UTC.
     """
     if value is None:
         return None
     if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    match = _JIRA_DATETIME.match(value.strip())
-    if match is None:
-        # Date-only values (custom date fields, `duedate`) are midnight UTC.
+        parsed = value
+    elif isinstance(value, str):
         try:
-            return datetime.strptime(value.strip(), "%Y-%m-%d").replace(tzinfo=UTC)
+            parsed = datetime.fromisoformat(value.strip())
         except ValueError:
             raise TimestampError(f"not a Jira timestamp: {value!r}") from None
-    fraction = (match["f"] or "0").ljust(6, "0")
-    naive = datetime.strptime(
-        f"{match['date']} {match['h']}:{match['m']}:{match['s'] or '00'}.{fraction}",
-        "%Y-%m-%d %H:%M:%S.%f",
-    )
-    tz = match["tz"]
-    if tz is None or tz == "Z":
-        return naive.replace(tzinfo=UTC)
-    digits = tz.replace(":", "")
-    offset = timedelta(hours=int(digits[1:3]), minutes=int(digits[3:5]))
-    return naive.replace(tzinfo=timezone(-offset if digits[0] == "-" else offset)).astimezone(UTC)
+    else:
+        raise TimestampError(f"not a Jira timestamp: {value!r} ({type(value).__name__})")
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def format_jira_datetime(value: datetime, offset_minutes: int = 0) -> str:

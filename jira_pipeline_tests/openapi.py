@@ -20,6 +20,7 @@ body all use `ErrorCollection`, so that is the schema for an undocumented 4xx bo
 from __future__ import annotations
 
 import json
+import lzma
 import os
 import re
 import uuid
@@ -36,27 +37,36 @@ from referencing.jsonschema import DRAFT4
 from jira_pipeline.timeutil import parse_jira_datetime
 
 SPEC_ENV_VAR = "JIRA_OPENAPI_SPEC"
-_REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_SPEC_PATH = _REPO_ROOT.parent / "shared" / "jira-openapi" / "jira-platform-v3.json"
+# Vendored with the tests (source and version: data/README.md), so a plain clone can validate.
+DEFAULT_SPEC_PATH = Path(__file__).resolve().parent / "data" / "jira-platform-v3.json.xz"
 _SPEC_URI = "urn:jira-platform-v3"
 _ERROR_COLLECTION = "#/components/schemas/ErrorCollection"
 _CLOUD_GATEWAY_PREFIX = re.compile(r"^/ex/jira/[^/]+(?=/rest/)")
 
 
 def spec_path() -> Path:
-    """Where the OpenAPI document is read from: $JIRA_OPENAPI_SPEC, else the shared copy."""
+    """Where the OpenAPI document is read from: $JIRA_OPENAPI_SPEC, else the vendored copy."""
     override = os.environ.get(SPEC_ENV_VAR)
     return Path(override) if override else DEFAULT_SPEC_PATH
 
 
-@lru_cache(maxsize=4)
-def _load_document(path: Path) -> dict[str, Any]:
+def read_document(path: Path | None = None) -> dict[str, Any]:
+    """The OpenAPI document as published (`.json`, or xz-compressed `.json.xz`), unadapted."""
+    path = spec_path() if path is None else path
     if not path.is_file():
         raise FileNotFoundError(
             f"Jira OpenAPI document not found at {path}; set {SPEC_ENV_VAR} to its location"
         )
-    with path.open("rb") as handle:
-        return _as_response_dialect(json.load(handle))
+    opener = lzma.open if path.suffix == ".xz" else open
+    with opener(path, "rb") as handle:
+        document: dict[str, Any] = json.load(handle)
+    return document
+
+
+@lru_cache(maxsize=4)
+def _load_document(path: Path) -> dict[str, Any]:
+    adapted: dict[str, Any] = _as_response_dialect(read_document(path))
+    return adapted
 
 
 def load_spec() -> dict[str, Any]:

@@ -120,7 +120,9 @@ def _ratelimit_headers(decision: RateDecision) -> dict[str, str]:
 async def _latency(site: FakeJiraSite) -> None:
     # A sleep on the event loop, never a blocking one: concurrent clients' waits overlap.
     if site.knobs.latency_ms > 0:
-        await asyncio.sleep(site.knobs.latency_ms / 1000)
+        latency_ms = site.knobs.latency_ms
+        await asyncio.sleep(latency_ms / 1000)
+        site.latency_waited_ms += latency_ms  # counted once waited: tests read it, not a timer
 
 
 def api_route(path: str, handler: Handler, *, api: str, scheme: str,

@@ -25,9 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--users", type=int, default=defaults.users)
     add("--issues", type=int, default=defaults.issues)
     add("--days", type=int, default=defaults.days, help="issues spread over this many days")
-    add("--email", default=defaults.email, help="Cloud basic-auth user")
-    add("--api-token", default=defaults.api_token, help="Cloud basic-auth API token")
-    add("--pat", default=defaults.pat, help="Data Center personal access token")
+    # The fake's own demo credentials (no real secret): shown here as in the start-up banner.
+    add("--email", default=defaults.email, help="Cloud basic-auth user (default %(default)s)")
+    add("--api-token", default=defaults.api_token,
+        help="Cloud basic-auth API token (default %(default)s)")
+    add("--pat", default=defaults.pat,
+        help="Data Center personal access token (default %(default)s)")
     add("--user-timezone", default=defaults.user_timezone,
         help="the searching user's zone: JQL date strings are read in it")
     add("--latency-ms", type=float, default=defaults.latency_ms, help="delay every API answer")
@@ -38,8 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of API requests answered with 500/502/503")
     add("--token-ttl", type=int, default=defaults.token_ttl, help="OAuth access-token lifetime (s)")
     add("--mode", choices=("cloud", "datacenter"), default=defaults.mode)
-    add("--oauth-client-id", default=defaults.oauth_client_id)
-    add("--oauth-client-secret", default=defaults.oauth_client_secret)
+    add("--oauth-client-id", default=defaults.oauth_client_id,
+        help="OAuth 2.0 (3LO) client id (default %(default)s)")
+    add("--oauth-client-secret", default=defaults.oauth_client_secret,
+        help="OAuth 2.0 (3LO) client secret (default %(default)s)")
     add("--forbidden-projects", default="",
         help="comma-separated project keys the account cannot browse (403, hidden from lists)")
     add("--dc-user-search-cap", type=int, default=defaults.dc_user_search_cap,

@@ -99,6 +99,7 @@ class FakeJiraSite:
         self.renderers: dict[tuple[str, str], SiteRenderer] = {}
         self.searches: OrderedDict[tuple, SearchResult] = OrderedDict()
         self.requests: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.latency_waited_ms = 0.0
         self.rate_limited = 0
         self.in_retry_window = 0
         self.faults_served = 0
@@ -476,6 +477,7 @@ class FakeJiraSite:
         return {
             "requests": {endpoint: {str(s): n for s, n in sorted(counts.items())}
                          for endpoint, counts in sorted(self.requests.items())},
+            "latency_waited_ms": self.latency_waited_ms,
             "rate_limited": self.rate_limited,
             "requests_in_retry_after_window": self.in_retry_window,
             "faults": self.faults_served,

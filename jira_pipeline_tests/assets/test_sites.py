@@ -44,8 +44,16 @@ def test_each_registered_connection_gets_its_own_prefixed_group(two_fakes):
     assert {"jira_issues", "acme/jira_issues", "acme/jira_projects"} <= keys
     assert graph.get(dg.AssetKey(["acme", "jira_issues"])).group_name == "jira_acme"
     assert graph.get(dg.AssetKey("jira_issues")).group_name == "jira"
-    assert defs.resolve_job_def("acme_jira_sync_job") is not None
-    assert defs.resolve_sensor_def("acme_jira_refresh_sensor") is not None
+    # The site's own job syncs only the site's own assets, and its sensor requests that site.
+    job = defs.resolve_job_def("acme_jira_sync_job")
+    assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == {
+        "acme/jira_projects", "acme/jira_statuses", "acme/jira_users", "acme/jira_issues",
+        "acme/jira_issue_daily_summary",
+    }  # fmt: skip
+    sensor = defs.resolve_sensor_def("acme_jira_refresh_sensor")
+    targets = {target.job_name for target in sensor.targets}
+    assert "acme_jira_issues_job" in targets
+    assert all(name.startswith("acme_") for name in targets), targets
 
 
 def test_each_site_syncs_its_own_issues_under_its_own_connection_id(two_fakes):

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jira_pipeline_tests.openapi import (
+    SPEC_ENV_VAR,
     assert_valid_response,
     assert_valid_schema,
     load_spec,
+    read_document,
     response_schema_pointer,
+    spec_path,
 )
 
 
@@ -143,3 +147,29 @@ def test_concrete_and_gateway_paths_find_their_template() -> None:
 def test_undocumented_operation_is_refused() -> None:
     with pytest.raises(KeyError, match="no operation"):
         response_schema_pointer("GET", "/rest/api/3/no-such-thing", 200)
+
+
+def test_the_vendored_document_is_read_from_inside_the_repository(monkeypatch):
+    monkeypatch.delenv(SPEC_ENV_VAR, raising=False)
+    tests_folder = Path(__file__).resolve().parents[1]
+    assert spec_path() == tests_folder / "data" / "jira-platform-v3.json.xz"
+    document = read_document()
+    assert document["openapi"].startswith("3.0")
+    assert document["info"]["title"] == "The Jira Cloud platform REST API"
+    # The data README names the version it vendors; a refreshed document must update it.
+    readme = (tests_folder / "data" / "README.md").read_text()
+    assert document["info"]["version"] in readme
+
+
+def test_the_spec_override_reads_a_plain_json_copy(monkeypatch, tmp_path):
+    copy_path = tmp_path / "spec.json"
+    copy_path.write_text(json.dumps({"openapi": "3.0.1", "info": {"version": "override"}}))
+    monkeypatch.setenv(SPEC_ENV_VAR, str(copy_path))
+    assert spec_path() == copy_path
+    assert read_document()["info"]["version"] == "override"
+
+
+def test_a_missing_override_names_the_variable(monkeypatch, tmp_path):
+    monkeypatch.setenv(SPEC_ENV_VAR, str(tmp_path / "absent.json"))
+    with pytest.raises(FileNotFoundError, match=SPEC_ENV_VAR):
+        read_document()

@@ -39,12 +39,19 @@ def test_the_producer_never_runs_more_than_the_buffer_ahead_of_the_consumer():
             produced.append(n)
             yield n
 
+    async def let_the_producer_run():
+        # The producer shares this loop: yielding to it often enough lets it run as far as it
+        # can (until the buffer is full), however slow the machine.
+        for _ in range(200):
+            await asyncio.sleep(0)
+
+    ahead = []
     for n in iterate_blocking(numbers, max_buffered=4):
         consumed.append(n)
-        # Let the producer run as far as it can before we take the next item.
-        run_sync(asyncio.sleep(0.005))
-        assert len(produced) - len(consumed) <= 4 + 1  # buffer plus the item in hand
+        run_sync(let_the_producer_run())
+        ahead.append(len(produced) - len(consumed))
     assert consumed == list(range(40))
+    assert max(ahead) == 4 + 1  # buffer plus the item in hand: reached, never exceeded
 
 
 def test_an_error_in_the_middle_reaches_the_consumer_after_the_items_before_it():
@@ -81,24 +88,37 @@ def test_stopping_early_cancels_the_producer_and_closes_its_iterator():
 
 
 def test_the_loop_thread_keeps_loop_bound_objects_usable_across_calls():
+    # An asyncio.Lock binds to a loop on its first contended acquire and refuses any other loop
+    # afterwards: each call below contends the same lock, so a fresh loop per call would fail.
     loop = EventLoopThread()
+    lock_holder = {}
+
+    async def contend(name):
+        lock = lock_holder.setdefault("lock", asyncio.Lock())
+        order = []
+
+        async def waiter():
+            async with lock:
+                order.append(f"{name} waiter")
+
+        async with lock:
+            task = asyncio.ensure_future(waiter())
+            await asyncio.sleep(0)  # the waiter now blocks on the held lock
+            assert not task.done()
+            order.append(f"{name} holder")
+        await task
+        return order
+
+    async def contended_items():
+        for name in ("first item", "second item"):
+            yield await contend(name)
+
     try:
-        lock_holder = {}
-
-        async def make_lock():
-            lock_holder["lock"] = asyncio.Lock()
-
-        async def use_lock():
-            async with lock_holder["lock"]:
-                return "ok"
-
-        run_sync(make_lock(), loop=loop)
-        assert run_sync(use_lock(), loop=loop) == "ok"
-        assert list(iterate_blocking(lambda: _aiter_of([1, 2]), loop=loop)) == [1, 2]
+        assert run_sync(contend("one"), loop=loop) == ["one holder", "one waiter"]
+        assert run_sync(contend("two"), loop=loop) == ["two holder", "two waiter"]
+        assert list(iterate_blocking(contended_items, loop=loop)) == [
+            ["first item holder", "first item waiter"],
+            ["second item holder", "second item waiter"],
+        ]
     finally:
         loop.close()
-
-
-async def _aiter_of(items):
-    for item in items:
-        yield item

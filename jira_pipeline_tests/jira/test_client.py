@@ -493,9 +493,10 @@ def test_permanent_server_error_ends_after_the_configured_attempts_with_bounded_
     assert "GET /rest/api/3/myself" in str(raised.value)
 
 
-def test_backoff_waits_stay_within_the_policys_bound(fake_jira):
+def test_backoff_waits_double_up_to_the_cap_scaled_by_the_jitter(fake_jira):
     fake_jira.admin.configure(fault_rate=1.0)
-    policy = RetryPolicy(attempts=4, base=0.01, cap=0.02)
+    # The jitter's largest draw: backoffs 0.01, 0.02, then capped at 0.02.
+    policy = RetryPolicy(attempts=4, base=0.01, cap=0.02, jitter=lambda: 1.0)
 
     async def scenario():
         async with basic_client(fake_jira, retry=policy) as client:
@@ -505,7 +506,8 @@ def test_backoff_waits_stay_within_the_policys_bound(fake_jira):
 
     counters = asyncio.run(scenario())
     assert counters.retries == 3
-    assert 0 <= counters.wait_seconds <= policy.max_total_wait()
+    assert counters.wait_seconds == pytest.approx(0.01 + 0.02 + 0.02)
+    assert policy.max_total_wait() == pytest.approx(0.05)
 
 
 def test_one_malformed_json_answer_is_retried_and_the_call_succeeds(fake_jira):

@@ -2,20 +2,16 @@
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
 from jira_pipeline.jira.models import IssueRecord, ProjectRecord, StatusRecord, UserRecord
-
-OPENAPI = Path(__file__).resolve().parents[3] / "shared" / "jira-openapi" / "jira-platform-v3.json"
+from jira_pipeline_tests.openapi import read_document
 
 
 @pytest.fixture(scope="module")
 def examples():
-    if not OPENAPI.is_file():
-        pytest.skip(f"OpenAPI document not found at {OPENAPI}")
-    paths = json.loads(OPENAPI.read_text())["paths"]
+    paths = read_document()["paths"]
 
     def example(path, method="get"):
         content = paths[path][method]["responses"]["200"]["content"]["application/json"]

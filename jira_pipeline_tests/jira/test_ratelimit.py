@@ -1,7 +1,6 @@
 """RateLimiter: spacing, in-flight bound, 429 pauses, and reading Jira's rate-limit headers."""
 
 import asyncio
-import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -13,6 +12,7 @@ from jira_pipeline.jira.ratelimit import (
     parse_retry_after,
     pause_from_headers,
 )
+from jira_pipeline_tests.virtual_time import VirtualTimeLoop, run_in_virtual_time
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -39,13 +39,22 @@ def test_retry_after_wins_over_reset_and_reset_is_the_fallback():
     assert pause_from_headers({}) is None
 
 
+@pytest.fixture
+def loop():
+    """An event loop on virtual time: the limiter's clock, so spacing is exact and instant."""
+    virtual = VirtualTimeLoop()
+    yield virtual
+    virtual.close()
+
+
 async def _record_starts(limiter, count, hold=0.0):
+    """Start `count` requests at once; their start times on the limiter's clock, peak in flight."""
     starts, in_flight, peak = [], 0, 0
 
     async def request():
         nonlocal in_flight, peak
         async with limiter.slot():
-            starts.append(time.monotonic())
+            starts.append(asyncio.get_running_loop().time())
             in_flight += 1
             peak = max(peak, in_flight)
             await asyncio.sleep(hold)
@@ -55,33 +64,37 @@ async def _record_starts(limiter, count, hold=0.0):
     return starts, peak
 
 
-def test_request_starts_are_spaced_by_the_minimum_interval():
-    limiter = RateLimiter(min_interval=0.05, max_in_flight=8)
-    starts, _ = asyncio.run(_record_starts(limiter, 6))
-    # Unpaced, six requests would all start at once; paced, they span five intervals. (A busy
-    # machine may record the first start late, hence the margin.)
-    assert starts[-1] - starts[0] >= 5 * 0.05 * 0.8
+def test_request_starts_are_spaced_by_the_minimum_interval(loop):
+    limiter = RateLimiter(min_interval=0.05, max_in_flight=8, clock=loop.time)
+    starts, _ = run_in_virtual_time(_record_starts(limiter, 6), loop)
+    # Unpaced, six requests would all start at 0.
+    assert starts == pytest.approx([0.0, 0.05, 0.10, 0.15, 0.20, 0.25])
+    assert limiter.wait_seconds == 0  # spacing is not a rate-limit wait
 
 
-def test_requests_in_flight_never_exceed_the_bound():
-    limiter = RateLimiter(min_interval=0.0, max_in_flight=3)
-    _, peak = asyncio.run(_record_starts(limiter, 12, hold=0.02))
+def test_requests_in_flight_never_exceed_the_bound(loop):
+    limiter = RateLimiter(min_interval=0.0, max_in_flight=3, clock=loop.time)
+    starts, peak = run_in_virtual_time(_record_starts(limiter, 12, hold=0.02), loop)
     assert peak == 3
+    # Three at a time, each batch once the previous one finished its 20 ms.
+    assert starts == pytest.approx([0.0] * 3 + [0.02] * 3 + [0.04] * 3 + [0.06] * 3)
 
 
-def test_a_pause_holds_every_request_including_those_already_waiting():
+def test_a_pause_holds_every_request_including_those_already_waiting(loop):
+    limiter = RateLimiter(min_interval=0.1, max_in_flight=4, clock=loop.time)
+
     async def scenario():
-        limiter = RateLimiter(min_interval=0.0, max_in_flight=4)
-        async with limiter.slot():
-            pass
-        limiter.pause(0.15)
-        paused_until = limiter.paused_until
-        starts, _ = await _record_starts(limiter, 4)
-        return paused_until, starts, limiter
+        waiting = asyncio.ensure_future(_record_starts(limiter, 4))
+        await asyncio.sleep(0.05)  # one request started at 0; three wait for 0.1, 0.2, 0.3
+        limiter.pause(1.0)  # a 429 at 0.05: nobody may start before 1.05
+        starts, _ = await waiting
+        return starts
 
-    paused_until, starts, limiter = asyncio.run(scenario())
-    assert all(start >= paused_until for start in starts)
-    assert limiter.wait_seconds > 0
+    starts = run_in_virtual_time(scenario(), loop)
+    assert starts[0] == 0.0
+    assert limiter.paused_until == pytest.approx(1.05)
+    assert min(starts[1:]) == pytest.approx(1.05)
+    assert limiter.wait_seconds >= 1.0 - 0.3  # each held waiter waited out part of the pause
 
 
 def test_low_remaining_slows_the_pace_and_it_recovers_afterwards():
@@ -102,21 +115,21 @@ def test_a_429_pause_also_widens_the_spacing():
     assert limiter.interval > 0.2
 
 
-def test_after_a_429_one_request_is_in_flight_until_one_succeeds():
+def test_after_a_429_one_request_is_in_flight_until_one_succeeds(loop):
     async def scenario():
-        limiter = RateLimiter(min_interval=0.0, max_in_flight=4)
+        limiter = RateLimiter(min_interval=0.0, max_in_flight=4, clock=loop.time)
         limiter.pause(0.0)
         _, held_peak = await _record_starts(limiter, 6, hold=0.02)
         limiter.observe({})  # a request succeeded
         _, restored_peak = await _record_starts(limiter, 8, hold=0.02)
         return held_peak, restored_peak
 
-    assert asyncio.run(scenario()) == (1, 4)
+    assert run_in_virtual_time(scenario(), loop) == (1, 4)
 
 
-def test_requests_in_flight_never_exceed_the_reported_remaining_budget():
+def test_requests_in_flight_never_exceed_the_reported_remaining_budget(loop):
     async def scenario():
-        limiter = RateLimiter(min_interval=0.0, max_in_flight=8)
+        limiter = RateLimiter(min_interval=0.0, max_in_flight=8, clock=loop.time)
         limiter.observe({"x-ratelimit-remaining": "3", "x-ratelimit-limit": "100"})
         _, low_peak = await _record_starts(limiter, 8, hold=0.02)
         limiter.observe({"x-ratelimit-remaining": "0", "x-ratelimit-limit": "100"})
@@ -126,12 +139,12 @@ def test_requests_in_flight_never_exceed_the_reported_remaining_budget():
         return low_peak, empty_peak, full_peak
 
     # An empty budget still lets one request through: its answer reports the budget again.
-    assert asyncio.run(scenario()) == (3, 1, 8)
+    assert run_in_virtual_time(scenario(), loop) == (3, 1, 8)
 
 
-def test_the_remaining_budget_counts_requests_still_in_flight_when_it_is_reported():
+def test_the_remaining_budget_counts_requests_still_in_flight_when_it_is_reported(loop):
     async def scenario():
-        limiter = RateLimiter(min_interval=0.0, max_in_flight=8)
+        limiter = RateLimiter(min_interval=0.0, max_in_flight=8, clock=loop.time)
         release = asyncio.Event()
 
         async def held_request():
@@ -148,4 +161,4 @@ def test_the_remaining_budget_counts_requests_still_in_flight_when_it_is_reporte
         await asyncio.gather(*held)
         return peak
 
-    assert asyncio.run(scenario()) == 1
+    assert run_in_virtual_time(scenario(), loop) == 1

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import dagster as dg
 import pandas as pd
+import pytest
 
+import jira_pipeline.storage.io_manager as io_manager_module
 from jira_pipeline.storage.io_manager import MongoUpsertIOManager, RecordStream
 from jira_pipeline.storage.upserts import mark_deleted_except, upsert_records
 from jira_pipeline_tests.storage.conftest import Store, issue
@@ -36,10 +39,25 @@ class CountedRecords:
         return {"api_calls": 3, "records_seen_by_asset": self.consumed}
 
 
+class SlowRecords(CountedRecords):
+    """Records that each take half a second of the IO manager's (injected) clock to arrive."""
+
+    def __init__(self, records: list[dict], clock: list[float]) -> None:
+        super().__init__(records)
+        self._clock = clock
+
+    def __iter__(self) -> Iterator[dict]:
+        for record in super().__iter__():
+            self._clock[0] += 0.5
+            yield record
+
+
 def test_handle_output_upserts_and_reports_counts_duration_and_the_assets_own_metadata(
-    store: Store,
+    store: Store, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    stream = CountedRecords([issue(i) for i in range(4)])
+    clock = [100.0]
+    monkeypatch.setattr(io_manager_module, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    stream = SlowRecords([issue(i) for i in range(4)], clock)
 
     @dg.asset
     def jira_issues() -> CountedRecords:
@@ -54,7 +72,8 @@ def test_handle_output_upserts_and_reports_counts_duration_and_the_assets_own_me
         4, 0, 0, 0,
     )  # fmt: skip
     assert meta["dagster/row_count"] == 4
-    assert meta["duration_s"] >= 0
+    # The duration covers reading the stream (fetching from Jira), not only the writes.
+    assert (meta["duration_s"], meta["records_per_s"]) == (2.0, 2.0)
     assert meta["api_calls"] == 3 and meta["records_seen_by_asset"] == 4
     assert _materialization(second, "jira_issues")["unchanged"] == 4
     assert store.db.jira_issues.count_documents({}) == 4
