@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def describe_store(*, demo_dir: Path | None = None) -> list[str]:
     """Lines that say where the store is, whether it holds anything, and how to query it."""
-    from jira_pipeline.settings import env
+    from jira_pipeline.settings import load_settings
     from jira_pipeline.storage.client import database_name, embedded_store_folder, mask_uri
 
     if demo_dir is not None:
@@ -34,11 +34,12 @@ def describe_store(*, demo_dir: Path | None = None) -> list[str]:
             "query it with:",
             f"  {query_command(site)}",
         ]
-    uri = env("MONGODB_URI")
-    if uri:
-        return [f"MongoDB server {mask_uri(uri)} (MONGODB_URI)", f"database: {database_name()}"]
+    settings = load_settings()
+    if settings.mongodb_uri is not None:
+        uri = mask_uri(settings.mongodb_uri.get_secret_value())
+        return [f"MongoDB server {uri} (MONGODB_URI)", f"database: {database_name()}"]
     folder = embedded_store_folder().resolve()
-    home = env("DAGSTER_HOME")
+    home = settings.dagster_home
     origin = ("$DAGSTER_HOME/mongo" if home
               else "DAGSTER_HOME is not set: ./.jira_pipeline/mongo under the current directory")
     state = "" if folder.is_dir() else " (nothing stored here yet)"

@@ -167,7 +167,7 @@ class ConnectionRepository:
             self.cipher.decrypt(document[name]) if document.get(name) else None
             for name in _TOKEN_FIELDS
         )
-        return StoredTokens(access, refresh, _aware(document.get("token_expires_at")))
+        return StoredTokens(access, refresh, parse_jira_datetime(document.get("token_expires_at")))
 
     def save_tokens(
         self,
@@ -294,10 +294,6 @@ class ConnectionRepository:
         return document
 
 
-def _aware(value: datetime | None) -> datetime | None:
-    return parse_jira_datetime(value)
-
-
 def _connection(document: dict[str, Any]) -> Connection:
     return Connection(
         id=document["id"],
@@ -306,10 +302,10 @@ def _connection(document: dict[str, Any]) -> Connection:
         auth_type=document["auth_type"],
         cloud_id=document.get("cloud_id"),
         email=document.get("email"),
-        token_expires_at=_aware(document.get("token_expires_at")),
+        token_expires_at=parse_jira_datetime(document.get("token_expires_at")),
         has_tokens=any(document.get(name) for name in _TOKEN_FIELDS),
-        created_at=_aware(document["created_at"]),
-        updated_at=_aware(document["updated_at"]),
+        created_at=parse_jira_datetime(document["created_at"]),
+        updated_at=parse_jira_datetime(document["updated_at"]),
     )
 
 
