@@ -26,6 +26,7 @@ def start_fake(issues: int, seed: int) -> tuple[subprocess.Popen, str]:
          "--issues", str(issues), "--seed", str(seed), "--now", NOW],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
+    assert process.stdout is not None
     first = process.stdout.readline()  # "fake Jira (cloud) serving N issues at http://..."
     base = first.rsplit(" ", 1)[-1].strip()
     deadline = time.monotonic() + 120

@@ -31,7 +31,7 @@ from typing import Any
 
 from jsonschema import Draft4Validator, FormatChecker
 from jsonschema.exceptions import ValidationError
-from referencing import Registry, Resource
+from referencing import Registry
 from referencing.jsonschema import DRAFT4
 
 from jira_pipeline.timeutil import parse_jira_datetime
@@ -146,7 +146,7 @@ def _jira_format_checker() -> FormatChecker:
 
 @lru_cache(maxsize=4)
 def _registry(path: Path) -> Registry:
-    resource = Resource(contents=_load_document(path), specification=DRAFT4)
+    resource = DRAFT4.create_resource(_load_document(path))
     return Registry().with_resource(_SPEC_URI, resource)
 
 

@@ -1,5 +1,7 @@
 """`jira_issue_daily_summary`: an analyst-facing pandas asset built on the synced issues."""
 
+from typing import Any, cast
+
 import dagster as dg
 import pandas as pd
 
@@ -75,7 +77,11 @@ def build_summary_asset(site: JiraSite) -> dg.AssetsDefinition:
                 "dagster/row_count": len(summary),
                 "issues": len(issues),
                 "preview": dg.MetadataValue.md(
-                    markdown_table(summary.tail(10).to_dict("records"), tuple(SUMMARY_COLUMNS))
+                    markdown_table(
+                        # pandas types record keys as Hashable; these are the column names
+                        cast(list[dict[str, Any]], summary.tail(10).to_dict("records")),
+                        tuple(SUMMARY_COLUMNS),
+                    )
                 ),
             },
         )

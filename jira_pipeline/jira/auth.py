@@ -314,7 +314,7 @@ class OAuth3LO(JiraAuth):
         result = self.load_tokens()
         if inspect.isawaitable(result):
             result = await result
-        return result  # type: ignore[return-value]
+        return result
 
     async def _save_then_install(self, tokens: OAuthTokens) -> None:
         if self.on_tokens is not None:

@@ -66,7 +66,7 @@ class Pipeline:
     def partition_keys(self) -> list[str]:
         partitions = self.defs.resolve_assets_def("jira_issues").partitions_def
         assert partitions is not None
-        return partitions.get_partition_keys()
+        return list(partitions.get_partition_keys())
 
     def run(
         self,

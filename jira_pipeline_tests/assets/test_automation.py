@@ -85,7 +85,7 @@ def test_the_run_a_schedule_tick_requests_syncs_yesterday_today_and_the_dimensio
 
     assert result.success
     yesterday, today = partition_range(request)
-    materialized = {(e.asset_key.to_user_string(), e.partition)
+    materialized = {(e.asset_key.to_user_string() if e.asset_key else None, e.partition)
                     for e in result.get_asset_materialization_events()}  # fmt: skip
     assert materialized == {
         ("jira_issues", yesterday), ("jira_issues", today), ("jira_projects", None),

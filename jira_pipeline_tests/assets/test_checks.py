@@ -113,7 +113,7 @@ def test_two_live_issues_with_one_key_fail_the_duplicate_check(synced: Pipeline)
 def test_a_referenced_status_or_user_missing_from_the_store_fails_the_reference_check(
     synced: Pipeline, collection: str, field: str, referenced_by: str
 ) -> None:
-    referenced = synced.db["jira_issues"].find_one({})[referenced_by]  # type: ignore[index]
+    referenced = synced.db["jira_issues"].find_one({})[referenced_by]
     synced.db[collection].delete_one({field: referenced})
 
     evaluations = run_checks(synced)

@@ -62,9 +62,9 @@ def test_code_location_loads_and_validates_with_every_asset_job_schedule_sensor_
     assert keys[0] == start.isoformat()
     assert keys[-1] == datetime.now(UTC).date().isoformat()  # today is a partition
     assert issues.backfill_policy == dg.BackfillPolicy.single_run()
-    assert issues.node_def.pool == "jira_issues-default"  # one run at a time: dagster.yaml
+    assert issues.op.pool == "jira_issues-default"  # one run at a time: dagster.yaml
     for name in ("jira_issues", *DIMENSIONS):
-        node = defs.resolve_assets_def(name).node_def
+        node = defs.resolve_assets_def(name).op
         assert node.retry_policy is not None and node.retry_policy.max_retries >= 1, name
 
 

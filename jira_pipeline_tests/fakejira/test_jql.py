@@ -245,7 +245,9 @@ def test_same_date_string_selects_different_issues_per_user_time_zone(
         for zone, client in ((WEST, west_client), (EAST, east_client)):
             bound = to_epoch_ms(wall.replace(tzinfo=ZoneInfo(zone)))
             selected[zone] = set(search_keys(client, jql))
-            assert selected[zone] == table.keys(lambda _p, _c, updated, b=bound: updated < b)
+            assert selected[zone] == table.keys(
+                lambda _p, _c, updated, b=bound: updated < b  # type: ignore[misc]
+            )
     assert selected[WEST] != selected[EAST]
     assert selected[EAST] < selected[WEST]
 

@@ -1,5 +1,7 @@
 """Retry policy: exponential backoff with full jitter, and which failures deserve a retry."""
 
+from typing import Any
+
 import pytest
 
 from jira_pipeline.jira._exceptions import (
@@ -15,7 +17,7 @@ from jira_pipeline.jira._exceptions import (
 )
 from jira_pipeline.jira.retry import RetryPolicy, is_retryable
 
-KW = {"method": "GET", "path": "/rest/api/3/myself"}
+KW: dict[str, Any] = {"method": "GET", "path": "/rest/api/3/myself"}
 
 
 def test_backoff_doubles_from_the_base_up_to_the_cap():

@@ -110,6 +110,7 @@ def point_at(
         home = tmp_path / home_name
         home.mkdir(exist_ok=True)
         (home / "dagster.yaml").write_bytes((REPO / "dagster.yaml").read_bytes())
+        assert fake.config.now is not None  # the fixture pins the clock
         start = fake.config.now.date() - timedelta(days=fake.config.days + 1)
         monkeypatch.setenv("DAGSTER_HOME", str(home))
         monkeypatch.setenv("JIRA_SYNC_START_DATE", start.isoformat())

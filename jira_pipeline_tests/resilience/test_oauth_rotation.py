@@ -69,8 +69,9 @@ def test_backfill_outlives_five_second_access_tokens_and_persists_each_rotation(
     assert stored.refresh_token not in (None, granted["refresh_token"])
     document = db["jira_connections"].find_one({"id": connection.id})
     assert document is not None
+    assert stored.refresh_token is not None
     assert stored.refresh_token not in repr(document)
-    assert stored.access_token not in repr(document)
+    assert stored.access_token is not None and stored.access_token not in repr(document)
     with httpx.Client(base_url=fake.base_url) as http:
         replaced = token_request(http, fake, grant_type="refresh_token",
                                  refresh_token=granted["refresh_token"])

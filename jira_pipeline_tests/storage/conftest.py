@@ -76,7 +76,7 @@ def issue(
     issue_id = str(issue_id)
     updated_text = updated if isinstance(updated, str) else format_jira_datetime(updated)
     summary = summary if summary is not None else f"Issue {issue_id}"
-    record = {
+    record: dict[str, Any] = {
         "connection_id": connection_id,
         "issue_id": issue_id,
         "key": f"{project_key}-{issue_id}",

@@ -282,6 +282,7 @@ def test_no_token_is_ever_written_to_disk_in_plaintext(store: Store) -> None:
 @pytest.fixture
 def cli_env(store: Store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Store:
     if store.folder is None:
+        assert store.uri is not None
         monkeypatch.setenv("MONGODB_URI", store.uri)
     else:
         monkeypatch.setenv("DAGSTER_HOME", str(store.folder.parent))
