@@ -47,6 +47,15 @@ class FakeJiraAdmin:
         """Edit an issue: bumps `updated` to the fake's now and appends a changelog history."""
         return self._call("POST", f"/issues/{key}/touch", {"fields": fields} if fields else {})
 
+    def set_raw_fields(
+        self, key: str, fields: dict | None = None, remove: tuple[str, ...] = ()
+    ) -> dict:
+        """Serve these raw field values for an issue (any JSON, odd types included) and leave the
+        `remove`d fields out; `updated` is not bumped. Returns {id, key, updated}."""
+        return self._call(
+            "POST", f"/issues/{key}/fields", {"fields": fields or {}, "remove": list(remove)}
+        )
+
     def delete_issue(self, key: str) -> None:
         self._call("DELETE", f"/issues/{key}")
 

@@ -672,6 +672,14 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         return json_response(summary(site.touch_issue(request.path_params["key"],
                                                       body.get("fields"))))
 
+    async def raw_fields(request: Request) -> Response:
+        body = await body_of(request)
+        fields, remove = body.get("fields") or {}, body.get("remove") or []
+        if not isinstance(fields, dict) or not isinstance(remove, list):
+            raise AdminError(400, "fields must be an object and remove a list of field names")
+        issue = site.set_raw_fields(request.path_params["key"], fields, [str(f) for f in remove])
+        return json_response(summary(issue))
+
     async def delete(request: Request) -> Response:
         site.delete_issue(request.path_params["key"])
         return Response(status_code=204)
@@ -706,6 +714,7 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
     return [
         Route("/_fake/issues", admin(issues), methods=["GET", "POST"]),
         Route("/_fake/issues/{key}/touch", admin(touch), methods=["POST"]),
+        Route("/_fake/issues/{key}/fields", admin(raw_fields), methods=["POST"]),
         Route("/_fake/issues/{key}", admin(delete), methods=["DELETE"]),
         Route("/_fake/clock", admin(clock), methods=["GET", "POST"]),
         Route("/_fake/config", admin(config), methods=["GET", "POST"]),
