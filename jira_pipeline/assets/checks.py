@@ -15,6 +15,7 @@ from jira_pipeline.assets.settings import PipelineSettings
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.jira import IssueWindow, build_issue_jql
 from jira_pipeline.storage.entities import entity_spec
+from jira_pipeline.storage.sync_errors import sync_errors
 from jira_pipeline.timeutil import utc_now
 
 SAMPLE = 10  # ids shown in check metadata
@@ -209,3 +210,35 @@ def _dimension_checks(site: JiraSite, asset_name: str) -> Sequence[dg.AssetCheck
         )
 
     return [not_empty, no_duplicates]
+
+
+def build_sync_errors_check(site: JiraSite) -> dg.AssetChecksDefinition:
+    """Warns while `jira_sync_errors` holds dead letters of the connection (records Jira sent
+    that could not be stored); a later run that stores the record clears its dead letter."""
+
+    @dg.asset_check(
+        asset=site.asset_key("jira_issues"),
+        name="no_sync_errors",
+        description="jira_sync_errors holds no record of this connection that a sync could not "
+        "store (each dead letter names the entity, the key and the reason).",
+        required_resource_keys={"mongo"},
+    )
+    def no_sync_errors(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        db: Database = context.resources.mongo.get_database()
+        count, newest = sync_errors(db, site.connection_id, limit=SAMPLE)
+        return dg.AssetCheckResult(
+            passed=count == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                f"{count} record(s) could not be stored; see jira_sync_errors" if count
+                else "every record Jira sent was stored"
+            ),
+            metadata={
+                "sync_errors": count,
+                "sample": dg.MetadataValue.md(
+                    "\n".join(f"- {error.describe()}" for error in newest) or "_none_"
+                ),
+            },
+        )
+
+    return no_sync_errors
