@@ -15,7 +15,7 @@ from jira_pipeline.assets.settings import PipelineSettings
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.jira import IssueWindow, build_issue_jql
 from jira_pipeline.storage.entities import entity_spec
-from jira_pipeline.storage.sync_errors import sync_errors
+from jira_pipeline.storage.sync_errors import dead_lettered_ids, sync_errors
 from jira_pipeline.timeutil import utc_now
 
 SAMPLE = 10  # ids shown in check metadata
@@ -153,7 +153,9 @@ def _build_matches_jira_count(
                 {"issue_id": 1, "_id": 0},
             )
         }
-        missing = sorted(in_jira - stored)
+        # Issues Jira sent that cannot be stored are in jira_sync_errors (no_sync_errors warns).
+        unstorable = dead_lettered_ids(db, site.connection_id, "issues", in_jira - stored)
+        missing = sorted(in_jira - stored - unstorable)
         moved_on = sorted(stored - in_jira)
         return dg.AssetCheckResult(
             passed=not missing,

@@ -677,7 +677,8 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         fields, remove = body.get("fields") or {}, body.get("remove") or []
         if not isinstance(fields, dict) or not isinstance(remove, list):
             raise AdminError(400, "fields must be an object and remove a list of field names")
-        issue = site.set_raw_fields(request.path_params["key"], fields, [str(f) for f in remove])
+        issue = site.set_raw_fields(request.path_params["key"], fields, [str(f) for f in remove],
+                                    reset=bool(body.get("reset")))
         return json_response(summary(issue))
 
     async def delete(request: Request) -> Response:

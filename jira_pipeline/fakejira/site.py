@@ -224,11 +224,13 @@ class FakeJiraSite:
         self._changed(issue)
         return issue
 
-    def set_raw_fields(self, key: str, fields: dict, remove: list[str]) -> Issue:
+    def set_raw_fields(
+        self, key: str, fields: dict, remove: list[str], *, reset: bool = False
+    ) -> Issue:
         """Serve these field values exactly as given (and leave `remove` out), without touching
-        `updated`: the odd data a real site holds, for tests."""
+        `updated`: the odd data a real site holds, for tests. `reset` first forgets earlier ones."""
         issue = self.issue_by_key(key)
-        raw = dict(issue.raw_fields or {})
+        raw = {} if reset else dict(issue.raw_fields or {})
         raw.update(fields)
         raw.update(dict.fromkeys(remove))
         issue.raw_fields = raw

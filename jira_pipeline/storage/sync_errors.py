@@ -180,3 +180,15 @@ def sync_errors(db: Database, connection_id: str, limit: int = 10) -> tuple[int,
         SyncError(connection_id, doc["entity"], doc["jira_id"], doc.get("key"), doc["reason"])
         for doc in newest
     ]
+
+
+def dead_lettered_ids(
+    db: Database, connection_id: str, entity: str, jira_ids: Iterable[str]
+) -> set[str]:
+    """Those of `jira_ids` that are in `jira_sync_errors`: known to Jira, not storable here."""
+    ids = {str(jira_id) for jira_id in jira_ids}
+    if not ids:
+        return set()
+    collection = db[SYNC_ERRORS_COLLECTION]
+    selector = {"_id": {"$in": [document_id(connection_id, entity, jira_id) for jira_id in ids]}}
+    return {doc["jira_id"] for doc in collection.find(selector, {"jira_id": 1, "_id": 0})}
