@@ -158,3 +158,18 @@ def test_sync_errors_check_warns_while_dead_letters_exist(pipeline: Pipeline) ->
     assert stored(pipeline, odd["id"])["key"] == odd["key"]
     assert pipeline.db["jira_sync_errors"].count_documents({}) == 0
     assert check_results(repaired)[SYNC_ERRORS_CHECK].passed
+
+
+def test_an_issue_over_16_mib_from_jira_is_stored_trimmed(pipeline: Pipeline) -> None:
+    big = an_issue(pipeline)
+    pipeline.fake.admin.set_raw_fields(big["key"], {"customfield_10099": "x" * (17 * 1024 * 1024)})
+
+    result = sync(pipeline)
+
+    assert result.success
+    doc = stored(pipeline, big["id"])
+    assert doc["raw_truncated"] is True
+    assert doc["raw_truncated_paths"] == ["fields.customfield_10099"]
+    assert doc["raw"]["fields"]["summary"] == doc["summary"]  # the rest of raw is kept
+    assert issues_metadata(result)["raw_truncated"] == 1
+    assert len(pipeline.stored_issues()) == 200
