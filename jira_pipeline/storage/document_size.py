@@ -17,7 +17,9 @@ JSON_SAFE_BYTES = MAX_DOCUMENT_BYTES // 8
 # Parts of `raw` are dropped at most this deep (`fields.comment.comments`,
 # `changelog.histories`): deeper cuts would leave odd half-objects.
 _MAX_DEPTH = 3
-_CODEC = CodecOptions(uuid_representation=UuidRepresentation.STANDARD, tz_aware=True)
+_CODEC: CodecOptions[Any] = CodecOptions(
+    uuid_representation=UuidRepresentation.STANDARD, tz_aware=True
+)
 
 
 class DocumentTooLargeError(ValueError):

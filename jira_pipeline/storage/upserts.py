@@ -208,11 +208,11 @@ def upsert_batch(
         counts += inserted
         failed |= lost
     counts.dead_lettered += len(failed)
-    stored: dict[str, list[str]] = {}
+    written: dict[str, list[str]] = {}
     for _id, doc in incoming.items():
         if _id not in failed:
-            stored.setdefault(doc["connection_id"], []).append(doc[spec.id_field])
-    errors.clear(stored)
+            written.setdefault(doc["connection_id"], []).append(doc[spec.id_field])
+    errors.clear(written)
     return counts
 
 

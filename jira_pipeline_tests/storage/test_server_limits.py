@@ -3,6 +3,8 @@ errors, and indexes compared by keys and options (on both stores when MONGODB_TE
 
 from __future__ import annotations
 
+from typing import Any
+
 import bson
 import pytest
 from bson.binary import UuidRepresentation
@@ -17,7 +19,7 @@ from jira_pipeline.storage.upserts import upsert_records
 from jira_pipeline_tests.storage.conftest import Store, issue
 
 MIB = 1024 * 1024
-CODEC = CodecOptions(uuid_representation=UuidRepresentation.STANDARD)
+CODEC: CodecOptions[Any] = CodecOptions(uuid_representation=UuidRepresentation.STANDARD)
 
 
 def bson_size(document: dict) -> int:
