@@ -10,6 +10,7 @@ import pytest
 from bson.binary import UuidRepresentation
 from bson.codec_options import CodecOptions
 from pymongo import ASCENDING
+from pymongo.errors import BulkWriteError
 
 from jira_pipeline.storage.document_size import MAX_DOCUMENT_BYTES
 from jira_pipeline.storage.entities import document_id
@@ -158,3 +159,46 @@ def test_an_index_holding_our_name_on_other_keys_fails_naming_both(store: Store)
     message = str(raised.value)
     assert "'key' {summary: 1}" in message and "'key' {key: 1}" in message
     assert "drop index 'key'" in message
+
+
+def test_a_write_the_server_refuses_is_dead_lettered_with_a_short_message(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server's bulk-write error quotes the document it refused; the embedded store raises
+    none, so the server's answer is reproduced at the pymongo edge: the other writes of the
+    batch are applied and the refused one reported by index, as an unordered bulk write does."""
+    if store.uri is not None:
+        pytest.skip("reproduces a server's answer on the embedded store")
+    collection_type = type(store.db.jira_issues)
+    real_bulk_write = collection_type.bulk_write
+
+    def refusing(self: Any, requests: list[Any], ordered: bool = True) -> Any:
+        refused = [n for n, r in enumerate(requests) if r._doc.get("key") == "ACME-2"]
+        if self.name != "jira_issues" or not refused:
+            return real_bulk_write(self, requests, ordered=ordered)
+        kept = [r for n, r in enumerate(requests) if n not in refused]
+        result = real_bulk_write(self, kept, ordered=ordered)
+        quoted = repr(requests[refused[0]]._doc)
+        raise BulkWriteError({
+            "writeErrors": [{"index": refused[0], "code": 2,
+                             "errmsg": f"document is invalid: {quoted}"}],
+            "nInserted": result.inserted_count, "nMatched": 0, "nModified": 0,
+            "nUpserted": 0, "nRemoved": 0, "upserted": [], "writeConcernErrors": [],
+        })
+
+    monkeypatch.setattr(collection_type, "bulk_write", refusing)
+    refused = issue(2, summary="x" * 100_000)
+    heard: list[SyncError] = []
+
+    counts = upsert_records(
+        store.db, "issues", [issue(1), refused, issue(3)], on_sync_error=heard.append
+    )
+
+    assert (counts.inserted, counts.dead_lettered) == (2, 1)
+    assert {doc["issue_id"] for doc in store.db.jira_issues.find({})} == {"1", "3"}
+    (error,) = heard
+    assert len(error.reason) <= 300 and "x" * 200 not in error.reason
+    assert "jira_issues" in error.reason and "ACME-2" in error.reason and "bytes" in error.reason
+    assert "error 2" in error.reason
+    (letter,) = store.db.jira_sync_errors.find({})
+    assert letter["key"] == "ACME-2" and letter["raw"] == refused["raw"]
