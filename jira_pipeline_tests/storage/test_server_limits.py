@@ -202,3 +202,22 @@ def test_a_write_the_server_refuses_is_dead_lettered_with_a_short_message(
     assert "error 2" in error.reason
     (letter,) = store.db.jira_sync_errors.find({})
     assert letter["key"] == "ACME-2" and letter["raw"] == refused["raw"]
+
+
+def test_a_value_bson_cannot_hold_dead_letters_only_its_record(store: Store) -> None:
+    ensure_indexes(store.db)
+    unencodable = issue(2)
+    unencodable["raw"]["fields"]["customfield_10050"] = 2**63 + 5  # valid JSON, not an int64
+    heard: list[SyncError] = []
+
+    counts = upsert_records(
+        store.db, "issues", [issue(1), unencodable, issue(3)], on_sync_error=heard.append
+    )
+
+    assert counts.dead_lettered == 1
+    assert {doc["issue_id"] for doc in store.db.jira_issues.find({})} == {"1", "3"}
+    (error,) = heard
+    assert "ACME-2" in error.reason and "8-byte ints" in error.reason
+    (letter,) = store.db.jira_sync_errors.find({})
+    # Its raw cannot be stored either: the dead letter says so instead of failing.
+    assert letter["raw"] is None and letter["raw_truncated_paths"] == ["raw"]
