@@ -114,7 +114,8 @@ def upsert_records(
         try:
             counts += upsert_batch(collection, spec, storable, errors)
         except _UNENCODABLE:
-            # A value JSON holds and BSON cannot: find its record by writing one at a time.
+            # A value JSON holds and BSON cannot: find its record by writing one at a time
+            # (a record the failed batch had already written then counts as unchanged).
             for record in storable:
                 counts += upsert_batch(collection, spec, [record], errors, measure=True)
     return counts
