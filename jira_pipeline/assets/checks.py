@@ -18,6 +18,7 @@ from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.jira import IssueWindow, JiraClient, build_issue_jql
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import entity_spec
+from jira_pipeline.storage.sync_errors import dead_lettered_ids, sync_errors
 from jira_pipeline.timeutil import parse_jira_datetime, utc_now
 
 SAMPLE = 10  # ids shown in check metadata
@@ -240,7 +241,9 @@ def count_by_partition(
             count.jira_count += 1
         else:
             count.moved_on += 1
-    missing = sorted(in_jira - stored)
+    # Issues Jira sent that cannot be stored are in jira_sync_errors (no_sync_errors warns).
+    unstorable = dead_lettered_ids(db, site.connection_id, "issues", in_jira - stored)
+    missing = sorted(in_jira - stored - unstorable)
     for start in range(0, len(missing), 100):
         ids = missing[start:start + 100]
         found_jql = build_issue_jql(window, projects=projects, user_jql=f"id in ({','.join(ids)})")
@@ -291,3 +294,35 @@ def _dimension_checks(site: JiraSite, asset_name: str) -> Sequence[dg.AssetCheck
         )
 
     return [not_empty, no_duplicates]
+
+
+def build_sync_errors_check(site: JiraSite) -> dg.AssetChecksDefinition:
+    """Warns while `jira_sync_errors` holds dead letters of the connection (records Jira sent
+    that could not be stored); a later run that stores the record clears its dead letter."""
+
+    @dg.asset_check(
+        asset=site.asset_key("jira_issues"),
+        name="no_sync_errors",
+        description="jira_sync_errors holds no record of this connection that a sync could not "
+        "store (each dead letter names the entity, the key and the reason).",
+        required_resource_keys={"mongo"},
+    )
+    def no_sync_errors(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        db: Database = context.resources.mongo.get_database()
+        count, newest = sync_errors(db, site.connection_id, limit=SAMPLE)
+        return dg.AssetCheckResult(
+            passed=count == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                f"{count} record(s) could not be stored; see jira_sync_errors" if count
+                else "every record Jira sent was stored"
+            ),
+            metadata={
+                "sync_errors": count,
+                "sample": dg.MetadataValue.md(
+                    "\n".join(f"- {error.describe()}" for error in newest) or "_none_"
+                ),
+            },
+        )
+
+    return no_sync_errors

@@ -6,7 +6,11 @@ import warnings
 
 import dagster as dg
 
-from jira_pipeline.assets.checks import build_dimension_checks, build_issue_checks
+from jira_pipeline.assets.checks import (
+    build_dimension_checks,
+    build_issue_checks,
+    build_sync_errors_check,
+)
 from jira_pipeline.assets.dimensions import build_dimension_asset
 from jira_pipeline.assets.issues import build_issues_asset
 from jira_pipeline.assets.jobs import build_site_jobs
@@ -41,6 +45,7 @@ def build_site_definitions(site: JiraSite, settings: PipelineSettings) -> dg.Def
         asset_checks=[
             *build_issue_checks(site, partitions, settings),
             *build_dimension_checks(site),
+            build_sync_errors_check(site),
         ],
         jobs=jobs.all(),
         schedules=[build_daily_schedule(site, jobs, partitions, settings)],

@@ -16,6 +16,7 @@ from jira_pipeline.jira.retry import cannot_succeed
 from jira_pipeline.storage.connections import JiraConnectionError, StaleRefreshTokenError
 from jira_pipeline.storage.io_manager import RecordStream
 from jira_pipeline.storage.resources import MongoResource
+from jira_pipeline.storage.sync_errors import UnstorableRecord
 
 PREVIEW_ROWS = 5
 IO_MANAGER_KEY = "mongo_io_manager"
@@ -84,12 +85,18 @@ class JiraRecordStream(RecordStream):
         with failing_fast():  # the first use of the resource builds its client
             self._counters_before = jira.counters()
 
-    def _fetch(self) -> Iterator[BaseModel]:
+    def _fetch(self) -> Iterator[BaseModel | UnstorableRecord]:
         self._started = time.perf_counter()
         with failing_fast():
             for raw in self._jira.iterate(self._walk):
-                record = self._to_record(raw)
                 self.fetched += 1
+                try:
+                    record = self._to_record(raw)
+                except ValueError as error:
+                    # One record Jira sent that cannot be stored must not block the others: the
+                    # IO manager files it in jira_sync_errors and the run goes on.
+                    yield UnstorableRecord.from_error(raw, error)
+                    continue
                 if len(self._preview) < PREVIEW_ROWS:
                     self._preview.append(record.model_dump(include=set(self._preview_fields)))
                 yield record

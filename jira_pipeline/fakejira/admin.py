@@ -69,6 +69,20 @@ class FakeJiraAdmin:
         body = {k: v for k, v in (("key", new_key), ("name", name)) if v is not None}
         return self._call("POST", f"/projects/{key}", body)
 
+    def set_raw_fields(
+        self,
+        key: str,
+        fields: dict | None = None,
+        remove: tuple[str, ...] = (),
+        *,
+        reset: bool = False,
+    ) -> dict:
+        """Serve these raw field values for an issue (any JSON, odd types included) and leave the
+        `remove`d fields out; `updated` is not bumped. `reset` first drops the values set
+        earlier (the issue is served as generated again). Returns {id, key, updated}."""
+        body = {"fields": fields or {}, "remove": list(remove), "reset": reset}
+        return self._call("POST", f"/issues/{key}/fields", body)
+
     def delete_issue(self, key: str) -> None:
         self._call("DELETE", f"/issues/{key}")
 

@@ -726,6 +726,15 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
                                       body.get("name"))
         return json_response({"id": changed.id, "key": changed.key, "name": changed.name})
 
+    async def raw_fields(request: Request) -> Response:
+        body = await body_of(request)
+        fields, remove = body.get("fields") or {}, body.get("remove") or []
+        if not isinstance(fields, dict) or not isinstance(remove, list):
+            raise AdminError(400, "fields must be an object and remove a list of field names")
+        issue = site.set_raw_fields(request.path_params["key"], fields, [str(f) for f in remove],
+                                    reset=bool(body.get("reset")))
+        return json_response(summary(issue))
+
     async def delete(request: Request) -> Response:
         site.delete_issue(request.path_params["key"])
         return Response(status_code=204)
@@ -761,6 +770,7 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         Route("/_fake/issues", admin(issues), methods=["GET", "POST"]),
         Route("/_fake/issues/{key}/touch", admin(touch), methods=["POST"]),
         Route("/_fake/issues/{key}/move", admin(move), methods=["POST"]),
+        Route("/_fake/issues/{key}/fields", admin(raw_fields), methods=["POST"]),
         Route("/_fake/issues/{key}", admin(delete), methods=["DELETE"]),
         Route("/_fake/statuses/{id}", admin(status), methods=["POST"]),
         Route("/_fake/users/{id}", admin(user), methods=["POST"]),

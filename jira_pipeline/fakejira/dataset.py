@@ -131,14 +131,18 @@ class Issue:
     __slots__ = (
         "assignee", "children", "comments", "components", "created", "custom", "deleted",
         "extra_histories", "fix_version", "id", "key", "key_num", "labels", "num", "offset",
-        "overrides", "parent", "priority", "project", "reporter", "resolved", "seed", "seeded",
-        "seeded_status", "status", "summary", "type", "updated", "version", "worklogs",
+        "overrides", "parent", "priority", "project", "raw_fields", "reporter", "resolved",
+        "seed", "seeded", "seeded_status", "status", "summary", "type", "updated", "version",
+        "worklogs",
     )
 
     def __init__(self) -> None:
         self.children: list[int] | None = None
         self.extra_histories: list[History] | None = None
         self.overrides: dict | None = None
+        # Field values served exactly as set (None: the field is left out), for tests of odd
+        # data: `labels` as a string, no `updated`, ...
+        self.raw_fields: dict | None = None
         self.deleted = False
         self.version = 0
 

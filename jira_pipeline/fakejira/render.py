@@ -460,7 +460,7 @@ class SiteRenderer:
             "key": issue.key,
         }
         all_fields = self.fields(issue) if wanted else {}
-        if len(wanted) == len(FIELD_IDS) and not issue.overrides:
+        if len(wanted) == len(FIELD_IDS) and not issue.overrides and not issue.raw_fields:
             fields = all_fields
         else:
             fields = {name: all_fields[name] for name in wanted if name in all_fields}
@@ -468,6 +468,13 @@ class SiteRenderer:
                 for name in wanted:
                     if name not in fields and name in issue.overrides:
                         fields[name] = issue.overrides[name]
+            everything = len(wanted) == len(FIELD_IDS)
+            for name, value in (issue.raw_fields or {}).items():
+                if everything or name in wanted:
+                    if value is None:
+                        fields.pop(name, None)
+                    else:
+                        fields[name] = value
         body["fields"] = fields
         if "renderedFields" in expand:
             body["renderedFields"] = self.rendered(issue, fields)

@@ -266,6 +266,19 @@ class FakeJiraSite:
         self._changed(issue)
         return issue
 
+    def set_raw_fields(
+        self, key: str, fields: dict, remove: list[str], *, reset: bool = False
+    ) -> Issue:
+        """Serve these field values exactly as given (and leave `remove` out), without touching
+        `updated`: the odd data a real site holds, for tests. `reset` first forgets earlier ones."""
+        issue = self.issue_by_key(key)
+        raw = {} if reset else dict(issue.raw_fields or {})
+        raw.update(fields)
+        raw.update(dict.fromkeys(remove))
+        issue.raw_fields = raw
+        self._changed(issue)
+        return issue
+
     def delete_issue(self, key: str) -> None:
         issue = self.issue_by_key(key)
         self._before_change(issue)

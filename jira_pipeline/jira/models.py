@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from jira_pipeline.timeutil import parse_jira_datetime
+from jira_pipeline.timeutil import TimestampError, parse_jira_datetime
 
 # statuses/search names categories by enum, the other endpoints by object; store the names
 # users see in Jira's UI either way.
@@ -49,11 +49,120 @@ def _user_id(user: Any) -> str | None:
     return None
 
 
+class RecordRejected(ValueError):
+    """Jira JSON that cannot become a record at all (no id, no key, no usable `updated`).
+
+    It carries what the dead letter in `jira_sync_errors` needs; the message names the key.
+    """
+
+    def __init__(
+        self, reason: str, *, raw: Any, connection_id: str, jira_id: str | None, key: str | None
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.raw = raw
+        self.connection_id = connection_id
+        self.jira_id = jira_id
+        self.key = key
+
+
+class FieldReader:
+    """Reads key fields out of Jira JSON, turning a value of an unexpected type into None.
+
+    Jira sites hold odd data (a script writing `labels` as a string, an app sending `priority`
+    by name): one such value must not fail the run, nor be stored mangled. The field is stored
+    as null, the raw JSON keeps the value, and `nulled` names the field for the run's metadata.
+    A missing or null value is not odd: it is simply None.
+    """
+
+    def __init__(self, fields: Any) -> None:
+        self.fields = fields if isinstance(fields, dict) else {}
+        self.nulled: list[str] = []
+
+    def _odd(self, name: str) -> None:
+        self.nulled.append(name)
+
+    def text(self, name: str, *path: str) -> str | None:
+        """A string (or an id Jira sends as a number) at `path`; anything else is odd."""
+        value = _get(self.fields, *path)
+        if value is None:
+            return None
+        if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+            return str(value)
+        self._odd(name)
+        return None
+
+    def obj(self, name: str, field: str) -> dict[str, Any] | None:
+        """An object-valued field (`status`, `priority`, `assignee`, ...); anything else is odd."""
+        value = self.fields.get(field)
+        if value is None or isinstance(value, dict):
+            return value
+        self._odd(name)
+        return None
+
+    def text_in(self, name: str, field: str, *path: str) -> str | None:
+        """A string inside an object-valued field: odd if the field or the string is."""
+        value = self.obj(name, field)
+        if value is None:
+            return None
+        inner = _get(value, *path)
+        if inner is None or isinstance(inner, str) or (
+            isinstance(inner, int) and not isinstance(inner, bool)
+        ):
+            return None if inner is None else str(inner)
+        self._odd(name)
+        return None
+
+    def labels(self, name: str, field: str) -> list[str] | None:
+        """A list of strings; a string is odd, never split into its characters."""
+        value = self.fields.get(field)
+        if value is None:
+            return []
+        if isinstance(value, list) and all(isinstance(label, str) for label in value):
+            return list(value)
+        self._odd(name)
+        return None
+
+    def timestamp(self, name: str, field: str) -> datetime | None:
+        value = self.fields.get(field)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                return parse_jira_datetime(value)
+            except TimestampError:
+                pass
+        self._odd(name)
+        return None
+
+
 class JiraRecord(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     connection_id: str
     raw: dict[str, Any] = Field(repr=False)
+    # Key fields stored as null because Jira sent a value of an unexpected type (not stored).
+    nulled_fields: tuple[str, ...] = Field(default=(), exclude=True, repr=False)
+
+
+def _required_id(
+    raw: Any, connection_id: str, entity: str, *, field: str = "id"
+) -> tuple[dict[str, Any], str]:
+    """`raw` as a dict and its Jira id, or RecordRejected naming what is missing."""
+    if not isinstance(raw, dict):
+        raise RecordRejected(
+            f"a {entity} from Jira is not a JSON object ({type(raw).__name__})",
+            raw=raw, connection_id=connection_id, jira_id=None, key=None,
+        )
+    value = raw.get(field)
+    key = raw.get("key")
+    key_text = str(key) if isinstance(key, str | int) and not isinstance(key, bool) else None
+    if value is None or value == "" or isinstance(value, dict | list | bool):
+        raise RecordRejected(
+            f"{entity} {key_text or '(no key)'} has no usable `{field}`: cannot store it",
+            raw=raw, connection_id=connection_id, jira_id=None, key=key_text,
+        )
+    return raw, str(value)
 
 
 class IssueRecord(JiraRecord):
@@ -69,7 +178,7 @@ class IssueRecord(JiraRecord):
     priority: str | None
     assignee_account_id: str | None
     reporter_account_id: str | None
-    labels: list[str]
+    labels: list[str] | None
     created: datetime | None
     updated: datetime
     resolution_date: datetime | None
@@ -77,30 +186,57 @@ class IssueRecord(JiraRecord):
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], connection_id: str) -> IssueRecord:
-        fields = raw.get("fields") or {}
-        updated = parse_jira_datetime(fields.get("updated"))
+        """The record of one issue; RecordRejected (dead-lettered by the sync) when the issue has
+        no id, no key or no usable `updated`.
+
+        An issue without `updated` cannot be version-guarded (a newer stored copy could be
+        overwritten by it) nor placed in a daily partition, so it is rejected rather than stored
+        with a null `updated`; its next edit in Jira stores it and clears the dead letter.
+        """
+        raw, issue_id = _required_id(raw, connection_id, "issue")
+        key = raw.get("key")
+        if not isinstance(key, str) or not key:
+            raise RecordRejected(
+                f"issue {issue_id} has no usable `key`: cannot store it",
+                raw=raw, connection_id=connection_id, jira_id=issue_id, key=None,
+            )
+        read = FieldReader(raw.get("fields"))
+        updated = read.timestamp("updated", "updated")
         if updated is None:
-            raise ValueError(f"issue {raw.get('key')!r} has no `updated` field; ask for it")
+            sent = read.fields.get("updated")
+            problem = "no `updated` field; ask for it" if sent is None else (
+                f"an unusable `updated` ({type(sent).__name__} {str(sent)[:40]!r})"
+            )
+            raise RecordRejected(
+                f"issue {key} has {problem}: without it the issue cannot be version-guarded "
+                "or placed in a partition",
+                raw=raw, connection_id=connection_id, jira_id=issue_id, key=key,
+            )
+        status = read.obj("status_id", "status") or {}
+        category = status.get("statusCategory")
+        if category is not None and not isinstance(category, str | dict):
+            read.nulled.append("status_category")
         return cls(
             connection_id=connection_id,
             raw=raw,
-            issue_id=str(raw["id"]),
-            key=str(raw["key"]),
-            project_id=_str_or_none(_get(fields, "project", "id")),
-            project_key=_str_or_none(_get(fields, "project", "key")),
-            summary=fields.get("summary"),
-            issue_type=_str_or_none(_get(fields, "issuetype", "name")),
-            status_id=_str_or_none(_get(fields, "status", "id")),
-            status_name=_str_or_none(_get(fields, "status", "name")),
-            status_category=_category_name(_get(fields, "status", "statusCategory")),
-            priority=_str_or_none(_get(fields, "priority", "name")),
-            assignee_account_id=_user_id(fields.get("assignee")),
-            reporter_account_id=_user_id(fields.get("reporter")),
-            labels=[str(label) for label in fields.get("labels") or []],
-            created=parse_jira_datetime(fields.get("created")),
+            issue_id=issue_id,
+            key=key,
+            project_id=read.text_in("project_id", "project", "id"),
+            project_key=read.text_in("project_key", "project", "key"),
+            summary=read.text("summary", "summary"),
+            issue_type=read.text_in("issue_type", "issuetype", "name"),
+            status_id=read.text_in("status_id", "status", "id") if status else None,
+            status_name=read.text_in("status_name", "status", "name") if status else None,
+            status_category=_category_name(category),
+            priority=read.text_in("priority", "priority", "name"),
+            assignee_account_id=_user_id(read.obj("assignee_account_id", "assignee")),
+            reporter_account_id=_user_id(read.obj("reporter_account_id", "reporter")),
+            labels=read.labels("labels", "labels"),
+            created=read.timestamp("created", "created"),
             updated=updated,
-            resolution_date=parse_jira_datetime(fields.get("resolutiondate")),
-            parent_key=_str_or_none(_get(fields, "parent", "key")),
+            resolution_date=read.timestamp("resolution_date", "resolutiondate"),
+            parent_key=read.text_in("parent_key", "parent", "key"),
+            nulled_fields=tuple(dict.fromkeys(read.nulled)),
         )
 
 
@@ -114,11 +250,12 @@ class ProjectRecord(JiraRecord):
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], connection_id: str) -> ProjectRecord:
+        raw, project_id = _required_id(raw, connection_id, "project")
         return cls(
             connection_id=connection_id,
             raw=raw,
-            project_id=str(raw["id"]),
-            key=str(raw["key"]),
+            project_id=project_id,
+            key=str(raw.get("key") or project_id),
             name=raw.get("name"),
             project_type=raw.get("projectTypeKey"),
             category=_str_or_none(_get(raw, "projectCategory", "name")),
@@ -134,12 +271,13 @@ class StatusRecord(JiraRecord):
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], connection_id: str) -> StatusRecord:
+        raw, status_id = _required_id(raw, connection_id, "status")
         scope = raw.get("scope") or {}
         scoped = isinstance(scope, dict) and scope.get("type") == "PROJECT"
         return cls(
             connection_id=connection_id,
             raw=raw,
-            status_id=str(raw["id"]),
+            status_id=status_id,
             name=raw.get("name"),
             status_category=_category_name(raw.get("statusCategory")),
             scope_project_id=_str_or_none(_get(scope, "project", "id")) if scoped else None,
@@ -158,7 +296,10 @@ class UserRecord(JiraRecord):
     def from_raw(cls, raw: dict[str, Any], connection_id: str) -> UserRecord:
         account_id = _user_id(raw)
         if account_id is None:
-            raise ValueError("user without accountId, key or name")
+            raise RecordRejected(
+                "user without accountId, key or name: cannot store it",
+                raw=raw, connection_id=connection_id, jira_id=None, key=None,
+            )
         return cls(
             connection_id=connection_id,
             raw=raw,

@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
+from typing import Any
+
 from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 
 from jira_pipeline.storage.entities import CONNECTIONS_COLLECTION, ENTITIES
+from jira_pipeline.storage.sync_errors import SYNC_ERRORS_COLLECTION
+
+log = logging.getLogger(__name__)
+# A server's codes for "an index on these keys exists under another name or with other
+# options" and "an index of this name exists on other keys".
+INDEX_OPTIONS_CONFLICT = 85
+INDEX_KEY_SPECS_CONFLICT = 86
+# Options that tell two indexes on the same keys apart: a server keeps both.
+_IDENTITY_OPTIONS = ("collation", "partialFilterExpression")
+# Options that change what an index does; `v`, `ns`, `background` and the name do not.
+_BEHAVIOUR_OPTIONS = ("unique", "sparse", "expireAfterSeconds", "hidden", "weights",
+                      "default_language", "language_override", "textIndexVersion",
+                      "2dsphereIndexVersion", "bits", "min", "max", "wildcardProjection")
+_FALSE_BY_DEFAULT = ("unique", "sparse", "hidden")
 
 # Names are fixed so that re-running is a no-op and users see meaningful names in `getIndexes()`.
 INDEXES: dict[str, list[IndexModel]] = {
@@ -47,15 +66,111 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("key", ASCENDING)], name="key"),
     ],
+    SYNC_ERRORS_COLLECTION: [
+        IndexModel(
+            [("connection_id", ASCENDING), ("entity", ASCENDING), ("jira_id", ASCENDING)],
+            name="connection_entity_jira_id_unique",
+            unique=True,
+        ),
+        IndexModel([("last_seen", ASCENDING)], name="last_seen"),
+    ],
 }
 
 
+class IndexConflictError(RuntimeError):
+    """An existing index stands where one of ours must be: same keys with other options, or
+    our name on other keys. The message names both indexes and how to resolve it."""
+
+
 def ensure_indexes(db: Database, collections: list[str] | None = None) -> None:
-    """Create the indexes of `collections` (default: all of them); existing ones are left alone."""
+    """Create the indexes of `collections` (default: all of them), idempotently.
+
+    Indexes are compared by key pattern and options, not by name, as a server does: an
+    equivalent index under another name (say, created by hand) is adopted and ours is not
+    created; one on the same keys with other options, or one holding our name on other keys,
+    fails with IndexConflictError (a server would refuse with IndexOptionsConflict, code 85, or
+    IndexKeySpecsConflict, 86; the embedded store would silently keep both).
+    """
     for name, models in INDEXES.items():
         if collections is not None and name not in collections:
             continue
         existing = db[name].index_information()
-        missing = [model for model in models if model.document["name"] not in existing]
-        if missing:
+        missing = [model for model in models if _needs_creating(name, model, existing)]
+        if not missing:
+            continue
+        try:
             db[name].create_indexes(missing)
+        except OperationFailure as exc:
+            if exc.code not in (INDEX_OPTIONS_CONFLICT, INDEX_KEY_SPECS_CONFLICT):
+                raise
+            wanted = ", ".join(_describe(model.document) for model in missing)
+            raise IndexConflictError(
+                f"{name}: cannot create index {wanted}: {_first_line(exc)} (code {exc.code}); "
+                f"drop the existing index that conflicts (db.{name}.getIndexes() lists them) "
+                "and rerun"
+            ) from None
+
+
+def _needs_creating(collection: str, model: IndexModel, existing: Mapping[str, Any]) -> bool:
+    wanted = model.document
+    name = wanted["name"]
+    for existing_name, info in existing.items():
+        if not _same_identity(wanted, info):
+            continue
+        if _behaviour(wanted) != _behaviour(info):
+            raise IndexConflictError(
+                f"{collection}: our index {_describe(wanted)} conflicts with the existing index "
+                f"{_describe({**info, 'name': existing_name})} (same keys, other options): "
+                f'drop index {existing_name!r} (db.{collection}.dropIndex("{existing_name}")) '
+                "and rerun to have it created as ours, or give it our options"
+            )
+        if existing_name != name:
+            log.info("%s: adopting existing index %r in place of %r (same keys and options)",
+                     collection, existing_name, name)
+        return False
+    taken = existing.get(name)
+    if taken is not None:
+        raise IndexConflictError(
+            f"{collection}: the existing index {_describe({**taken, 'name': name})} holds the "
+            f"name of our index {_describe(wanted)} on other keys: drop index {name!r} "
+            f'(db.{collection}.dropIndex("{name}")) or rename it, and rerun'
+        )
+    return True
+
+
+def _key_pattern(info: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    key = info["key"]
+    pairs = key.items() if isinstance(key, Mapping) else key
+    return tuple((str(field), _direction(direction)) for field, direction in pairs)
+
+
+def _direction(direction: Any) -> Any:
+    # A server may report 1 as 1.0 (an index created from the shell).
+    if isinstance(direction, float) and direction.is_integer():
+        return int(direction)
+    return direction
+
+
+def _same_identity(wanted: Mapping[str, Any], info: Mapping[str, Any]) -> bool:
+    return _key_pattern(wanted) == _key_pattern(info) and all(
+        wanted.get(option) == info.get(option) for option in _IDENTITY_OPTIONS
+    )
+
+
+def _behaviour(info: Mapping[str, Any]) -> dict[str, Any]:
+    options = {option: info[option] for option in _BEHAVIOUR_OPTIONS if option in info}
+    for option in _FALSE_BY_DEFAULT:
+        if not options.get(option):
+            options.pop(option, None)
+    return options
+
+
+def _describe(info: Mapping[str, Any]) -> str:
+    keys = ", ".join(f"{field}: {direction}" for field, direction in _key_pattern(info))
+    options = "".join(f", {option}: {value}" for option, value in _behaviour(info).items())
+    return f"{info.get('name')!r} {{{keys}}}{options}"
+
+
+def _first_line(exc: OperationFailure) -> str:
+    details = exc.details or {}
+    return str(details.get("errmsg") or exc).splitlines()[0][:200]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -15,11 +16,14 @@ from jira_pipeline.storage.copied_names import connection_of, refresh_copied_nam
 from jira_pipeline.storage.entities import ENTITIES, EntitySpec, UnknownEntityError
 from jira_pipeline.storage.partitioned_writes import write_per_partition
 from jira_pipeline.storage.resources import MongoResource
+from jira_pipeline.storage.sync_errors import SyncError
 from jira_pipeline.storage.upserts import DEFAULT_BATCH_SIZE, UpsertCounts, upsert_records
 
 CONNECTION_METADATA_KEY = "jira/connection_id"
 # Timestamps every entity document carries besides its own datetime fields.
 _STORAGE_DATETIMES = ("synced_at", "deleted_at")
+# Odd records are logged one by one up to this many per run, then counted only.
+_LOGGED_PER_KIND = 20
 
 
 class RecordStream:
@@ -79,15 +83,20 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
         spec = spec_for_asset(context.asset_key)
         started = time.perf_counter()
         records = obj if obj is not None else ()
+        odd = OddRecordReport(context, spec)
+        db = self.mongo.get_database()
+        connection_id = _definition_connection_id(context)
         # Several partitions in one step: each partition's materialization gets its own counts.
         counts: UpsertCounts = write_per_partition(
-            context, self.mongo.get_database(), spec, records, batch_size=self.batch_size
+            context, db, spec, odd.watch(records), batch_size=self.batch_size,
+            connection_id=connection_id, on_sync_error=odd.sync_error,
         ) or upsert_records(
-            self.mongo.get_database(), spec.name, records, batch_size=self.batch_size
+            db, spec.name, odd.watch(records), batch_size=self.batch_size,
+            connection_id=connection_id, on_sync_error=odd.sync_error,
         )
         # A dimension written: issues' copies of its names follow in the same step.
         renamed = refresh_copied_names(
-            self.mongo.get_database(), spec.name,
+            db, spec.name,
             connection_of(context.definition_metadata, CONNECTION_METADATA_KEY),
         )
         # The stream is read while it is written, so this covers fetching from Jira too.
@@ -102,6 +111,7 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
             "records_per_s": dg.MetadataValue.float(round(counts.total / max(duration, 1e-9), 1)),
             "collection": spec.collection,
             **renamed,
+            **odd.metadata(counts),
         }
         final_metadata = getattr(obj, "final_metadata", None)
         if callable(final_metadata):
@@ -127,6 +137,57 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
             if column in frame:
                 frame[column] = pd.to_datetime(frame[column], utc=True)
         return frame
+
+
+class OddRecordReport:
+    """Counts and logs, naming each record's key, the key fields stored as null (Jira sent a
+    value of an unexpected type) and the records sent to `jira_sync_errors`."""
+
+    def __init__(self, context: dg.OutputContext, spec: EntitySpec) -> None:
+        self._log = context.log
+        self._spec = spec
+        self.fields_nulled: Counter[str] = Counter()
+        self._nulled_logged = 0
+        self._errors_logged = 0
+
+    def watch(self, records: Iterable[Any]) -> Iterator[Any]:
+        for record in records:
+            nulled = getattr(record, "nulled_fields", ())
+            if nulled:
+                self.fields_nulled.update(nulled)
+                self._nulled_logged += 1
+                if self._nulled_logged <= _LOGGED_PER_KIND and self._log is not None:
+                    name = getattr(record, "key", None) or getattr(record, self._spec.id_field, "")
+                    self._log.warning(
+                        f"{self._spec.name} {name}: stored with {', '.join(nulled)} null: Jira "
+                        "sent a value of an unexpected type (kept as sent under `raw`)"
+                    )
+            yield record
+
+    def sync_error(self, error: SyncError) -> None:
+        self._errors_logged += 1
+        if self._errors_logged <= _LOGGED_PER_KIND and self._log is not None:
+            self._log.warning(f"not stored, kept in jira_sync_errors: {error.describe()}")
+
+    def metadata(self, counts: UpsertCounts) -> dict[str, Any]:
+        if self._log is not None:
+            for kind, seen in (("records with null fields", self._nulled_logged),
+                               ("dead letters", self._errors_logged)):
+                if seen > _LOGGED_PER_KIND:
+                    self._log.warning(f"{seen} {kind} in this run; the first "
+                                      f"{_LOGGED_PER_KIND} are logged above")
+        return {
+            "dead_lettered": counts.dead_lettered,
+            "raw_truncated": counts.raw_truncated,
+            "fields_nulled": dg.MetadataValue.json(dict(sorted(self.fields_nulled.items()))),
+        }
+
+
+def _definition_connection_id(context: dg.OutputContext) -> str | None:
+    metadata = dict(context.definition_metadata or {})
+    value = metadata.get(CONNECTION_METADATA_KEY)
+    value = getattr(value, "value", value)
+    return str(value) if value else None
 
 
 def _upstream_connection_id(context: dg.InputContext) -> str | None:

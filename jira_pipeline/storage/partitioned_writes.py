@@ -12,7 +12,8 @@ from pydantic import BaseModel
 from pymongo.database import Database
 
 from jira_pipeline.storage.entities import EntitySpec
-from jira_pipeline.storage.upserts import UpsertCounts, upsert_batch
+from jira_pipeline.storage.sync_errors import SyncError, SyncErrorLog
+from jira_pipeline.storage.upserts import UpsertCounts, write_batch
 from jira_pipeline.timeutil import parse_jira_datetime
 
 # Records held back while grouping them by partition, in batches: the memory bound. One batch
@@ -30,6 +31,8 @@ def write_per_partition(
     records: Iterable[Mapping[str, Any] | BaseModel],
     *,
     batch_size: int,
+    connection_id: str | None = None,
+    on_sync_error: Callable[[SyncError], None] | None = None,
 ) -> UpsertCounts | None:
     """Upsert `records` and give each partition of the step its own figures; None (nothing
     written) unless the step covers several time partitions of a versioned entity.
@@ -43,7 +46,10 @@ def write_per_partition(
     if partition_of is None:
         return None
     keys = list(context.asset_partition_keys)
-    by_partition = upsert_by_partition(db, spec, records, partition_of, keys, batch_size=batch_size)
+    errors = SyncErrorLog(db, spec.name, connection_id=connection_id, on_error=on_sync_error)
+    by_partition = upsert_by_partition(
+        db, spec, records, partition_of, keys, batch_size=batch_size, errors=errors
+    )
     for key, counts in by_partition.items():
         context.step_context.add_asset_metadata(
             partition_figures(counts), asset_key=context.asset_key, partition_key=key
@@ -70,6 +76,7 @@ def upsert_by_partition(
     keys: list[str],
     *,
     batch_size: int,
+    errors: SyncErrorLog | None = None,
 ) -> dict[str, UpsertCounts]:
     """Write `records` in batches of one partition each; counts by partition (every key listed).
 
@@ -78,6 +85,8 @@ def upsert_by_partition(
     reached.
     """
     collection = db[spec.collection]
+    if errors is None:
+        errors = SyncErrorLog(db, spec.name)
     counts = {key: UpsertCounts() for key in keys}
     buffers: dict[str, list[Mapping[str, Any] | BaseModel]] = {}
     held = 0
@@ -91,9 +100,9 @@ def upsert_by_partition(
         fullest = key if len(buffer) >= batch_size else max(buffers, key=lambda k: len(buffers[k]))
         batch = buffers.pop(fullest)
         held -= len(batch)
-        counts[fullest] += upsert_batch(collection, spec, batch)
+        counts[fullest] += write_batch(collection, spec, batch, errors)
     for key, batch in buffers.items():
-        counts[key] += upsert_batch(collection, spec, batch)
+        counts[key] += write_batch(collection, spec, batch, errors)
     return counts
 
 

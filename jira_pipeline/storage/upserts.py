@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import orjson
+from bson.errors import InvalidDocument
 from pydantic import BaseModel
 from pymongo import InsertOne, ReplaceOne, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
 from jira_pipeline.storage.copied_names import follow_issue_keys
+from jira_pipeline.storage.document_size import (
+    JSON_SAFE_BYTES,
+    MAX_DOCUMENT_BYTES,
+    DocumentTooLargeError,
+    bson_size,
+    fit_raw,
+    mib,
+)
 from jira_pipeline.storage.entities import ISSUES, EntitySpec, document_id, entity_spec
+from jira_pipeline.storage.sync_errors import SyncError, SyncErrorLog, UnstorableRecord
 from jira_pipeline.timeutil import parse_jira_datetime, utc_now
 
 DEFAULT_BATCH_SIZE = 1000
@@ -32,6 +42,10 @@ _MARK_DELETED_CHUNK = 1000
 # Up to this many live ids travel in one `$nin` (about 35 bytes each, far below MongoDB's 16 MB
 # command limit); beyond it the stored ids are streamed and compared here.
 _NIN_MAX_IDS = 200_000
+# Room left under 16 MiB for what the storage layer adds to a record (`_id`, timestamps, flags).
+_STORAGE_FIELDS_BYTES = 1024
+# Errors BSON encoding raises for a value MongoDB cannot hold (an 8-byte-overflowing integer).
+_UNENCODABLE = (InvalidDocument, OverflowError)
 
 
 class RecordError(ValueError):
@@ -40,12 +54,16 @@ class RecordError(ValueError):
 
 @dataclass
 class UpsertCounts:
-    """What an upsert did with each record it received; the four counts add up to the records."""
+    """What an upsert did with each record it received: the four counts in `total` add up to
+    the records stored or skipped; `dead_lettered` records went to `jira_sync_errors` instead,
+    and `raw_truncated` of the stored ones had their `raw` trimmed to fit 16 MiB."""
 
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
     skipped_stale: int = 0
+    dead_lettered: int = 0
+    raw_truncated: int = 0
 
     @property
     def total(self) -> int:
@@ -57,6 +75,8 @@ class UpsertCounts:
             self.updated + other.updated,
             self.unchanged + other.unchanged,
             self.skipped_stale + other.skipped_stale,
+            self.dead_lettered + other.dead_lettered,
+            self.raw_truncated + other.raw_truncated,
         )
 
     def as_dict(self) -> dict[str, int]:
@@ -69,16 +89,48 @@ def upsert_records(
     records: Iterable[Mapping[str, Any] | BaseModel],
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    connection_id: str | None = None,
+    on_sync_error: Callable[[SyncError], None] | None = None,
 ) -> UpsertCounts:
     """Write `records` of `entity` ("issues", or its collection name) into its collection.
 
     Reads lazily, one batch at a time, so memory is bounded by `batch_size`, not by `records`.
+    A record that cannot be stored (an `UnstorableRecord` in the stream, no Jira id, a document
+    over 16 MiB even with `raw` trimmed, a write the store refuses) goes to `jira_sync_errors`
+    (`connection_id` is the default for items that do not name theirs) and `on_sync_error`
+    hears of it; the other records are stored. Records stored fine lose their dead letters.
     """
     spec = entity_spec(entity)
     collection = db[spec.collection]
+    errors = SyncErrorLog(db, spec.name, connection_id=connection_id, on_error=on_sync_error)
     counts = UpsertCounts()
     for batch in batched(records, batch_size):
-        counts += upsert_batch(collection, spec, batch)
+        counts += write_batch(collection, spec, batch, errors)
+    return counts
+
+
+def write_batch(
+    collection: Collection,
+    spec: EntitySpec,
+    batch: list[Any],
+    errors: SyncErrorLog,
+) -> UpsertCounts:
+    """One batch of a record stream: unstorable items become dead letters, the rest upserts."""
+    counts = UpsertCounts()
+    storable: list[Mapping[str, Any] | BaseModel] = []
+    for item in batch:
+        if isinstance(item, UnstorableRecord):
+            errors.record(item, _to_bson_precision(utc_now()))
+            counts.dead_lettered += 1
+        else:
+            storable.append(item)
+    try:
+        counts += upsert_batch(collection, spec, storable, errors)
+    except _UNENCODABLE:
+        # A value JSON holds and BSON cannot: find its record by writing one at a time
+        # (a record the failed batch had already written then counts as unchanged).
+        for record in storable:
+            counts += upsert_batch(collection, spec, [record], errors, measure=True)
     return counts
 
 
@@ -91,14 +143,29 @@ def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def upsert_batch(
-    collection: Collection, spec: EntitySpec, records: list[Mapping[str, Any] | BaseModel]
+    collection: Collection,
+    spec: EntitySpec,
+    records: list[Mapping[str, Any] | BaseModel],
+    errors: SyncErrorLog,
+    *,
+    measure: bool = False,
 ) -> UpsertCounts:
-    """One read of what is stored, then unordered `bulk_write`s of what must change."""
+    """One read of what is stored, then unordered `bulk_write`s of what must change.
+
+    A record that cannot be stored becomes a dead letter in `errors`; `measure` sizes every
+    document as BSON, not only those large enough as JSON to possibly exceed 16 MiB.
+    """
     counts = UpsertCounts()
     now = _to_bson_precision(utc_now())
     incoming: dict[UUID, dict[str, Any]] = {}
     for record in records:
-        doc = normalize_record(spec, record)
+        try:
+            doc = fitted_record(spec, record, measure=measure)
+        except (RecordError, DocumentTooLargeError, *_UNENCODABLE, TypeError) as exc:
+            errors.record(_unstorable(spec, record, exc), now)
+            counts.dead_lettered += 1
+            continue
+        counts.raw_truncated += bool(doc.get("raw_truncated"))
         _id = document_id(doc["connection_id"], spec.name, doc[spec.id_field])
         earlier = incoming.get(_id)
         if earlier is not None:
@@ -120,8 +187,8 @@ def upsert_batch(
         for found in collection.find({"_id": {"$in": list(incoming)}}, projection)
     }
     inserts: list[dict[str, Any]] = []
-    replaces: list[ReplaceOne] = []
-    touches: list[UpdateOne] = []
+    replaces: list[tuple[UUID, UpdateOne | ReplaceOne]] = []
+    touches: list[tuple[UUID, UpdateOne | ReplaceOne]] = []
     rekeyed: list[tuple[str, str, str]] = []  # (connection, old key, new key): a moved issue
     for _id, doc in incoming.items():
         current = stored.get(_id)
@@ -130,7 +197,7 @@ def upsert_batch(
         elif _is_older(spec, doc, current):
             counts.skipped_stale += 1
         elif _same_live_content(current, doc):
-            touches.append(UpdateOne({"_id": _id}, {"$set": {"synced_at": now}}))
+            touches.append((_id, UpdateOne({"_id": _id}, {"$set": {"synced_at": now}})))
         else:
             # A whole-document replace is one write on a server and, unlike a $set of every
             # field, cheap in the embedded store. The guard makes it a no-op if a newer version
@@ -139,25 +206,126 @@ def upsert_batch(
                 **_new_document(_id, doc, now),
                 "first_seen_at": current.get("first_seen_at") or now,
             }
-            replaces.append(ReplaceOne(_version_guard(spec, _id, doc), replacement))
+            replaces.append((_id, ReplaceOne(_version_guard(spec, _id, doc), replacement)))
             if spec is ISSUES and current.get("key") not in (None, doc.get("key")):
                 rekeyed.append((doc["connection_id"], current["key"], doc["key"]))
 
+    failed: set[UUID] = set()
     if touches:
-        counts.unchanged += collection.bulk_write(touches, ordered=False).matched_count
+        matched, lost = _bulk_write(collection, touches, now, errors, spec, incoming)
+        counts.unchanged += matched
+        failed |= lost
     if replaces:
-        matched = collection.bulk_write(replaces, ordered=False).matched_count
+        matched, lost = _bulk_write(collection, replaces, now, errors, spec, incoming)
         counts.updated += matched
-        counts.skipped_stale += len(replaces) - matched
+        counts.skipped_stale += len(replaces) - matched - len(lost)
+        failed |= lost
     if inserts:
-        counts += _insert_new(collection, spec, inserts, now)
+        inserted, lost = _insert_new(collection, spec, inserts, now, errors, incoming)
+        counts += inserted
+        failed |= lost
     if rekeyed:
         follow_issue_keys(collection, rekeyed)
+    counts.dead_lettered += len(failed)
+    written: dict[str, list[str]] = {}
+    for _id, doc in incoming.items():
+        if _id not in failed:
+            written.setdefault(doc["connection_id"], []).append(doc[spec.id_field])
+    errors.clear(written)
     return counts
+
+
+def fitted_record(
+    spec: EntitySpec, record: Mapping[str, Any] | BaseModel, *, measure: bool = False
+) -> dict[str, Any]:
+    """`normalize_record`, its `raw` trimmed so the stored document fits in 16 MiB."""
+    doc, json_size = _normalized(spec, record)
+    if json_size <= JSON_SAFE_BYTES and not measure:
+        return doc
+    try:
+        return fit_raw(doc, MAX_DOCUMENT_BYTES - _STORAGE_FIELDS_BYTES)
+    except DocumentTooLargeError as exc:
+        raise DocumentTooLargeError(
+            f"cannot write {spec.collection} {_record_name(spec, doc)}: {exc}"
+        ) from None
+
+
+def _record_name(spec: EntitySpec, doc: Mapping[str, Any]) -> str:
+    key = doc.get("key") if spec.name == "issues" else None
+    jira_id = doc.get(spec.id_field)
+    return f"{key} ({spec.id_field} {jira_id})" if key else f"{spec.id_field} {jira_id}"
+
+
+def _unstorable(
+    spec: EntitySpec, record: Mapping[str, Any] | BaseModel, error: Exception
+) -> UnstorableRecord:
+    fields = record if isinstance(record, Mapping) else record.__dict__
+    key = fields.get("key") if spec.name == "issues" else None
+    jira_id = fields.get(spec.id_field)
+    reason = str(error)
+    if isinstance(error, (*_UNENCODABLE, TypeError)):
+        name = _record_name(spec, {"key": key, spec.id_field: jira_id})
+        reason = f"cannot write {spec.collection} {name}: BSON cannot hold a value: {reason}"
+    elif key and str(key) not in reason:
+        reason = f"{key}: {reason}"
+    return UnstorableRecord(
+        raw=fields.get("raw"),
+        reason=reason,
+        connection_id=_text_or_none(fields.get("connection_id")),
+        jira_id=_text_or_none(jira_id),
+        key=_text_or_none(key),
+    )
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def write_error_reason(
+    spec: EntitySpec, doc: Mapping[str, Any], error: Mapping[str, Any]
+) -> str:
+    """A write error in a few hundred characters: collection, record, size, the store's code
+    and the start of its message (a store's message can quote the whole document)."""
+    try:
+        size = f"{mib(bson_size(doc))} ({bson_size(doc)} bytes)"
+    except _UNENCODABLE:
+        size = "size unknown"
+    message = " ".join(str(error.get("errmsg", "")).split())[:160]
+    return (
+        f"cannot write {spec.collection} {_record_name(spec, doc)}, {size}: "
+        f"error {error.get('code')}: {message}"
+    )
+
+
+def _bulk_write(
+    collection: Collection,
+    requests: list[tuple[UUID, UpdateOne | ReplaceOne]],
+    now: datetime,
+    errors: SyncErrorLog,
+    spec: EntitySpec,
+    incoming: Mapping[UUID, dict[str, Any]],
+) -> tuple[int, set[UUID]]:
+    """An unordered bulk write of updates: (matched, `_id`s of the documents it failed to write,
+    each now a dead letter)."""
+    try:
+        result = collection.bulk_write([request for _, request in requests], ordered=False)
+        return result.matched_count, set()
+    except BulkWriteError as exc:
+        details = exc.details
+    ids = [_id for _id, _ in requests]
+    failed = _failed_writes(details, ids, now, errors, spec, incoming, inserts=False)
+    return details.get("nMatched", 0), failed
 
 
 def normalize_record(spec: EntitySpec, record: Mapping[str, Any] | BaseModel) -> dict[str, Any]:
     """The document fields of `record`: ids as strings, timestamps as aware UTC datetimes."""
+    return _normalized(spec, record)[0]
+
+
+def _normalized(
+    spec: EntitySpec, record: Mapping[str, Any] | BaseModel
+) -> tuple[dict[str, Any], int]:
+    """`normalize_record`'s document and its size as JSON (a bound on its size as BSON)."""
     doc = record.model_dump() if isinstance(record, BaseModel) else dict(record)
     for field in STORAGE_FIELDS:
         doc.pop(field, None)
@@ -171,15 +339,21 @@ def normalize_record(spec: EntitySpec, record: Mapping[str, Any] | BaseModel) ->
             try:
                 doc[field] = _to_bson_precision(parse_jira_datetime(doc[field]))
             except ValueError as exc:
-                raise RecordError(f"{spec.name} {doc[spec.id_field]}: {field}: {exc}") from None
-    doc["content_hash"] = content_hash(doc)
-    return doc
+                name = _record_name(spec, doc)
+                raise RecordError(f"{spec.name} {name}: {field}: {exc}") from None
+    digest, size = _digest(doc)
+    doc["content_hash"] = digest
+    return doc, size
 
 
 def content_hash(doc: Mapping[str, Any]) -> str:
     """A digest of a document's content, to tell "unchanged" without reading the stored `raw`."""
+    return _digest(doc)[0]
+
+
+def _digest(doc: Mapping[str, Any]) -> tuple[str, int]:
     encoded = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
-    return hashlib.blake2b(encoded, digest_size=16).hexdigest()
+    return hashlib.blake2b(encoded, digest_size=16).hexdigest(), len(encoded)
 
 
 def _to_bson_precision(value: datetime) -> datetime:
@@ -222,25 +396,63 @@ def _version_guard(spec: EntitySpec, _id: UUID, doc: Mapping[str, Any]) -> dict[
 
 
 def _insert_new(
-    collection: Collection, spec: EntitySpec, documents: list[dict[str, Any]], now: datetime
-) -> UpsertCounts:
+    collection: Collection,
+    spec: EntitySpec,
+    documents: list[dict[str, Any]],
+    now: datetime,
+    errors: SyncErrorLog,
+    incoming: Mapping[UUID, dict[str, Any]],
+) -> tuple[UpsertCounts, set[UUID]]:
     counts = UpsertCounts()
+    requests = [InsertOne(document) for document in documents]
+    ids = [document["_id"] for document in documents]
     try:
-        counts.inserted = collection.bulk_write(
-            [InsertOne(document) for document in documents], ordered=False
-        ).inserted_count
-        return counts
+        counts.inserted = collection.bulk_write(requests, ordered=False).inserted_count
+        return counts, set()
     except BulkWriteError as exc:
-        raced = []
-        for error in exc.details.get("writeErrors", []):
-            if not _is_id_conflict(error):
-                raise
-            raced.append(documents[error["index"]])
+        raced = [
+            documents[error["index"]]
+            for error in exc.details.get("writeErrors", [])
+            if _is_id_conflict(error)
+        ]
         counts.inserted = exc.details.get("nInserted", 0)
+        failed = _failed_writes(exc.details, ids, now, errors, spec, incoming, inserts=True)
     # Another writer inserted these since we looked: fall back to the guarded upsert.
     for document in raced:
-        counts += _guarded_upsert(collection, spec, document, now)
-    return counts
+        try:
+            counts += _guarded_upsert(collection, spec, document, now)
+        except WriteError as exc:
+            error = {"code": exc.code, "errmsg": str(exc)}
+            doc = incoming[document["_id"]]
+            errors.record(
+                _unstorable(spec, doc, RecordError(write_error_reason(spec, doc, error))), now
+            )
+            failed.add(document["_id"])
+    return counts, failed
+
+
+def _failed_writes(
+    details: Mapping[str, Any],
+    ids: list[UUID],
+    now: datetime,
+    errors: SyncErrorLog,
+    spec: EntitySpec,
+    incoming: Mapping[UUID, dict[str, Any]],
+    *,
+    inserts: bool,
+) -> set[UUID]:
+    """Dead-letter the documents of a bulk write's errors (but insert races on `_id`, which the
+    caller retries); returns their `_id`s."""
+    failed: set[UUID] = set()
+    for error in details.get("writeErrors", []):
+        if inserts and _is_id_conflict(error):
+            continue
+        _id = ids[error["index"]]
+        doc = incoming[_id]
+        reason = RecordError(write_error_reason(spec, doc, error))
+        errors.record(_unstorable(spec, doc, reason), now)
+        failed.add(_id)
+    return failed
 
 
 def _is_id_conflict(error: Mapping[str, Any]) -> bool:

@@ -203,3 +203,21 @@ def test_moving_an_issue_to_done_resolves_it_and_back_reopens_it(
     reopened = one_issue(jira, created["key"], "status,resolutiondate")["fields"]
     assert reopened["status"]["statusCategory"]["key"] == "new"
     assert reopened["resolutiondate"] is None
+
+
+def test_raw_fields_are_served_exactly_as_set_without_touching_updated(
+    fake_jira: Any, jira: httpx.Client
+) -> None:
+    key = fake_jira.admin.issues()[5]["key"]
+    before = one_issue(jira, key)["fields"]
+
+    fake_jira.admin.set_raw_fields(key, {"labels": "urgent", "priority": "High"}, ("updated",))
+    odd = one_issue(jira, key)["fields"]
+    only_summary = one_issue(jira, key, "summary,labels")["fields"]
+    fake_jira.admin.set_raw_fields(key, reset=True)
+    again = one_issue(jira, key)["fields"]
+
+    assert odd["labels"] == "urgent" and odd["priority"] == "High" and "updated" not in odd
+    assert odd["summary"] == before["summary"] and odd["created"] == before["created"]
+    assert only_summary == {"summary": before["summary"], "labels": "urgent"}
+    assert again == before  # reset serves the issue as generated, `updated` unchanged

@@ -5,7 +5,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from jira_pipeline.jira.models import IssueRecord, ProjectRecord, StatusRecord, UserRecord
+from jira_pipeline.jira.models import (
+    IssueRecord,
+    ProjectRecord,
+    RecordRejected,
+    StatusRecord,
+    UserRecord,
+)
 from jira_pipeline_tests.openapi import read_document
 
 
@@ -114,3 +120,46 @@ def test_data_center_users_and_leads_are_identified_by_key():
     assert user.account_id == "JIRAUSER10100"
     project = ProjectRecord.from_raw({"id": "1", "key": "P", "lead": {"key": "JIRAUSER1"}}, "c")
     assert project.lead_account_id == "JIRAUSER1"
+
+
+ODD_VALUES = [
+    ("labels", "urgent", "labels"),
+    ("labels", ["ok", 3], "labels"),
+    ("priority", "High", "priority"),
+    ("summary", {"text": "x"}, "summary"),
+    ("created", 1736937000000, "created"),
+    ("created", "yesterday", "created"),
+    ("resolutiondate", ["2025-01-01"], "resolution_date"),
+    ("assignee", "someone", "assignee_account_id"),
+    ("project", "ACME", "project_id"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "extracted"), ODD_VALUES)
+def test_a_value_of_an_unexpected_type_is_extracted_as_null_and_named(field, value, extracted):
+    raw = {"id": "1", "key": "X-1",
+           "fields": {"updated": "2025-01-01T00:00:00.000+0000", field: value}}
+    record = IssueRecord.from_raw(raw, "c")
+    assert getattr(record, extracted) is None
+    assert extracted in record.nulled_fields
+    assert record.raw["fields"][field] == value
+    assert "nulled_fields" not in record.model_dump()  # reported, never stored
+
+
+def test_missing_and_null_values_are_not_odd():
+    raw = {"id": "1", "key": "X-1", "fields": {"updated": "2025-01-01T00:00:00.000+0000",
+                                               "assignee": None, "labels": None}}
+    record = IssueRecord.from_raw(raw, "c")
+    assert record.nulled_fields == () and record.labels == []
+
+
+@pytest.mark.parametrize("raw", [
+    {"key": "X-9", "fields": {"updated": "2025-01-01T00:00:00.000+0000"}},
+    {"id": "9", "fields": {"updated": "2025-01-01T00:00:00.000+0000"}},
+    {"id": "9", "key": "X-9", "fields": {"updated": 1736937000000}},
+])
+def test_an_issue_that_cannot_be_stored_is_rejected_naming_what_identifies_it(raw):
+    with pytest.raises(RecordRejected) as rejected:
+        IssueRecord.from_raw(raw, "c")
+    assert rejected.value.connection_id == "c" and rejected.value.raw is raw
+    assert (raw.get("key") or raw.get("id")) in str(rejected.value)

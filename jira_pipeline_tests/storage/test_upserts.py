@@ -13,7 +13,7 @@ from jira_pipeline.storage import upserts
 from jira_pipeline.storage.client import get_mongo_client
 from jira_pipeline.storage.entities import document_id
 from jira_pipeline.storage.indexes import INDEXES, ensure_indexes
-from jira_pipeline.storage.upserts import RecordError, mark_deleted_except, upsert_records
+from jira_pipeline.storage.upserts import mark_deleted_except, upsert_records
 from jira_pipeline_tests.storage.conftest import T0, Store, issue
 
 
@@ -105,9 +105,13 @@ def test_pydantic_records_are_stored_like_dicts(store: Store) -> None:
     assert _stored(store, "3")["_id"] == document_id("conn-1", "issues", "3")
 
 
-def test_a_record_without_its_jira_id_is_refused_naming_the_field(store: Store) -> None:
-    with pytest.raises(RecordError, match="issue_id"):
-        upsert_records(store.db, "issues", [issue(1) | {"issue_id": None}])
+def test_a_record_without_its_jira_id_is_dead_lettered_naming_the_field(store: Store) -> None:
+    counts = upsert_records(store.db, "issues", [issue(1) | {"issue_id": None}, issue(2)])
+
+    assert (counts.inserted, counts.dead_lettered) == (1, 1)
+    (letter,) = store.db.jira_sync_errors.find({})
+    assert "issue_id" in letter["reason"] and letter["key"] == "ACME-1"
+    assert store.db.jira_issues.count_documents({}) == 1
 
 
 def test_the_natural_key_is_unique_even_for_a_document_with_another_id(store: Store) -> None:
@@ -142,6 +146,10 @@ def test_ensure_indexes_creates_exactly_the_design_indexes_and_is_idempotent(sto
             ((("connection_id", 1), ("project_key", 1), ("updated", 1)), False),
             ((("key", 1),), False),
         ]),
+        "jira_sync_errors": [
+            ((("connection_id", 1), ("entity", 1), ("jira_id", 1)), True),
+            ((("last_seen", 1),), False),
+        ],
     }  # fmt: skip
 
 
