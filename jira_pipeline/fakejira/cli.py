@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--oauth-client-secret", default=defaults.oauth_client_secret)
     add("--forbidden-projects", default="",
         help="comma-separated project keys the account cannot browse (403, hidden from lists)")
+    add("--paging", choices=("keyset", "offset"), default=defaults.paging,
+        help="what Cloud nextPageTokens remember: the last sort key, or an offset (pages then "
+        "shift when issues change during a walk)")
     add("--now", default=None,
         help="ISO-8601 start of the fake's clock (default: the wall clock); pins the dataset")
     add("--tls-cert", default=None, help="PEM certificate: serve HTTPS (with --tls-key)")
@@ -68,7 +71,7 @@ def config_from_args(args: argparse.Namespace) -> FakeJiraConfig:
         user_timezone=args.user_timezone, latency_ms=args.latency_ms, rate_limit=args.rate_limit,
         burst=args.burst, fault_rate=args.fault_rate, token_ttl=args.token_ttl, mode=args.mode,
         oauth_client_id=args.oauth_client_id, oauth_client_secret=args.oauth_client_secret,
-        now=now,
+        now=now, paging=args.paging,
         forbidden_projects=tuple(k.strip().upper() for k in args.forbidden_projects.split(",")
                                  if k.strip()),
     )
