@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
 from jira_pipeline.jira._exceptions import JiraPaginationError
 
@@ -142,3 +142,84 @@ async def token_pages(
         seen_tokens.add(token)
         if not items:
             raise JiraPaginationError(f"{where}: empty page that is not the last one")
+
+
+KeysetFetcher = Callable[[int | None], Awaitable[Any]]
+"""Fetches the first page of the issues whose id is above the given one (None: from the start)."""
+
+
+def _issue_id(item: Any, where: str) -> int:
+    value = item.get("id") if isinstance(item, dict) else None
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise JiraPaginationError(f"{where}: an issue without a numeric id: {value!r}") from None
+
+
+async def keyset_pages(
+    fetch: KeysetFetcher,
+    *,
+    page_size: int,
+    style: Literal["token", "offset"],
+    where: str = "search",
+    max_pages: int = DEFAULT_MAX_PAGES,
+) -> AsyncIterator[list[Any]]:
+    """Issue pages in ascending id order, each asked for as `id > <last id walked>`.
+
+    Edits, creates and deletes during the walk neither skip nor repeat an issue: a page never
+    depends on an offset or on a token that remembers one. The walk is complete when every page
+    chained and the ids rose strictly; an answer that breaks the chain raises
+    JiraPaginationError instead of ending the walk quietly:
+    - `style="token"` (Cloud search/jql): `isLast: false` without a `nextPageToken`, or an empty
+      page that is not the last. A page shorter than asked is fine (Jira documents it).
+    - `style="offset"` (Data Center search): a page shorter than Jira's stated `total` and its
+      own `maxResults` (the pages would end early).
+    """
+    after: int | None = None
+    pages = 0
+    while True:
+        body = await fetch(after)
+        items = _items(body, "issues", where)
+        pages += 1
+        if pages > max_pages:
+            raise JiraPaginationError(f"{where}: more than {max_pages} pages, giving up")
+        previous = after
+        for item in items:
+            issue_id = _issue_id(item, where)
+            if previous is not None and issue_id <= previous:
+                raise JiraPaginationError(
+                    f"{where}: issue id {issue_id} came after {previous}: the ids did not rise "
+                    "strictly (ORDER BY id or the id bound was not applied)"
+                )
+            previous = issue_id
+        if style == "token":
+            is_last = body.get("isLast")
+            token = body.get("nextPageToken")
+            if is_last is False and not token:
+                raise JiraPaginationError(
+                    f"{where}: isLast is false but the page has no nextPageToken "
+                    f"(page {pages}, after id {after}): the walk would end early"
+                )
+            last = is_last is True or (is_last is None and not token)
+            if not last and not items:
+                raise JiraPaginationError(f"{where}: empty page that is not the last one")
+        else:
+            total = body.get("total")
+            if not isinstance(total, int):
+                raise JiraPaginationError(f"{where}: a search page without an integer `total`")
+            served_from = body.get("startAt", 0)
+            if served_from != 0:
+                raise JiraPaginationError(f"{where}: asked for startAt=0, got {served_from}")
+            limit = body.get("maxResults")
+            limit = limit if isinstance(limit, int) and limit > 0 else page_size
+            if len(items) < min(total, limit):
+                raise JiraPaginationError(
+                    f"{where}: a page of {len(items)} issue(s) (page {pages}, after id {after}) "
+                    f"where Jira states {total} match in pages of {limit}: the pages end early"
+                )
+            last = len(items) >= total
+        if items:
+            yield items
+        if last:
+            return
+        after = previous
