@@ -309,3 +309,37 @@ def mark_deleted_except(
         )
         marked += result.modified_count
     return marked
+
+
+def stored_live_ids(
+    db: Database,
+    entity: str,
+    connection_id: str,
+    *,
+    scope: Mapping[str, Any] | None = None,
+) -> Iterator[str]:
+    """The Jira ids of the stored, not deleted rows of `connection_id` (within `scope`), streamed
+    from a cursor: what a census compares with the ids Jira walked."""
+    spec = entity_spec(entity)
+    selector = {**(scope or {}), "connection_id": str(connection_id), "is_deleted": {"$ne": True}}
+    for doc in db[spec.collection].find(selector, {spec.id_field: 1, "_id": 0}):
+        jira_id = doc.get(spec.id_field)
+        if jira_id is not None:
+            yield str(jira_id)
+
+
+def mark_deleted_ids(db: Database, entity: str, connection_id: str, jira_ids: Iterable[str]) -> int:
+    """Mark the stored, live rows of `connection_id` with these Jira ids deleted (ids proven gone
+    from Jira); returns how many were marked. Like `mark_deleted_except`, rows are kept."""
+    spec = entity_spec(entity)
+    collection = db[spec.collection]
+    ids = [document_id(str(connection_id), spec.name, str(jira_id)) for jira_id in jira_ids]
+    now = _to_bson_precision(utc_now())
+    marked = 0
+    for start in range(0, len(ids), _MARK_DELETED_CHUNK):
+        result = collection.update_many(
+            {"_id": {"$in": ids[start : start + _MARK_DELETED_CHUNK]}, "is_deleted": {"$ne": True}},
+            {"$set": {"is_deleted": True, "deleted_at": now}},
+        )
+        marked += result.modified_count
+    return marked
