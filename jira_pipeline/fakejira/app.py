@@ -514,6 +514,7 @@ async def search_jql(call: Call) -> object:
         body["nextPageToken"] = next_token
     body["isLast"] = next_token is None and glitch is None
     _names_and_schema(body, wanted, search.expand)
+    call.site.page_served(page)
     return body
 
 
@@ -535,7 +536,8 @@ async def dc_search(call: Call) -> object:
     result = _run_query(call, search.jql, require_bound=False, strict=search.validate_query)
     issues = result.issues
     page = issues[search.start_at:search.start_at + size]
-    glitch = call.site.glitch_for_page(search.start_at + len(page) < len(issues))
+    # A zero-row search is a count, not a page: a glitch waits for a page that has issues.
+    glitch = call.site.glitch_for_page(bool(page) and search.start_at + len(page) < len(issues))
     if glitch == "no_token":
         page = []  # Data Center has no tokens: its pages end early instead
     elif glitch == "short":
@@ -548,6 +550,7 @@ async def dc_search(call: Call) -> object:
         "issues": _render_issues(call, page, wanted or (), search.expand - {"names", "schema"}),
     }
     _names_and_schema(body, wanted, search.expand)
+    call.site.page_served(page)
     return body
 
 

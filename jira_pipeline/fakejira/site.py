@@ -84,12 +84,16 @@ class PagingKnobs:
     "short": the page loses its first half while the paging carries on as if it had not).
     `search_page_cap` serves fewer issues per page than asked (Jira may; 0: Jira's own caps).
     `approximate_count_skew` is added to every approximate count.
+    `change_after_served` (`{"key": "ABC-1", "action": "touch" | "delete"}`) is one-shot too: the
+    issue is edited or deleted right after a search page holding it is served, i.e. during the
+    walk that page belongs to.
     """
 
     paging: str = "keyset"
     glitch_next_page: str | None = None
     search_page_cap: int = 0
     approximate_count_skew: int = 0
+    change_after_served: dict | None = None
 
 
 class FakeJiraSite:
@@ -386,7 +390,27 @@ class FakeJiraSite:
             paging.search_page_cap = cap
         if "approximate_count_skew" in rest:
             paging.approximate_count_skew = int(rest.pop("approximate_count_skew"))
+        if "change_after_served" in rest:
+            change = rest.pop("change_after_served")
+            if change is not None:
+                if not isinstance(change, dict) or change.get("action") not in ("touch", "delete"):
+                    raise AdminError(400, 'change_after_served must be {"key": ..., "action": '
+                                          '"touch" or "delete"} or null')
+                change = {"key": self.issue_by_key(str(change.get("key"))).key,
+                          "action": change["action"]}
+            paging.change_after_served = change
         return rest
+
+    def page_served(self, issues: list[Issue]) -> None:
+        """Apply a pending `change_after_served` once a page holding its issue went out."""
+        change = self.paging_knobs.change_after_served
+        if change is None or not any(issue.key == change["key"] for issue in issues):
+            return
+        self.paging_knobs.change_after_served = None
+        if change["action"] == "delete":
+            self.delete_issue(change["key"])
+        else:
+            self.touch_issue(change["key"])
 
     def configure(self, knobs: dict) -> dict:
         knobs = self._configure_paging(knobs)
