@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time as clock
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+import dagster as dg
 from pydantic import BaseModel
 from pymongo.database import Database
 
@@ -89,6 +91,8 @@ class IssueCensus:
         self.marked = 0
         self.still_in_jira = 0
         self._counters_before = jira.counters()
+        self._started: float | None = None
+        self._ended: float | None = None
 
     # --- 1: walk, and fetch what is missing -----------------------------------------------
 
@@ -118,6 +122,7 @@ class IssueCensus:
         """Jira's raw issues that MongoDB lacks or holds deleted (`written`: ids this run already
         stores)."""
         self._counters_before = self.jira.counters()  # the census's cost, not the window's
+        self._started = clock.perf_counter()
         walked = self.walk()
         self.walked = walked
         stored = _sorted_ids(stored_live_ids(self.db, "issues", self.connection_id))
@@ -150,6 +155,12 @@ class IssueCensus:
         walked = self.walked
         if walked is None:
             return 0  # the walk did not complete: nothing is proven
+        try:
+            return self._mark_vanished(walked)
+        finally:
+            self._ended = clock.perf_counter()
+
+    def _mark_vanished(self, walked: array[int]) -> int:
         candidates = [
             jira_id
             for jira_id in stored_live_ids(
@@ -186,6 +197,11 @@ class IssueCensus:
             "census_fetched": self.fetched,
             "marked_deleted": self.marked,
             "census_api_calls": int(spent["api_calls"]),
+            # From the walk's first request to the last mark, writing the fetched issues included.
+            "census_duration_s": dg.MetadataValue.float(
+                round((self._ended or clock.perf_counter()) - (self._started or 0.0), 3)
+                if self._started is not None else 0.0
+            ),
         }
 
     def _search_path(self) -> str:
