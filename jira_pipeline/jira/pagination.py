@@ -87,6 +87,12 @@ async def offset_pages(
                     f"{where}: empty page at startAt={start_at} but isLast=false and "
                     f"total={total}: the pages would never end"
                 )
+            if isinstance(total, int) and total > start_at:
+                # Data Center states no isLast: an empty page before `total` ends pages early.
+                raise JiraPaginationError(
+                    f"{where}: empty page at startAt={start_at} but total={total}: the pages "
+                    "end early"
+                )
             return
         start_at += len(items)
         if is_last is None and isinstance(total, int) and start_at >= total:

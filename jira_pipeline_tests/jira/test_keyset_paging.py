@@ -3,6 +3,7 @@ nor repeats an issue, and answers that break the chain fail the walk instead of 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from jira_pipeline.jira import (
     run_sync,
 )
 from jira_pipeline.jira._exceptions import JiraPaginationError
+from jira_pipeline.jira.pagination import offset_pages
 from jira_pipeline.timeutil import parse_jira_datetime
 
 FAST_RETRY = RetryPolicy(attempts=3, base=0.01, cap=0.05)
@@ -155,3 +157,17 @@ def test_issues_by_id_returns_only_those_that_exist(
         "POST /rest/api/3/issue/bulkfetch" if mode == "cloud" else "POST /rest/api/2/search"
     )
     assert sum(after[endpoint].values()) - sum(before.get(endpoint, {}).values()) == 3
+
+
+def test_offset_pages_ending_before_the_stated_total_fail() -> None:
+    async def early_end(params: dict[str, Any]) -> dict[str, Any]:
+        start = params["startAt"]
+        values = [{"id": str(n)} for n in range(start, min(start + 10, 20))]
+        return {"startAt": start, "maxResults": 10, "total": 40, "values": values}
+
+    async def walk() -> list[Any]:
+        return [item async for page in offset_pages(early_end, page_size=10, where="GET /x")
+                for item in page]
+
+    with pytest.raises(JiraPaginationError, match="GET /x: empty page at startAt=20"):
+        asyncio.run(walk())
