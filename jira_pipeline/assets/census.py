@@ -19,7 +19,12 @@ from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.assets.streams import JiraRecordStream
 from jira_pipeline.jira import IssueWindow, build_issue_jql
 from jira_pipeline.jira._exceptions import JiraPaginationError
-from jira_pipeline.storage.upserts import mark_deleted_ids, stored_live_ids
+from jira_pipeline.storage.upserts import (
+    count_live,
+    live_ids_except,
+    mark_deleted_ids,
+    stored_live_ids,
+)
 from jira_pipeline.timeutil import utc_now
 
 # Set on the runs the daily schedule requests: only they take the census by default (sensor
@@ -123,15 +128,8 @@ class IssueCensus:
         stores)."""
         self._counters_before = self.jira.counters()  # the census's cost, not the window's
         self._started = clock.perf_counter()
-        walked = self.walk()
-        self.walked = walked
-        stored = _sorted_ids(stored_live_ids(self.db, "issues", self.connection_id))
-        missing = [
-            str(issue_id)
-            for issue_id in walked
-            if issue_id not in written and not _contains(stored, issue_id)
-        ]
-        del stored
+        walked = self.walked = self.walk()
+        missing = self._missing(walked, written)
         if not missing:
             return
         self.log.info(f"issue census: fetching {len(missing)} issue(s) Jira has and MongoDB lacks")
@@ -147,6 +145,27 @@ class IssueCensus:
                 self.fetched += 1
                 yield raw
 
+    def _missing(self, walked: array[int], written: Collection[int]) -> list[str]:
+        # Every stored live issue in range that Jira also has is one of the walked ids, so when
+        # their number equals the walked number none is missing: two index reads (a count and
+        # the live ids outside the walk) instead of reading every stored id.
+        vanished = self._live_outside(walked)
+        in_range = count_live(self.db, "issues", self.connection_id, scope=self.scope)
+        if in_range - len(vanished) == len(walked):
+            return []
+        stored = _sorted_ids(stored_live_ids(self.db, "issues", self.connection_id))
+        return [
+            str(issue_id)
+            for issue_id in walked
+            if issue_id not in written and not _contains(stored, issue_id)
+        ]
+
+    def _live_outside(self, walked: array[int]) -> list[str]:
+        """Stored live issues in range whose ids the walk did not list."""
+        return live_ids_except(
+            self.db, "issues", self.connection_id, {str(i) for i in walked}, scope=self.scope
+        )
+
     # --- 2: mark what Jira provably lacks -------------------------------------------------
 
     def mark_vanished(self) -> int:
@@ -161,13 +180,7 @@ class IssueCensus:
             self._ended = clock.perf_counter()
 
     def _mark_vanished(self, walked: array[int]) -> int:
-        candidates = [
-            jira_id
-            for jira_id in stored_live_ids(
-                self.db, "issues", self.connection_id, scope=self.scope
-            )
-            if not (jira_id.isdigit() and _contains(walked, int(jira_id)))
-        ]
+        candidates = self._live_outside(walked)
         if not candidates:
             return 0
         present: set[str] = set()

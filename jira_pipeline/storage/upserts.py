@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -343,3 +344,36 @@ def mark_deleted_ids(db: Database, entity: str, connection_id: str, jira_ids: It
         )
         marked += result.modified_count
     return marked
+
+
+def live_ids_except(
+    db: Database,
+    entity: str,
+    connection_id: str,
+    jira_ids: AbstractSet[str],
+    *,
+    scope: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """The Jira ids of the stored live rows of `connection_id` (within `scope`) that are not in
+    `jira_ids`: what `mark_deleted_except` would mark, without marking it."""
+    spec = entity_spec(entity)
+    selector = {**(scope or {}), "connection_id": str(connection_id), "is_deleted": {"$ne": True}}
+    if len(jira_ids) <= _NIN_MAX_IDS and spec.id_field not in selector:
+        # The store picks them from its key index, reading no row that is still live.
+        selector[spec.id_field] = {"$nin": sorted(jira_ids)}
+        found = db[spec.collection].find(selector, {spec.id_field: 1, "_id": 0})
+        return [str(doc[spec.id_field]) for doc in found if doc.get(spec.id_field) is not None]
+    return [
+        jira_id
+        for jira_id in stored_live_ids(db, entity, connection_id, scope=scope)
+        if jira_id not in jira_ids
+    ]
+
+
+def count_live(
+    db: Database, entity: str, connection_id: str, *, scope: Mapping[str, Any] | None = None
+) -> int:
+    """How many stored rows of `connection_id` (within `scope`) are not marked deleted."""
+    spec = entity_spec(entity)
+    selector = {**(scope or {}), "connection_id": str(connection_id), "is_deleted": {"$ne": True}}
+    return db[spec.collection].count_documents(selector)
