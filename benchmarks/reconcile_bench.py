@@ -37,6 +37,7 @@ import signal
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -128,10 +129,11 @@ def converged(base_url: str) -> bool:
 
 
 def in_child(target: Any, *args: Any) -> Any:
-    """Run `target(*args)` in a fresh process (its memory never counts towards the run's)."""
+    """Run `target(*args)` in a fresh process (its memory never counts towards the run's); a
+    child that dies raises BrokenProcessPool instead of hanging."""
     context = multiprocessing.get_context("spawn")
-    with context.Pool(1) as pool:
-        return pool.apply(target, args)
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(target, *args).result(timeout=3600)
 
 
 def daily_census(base_url: str, memory: PeakMemory) -> dict[str, Any]:

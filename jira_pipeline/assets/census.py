@@ -149,8 +149,14 @@ class IssueCensus:
         # Every stored live issue in range that Jira also has is one of the walked ids, so when
         # their number equals the walked number none is missing: two index reads (a count and
         # the live ids outside the walk) instead of reading every stored id.
+        # This run's own records may still wait in the IO manager's last batch: they count too.
         vanished = self._live_outside(walked)
         in_range = count_live(self.db, "issues", self.connection_id, scope=self.scope)
+        pending = [str(i) for i in written if _contains(walked, i)]
+        if pending:
+            stored_pending = count_live(self.db, "issues", self.connection_id,
+                                        scope={**self.scope, "issue_id": {"$in": pending}})
+            in_range += len(pending) - stored_pending
         if in_range - len(vanished) == len(walked):
             return []
         stored = _sorted_ids(stored_live_ids(self.db, "issues", self.connection_id))
@@ -209,6 +215,7 @@ class IssueCensus:
             "census_walks": self.walks,
             "census_fetched": self.fetched,
             "marked_deleted": self.marked,
+            "census_still_in_jira": self.still_in_jira,
             "census_api_calls": int(spent["api_calls"]),
             # From the walk's first request to the last mark, writing the fetched issues included.
             "census_duration_s": dg.MetadataValue.float(
