@@ -4,6 +4,7 @@ glitched pages, offset-based nextPageTokens, capped pages, skewed counts; plus t
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from jira_pipeline.fakejira import FakeJiraAdminError, FakeJiraHandle
+from jira_pipeline.fakejira.cli import add_arguments, config_from_args
 from jira_pipeline_tests.fakejira.jira_pages import basic_client, error_messages, ok_json
 from jira_pipeline_tests.openapi import assert_valid_response
 
@@ -137,3 +139,12 @@ def test_datacenter_id_search_without_validation_ignores_missing_ids(
                                       json={"jql": jql, "validateQuery": False}))
     assert error_messages(strict, 400)
     assert [issue["id"] for issue in lenient["issues"]] == [live[0]["id"]]
+
+
+def test_paging_flag_makes_cloud_tokens_offset_based() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert config_from_args(parser.parse_args([])).paging == "keyset"
+    assert config_from_args(parser.parse_args(["--paging", "offset"])).paging == "offset"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--paging", "sometimes"])
