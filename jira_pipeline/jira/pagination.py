@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
-from jira_pipeline.jira._exceptions import JiraPaginationError
+from jira_pipeline.jira._exceptions import JiraBadRequest, JiraPaginationError
 
 PageFetcher = Callable[[dict[str, Any]], Awaitable[Any]]
 """Fetches one page given its paging parameters (startAt/maxResults or nextPageToken)."""
@@ -182,10 +182,13 @@ async def keyset_pages(
       own `maxResults` (the pages would end early).
     """
     after: int | None = None
+    earlier: list[int] = []  # the previous page's other ids: anchors if `after` was deleted
     pages = 0
     while True:
-        body = await fetch(after)
-        items = _items(body, "issues", where)
+        body = await _fetch_after(fetch, after, earlier, where)
+        served = _items(body, "issues", where)
+        # Above an earlier anchor (see _fetch_after) the page starts with ids already walked.
+        items = [item for item in served if after is None or _issue_id(item, where) > after]
         pages += 1
         if pages > max_pages:
             raise JiraPaginationError(f"{where}: more than {max_pages} pages, giving up")
@@ -218,14 +221,47 @@ async def keyset_pages(
                 raise JiraPaginationError(f"{where}: asked for startAt=0, got {served_from}")
             limit = body.get("maxResults")
             limit = limit if isinstance(limit, int) and limit > 0 else page_size
-            if len(items) < min(total, limit):
+            if len(served) < min(total, limit):
                 raise JiraPaginationError(
-                    f"{where}: a page of {len(items)} issue(s) (page {pages}, after id {after}) "
+                    f"{where}: a page of {len(served)} issue(s) (page {pages}, after id {after}) "
                     f"where Jira states {total} match in pages of {limit}: the pages end early"
                 )
-            last = len(items) >= total
+            last = len(served) >= total
         if items:
             yield items
         if last:
             return
+        earlier = [_issue_id(item, where) for item in items[-_ANCHORS - 1 : -1]]
         after = previous
+
+
+_ANCHORS = 3  # earlier ids of a page tried when the last one vanished before the next page
+
+
+async def _fetch_after(fetch: KeysetFetcher, after: int | None, earlier: list[int],
+                       where: str) -> Any:
+    """The page above `after`. Jira resolves the id in `id > N` to an issue: when that issue
+    was deleted since the previous page, Cloud answers no issues and Data Center a 400, which
+    would end the walk early or fail it. An empty or refused answer is asked again from the
+    previous page's earlier ids (latest first; what is not above `after` is dropped)."""
+    try:
+        body = await fetch(after)
+        if after is None or not earlier or _has_issues(body):
+            return body
+    except JiraBadRequest:
+        if after is None or not earlier:
+            raise
+    for anchor in reversed(earlier):
+        try:
+            body = await fetch(anchor)
+        except JiraBadRequest:
+            continue
+        return body
+    raise JiraPaginationError(
+        f"{where}: no page could be had above id {after} nor above the ids before it "
+        f"({', '.join(map(str, earlier))}): the walk cannot continue"
+    )
+
+
+def _has_issues(body: Any) -> bool:
+    return isinstance(body, dict) and bool(body.get("issues"))

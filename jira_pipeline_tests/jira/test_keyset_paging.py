@@ -21,8 +21,8 @@ from jira_pipeline.jira import (
     build_issue_jql,
     run_sync,
 )
-from jira_pipeline.jira._exceptions import JiraPaginationError
-from jira_pipeline.jira.pagination import offset_pages
+from jira_pipeline.jira._exceptions import JiraBadRequest, JiraPaginationError
+from jira_pipeline.jira.pagination import keyset_pages, offset_pages
 from jira_pipeline.timeutil import parse_jira_datetime
 
 FAST_RETRY = RetryPolicy(attempts=3, base=0.01, cap=0.05)
@@ -171,3 +171,30 @@ def test_offset_pages_ending_before_the_stated_total_fail() -> None:
 
     with pytest.raises(JiraPaginationError, match="GET /x: empty page at startAt=20"):
         asyncio.run(walk())
+
+
+@pytest.mark.parametrize("style", ["token", "offset"])
+def test_a_page_anchor_deleted_mid_walk_is_replaced_by_an_earlier_id(style: str) -> None:
+    # Real Jira resolves `id > N` to issue N: once N is deleted, Cloud answers nothing and
+    # Data Center a 400. The walk asks again from an earlier id of the previous page.
+    ids = list(range(100, 130))
+    deleted = {109}  # the last id of the first page, deleted before the second is asked
+
+    async def fetch(after: int | None) -> dict[str, Any]:
+        if after in deleted:
+            if style == "offset":
+                raise JiraBadRequest("Bad Request", method="POST", path="/rest/api/2/search",
+                                     status=400)
+            return {"issues": [], "isLast": True}
+        above = [i for i in ids if after is None or i > after]
+        page = [{"id": str(i)} for i in above[:10]]
+        if style == "offset":
+            return {"startAt": 0, "maxResults": 10, "total": len(above), "issues": page}
+        more = len(above) > 10
+        return {"issues": page, "isLast": not more, **({"nextPageToken": "t"} if more else {})}
+
+    async def walk() -> list[int]:
+        return [int(item["id"]) async for page in keyset_pages(
+            fetch, page_size=10, style=style, where="POST /search") for item in page]  # type: ignore[arg-type]
+
+    assert asyncio.run(walk()) == ids
