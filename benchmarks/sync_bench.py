@@ -8,7 +8,8 @@ fresh DAGSTER_HOME, and runs through Dagster's own execution:
 1. backfill: `jira_projects`, `jira_statuses`, `jira_users` and every `jira_issues` partition in
    one run (a single-run backfill over the partition range);
 2. delta: touches M issues through the fake's admin API, then runs today's `jira_issues`
-   partition (which also reconciles deletions, as every run of today's partition does);
+   partition, as the refresh sensor requests it (no census: only the daily schedule's run takes
+   it, see reconcile_bench.py);
 3. checks (with --checks): the asset checks over the backfilled range, timed on their own so
    their Jira id walks never count towards the sync figures.
 

@@ -1,23 +1,26 @@
 """`jira_issues`: issues by daily partition of `updated`, each partition a delta-sync window."""
 
-from collections.abc import Mapping
-from datetime import UTC, datetime, time, timedelta
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
+from jira_pipeline.assets.census import IssueCensus, IssueRecordStream, census_enabled
 from jira_pipeline.assets.dimensions import NETWORK_RETRY_POLICY
-from jira_pipeline.assets.partitions import partition_key_for
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.assets.streams import IO_MANAGER_KEY, JiraRecordStream, writing_store
-from jira_pipeline.jira import IssueRecord, IssueWindow, build_issue_jql
+from jira_pipeline.assets.streams import (
+    IO_MANAGER_KEY,
+    JiraRecordStream,
+    failing_fast,
+    writing_store,
+)
+from jira_pipeline.jira import IssueRecord, IssueWindow
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY
-from jira_pipeline.storage.resources import MongoResource
-from jira_pipeline.storage.upserts import mark_deleted_except
-from jira_pipeline.timeutil import utc_now
+from jira_pipeline.storage.sync_errors import UnstorableRecord
 
 # Everything Jira knows of an issue, and its history: stored whole under `raw`.
 ISSUE_FIELDS = ("*all",)
@@ -29,8 +32,9 @@ class IssueSyncConfig(dg.Config):
 
     reconcile_deletions: bool | None = Field(
         default=None,
-        description="Mark stored issues that no longer exist in Jira as deleted. Default: only "
-        "when the run includes today's partition.",
+        description="Run the issue census: fetch the issues Jira has over the synced range that "
+        "MongoDB lacks, and mark deleted the stored ones Jira provably lacks. Default: only in "
+        "the daily schedule's runs (tag jira/census), never in sensor runs.",
     )
     lookback_minutes: int | None = Field(
         default=None, ge=0, description="Override JIRA_LOOKBACK_MINUTES for this run."
@@ -73,80 +77,49 @@ def build_issues_asset(
         )
         time_window = context.partition_time_window
         window = IssueWindow(time_window.start, time_window.end).widened(lookback)
-        today = partition_key_for(partitions, utc_now())
-        reconcile = (
-            config.reconcile_deletions
-            if config.reconcile_deletions is not None
-            else today in context.partition_keys
+        census = (
+            IssueCensus(jira, mongo.get_database(), site, settings, lookback, context.log,
+                        fields=ISSUE_FIELDS, expand=ISSUE_EXPAND)
+            if census_enabled(config.reconcile_deletions, context.run.tags)
+            else None
         )
+        written: set[int] = set()  # ids of this run's window records: the census skips them
         context.log.info(
             f"fetching issues updated in [{window.start.isoformat()}, {window.end.isoformat()}) "
             f"({len(context.partition_keys)} partition(s), lookback {lookback})"
         )
 
         def reconcile_deleted() -> Mapping[str, Any]:
-            if not reconcile:
+            if census is None:
                 return {"marked_deleted": 0, "reconciled": False}
-            return {
-                "marked_deleted": mark_deleted_issues(
-                    jira, mongo, site, settings, lookback, context.log
-                ),
-                "reconciled": True,
-            }
+            with failing_fast():
+                census.mark_vanished()
+            return census.metadata()
 
-        return JiraRecordStream(
+        def window_record(raw: dict[str, Any]) -> IssueRecord:
+            if census is not None and str(raw.get("id", "")).isdigit():
+                written.add(int(raw["id"]))
+            return IssueRecord.from_raw(raw, site.connection_id)
+
+        def census_records() -> Iterator[IssueRecord | UnstorableRecord]:
+            assert census is not None
+            with failing_fast():
+                for raw in census.missing_issues(written):
+                    try:
+                        yield IssueRecord.from_raw(raw, site.connection_id)
+                    except ValueError as error:  # files it in jira_sync_errors, as the window does
+                        yield UnstorableRecord.from_error(raw, error)
+
+        return IssueRecordStream(
             jira,
             lambda client: client.search_window(
                 window, projects=settings.projects or None, fields=ISSUE_FIELDS,
                 expand=ISSUE_EXPAND,
             ),
-            lambda raw: IssueRecord.from_raw(raw, site.connection_id),
+            window_record,
             preview_fields=("key", "summary", "status_name", "updated"),
             after_write=reconcile_deleted,
+            then=census_records if census is not None else None,
         )
 
     return jira_issues
-
-
-def mark_deleted_issues(
-    jira: JiraResource,
-    mongo: MongoResource,
-    site: JiraSite,
-    settings: PipelineSettings,
-    lookback: timedelta,
-    log: Any,
-) -> int:
-    """Mark stored issues that Jira no longer returns as deleted; returns how many.
-
-    No incremental JQL returns a deleted issue, so the only way to notice one is to compare the
-    stored ids with every id Jira has in the synced range: a `fields=id` walk costs one request
-    per 5,000 issues. A run has just stored every issue Jira changed, so when Jira's count for
-    the range equals the stored live count nothing was deleted, and one count request replaces
-    the walk. (Jira calls its count approximate; a count that is off only costs a walk, or,
-    if it exactly hides a deletion, defers it to a later run.)
-    """
-    start = datetime.combine(settings.sync_start_date, time(0), tzinfo=UTC) - lookback
-    # Bounded on both sides like every query we send; the future end covers clock skew.
-    scope_window = IssueWindow(start, utc_now() + timedelta(days=1))
-    jql = build_issue_jql(scope_window, projects=settings.projects or None)
-    scope: dict[str, Any] = {"updated": {"$gte": start}}
-    if settings.projects:
-        scope["project_key"] = {"$in": list(settings.projects)}
-    db = mongo.get_database()
-    in_jira = jira.run(lambda client: client.count_issues(jql))
-    stored_live = db["jira_issues"].count_documents(
-        {**scope, "connection_id": site.connection_id, "is_deleted": {"$ne": True}}
-    )
-    if in_jira == stored_live:
-        log.info(f"Jira and MongoDB both hold {in_jira} live issue(s) in the synced range: "
-                 "nothing deleted")
-        return 0
-    live = set(jira.iterate(lambda client: client.issue_ids(jql), max_buffered=5000))
-    if not live:
-        log.warning("Jira returned no issue ids for the synced range: nothing marked deleted")
-        return 0
-    marked = mark_deleted_except(db, "issues", site.connection_id, live,
-                                 scope=scope)
-    if marked:
-        log.info(f"marked {marked} issue(s) deleted: they no longer exist in Jira")
-    return marked

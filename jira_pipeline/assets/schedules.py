@@ -8,6 +8,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
+from jira_pipeline.assets.census import CENSUS_TAG
 from jira_pipeline.assets.jobs import SiteJobs
 from jira_pipeline.assets.partitions import partition_key_for
 from jira_pipeline.assets.sites import JiraSite
@@ -31,7 +32,8 @@ def build_daily_schedule(
         execution_timezone="UTC",
         job=jobs.sync,
         description="Yesterday's and today's jira_issues partitions (late updates to yesterday "
-        "land too), the dimension assets, and the daily summary, in one run.",
+        "land too), the issue census of the whole synced range, the dimension assets, and the "
+        "daily summary, in one run.",
         default_status=dg.DefaultScheduleStatus.RUNNING,
     )
     def jira_daily_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
@@ -42,7 +44,9 @@ def build_daily_schedule(
         )
         return dg.RunRequest(
             run_key=f"daily:{today}",
-            tags={**site.issue_run_tags, **partition_range_tags(yesterday, today)},
+            # The census tag: the daily run also reconciles the whole synced range with Jira.
+            tags={**site.issue_run_tags, **partition_range_tags(yesterday, today),
+                  CENSUS_TAG: "true"},
         )
 
     return jira_daily_schedule

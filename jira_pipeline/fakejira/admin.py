@@ -110,7 +110,10 @@ class FakeJiraAdmin:
     def configure(self, **knobs: Any) -> dict:
         """Change latency_ms, rate_limit, burst, fault_rate, token_ttl, malformed_json_next,
         forbidden_projects, search_lag_s (changes reach search that many seconds of the fake
-        clock later); returns every knob's value afterwards."""
+        clock later), and how search pages behave: paging ("keyset" | "offset"),
+        glitch_next_page ("no_token" | "short", one-shot), search_page_cap,
+        approximate_count_skew, change_after_served ({"key", "action": "touch" | "delete"});
+        returns every knob's value afterwards."""
         return self._call("POST", "/config", knobs)
 
     def reset(self) -> None:

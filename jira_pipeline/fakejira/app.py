@@ -379,6 +379,7 @@ class SearchRequest:
     expand: set[str]
     next_page_token: str | None = None
     start_at: int = 0
+    validate_query: bool = True  # Data Center: false lets unknown issue ids match nothing
 
 
 async def _search_request(call: Call) -> SearchRequest:
@@ -401,7 +402,8 @@ async def _search_request(call: Call) -> SearchRequest:
             raise ApiError(400, "maxResults must be an integer.")
         return SearchRequest(body.get("jql"), max_results, list(fields),
                              {e.strip() for e in str(expand).split(",") if e.strip()},
-                             body.get("nextPageToken"), int(body.get("startAt") or 0))
+                             body.get("nextPageToken"), int(body.get("startAt") or 0),
+                             body.get("validateQuery") not in (False, "false", "warn", "none"))
     params = request.query_params
     max_results = _int_param(request, "maxResults", -1)
     return SearchRequest(
@@ -411,6 +413,7 @@ async def _search_request(call: Call) -> SearchRequest:
         {e.strip() for v in params.getlist("expand") for e in v.split(",") if e.strip()},
         params.get("nextPageToken"),
         max(0, _int_param(request, "startAt", 0)),
+        params.get("validateQuery", "strict").lower() not in ("false", "warn", "none"),
     )
 
 
@@ -453,10 +456,40 @@ def _untoken(jql: str | None, token: str) -> tuple[int, ...]:
         raise ApiError(400, "The provided next page token is invalid or expired.") from None
 
 
-def _run_query(call: Call, jql: str | None, *, require_bound: bool) -> SearchResult:
+def _cloud_page(site: FakeJiraSite, result: SearchResult, search: SearchRequest,
+                size: int) -> tuple[list[Issue], str | None]:
+    """One Cloud page and the token of the next: keyset (after a sort key) or offset paging."""
+    token = search.next_page_token
+    if site.paging_knobs.paging == "offset":
+        start = _untoken_offset(search.jql, token) if token else 0
+        page = result.issues[start:start + size]
+        more = start + size < len(result.issues) and bool(page)
+        return page, _offset_token(search.jql, start + size) if more else None
+    after = _untoken(search.jql, token) if token else None
+    page, last = site.page_after(result, after, size)
+    return page, None if last is None else _token(search.jql, last)
+
+
+def _offset_token(jql: str | None, offset: int) -> str:
+    raw = orjson.dumps({"q": zlib.crc32((jql or "").encode()), "offset": offset})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _untoken_offset(jql: str | None, token: str) -> int:
+    try:
+        raw = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        if not isinstance(raw, dict) or raw.get("q") != zlib.crc32((jql or "").encode()):
+            raise ValueError("token of another query")
+        return max(0, int(raw["offset"]))
+    except (ValueError, TypeError, KeyError, binascii.Error, orjson.JSONDecodeError):
+        raise ApiError(400, "The provided next page token is invalid or expired.") from None
+
+
+def _run_query(call: Call, jql: str | None, *, require_bound: bool,
+               strict: bool = True) -> SearchResult:
     site = call.site
     try:
-        query = site.parse(jql, require_bound=require_bound)
+        query = site.parse(jql, require_bound=require_bound, strict=strict)
     except JqlError as error:
         raise ApiError(400, str(error)) from None
     forbidden = site.forbidden_in(query)
@@ -497,13 +530,18 @@ async def search_jql(call: Call) -> object:
     cap = SEARCH_CAP_IDS if wanted is None else SEARCH_CAP
     size = min(max(1, search.max_results if search.max_results is not None else 50), cap)
     result = _run_query(call, search.jql, require_bound=True)
-    after = _untoken(search.jql, search.next_page_token) if search.next_page_token else None
-    page, last = call.site.page_after(result, after, size)
+    page, next_token = _cloud_page(call.site, result, search, call.site.page_size(size))
     body: dict = {"issues": _render_issues(call, page, wanted, issue_expand)}
-    if last is not None:
-        body["nextPageToken"] = _token(search.jql, last)
-    body["isLast"] = last is None
+    glitch = call.site.glitch_for_page(next_token is not None)
+    if glitch == "no_token":
+        next_token = None
+    elif glitch == "short":
+        body["issues"] = body["issues"][max(1, len(page) // 2):]
+    if next_token is not None:
+        body["nextPageToken"] = next_token
+    body["isLast"] = next_token is None and glitch is None
     _names_and_schema(body, wanted, search.expand)
+    call.site.page_served(page)
     return body
 
 
@@ -514,17 +552,23 @@ async def approximate_count(call: Call) -> object:
         raise ApiError(400, "Request body is not valid JSON.") from None
     jql = body.get("jql") if isinstance(body, dict) else None
     result = _run_query(call, jql, require_bound=True)
-    return {"count": len(result.issues)}
+    return {"count": max(0, len(result.issues) + call.site.paging_knobs.approximate_count_skew)}
 
 
 async def dc_search(call: Call) -> object:
     search = await _search_request(call)
     wanted = select_fields(search.fields, default="*navigable")
-    size = min(max(0, search.max_results if search.max_results is not None else 50),
-               DC_SEARCH_CAP)
-    result = _run_query(call, search.jql, require_bound=False)
+    size = call.site.page_size(
+        min(max(0, search.max_results if search.max_results is not None else 50), DC_SEARCH_CAP))
+    result = _run_query(call, search.jql, require_bound=False, strict=search.validate_query)
     issues = result.issues
     page = issues[search.start_at:search.start_at + size]
+    # A zero-row search is a count, not a page: a glitch waits for a page that has issues.
+    glitch = call.site.glitch_for_page(bool(page) and search.start_at + len(page) < len(issues))
+    if glitch == "no_token":
+        page = []  # Data Center has no tokens: its pages end early instead
+    elif glitch == "short":
+        page = page[max(1, len(page) // 2):]
     body: dict = {
         "expand": "schema,names",
         "startAt": search.start_at,
@@ -533,7 +577,45 @@ async def dc_search(call: Call) -> object:
         "issues": _render_issues(call, page, wanted or (), search.expand - {"names", "schema"}),
     }
     _names_and_schema(body, wanted, search.expand)
+    call.site.page_served(page)
     return body
+
+
+BULKFETCH_CAP = 100
+
+
+async def issue_bulkfetch(call: Call) -> object:
+    """POST /issue/bulkfetch: up to 100 issues by id or key; missing or hidden ones are left out."""
+    try:
+        body = orjson.loads(await call.request.body() or b"{}")
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "Request body is not valid JSON.") from None
+    wanted_ids = body.get("issueIdsOrKeys") if isinstance(body, dict) else None
+    if not isinstance(wanted_ids, list) or not wanted_ids or \
+            not all(isinstance(v, str) for v in wanted_ids):
+        raise ApiError(400, "issueIdsOrKeys must be a non-empty list of issue ids or keys.")
+    if len(wanted_ids) > BULKFETCH_CAP:
+        raise ApiError(400, f"A maximum of {BULKFETCH_CAP} issues can be fetched at once.")
+    fields = body.get("fields") or []
+    expand = body.get("expand") or []
+    if isinstance(fields, str) or isinstance(expand, str):
+        raise ApiError(400, "fields and expand must be lists of strings.")
+    wanted = select_fields(list(fields), default="*navigable")
+    site = call.site
+    found: list[Issue] = []
+    seen: set[int] = set()
+    for value in wanted_ids:
+        issue = site.data.by_key.get(value.upper())
+        if issue is None and value.isdigit():
+            number = int(value) - 10_000
+            issue = site.data.issues[number] if 0 <= number < len(site.data.issues) else None
+        if issue is None or issue.deleted or issue.id in seen or \
+                site.data.projects[issue.project].key in site.knobs.forbidden_projects:
+            continue  # Jira leaves out issues that do not exist or that the user cannot see
+        seen.add(issue.id)
+        found.append(issue)
+    issues = _render_issues(call, found, wanted or (), {str(e) for e in expand})
+    return {"issues": issues, "issueErrors": []}
 
 
 def _issue(call: Call) -> Issue:
@@ -797,6 +879,7 @@ CLOUD_ENDPOINTS: tuple[tuple[str, Handler, tuple[str, ...]], ...] = (
     ("/search/approximate-count", approximate_count, ("POST",)),
     ("/search", removed_search, ("GET", "POST")),
     ("/field", field_list, ("GET",)),
+    ("/issue/bulkfetch", issue_bulkfetch, ("POST",)),
     ("/issue/{key}", issue_get, ("GET",)),
     ("/issue/{key}/comment", issue_comments, ("GET",)),
     ("/issue/{key}/worklog", issue_worklogs, ("GET",)),

@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
              "(Jira DC 10 answers at most 100)")
     add("--dc-user-search-limit", type=int, default=defaults.dc_user_search_limit,
         help="Data Center user search: most matches listed in all (later pages are empty)")
+    add("--paging", choices=("keyset", "offset"), default=defaults.paging,
+        help="what Cloud nextPageTokens remember: the last sort key, or an offset (pages then "
+        "shift when issues change during a walk)")
     add("--now", default=None,
         help="ISO-8601 start of the fake's clock (default: the wall clock); pins the dataset")
     add("--tls-cert", default=None, help="PEM certificate: serve HTTPS (with --tls-key)")
@@ -79,7 +82,7 @@ def config_from_args(args: argparse.Namespace) -> FakeJiraConfig:
         burst=args.burst, fault_rate=args.fault_rate, token_ttl=args.token_ttl, mode=args.mode,
         oauth_client_id=args.oauth_client_id, oauth_client_secret=args.oauth_client_secret,
         now=now, dc_user_search_cap=args.dc_user_search_cap,
-        dc_user_search_limit=args.dc_user_search_limit,
+        dc_user_search_limit=args.dc_user_search_limit, paging=args.paging,
         forbidden_projects=tuple(k.strip().upper() for k in args.forbidden_projects.split(",")
                                  if k.strip()),
     )

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 Mode = Literal["cloud", "datacenter"]
+Paging = Literal["keyset", "offset"]
 
 
 @dataclass(frozen=True)
@@ -41,10 +42,15 @@ class FakeJiraConfig:
     # (DC stops listing after its first 1,000 matches: later pages are empty).
     dc_user_search_cap: int = 1000
     dc_user_search_limit: int = 1000
+    # What a Cloud nextPageToken remembers: the last sort key (keyset: edits during a walk
+    # neither skip nor repeat) or an offset into the results (pages shift under edits).
+    paging: Paging = "keyset"
 
     def __post_init__(self) -> None:
         if self.mode not in ("cloud", "datacenter"):
             raise ValueError(f"mode must be 'cloud' or 'datacenter', not {self.mode!r}")
+        if self.paging not in ("keyset", "offset"):
+            raise ValueError(f"paging must be 'keyset' or 'offset', not {self.paging!r}")
         if min(self.projects, self.users) < 1 or self.issues < 0 or self.days < 1:
             raise ValueError("projects, users and days must be >= 1 and issues >= 0")
         if self.now is not None and self.now.tzinfo is None:

@@ -43,7 +43,7 @@ DATE_FIELDS = {"updated": "updated", "updateddate": "updated", "created": "creat
                "createddate": "created", "resolved": "resolved", "resolutiondate": "resolved"}
 KEY_FIELDS = {"key", "issuekey", "id", "issue"}
 SORTABLE = {"updated": "updated", "updateddate": "updated", "created": "created",
-            "createddate": "created", "key": "key", "issuekey": "key", "id": "key"}
+            "createddate": "created", "key": "key", "issuekey": "key", "id": "id"}
 
 
 class JqlError(ValueError):
@@ -79,6 +79,9 @@ class SearchContext:
     user_zone: ZoneInfo
     now_ms: int
     current_user: int  # index into users
+    # Data Center's validateQuery=false: an issue that does not exist matches nothing instead
+    # of failing the query.
+    strict_values: bool = True
 
 
 @dataclass
@@ -369,7 +372,7 @@ class _Parser:
     def key_clause(self, field_name: str, operator: str) -> Predicate:
         data = self.context.data
 
-        def lookup(token: Token) -> Issue:
+        def lookup(token: Token) -> Issue | None:
             text = token.value.upper()
             issue = None
             if text.isdigit():
@@ -378,18 +381,32 @@ class _Parser:
             else:
                 issue = data.by_key.get(text)
             if issue is None or issue.deleted:
+                if not self.context.strict_values:
+                    return None
                 raise JqlError(f"An issue with key '{token.value}' does not exist for field "
                                f"'{field_name}'.")
             return issue
 
-        if operator in ("<", "<=", ">", ">="):
-            anchor = lookup(self.value())
-            compare = {"<": int.__lt__, "<=": int.__le__, ">": int.__gt__, ">=": int.__ge__}
+        compare = {"<": int.__lt__, "<=": int.__le__, ">": int.__gt__, ">=": int.__ge__}
+        if operator in compare:
             op = compare[operator]
+            bound = self.value()
+            if field_name.lower() == "id" and bound.value.isdigit():
+                # Ids compare as numbers across projects, whether or not that issue still
+                # exists: what keyset paging (`id > last ORDER BY id`) relies on.
+                number = int(bound.value)
+                return lambda issue: op(issue.id, number)
+            anchor = lookup(bound)
+            if anchor is None:
+                return lambda issue: False
             return lambda issue: issue.project == anchor.project and op(issue.key_num,
                                                                         anchor.key_num)
-        return self.membership(operator, field_name, lambda t: {lookup(t).id},
-                               lambda issue: issue.id)
+
+        def resolve(token: Token) -> set[int]:
+            found = lookup(token)
+            return set() if found is None else {found.id}
+
+        return self.membership(operator, field_name, resolve, lambda issue: issue.id)
 
     def status_clause(self, field_name: str, operator: str) -> Predicate:
         statuses = self.context.data.statuses

@@ -8,7 +8,7 @@ import time
 import uuid
 from bisect import bisect_right
 from collections import Counter, OrderedDict, defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -78,6 +78,30 @@ class Knobs:
     search_lag_s: float = 0.0
 
 
+GLITCHES = ("no_token", "short")
+
+
+@dataclass
+class PagingKnobs:
+    """How search pages are served, and how they misbehave (the misbehaviour real sites show).
+
+    `glitch_next_page` is one-shot: spent on the next search page that has more pages after it
+    ("no_token": Cloud answers isLast false without a nextPageToken, Data Center an empty page;
+    "short": the page loses its first half while the paging carries on as if it had not).
+    `search_page_cap` serves fewer issues per page than asked (Jira may; 0: Jira's own caps).
+    `approximate_count_skew` is added to every approximate count.
+    `change_after_served` (`{"key": "ABC-1", "action": "touch" | "delete"}`) is one-shot too: the
+    issue is edited or deleted right after a search page holding it is served, i.e. during the
+    walk that page belongs to.
+    """
+
+    paging: str = "keyset"
+    glitch_next_page: str | None = None
+    search_page_cap: int = 0
+    approximate_count_skew: int = 0
+    change_after_served: dict | None = None
+
+
 class FakeJiraSite:
     def __init__(self, config: FakeJiraConfig) -> None:
         self.config = config
@@ -93,6 +117,7 @@ class FakeJiraSite:
         self.data: Dataset = build_dataset(config, self.start)
         self.knobs = Knobs(config.latency_ms, config.rate_limit, config.burst, config.fault_rate,
                            config.token_ttl, 0, tuple(config.forbidden_projects))
+        self.paging_knobs = PagingKnobs(paging=config.paging)
         self.limiter = RateLimiter(config.rate_limit, config.burst)
         self.faults = FaultInjector(config.fault_rate, random.Random(config.seed * 7919 + 1))
         self.oauth = OAuthIssuer(config.oauth_client_id, config.oauth_client_secret, config.seed)
@@ -126,8 +151,11 @@ class FakeJiraSite:
     def search_context(self) -> SearchContext:
         return SearchContext(self.data, self.user_zone, self.clock.now_ms(), self.myself_index())
 
-    def parse(self, jql: str | None, *, require_bound: bool = True) -> Query:
-        return parse_jql(jql, self.search_context(), require_bound=require_bound)
+    def parse(self, jql: str | None, *, require_bound: bool = True, strict: bool = True) -> Query:
+        context = self.search_context()
+        if not strict:
+            context = replace(context, strict_values=False)
+        return parse_jql(jql, context, require_bound=require_bound)
 
     def forbidden_in(self, query: Query) -> str | None:
         for key in sorted(query.project_keys):
@@ -499,7 +527,64 @@ class FakeJiraSite:
             "now": self.clock.now().isoformat(),
         }
 
+    def glitch_for_page(self, has_more: bool) -> str | None:
+        """The pending one-shot glitch, spent on the first search page with more pages after it."""
+        glitch = self.paging_knobs.glitch_next_page
+        if glitch is None or not has_more:
+            return None
+        self.paging_knobs.glitch_next_page = None
+        return glitch
+
+    def page_size(self, asked: int) -> int:
+        cap = self.paging_knobs.search_page_cap
+        return min(asked, cap) if cap > 0 else asked
+
+    def _configure_paging(self, knobs: dict) -> dict:
+        """Apply the paging knobs among `knobs`; returns the others."""
+        rest = dict(knobs)
+        paging = self.paging_knobs
+        if "paging" in rest:
+            value = str(rest.pop("paging"))
+            if value not in ("keyset", "offset"):
+                raise AdminError(400, f"paging must be 'keyset' or 'offset', not {value!r}")
+            paging.paging = value
+        if "glitch_next_page" in rest:
+            glitch = rest.pop("glitch_next_page")
+            if glitch is not None and glitch not in GLITCHES:
+                raise AdminError(400, f"glitch_next_page must be one of {', '.join(GLITCHES)} "
+                                      "or null")
+            paging.glitch_next_page = glitch
+        if "search_page_cap" in rest:
+            cap = int(rest.pop("search_page_cap"))
+            if cap < 0:
+                raise AdminError(400, "search_page_cap must not be negative")
+            paging.search_page_cap = cap
+        if "approximate_count_skew" in rest:
+            paging.approximate_count_skew = int(rest.pop("approximate_count_skew"))
+        if "change_after_served" in rest:
+            change = rest.pop("change_after_served")
+            if change is not None:
+                if not isinstance(change, dict) or change.get("action") not in ("touch", "delete"):
+                    raise AdminError(400, 'change_after_served must be {"key": ..., "action": '
+                                          '"touch" or "delete"} or null')
+                change = {"key": self.issue_by_key(str(change.get("key"))).key,
+                          "action": change["action"]}
+            paging.change_after_served = change
+        return rest
+
+    def page_served(self, issues: list[Issue]) -> None:
+        """Apply a pending `change_after_served` once a page holding its issue went out."""
+        change = self.paging_knobs.change_after_served
+        if change is None or not any(issue.key == change["key"] for issue in issues):
+            return
+        self.paging_knobs.change_after_served = None
+        if change["action"] == "delete":
+            self.delete_issue(change["key"])
+        else:
+            self.touch_issue(change["key"])
+
     def configure(self, knobs: dict) -> dict:
+        knobs = self._configure_paging(knobs)
         allowed = {"latency_ms", "rate_limit", "burst", "fault_rate", "token_ttl",
                    "malformed_json_next", "forbidden_projects", "search_lag_s"}
         unknown = set(knobs) - allowed
@@ -526,5 +611,6 @@ class FakeJiraSite:
         return {"latency_ms": k.latency_ms, "rate_limit": k.rate_limit, "burst": k.burst,
                 "fault_rate": k.fault_rate, "token_ttl": k.token_ttl,
                 "malformed_json_next": k.malformed_json_next,
-                "forbidden_projects": list(k.forbidden_projects), "search_lag_s": k.search_lag_s}
+                "forbidden_projects": list(k.forbidden_projects), "search_lag_s": k.search_lag_s,
+                **asdict(self.paging_knobs)}
 

@@ -34,8 +34,8 @@ from jira_pipeline.jira.auth import (
     TokenSaver,
     scrub,
 )
-from jira_pipeline.jira.jql import IssueWindow, build_issue_jql
-from jira_pipeline.jira.pagination import array_pages, offset_pages, token_pages
+from jira_pipeline.jira.jql import IssueWindow, build_issue_jql, keyset_jql
+from jira_pipeline.jira.pagination import array_pages, keyset_pages, offset_pages, token_pages
 from jira_pipeline.jira.ratelimit import RateLimiter, pause_from_headers
 from jira_pipeline.jira.retry import RetryPolicy
 from jira_pipeline.settings import PipelineSettings
@@ -44,6 +44,7 @@ USER_AGENT = f"jira-pipeline/{__version__}"
 FULL_PAGE_SIZE = 100  # Jira's maximum for full issues: half the calls of the default 50
 ID_PAGE_SIZE = 5000  # Cloud serves this many when only ids are asked for
 DC_ID_PAGE_SIZE = 1000  # Data Center's maxResults ceiling
+BULK_FETCH_SIZE = 100  # issues per Cloud bulkfetch (its maximum) or Data Center `id in` search
 
 RequestKind = Literal["api", "search", "count"]
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -67,6 +68,15 @@ class ClientCounters:
 
     def as_dict(self) -> dict[str, int | float]:
         return asdict(self)
+
+
+@dataclass
+class IssueBatch:
+    """One answer of `JiraClient.issues_by_id`: the issues found, and the ids Jira reported an
+    error for (`issueErrors`: retriable or too large, so neither found nor proven absent)."""
+
+    issues: list[dict[str, Any]]
+    unavailable: list[str]
 
 
 class _Unauthorized(Exception):
@@ -447,11 +457,91 @@ class JiraClient:
         return value
 
     async def issue_ids(self, jql: str, page_size: int | None = None) -> AsyncIterator[str]:
-        """The ids of every issue matching `jql`, cheaply (fields=id, thousands per page)."""
+        """The ids of every issue matching `jql`, cheaply (fields=id, thousands per page), in
+        ascending id order (a keyset walk: see `keyset_search_pages`)."""
+        async for page in self.issue_id_pages(jql, page_size):
+            for issue_id in page:
+                yield str(issue_id)
+
+    async def issue_id_pages(
+        self, jql: str, page_size: int | None = None
+    ) -> AsyncIterator[list[int]]:
+        """The pages of `issue_ids`, as ints."""
         size = page_size or (DC_ID_PAGE_SIZE if self.deployment == "datacenter" else ID_PAGE_SIZE)
-        async for page in self.search_pages(jql, fields=("id",), page_size=size):
-            for issue in page:
-                yield str(issue["id"])
+        async for page in self.keyset_search_pages(jql, fields=("id",), page_size=size):
+            yield [int(issue["id"]) for issue in page]
+
+    async def keyset_search_pages(
+        self,
+        jql: str,
+        fields: Sequence[str] = ("*all",),
+        expand: Sequence[str] = (),
+        page_size: int = FULL_PAGE_SIZE,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The issues matching `jql` in pages ordered by id, each page asked for as
+        `id > <last id walked>` (Cloud and Data Center alike): issues edited, created or deleted
+        during the walk neither skip nor repeat another, and an answer that breaks the chain
+        raises JiraPaginationError naming the endpoint (see `keyset_pages`)."""
+        fields, expand = list(fields), list(expand)
+        if self.deployment == "datacenter":
+            path = f"{self.api_prefix}/search"
+
+            async def fetch_dc(after: int | None) -> Any:
+                body = {"jql": keyset_jql(jql, after), "fields": fields, "expand": expand,
+                        "startAt": 0, "maxResults": page_size}
+                return await self.request_json("POST", path, json=body, kind="search")
+
+            pages = keyset_pages(fetch_dc, page_size=page_size, style="offset",
+                                 where=f"POST {path}")
+        else:
+            path = f"{self.api_prefix}/search/jql"
+
+            async def fetch_cloud(after: int | None) -> Any:
+                body: dict[str, Any] = {"jql": keyset_jql(jql, after), "fields": fields,
+                                        "maxResults": page_size}
+                if expand:
+                    body["expand"] = ",".join(expand)
+                return await self.request_json("POST", path, json=body, kind="search")
+
+            pages = keyset_pages(fetch_cloud, page_size=page_size, style="token",
+                                 where=f"POST {path}")
+        async for page in pages:
+            yield page
+
+    async def issues_by_id(
+        self,
+        issue_ids: Sequence[str],
+        fields: Sequence[str] = ("*all",),
+        expand: Sequence[str] = (),
+    ) -> AsyncIterator[IssueBatch]:
+        """The issues among `issue_ids` that exist and that the account can see, 100 a request
+        (Cloud `POST /issue/bulkfetch`; Data Center an `id in (...)` search that tolerates ids
+        that no longer exist). Ids Jira could not answer for right now come back `unavailable`:
+        neither present nor proven absent."""
+        ids = [str(issue_id) for issue_id in issue_ids]
+        for issue_id in ids:
+            if not issue_id.isdigit():
+                raise ValueError(f"not a Jira issue id: {issue_id!r}")
+        for start in range(0, len(ids), BULK_FETCH_SIZE):
+            chunk = ids[start : start + BULK_FETCH_SIZE]
+            if self.deployment == "datacenter":
+                path = f"{self.api_prefix}/search"
+                request: dict[str, Any] = {
+                    "jql": f"id in ({', '.join(chunk)}) ORDER BY id ASC", "fields": list(fields),
+                    "expand": list(expand), "startAt": 0, "maxResults": len(chunk),
+                    "validateQuery": False,
+                }
+            else:
+                path = f"{self.api_prefix}/issue/bulkfetch"
+                request = {"issueIdsOrKeys": chunk, "fields": list(fields),
+                           "expand": list(expand)}
+            body = await self.request_json("POST", path, json=request, kind="search")
+            issues = body.get("issues") if isinstance(body, dict) else None
+            if not isinstance(issues, list):
+                raise JiraResponseError("answer has no list `issues`", method="POST", path=path)
+            errors = body.get("issueErrors") or []
+            unavailable = [str(error.get("id")) for error in errors if isinstance(error, dict)]
+            yield IssueBatch(issues, unavailable)
 
     async def search_window(
         self,
@@ -471,8 +561,9 @@ class JiraClient:
         concurrently, so latency overlaps while the limiter keeps the pace, but only as many as
         hold two pages each on average. Issues cluster in time (a delta's recently touched issues
         sit in its last slice), so a sub-window of fewer pages mostly adds a near-empty page of
-        its own. Sub-windows split on `updated` in epoch ms and are half-open, so an issue that
-        does not change during the walk is fetched exactly once (one that changes may move
+        its own. Sub-windows split on `updated` in epoch ms and are half-open, and each is a
+        keyset walk by id (`keyset_search_pages`), so an issue that does not change during the
+        walk is fetched exactly once whatever else changes (one that changes may move
         between sub-windows: writes are idempotent). At most about two pages per sub-window are
         held.
         """
@@ -482,11 +573,12 @@ class JiraClient:
             total = await self.count_issues(whole)
             parts = min(parts, total // (2 * page_size))
         if parts <= 1:
-            async for issue in self.search_issues(whole, fields, expand, page_size):
-                yield issue
+            async for page in self.keyset_search_pages(whole, fields, expand, page_size):
+                for issue in page:
+                    yield issue
             return
         walks = [
-            self.search_pages(
+            self.keyset_search_pages(
                 build_issue_jql(sub, projects=projects, user_jql=jql), fields, expand, page_size
             )
             for sub in window.split(parts)
@@ -594,4 +686,4 @@ async def merge_pages(
                 await aclose()
 
 
-__all__ = ["ClientCounters", "JiraClient", "merge_pages"]
+__all__ = ["ClientCounters", "IssueBatch", "JiraClient", "merge_pages"]

@@ -14,6 +14,7 @@ from jira_pipeline.timeutil import from_epoch_ms, to_epoch_ms
 # Jira project keys: an uppercase letter, then uppercase letters, digits or underscores.
 _PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,254}$")
 _ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
+_OUR_ORDER_BY = re.compile(r"\s+ORDER BY (updated|created|key|id) (ASC|DESC)$")
 
 
 @dataclass(frozen=True)
@@ -142,3 +143,15 @@ def build_issue_jql(
     if not re.fullmatch(r"(updated|created|key|id) (ASC|DESC)", order_by):
         raise JqlError(f"unsupported ORDER BY: {order_by!r}")
     return " AND ".join(clauses) + f" ORDER BY {order_by}"
+
+
+def keyset_jql(jql: str, after_id: int | None) -> str:
+    """The JQL of one keyset page: `jql`'s issues above `after_id`, in id order.
+
+    The trailing ORDER BY `build_issue_jql` writes gives way to `ORDER BY id ASC` (user JQL may
+    hold none, see `fence_user_jql`), so a walk can continue from the last id it saw.
+    """
+    where = _OUR_ORDER_BY.sub("", jql.strip())
+    if after_id is None:
+        return f"{where} ORDER BY id ASC"
+    return f"({where}) AND id > {int(after_id)} ORDER BY id ASC"

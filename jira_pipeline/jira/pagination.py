@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Literal
 
-from jira_pipeline.jira._exceptions import JiraPaginationError
+from jira_pipeline.jira._exceptions import JiraBadRequest, JiraPaginationError
 
 PageFetcher = Callable[[dict[str, Any]], Awaitable[Any]]
 """Fetches one page given its paging parameters (startAt/maxResults or nextPageToken)."""
@@ -87,6 +87,12 @@ async def offset_pages(
                     f"{where}: empty page at startAt={start_at} but isLast=false and "
                     f"total={total}: the pages would never end"
                 )
+            if isinstance(total, int) and total > start_at:
+                # Data Center states no isLast: an empty page before `total` ends pages early.
+                raise JiraPaginationError(
+                    f"{where}: empty page at startAt={start_at} but total={total}: the pages "
+                    "end early"
+                )
             return
         start_at += len(items)
         if is_last is None and isinstance(total, int) and start_at >= total:
@@ -142,3 +148,120 @@ async def token_pages(
         seen_tokens.add(token)
         if not items:
             raise JiraPaginationError(f"{where}: empty page that is not the last one")
+
+
+KeysetFetcher = Callable[[int | None], Awaitable[Any]]
+"""Fetches the first page of the issues whose id is above the given one (None: from the start)."""
+
+
+def _issue_id(item: Any, where: str) -> int:
+    value = item.get("id") if isinstance(item, dict) else None
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise JiraPaginationError(f"{where}: an issue without a numeric id: {value!r}") from None
+
+
+async def keyset_pages(
+    fetch: KeysetFetcher,
+    *,
+    page_size: int,
+    style: Literal["token", "offset"],
+    where: str = "search",
+    max_pages: int = DEFAULT_MAX_PAGES,
+) -> AsyncIterator[list[Any]]:
+    """Issue pages in ascending id order, each asked for as `id > <last id walked>`.
+
+    Edits, creates and deletes during the walk neither skip nor repeat an issue: a page never
+    depends on an offset or on a token that remembers one. The walk is complete when every page
+    chained and the ids rose strictly; an answer that breaks the chain raises
+    JiraPaginationError instead of ending the walk quietly:
+    - `style="token"` (Cloud search/jql): `isLast: false` without a `nextPageToken`, or an empty
+      page that is not the last. A page shorter than asked is fine (Jira documents it).
+    - `style="offset"` (Data Center search): a page shorter than Jira's stated `total` and its
+      own `maxResults` (the pages would end early).
+    """
+    after: int | None = None
+    earlier: list[int] = []  # the previous page's other ids: anchors if `after` was deleted
+    pages = 0
+    while True:
+        body = await _fetch_after(fetch, after, earlier, where)
+        served = _items(body, "issues", where)
+        # Above an earlier anchor (see _fetch_after) the page starts with ids already walked.
+        items = [item for item in served if after is None or _issue_id(item, where) > after]
+        pages += 1
+        if pages > max_pages:
+            raise JiraPaginationError(f"{where}: more than {max_pages} pages, giving up")
+        previous = after
+        for item in items:
+            issue_id = _issue_id(item, where)
+            if previous is not None and issue_id <= previous:
+                raise JiraPaginationError(
+                    f"{where}: issue id {issue_id} came after {previous}: the ids did not rise "
+                    "strictly (ORDER BY id or the id bound was not applied)"
+                )
+            previous = issue_id
+        if style == "token":
+            is_last = body.get("isLast")
+            token = body.get("nextPageToken")
+            if is_last is False and not token:
+                raise JiraPaginationError(
+                    f"{where}: isLast is false but the page has no nextPageToken "
+                    f"(page {pages}, after id {after}): the walk would end early"
+                )
+            last = is_last is True or (is_last is None and not token)
+            if not last and not items:
+                raise JiraPaginationError(f"{where}: empty page that is not the last one")
+        else:
+            total = body.get("total")
+            if not isinstance(total, int):
+                raise JiraPaginationError(f"{where}: a search page without an integer `total`")
+            served_from = body.get("startAt", 0)
+            if served_from != 0:
+                raise JiraPaginationError(f"{where}: asked for startAt=0, got {served_from}")
+            limit = body.get("maxResults")
+            limit = limit if isinstance(limit, int) and limit > 0 else page_size
+            if len(served) < min(total, limit):
+                raise JiraPaginationError(
+                    f"{where}: a page of {len(served)} issue(s) (page {pages}, after id {after}) "
+                    f"where Jira states {total} match in pages of {limit}: the pages end early"
+                )
+            last = len(served) >= total
+        if items:
+            yield items
+        if last:
+            return
+        earlier = [_issue_id(item, where) for item in items[-_ANCHORS - 1 : -1]]
+        after = previous
+
+
+_ANCHORS = 3  # earlier ids of a page tried when the last one vanished before the next page
+
+
+async def _fetch_after(fetch: KeysetFetcher, after: int | None, earlier: list[int],
+                       where: str) -> Any:
+    """The page above `after`. Jira resolves the id in `id > N` to an issue: when that issue
+    was deleted since the previous page, Cloud answers no issues and Data Center a 400, which
+    would end the walk early or fail it. An empty or refused answer is asked again from the
+    previous page's earlier ids (latest first; what is not above `after` is dropped)."""
+    try:
+        body = await fetch(after)
+        if after is None or not earlier or _has_issues(body):
+            return body
+    except JiraBadRequest:
+        if after is None or not earlier:
+            raise
+    for anchor in reversed(earlier):
+        try:
+            body = await fetch(anchor)
+        except JiraBadRequest:
+            continue
+        return body
+    raise JiraPaginationError(
+        f"{where}: no page could be had above id {after} nor above the ids before it "
+        f"({', '.join(map(str, earlier))}): the walk cannot continue"
+    )
+
+
+def _has_issues(body: Any) -> bool:
+    return isinstance(body, dict) and bool(body.get("issues"))

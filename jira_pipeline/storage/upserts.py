@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -527,3 +528,70 @@ def mark_deleted_except(
         )
         marked += result.modified_count
     return marked
+
+
+def stored_live_ids(
+    db: Database,
+    entity: str,
+    connection_id: str,
+    *,
+    scope: Mapping[str, Any] | None = None,
+) -> Iterator[str]:
+    """The Jira ids of the stored, not deleted rows of `connection_id` (within `scope`), streamed
+    from a cursor: what a census compares with the ids Jira walked."""
+    spec = entity_spec(entity)
+    selector = {**(scope or {}), "connection_id": str(connection_id), "is_deleted": {"$ne": True}}
+    for doc in db[spec.collection].find(selector, {spec.id_field: 1, "_id": 0}):
+        jira_id = doc.get(spec.id_field)
+        if jira_id is not None:
+            yield str(jira_id)
+
+
+def mark_deleted_ids(db: Database, entity: str, connection_id: str, jira_ids: Iterable[str]) -> int:
+    """Mark the stored, live rows of `connection_id` with these Jira ids deleted (ids proven gone
+    from Jira); returns how many were marked. Like `mark_deleted_except`, rows are kept."""
+    spec = entity_spec(entity)
+    collection = db[spec.collection]
+    ids = [document_id(str(connection_id), spec.name, str(jira_id)) for jira_id in jira_ids]
+    now = _to_bson_precision(utc_now())
+    marked = 0
+    for start in range(0, len(ids), _MARK_DELETED_CHUNK):
+        result = collection.update_many(
+            {"_id": {"$in": ids[start : start + _MARK_DELETED_CHUNK]}, "is_deleted": {"$ne": True}},
+            {"$set": {"is_deleted": True, "deleted_at": now}},
+        )
+        marked += result.modified_count
+    return marked
+
+
+def live_ids_except(
+    db: Database,
+    entity: str,
+    connection_id: str,
+    jira_ids: AbstractSet[str],
+    *,
+    scope: Mapping[str, Any] | None = None,
+) -> list[str]:
+    """The Jira ids of the stored live rows of `connection_id` (within `scope`) that are not in
+    `jira_ids`: what `mark_deleted_except` would mark, without marking it."""
+    spec = entity_spec(entity)
+    selector = {**(scope or {}), "connection_id": str(connection_id), "is_deleted": {"$ne": True}}
+    if len(jira_ids) <= _NIN_MAX_IDS and spec.id_field not in selector:
+        # The store picks them from its key index, reading no row that is still live.
+        selector[spec.id_field] = {"$nin": sorted(jira_ids)}
+        found = db[spec.collection].find(selector, {spec.id_field: 1, "_id": 0})
+        return [str(doc[spec.id_field]) for doc in found if doc.get(spec.id_field) is not None]
+    return [
+        jira_id
+        for jira_id in stored_live_ids(db, entity, connection_id, scope=scope)
+        if jira_id not in jira_ids
+    ]
+
+
+def count_live(
+    db: Database, entity: str, connection_id: str, *, scope: Mapping[str, Any] | None = None
+) -> int:
+    """How many stored rows of `connection_id` (within `scope`) are not marked deleted."""
+    spec = entity_spec(entity)
+    selector = {**(scope or {}), "connection_id": str(connection_id), "is_deleted": {"$ne": True}}
+    return db[spec.collection].count_documents(selector)

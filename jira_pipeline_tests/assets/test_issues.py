@@ -37,6 +37,19 @@ def every_stored_issue_but_sync_time(pipeline: Pipeline) -> dict[str, dict[str, 
     }
 
 
+def daily_run(pipeline: Pipeline) -> dg.ExecuteInProcessResult:
+    """The run the daily schedule requests now (its partitions and tags, census included)."""
+    schedule = pipeline.defs.resolve_schedule_def("jira_daily_schedule")
+    context = dg.build_schedule_context(
+        instance=pipeline.instance, scheduled_execution_time=datetime.now(UTC)
+    )
+    request = schedule.evaluate_tick(context).run_requests
+    assert request is not None and len(request) == 1
+    return pipeline.defs.resolve_job_def("jira_sync_job").execute_in_process(
+        instance=pipeline.instance, tags=request[0].tags
+    )
+
+
 def ids_updated_in(issues: dict[str, dict], start: datetime, end: datetime) -> set[str]:
     return {issue_id for issue_id, issue in issues.items() if start <= issue["updated"] < end}
 
@@ -196,7 +209,7 @@ def test_touched_created_and_deleted_issues_are_reflected_after_todays_partition
         admin.delete_issue(issue["key"])
     started = datetime.now(UTC)
 
-    result = pipeline.run("jira_issues_job", pipeline.today)
+    result = daily_run(pipeline)
 
     assert_store_mirrors_fake(pipeline)
     touched = pipeline.stored_issues()[old["id"]]
@@ -207,30 +220,31 @@ def test_touched_created_and_deleted_issues_are_reflected_after_todays_partition
     for doc in gone.values():
         assert doc["deleted_at"] is not None and doc["deleted_at"] >= started - timedelta(seconds=1)
         assert doc["deleted_at"].utcoffset() == timedelta(0)
-    [meta] = materializations(result, "jira_issues")
+    meta = materializations(result, "jira_issues")[0]
     assert (meta["inserted"], meta["updated"]) == (2, 2)
     assert (meta["reconciled"], meta["marked_deleted"]) == (True, 2)
 
 
-def test_reconciling_with_nothing_deleted_costs_a_count_not_an_id_walk(
+def test_the_census_with_nothing_changed_costs_a_count_and_one_id_page(
     pipeline_factory: Callable[..., Pipeline],
 ) -> None:
     pipeline = pipeline_factory(issues=200, days=4)
     pipeline.sync_everything()
-    pipeline.fake.admin.touch_issue(pipeline.fake.admin.issues()[0]["key"])
-    served_before = pipeline.fake.admin.stats()["issues_served"]
+    before = pipeline.fake.admin.stats()["requests"]
 
-    result = pipeline.run("jira_issues_job", pipeline.today)
+    result = daily_run(pipeline)
 
-    [meta] = materializations(result, "jira_issues")
-    assert (meta["reconciled"], meta["marked_deleted"], meta["updated"]) == (True, 0, 1)
-    # Besides the partition's issues, only the count check's ids for the partition were served:
-    # a `fields=id` walk of the synced range would alone have served all 200.
-    served = pipeline.fake.admin.stats()["issues_served"] - served_before
-    assert served - meta["records_fetched"] < 200
+    meta = materializations(result, "jira_issues")[0]
+    assert (meta["reconciled"], meta["marked_deleted"], meta["census_fetched"]) == (True, 0, 0)
+    assert meta["census_issue_ids"] == 200
+    # One approximate count and one fields=id page of 5,000: nothing differed, nothing fetched.
+    assert meta["census_api_calls"] == 2
+    after = pipeline.fake.admin.stats()["requests"]
+    bulk = "POST /rest/api/3/issue/bulkfetch"
+    assert after.get(bulk) == before.get(bulk)
 
 
-def test_deletions_are_reconciled_by_todays_partition_or_on_demand_only(
+def test_deletions_are_reconciled_by_the_daily_run_or_on_demand_only(
     pipeline_factory: Callable[..., Pipeline],
 ) -> None:
     pipeline = pipeline_factory(issues=100, days=3)
@@ -239,9 +253,11 @@ def test_deletions_are_reconciled_by_todays_partition_or_on_demand_only(
     pipeline.fake.admin.delete_issue(victim["key"])
     yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
 
-    past = pipeline.run("jira_issues_job", yesterday)
-    assert victim["id"] in pipeline.stored_issues()
-    assert (materializations(past, "jira_issues")[0]["reconciled"]) is False
+    # Today's partition alone, as the refresh sensor requests it, stays cheap: no census.
+    for partition in (pipeline.today, yesterday):
+        past = pipeline.run("jira_issues_job", partition)
+        assert victim["id"] in pipeline.stored_issues()
+        assert (materializations(past, "jira_issues")[0]["reconciled"]) is False
 
     asked = pipeline.run("jira_issues_job", yesterday, reconcile_deletions=True)
     assert set(pipeline.stored_issues(deleted=True)) == {victim["id"]}
@@ -298,7 +314,7 @@ def test_reconciliation_limited_to_jira_projects_leaves_other_projects_alone(
     monkeypatch.setenv("JIRA_PROJECTS", chosen)
     pipeline.defs = build_definitions(mongo=pipeline.mongo)
 
-    pipeline.run("jira_issues_job", pipeline.today)
+    daily_run(pipeline)
 
     # The other project is out of scope: its deletion is not this site's to notice now.
     assert set(pipeline.stored_issues(deleted=True)) == {by_project[chosen][0]["id"]}
