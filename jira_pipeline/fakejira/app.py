@@ -230,8 +230,11 @@ async def project_search(call: Call) -> object:
     order = request.query_params.get("orderBy", "key")
     reverse = order.startswith("-")
     name = order.lstrip("+-")
-    sort_value = {"key": lambda i: projects[i].key, "name": lambda i: projects[i].name,
-                  "id": lambda i: int(projects[i].id)}.get(name)
+    # ids sort as numbers: zero-padded so one key type serves every order
+    sort_value: Callable[[int], str] | None = {
+        "key": lambda i: projects[i].key, "name": lambda i: projects[i].name,
+        "id": lambda i: projects[i].id.zfill(20),
+    }.get(name)
     if sort_value is None:
         raise ApiError(400, f"Invalid orderBy parameter: {order}")
     indexes = sorted(indexes, key=sort_value, reverse=reverse)

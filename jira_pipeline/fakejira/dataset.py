@@ -79,6 +79,10 @@ OPTIONS = (("10100", "Low impact"), ("10101", "Medium impact"), ("10102", "High 
 TEAMS = (("10200", "Alpha"), ("10201", "Bravo"), ("10202", "Charlie"), ("10203", "Delta"))
 
 
+# One changed field of a history: (field, fieldtype, fieldId, from, fromString, to, toString).
+HistoryItem = tuple[str, str, str, str | None, str | None, str | None, str | None]
+
+
 @dataclass
 class User:
     account_id: str
@@ -121,8 +125,7 @@ class History:
     author: int
     created_ms: int
     offset: int
-    # (field, fieldtype, fieldId, from, fromString, to, toString)
-    items: tuple[tuple[str, str, str, str | None, str | None, str | None, str | None], ...]
+    items: tuple[HistoryItem, ...]
 
 
 class Issue:

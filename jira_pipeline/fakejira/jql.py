@@ -138,6 +138,10 @@ class _Parser:
         token = self.peek()
         return token is not None and token.kind == "word" and token.text.lower() in words
 
+    def peek_text(self, text: str) -> bool:
+        token = self.peek()
+        return token is not None and token.text == text
+
     def take(self) -> Token:
         token = self.peek()
         if token is None:
@@ -180,14 +184,14 @@ class _Parser:
             if self.peek_word("asc", "desc"):
                 descending = self.take().text.lower() == "desc"
             order.append((SORTABLE[name], descending))
-            if self.peek() is not None and self.peek().text == ",":
+            if self.peek_text(","):
                 self.take()
                 continue
             return order
 
     def or_expr(self) -> Predicate:
         parts = [self.and_expr()]
-        while self.peek_word("or") or (self.peek() is not None and self.peek().text == "||"):
+        while self.peek_word("or") or self.peek_text("||"):
             self.take()
             parts.append(self.and_expr())
         if len(parts) == 1:
@@ -196,7 +200,7 @@ class _Parser:
 
     def and_expr(self) -> Predicate:
         parts = [self.not_expr()]
-        while self.peek_word("and") or (self.peek() is not None and self.peek().text == "&&"):
+        while self.peek_word("and") or self.peek_text("&&"):
             self.take()
             parts.append(self.not_expr())
         if len(parts) == 1:
@@ -274,7 +278,7 @@ class _Parser:
         token = self.take()
         if token.kind not in ("word", "string"):
             raise self.error_at(token, "Expecting either a value, list or function")
-        if token.kind == "word" and self.peek() is not None and self.peek().text == "(":
+        if token.kind == "word" and self.peek_text("("):
             # A function call: only the argument-less ones sync tools use.
             self.take()
             closing = self.take()

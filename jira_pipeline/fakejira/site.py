@@ -18,6 +18,7 @@ from jira_pipeline.fakejira.dataset import (
     STATUS_CATEGORIES,
     Dataset,
     History,
+    HistoryItem,
     Issue,
     Project,
     Status,
@@ -123,7 +124,7 @@ class FakeJiraSite:
         self.oauth = OAuthIssuer(config.oauth_client_id, config.oauth_client_secret, config.seed)
         self.renderers: dict[tuple[str, str], SiteRenderer] = {}
         self.searches: OrderedDict[tuple, SearchResult] = OrderedDict()
-        self.requests: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        self.requests: defaultdict[str, Counter[int]] = defaultdict(Counter)
         self.latency_waited_ms = 0.0
         self.rate_limited = 0
         self.in_retry_window = 0
@@ -412,7 +413,7 @@ class FakeJiraSite:
         issue.components, issue.fix_version = (), -1
         data.by_key[issue.key] = issue  # the old key stays mapped too
         new_project, new_status = data.projects[target], data.statuses[issue.status]
-        items: list[tuple[str, str, str, str | None, str | None, str | None, str | None]] = [
+        items: list[HistoryItem] = [
             ("project", "jira", "project", old_project.id, old_project.name, new_project.id,
              new_project.name),
             ("Key", "jira", "issuekey", None, old_key, None, issue.key),
@@ -429,9 +430,9 @@ class FakeJiraSite:
 
     def _apply_fields(self, issue: Issue, fields: dict, now: int, *, record: bool) -> None:
         data = self.data
-        items = []
+        items: list[HistoryItem] = []
         for name, value in fields.items():
-            before, after = self._field_string(issue, name), None
+            before = self._field_string(issue, name)
             if name == "status":
                 wanted = str(value.get("name") or value.get("id")) if isinstance(value, dict) \
                     else str(value)
@@ -453,10 +454,10 @@ class FakeJiraSite:
                     raise AdminError(400, f"No user with accountId {account!r}")
                 issue.assignee = -1 if found is None else found
             elif name == "priority":
-                wanted = value.get("name") if isinstance(value, dict) else value
-                found = next((i for i, p in enumerate(PRIORITIES) if wanted in p[:2]), None)
+                priority = value.get("name") if isinstance(value, dict) else value
+                found = next((i for i, p in enumerate(PRIORITIES) if priority in p[:2]), None)
                 if found is None:
-                    raise AdminError(400, f"No priority {wanted!r}")
+                    raise AdminError(400, f"No priority {priority!r}")
                 issue.priority = found
             elif name == "labels":
                 if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -647,7 +647,7 @@ def _user_identity(user: Any) -> str:
 
 async def merge_pages(
     walks: Iterable[AsyncIterator[list[Any]]], *, max_buffered: int = 4
-) -> AsyncIterator[list[Any]]:
+) -> AsyncGenerator[list[Any], None]:
     """Pages of several walks, as they arrive; a failing walk stops all of them.
 
     The queue is bounded, so walks pause when the consumer is slow: memory stays at a few pages.

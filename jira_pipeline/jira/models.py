@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -144,6 +144,11 @@ class JiraRecord(BaseModel):
     # Key fields stored as null because Jira sent a value of an unexpected type (not stored).
     nulled_fields: tuple[str, ...] = Field(default=(), exclude=True, repr=False)
 
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any], connection_id: str) -> Self:
+        """The record of Jira's JSON `raw`: key fields extracted, `raw` kept whole."""
+        raise NotImplementedError(f"{cls.__name__} does not say how to read Jira's JSON")
+
 
 def _required_id(
     raw: Any, connection_id: str, entity: str, *, field: str = "id"
@@ -185,7 +190,7 @@ class IssueRecord(JiraRecord):
     parent_key: str | None
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any], connection_id: str) -> IssueRecord:
+    def from_raw(cls, raw: dict[str, Any], connection_id: str) -> Self:
         """The record of one issue; RecordRejected (dead-lettered by the sync) when the issue has
         no id, no key or no usable `updated`.
 
@@ -249,7 +254,7 @@ class ProjectRecord(JiraRecord):
     lead_account_id: str | None
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any], connection_id: str) -> ProjectRecord:
+    def from_raw(cls, raw: dict[str, Any], connection_id: str) -> Self:
         raw, project_id = _required_id(raw, connection_id, "project")
         return cls(
             connection_id=connection_id,
@@ -270,7 +275,7 @@ class StatusRecord(JiraRecord):
     scope_project_id: str | None
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any], connection_id: str) -> StatusRecord:
+    def from_raw(cls, raw: dict[str, Any], connection_id: str) -> Self:
         raw, status_id = _required_id(raw, connection_id, "status")
         scope = raw.get("scope") or {}
         scoped = isinstance(scope, dict) and scope.get("type") == "PROJECT"
@@ -293,7 +298,7 @@ class UserRecord(JiraRecord):
     email_address: str | None
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any], connection_id: str) -> UserRecord:
+    def from_raw(cls, raw: dict[str, Any], connection_id: str) -> Self:
         account_id = _user_id(raw)
         if account_id is None:
             raise RecordRejected(
