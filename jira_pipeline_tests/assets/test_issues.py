@@ -220,8 +220,11 @@ def test_touched_created_and_deleted_issues_are_reflected_after_todays_partition
     for doc in gone.values():
         assert doc["deleted_at"] is not None and doc["deleted_at"] >= started - timedelta(seconds=1)
         assert doc["deleted_at"].utcoffset() == timedelta(0)
-    meta = materializations(result, "jira_issues")[0]
-    assert (meta["inserted"], meta["updated"]) == (2, 2)
+    partitions = materializations(result, "jira_issues")  # yesterday's and today's
+    assert len(partitions) == 2
+    inserted, updated = (sum(p[name] for p in partitions) for name in ("inserted", "updated"))
+    assert (inserted, updated) == (2, 2)
+    meta = partitions[0]  # the run's census figures, on every partition
     assert (meta["reconciled"], meta["marked_deleted"]) == (True, 2)
 
 
