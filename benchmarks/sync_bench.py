@@ -74,6 +74,8 @@ class PeakMemory:
         self._tree: list[psutil.Process] = []
         self._listed_at = -math.inf
         self._peak = 0
+        self._generation = 0
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -102,12 +104,20 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self._peak = max(self._peak, self._tree_rss())
+            # A sample begun before a reset (a child of the previous phase still alive) must not
+            # land after it: it is kept only if no reset happened while it was taken.
+            generation = self._generation
+            rss = self._tree_rss()
+            with self._lock:
+                if generation == self._generation:
+                    self._peak = max(self._peak, rss)
             self._stop.wait(self._interval)
 
     def reset(self) -> None:
-        self._listed_at = -math.inf
-        self._peak = self._tree_rss()
+        with self._lock:
+            self._generation += 1
+            self._listed_at = -math.inf
+            self._peak = 0
 
     @property
     def peak_mb(self) -> float:
