@@ -133,13 +133,6 @@ def _rekey_parents(
     return changed
 
 
-def connection_of(definition_metadata: Mapping[str, Any] | None, key: str) -> str | None:
-    """The connection id an asset declares in its definition metadata, if any."""
-    value = (definition_metadata or {}).get(key)
-    value = getattr(value, "value", value)  # a MetadataValue or a plain string
-    return str(value) if value else None
-
-
 def _pending_names(
     db: Database, entity: str, copied: CopiedNames, connection_id: str | None
 ) -> tuple[dict[tuple[str, str], dict[str, Any]], list[tuple[Any, Any]]]:

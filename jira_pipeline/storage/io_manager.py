@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 from pydantic import Field
 
-from jira_pipeline.storage.copied_names import connection_of, refresh_copied_names
+from jira_pipeline.storage.copied_names import refresh_copied_names
 from jira_pipeline.storage.entities import ENTITIES, EntitySpec, UnknownEntityError
 from jira_pipeline.storage.partitioned_writes import write_per_partition
 from jira_pipeline.storage.resources import MongoResource
@@ -85,20 +85,18 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
         records = obj if obj is not None else ()
         odd = OddRecordReport(context, spec)
         db = self.mongo.get_database()
-        connection_id = _definition_connection_id(context)
+        connection_id = declared_connection_id(context.definition_metadata)
         # Several partitions in one step: each partition's materialization gets its own counts.
+        watched = odd.watch(records)  # consumed by whichever of the two writes
         counts: UpsertCounts = write_per_partition(
-            context, db, spec, odd.watch(records), batch_size=self.batch_size,
+            context, db, spec, watched, batch_size=self.batch_size,
             connection_id=connection_id, on_sync_error=odd.sync_error,
         ) or upsert_records(
-            db, spec.name, odd.watch(records), batch_size=self.batch_size,
+            db, spec.name, watched, batch_size=self.batch_size,
             connection_id=connection_id, on_sync_error=odd.sync_error,
         )
         # A dimension written: issues' copies of its names follow in the same step.
-        renamed = refresh_copied_names(
-            db, spec.name,
-            connection_of(context.definition_metadata, CONNECTION_METADATA_KEY),
-        )
+        renamed = refresh_copied_names(db, spec.name, connection_id)
         # The stream is read while it is written, so this covers fetching from Jira too.
         duration = time.perf_counter() - started
         metadata: dict[str, Any] = {
@@ -123,7 +121,10 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
         selector: dict[str, Any] = {}
         if not self.include_deleted:
             selector["is_deleted"] = {"$ne": True}
-        connection_id = _upstream_connection_id(context)
+        upstream = context.upstream_output
+        connection_id = declared_connection_id(
+            upstream.definition_metadata if upstream is not None else None
+        )
         if connection_id is not None:
             selector["connection_id"] = connection_id
         windows = _input_windows(context)
@@ -183,17 +184,9 @@ class OddRecordReport:
         }
 
 
-def _definition_connection_id(context: dg.OutputContext) -> str | None:
-    metadata = dict(context.definition_metadata or {})
-    value = metadata.get(CONNECTION_METADATA_KEY)
-    value = getattr(value, "value", value)
-    return str(value) if value else None
-
-
-def _upstream_connection_id(context: dg.InputContext) -> str | None:
-    upstream = context.upstream_output
-    metadata = dict(upstream.definition_metadata or {}) if upstream is not None else {}
-    value = metadata.get(CONNECTION_METADATA_KEY)
+def declared_connection_id(definition_metadata: Mapping[str, Any] | None) -> str | None:
+    """The connection id an asset declares in its definition metadata, if any."""
+    value = (definition_metadata or {}).get(CONNECTION_METADATA_KEY)
     value = getattr(value, "value", value)  # a MetadataValue or a plain string
     return str(value) if value else None
 

@@ -503,31 +503,14 @@ def mark_deleted_except(
     with `is_deleted: true` and `deleted_at`, so history survives; an upsert brings one back.
     Returns how many rows were marked.
     """
-    spec = entity_spec(entity)
-    collection = db[spec.collection]
     live = {str(jira_id) for jira_id in live_ids}
-    selector = {**(scope or {}), "connection_id": str(connection_id), "is_deleted": {"$ne": True}}
-    if len(live) <= _NIN_MAX_IDS and spec.id_field not in selector:
-        # The store picks the vanished rows: a server from its unique index, the embedded
-        # store from its key index, neither reading the rows that are still live.
-        selector[spec.id_field] = {"$nin": sorted(live)}
-        vanished = [doc["_id"] for doc in collection.find(selector, {"_id": 1})]
-    else:
-        vanished = [
-            doc["_id"]
-            for doc in collection.find(selector, {spec.id_field: 1})
-            if doc.get(spec.id_field) not in live
-        ]
-    now = _to_bson_precision(utc_now())
-    marked = 0
-    for start in range(0, len(vanished), _MARK_DELETED_CHUNK):
-        chunk = vanished[start : start + _MARK_DELETED_CHUNK]
-        result = collection.update_many(
-            {"_id": {"$in": chunk}, "is_deleted": {"$ne": True}},
-            {"$set": {"is_deleted": True, "deleted_at": now}},
-        )
-        marked += result.modified_count
-    return marked
+    vanished = live_ids_except(db, entity, connection_id, live, scope=scope)
+    return mark_deleted_ids(db, entity, connection_id, vanished)
+
+
+def _live_selector(connection_id: str, scope: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The stored, not deleted rows of `connection_id` within `scope`."""
+    return {**(scope or {}), "connection_id": str(connection_id), "is_deleted": {"$ne": True}}
 
 
 def stored_live_ids(
@@ -540,7 +523,7 @@ def stored_live_ids(
     """The Jira ids of the stored, not deleted rows of `connection_id` (within `scope`), streamed
     from a cursor: what a census compares with the ids Jira walked."""
     spec = entity_spec(entity)
-    selector = {**(scope or {}), "connection_id": str(connection_id), "is_deleted": {"$ne": True}}
+    selector = _live_selector(connection_id, scope)
     for doc in db[spec.collection].find(selector, {spec.id_field: 1, "_id": 0}):
         jira_id = doc.get(spec.id_field)
         if jira_id is not None:
@@ -575,9 +558,10 @@ def live_ids_except(
     """The Jira ids of the stored live rows of `connection_id` (within `scope`) that are not in
     `jira_ids`: what `mark_deleted_except` would mark, without marking it."""
     spec = entity_spec(entity)
-    selector = {**(scope or {}), "connection_id": str(connection_id), "is_deleted": {"$ne": True}}
+    selector = _live_selector(connection_id, scope)
     if len(jira_ids) <= _NIN_MAX_IDS and spec.id_field not in selector:
-        # The store picks them from its key index, reading no row that is still live.
+        # The store picks them, a server from its unique index, the embedded store from its key
+        # index, neither reading the rows that are still live.
         selector[spec.id_field] = {"$nin": sorted(jira_ids)}
         found = db[spec.collection].find(selector, {spec.id_field: 1, "_id": 0})
         return [str(doc[spec.id_field]) for doc in found if doc.get(spec.id_field) is not None]
@@ -593,5 +577,5 @@ def count_live(
 ) -> int:
     """How many stored rows of `connection_id` (within `scope`) are not marked deleted."""
     spec = entity_spec(entity)
-    selector = {**(scope or {}), "connection_id": str(connection_id), "is_deleted": {"$ne": True}}
+    selector = _live_selector(connection_id, scope)
     return db[spec.collection].count_documents(selector)
