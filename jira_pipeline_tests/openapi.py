@@ -228,3 +228,70 @@ def assert_valid_schema(schema_name: str, body: Any) -> None:
     errors = list(_errors(pointer, body))
     if errors:
         raise AssertionError(f"body breaks {pointer}:\n{_describe(errors)}")
+
+
+# --- Cloud REST v2 ------------------------------------------------------------------------
+# Atlassian publishes a v2 document too (swagger-v2.v3.json), but the project's tools could not
+# obtain a copy, so v2 answers are checked against their v3 twins (same operations, same
+# schemas) with one difference made strict: v2 sends rich text (description, environment,
+# comment and worklog bodies, textarea custom fields) as plain strings, never as ADF documents.
+# The v3 schemas leave those properties untyped, so that rule is checked here, on its own.
+
+RICH_TEXT_FIELDS = ("description", "environment")
+
+
+def v3_twin(v2_path: str) -> str:
+    """The v3 path of a Cloud v2 path: `/rest/api/2/...` (also behind /ex/jira/{cloudId})."""
+    twin = re.sub(r"/rest/api/2(?=/)", "/rest/api/3", v2_path, count=1)
+    if twin == v2_path:
+        raise ValueError(f"{v2_path!r} is not a /rest/api/2 path")
+    return twin
+
+
+def adf_locations(body: Any, where: str = "") -> list[str]:
+    """JSON paths of every Atlassian Document Format document (`type: doc`) inside `body`."""
+    found: list[str] = []
+    if isinstance(body, dict):
+        if body.get("type") == "doc" and "content" in body:
+            return [where or "<body>"]
+        for key, value in body.items():
+            found.extend(adf_locations(value, f"{where}/{key}"))
+    elif isinstance(body, list):
+        for index, value in enumerate(body):
+            found.extend(adf_locations(value, f"{where}/{index}"))
+    return found
+
+
+def _rich_text_values(body: Any, where: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, value) of each rich-text property v2 documents as a string."""
+    if isinstance(body, list):
+        for index, value in enumerate(body):
+            yield from _rich_text_values(value, f"{where}/{index}")
+        return
+    if not isinstance(body, dict):
+        return
+    for key, value in body.items():
+        path = f"{where}/{key}"
+        if key == "fields" and isinstance(value, dict):
+            for name in RICH_TEXT_FIELDS:
+                if name in value:
+                    yield f"{path}/{name}", value[name]
+        if key == "comments" and isinstance(value, list):
+            for index, comment in enumerate(value):
+                if isinstance(comment, dict) and "body" in comment:
+                    yield f"{path}/{index}/body", comment["body"]
+        if key == "worklogs" and isinstance(value, list):
+            for index, worklog in enumerate(value):
+                if isinstance(worklog, dict) and "comment" in worklog:
+                    yield f"{path}/{index}/comment", worklog["comment"]
+        yield from _rich_text_values(value, path)
+
+
+def assert_valid_v2_response(method: str, v2_path: str, status: int, body: Any) -> None:
+    """Fail unless `body` is its v3 twin's documented body with every rich text a string."""
+    assert_valid_response(method, v3_twin(v2_path), status, body)
+    adf = adf_locations(body)
+    assert not adf, f"{method.upper()} {v2_path}: v2 sends plain text, ADF found at {adf[:10]}"
+    wrong = [(path, type(value).__name__) for path, value in _rich_text_values(body)
+             if value is not None and not isinstance(value, str)]
+    assert not wrong, f"{method.upper()} {v2_path}: rich text that is not a string: {wrong[:10]}"

@@ -1,4 +1,4 @@
-"""The fake's HTTP surface: Jira Cloud REST v3, Data Center v2, OAuth 3LO and /_fake admin."""
+"""The fake's HTTP surface: Jira Cloud REST v3 and v2, Data Center v2, OAuth 3LO, /_fake admin."""
 
 from __future__ import annotations
 
@@ -58,7 +58,11 @@ class Call:
     request: Request
     site: FakeJiraSite
     renderer: SiteRenderer
-    api: str  # "3" (Cloud) or "2" (Data Center)
+    api: str  # "3" (Cloud) or "2" (Cloud's plain-text twin, or Data Center)
+
+    @property
+    def cloud(self) -> bool:
+        return self.site.config.mode == "cloud"
 
 
 Handler = Callable[[Call], Awaitable[object]]
@@ -193,7 +197,7 @@ async def myself(call: Call) -> object:
 
 async def server_info(call: Call) -> object:
     now = call.site.clock.now_ms()
-    cloud = call.api == "3"
+    cloud = call.cloud
     base = str(call.request.base_url).rstrip("/")
     return {
         "baseUrl": base,
@@ -352,7 +356,7 @@ async def dc_user_search(call: Call) -> object:
 
 async def user_get(call: Call) -> object:
     params = call.request.query_params
-    if call.api == "2":
+    if not call.cloud:
         # Data Center names a user by key or by username.
         wanted = params.get("key") or params.get("username")
         for index, user in enumerate(call.site.data.users):
@@ -911,11 +915,15 @@ async def not_found(request: Request, exc: Exception) -> Response:
 def build_app(site: FakeJiraSite) -> Starlette:
     routes: list[Route] = []
     if site.config.mode == "cloud":
-        for suffix, handler, methods in CLOUD_ENDPOINTS:
-            routes.append(api_route(f"/rest/api/3{suffix}", handler, api="3", scheme="basic",
-                                    methods=methods, site=site))
-            routes.append(api_route(f"/ex/jira/{{cloud_id}}/rest/api/3{suffix}", handler, api="3",
-                                    scheme="oauth", methods=methods, site=site))
+        # Cloud serves v2 beside v3 (same operations, rich text as plain strings), for clients
+        # written against v2 such as the Singer tap.
+        for version in ("3", "2"):
+            for suffix, handler, methods in CLOUD_ENDPOINTS:
+                routes.append(api_route(f"/rest/api/{version}{suffix}", handler, api=version,
+                                        scheme="basic", methods=methods, site=site))
+                routes.append(api_route(f"/ex/jira/{{cloud_id}}/rest/api/{version}{suffix}",
+                                        handler, api=version, scheme="oauth", methods=methods,
+                                        site=site))
         routes.extend(oauth_routes(site))
     else:
         for suffix, handler, methods in DATACENTER_ENDPOINTS:

@@ -82,6 +82,26 @@ def adf(paragraphs: list[str]) -> dict:
     }
 
 
+def is_adf(value: object) -> bool:
+    """Whether `value` is an Atlassian Document Format document (the root `doc` node)."""
+    return isinstance(value, dict) and value.get("type") == "doc" and "content" in value
+
+
+def adf_text(doc: dict) -> str:
+    """The text of an ADF document as v2 sends it: block nodes as paragraphs, blank-line apart."""
+    def text_of(node: object) -> str:
+        if not isinstance(node, dict):
+            return ""
+        if node.get("type") == "text":
+            return str(node.get("text", ""))
+        if node.get("type") == "hardBreak":
+            return "\n"
+        return "".join(text_of(child) for child in node.get("content") or [])
+
+    blocks = [text_of(node) for node in doc.get("content") or []]
+    return "\n\n".join(block for block in blocks if block)
+
+
 def _html(text: dict | str) -> str:
     """Rich text (ADF or a v2 string) as the HTML renderedFields carries."""
     if isinstance(text, str):
@@ -100,10 +120,13 @@ def _paragraphs(rng: random.Random, count: int) -> list[str]:
 class SiteRenderer:
     """Renders a dataset for one base URL; static parts (users, statuses...) are built once."""
 
-    def __init__(self, data: Dataset, base: str, *, api: str = "3") -> None:
+    def __init__(self, data: Dataset, base: str, *, api: str = "3",
+                 cloud: bool | None = None) -> None:
         self.data = data
         self.base = base
         self.api = api
+        # Cloud serves v2 beside v3: Cloud's user shapes, v2's plain-text rich text.
+        self.cloud = api == "3" if cloud is None else cloud
         self.rest = f"{base}/rest/api/{api}"
         self.users = [self.user(u) for u in data.users]
         self.statuses = [self.status(s) for s in data.statuses]
@@ -145,7 +168,7 @@ class SiteRenderer:
     def user(self, user: User) -> dict:
         """A user as Jira embeds it (UserDetails): in issues, histories and user lists."""
         body: dict[str, Any]
-        if self.api == "2":
+        if not self.cloud:
             body = {"self": f"{self.rest}/user?username={user.name}", "key": user.key,
                     "name": user.name}
         else:
@@ -157,7 +180,7 @@ class SiteRenderer:
         body["displayName"] = user.display_name
         body["active"] = user.active
         body["timeZone"] = user.time_zone
-        if self.api == "3":
+        if self.cloud:
             body["accountType"] = user.account_type
         return body
 
@@ -268,12 +291,11 @@ class SiteRenderer:
             return issue.overrides["summary"]
         return issue.summary
 
-    def rich_text(self, doc: dict | None) -> dict | str | None:
-        """v3 sends rich text as ADF; v2 (Data Center) sends it as a plain wiki-markup string."""
-        if self.api == "3" or not isinstance(doc, dict):
+    def rich_text(self, doc: Any) -> Any:
+        """v3 sends rich text as ADF; v2 (Cloud and Data Center) as a plain wiki-markup string."""
+        if self.api == "3" or not is_adf(doc):
             return doc
-        return "\n\n".join(node["content"][0]["text"] for node in doc.get("content", [])
-                            if node.get("content"))
+        return adf_text(doc)
 
     def description(self, issue: Issue) -> dict | str | None:
         if issue.overrides and "description" in issue.overrides:
@@ -475,6 +497,12 @@ class SiteRenderer:
                         fields.pop(name, None)
                     else:
                         fields[name] = value
+            if self.api != "3":
+                # Rich text set through the admin API (environment, textarea custom fields)
+                # is plain text in v2, as every generated rich-text field already is.
+                for name, value in fields.items():
+                    if is_adf(value):
+                        fields[name] = adf_text(value)
         body["fields"] = fields
         if "renderedFields" in expand:
             body["renderedFields"] = self.rendered(issue, fields)

@@ -143,7 +143,8 @@ class FakeJiraSite:
     def renderer(self, base: str, api: str = "3") -> SiteRenderer:
         renderer = self.renderers.get((base, api))
         if renderer is None or renderer.data is not self.data:
-            renderer = self.renderers[(base, api)] = SiteRenderer(self.data, base, api=api)
+            renderer = self.renderers[(base, api)] = SiteRenderer(
+                self.data, base, api=api, cloud=self.config.mode == "cloud")
         return renderer
 
     def myself_index(self) -> int:
