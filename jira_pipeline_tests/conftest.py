@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from jira_pipeline.fakejira import FakeJiraConfig, FakeJiraHandle, run_fake_jira
+from jira_pipeline_tests.postgres import INSTANCE_FILES, instance_overrides
 
 # Pinned so the seeded dataset (relative to the fake's clock) is the same on every run.
 FAKE_JIRA_NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -30,3 +32,13 @@ def fake_jira_factory() -> Iterator[Callable[..., FakeJiraHandle]]:
 def fake_jira(fake_jira_factory: Callable[..., FakeJiraHandle]) -> FakeJiraHandle:
     """A small Cloud fake: 200 issues, seed 1, clock starting 2026-01-15T12:00:00Z."""
     return fake_jira_factory(issues=200, seed=1)
+
+
+@pytest.fixture(params=INSTANCE_FILES)
+def instance_config(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dict[str, Any]]:
+    """The repo's dagster.yaml, then dagster.postgres.yaml on a fresh database of the server
+    DAGSTER_PG_URL names (skipped without one): instance config for `dg.instance_for_test`."""
+    with instance_overrides(request.param, monkeypatch) as config:
+        yield config

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -108,10 +109,13 @@ class RunQueue:
 
 @pytest.fixture
 def run_queue(
-    site_env: Callable[..., date], monkeypatch: pytest.MonkeyPatch
+    site_env: Callable[..., date], monkeypatch: pytest.MonkeyPatch,
+    instance_config: dict[str, Any],
 ) -> Iterator[RunQueue]:
+    """The queue of an instance configured by dagster.yaml, and by dagster.postgres.yaml on a
+    real PostgreSQL server when DAGSTER_PG_URL is set."""
     site_env(None, days=5)
-    overrides = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    overrides = dict(instance_config)
     # Record launches instead of starting run processes: the one stand-in in this test.
     overrides["run_launcher"] = {"module": "dagster._core.test_utils", "class": "MockedRunLauncher"}
     [location] = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
