@@ -112,3 +112,19 @@ def slow_items(n: int, ticker: WalkProgress) -> Iterator[int]:
             while not ticker.lines and time.monotonic() < deadline:
                 time.sleep(0.05)
         yield i
+
+
+def test_the_lines_count_the_rate_limit_waits_of_the_walk(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    pipeline = pipeline_factory(issues=400, days=1, rate_limit=4, burst=2)
+
+    result = pipeline.run("jira_issues_job", pipeline.today)
+
+    assert result.success
+    [figures] = materializations(result, "jira_issues")
+    assert figures["rate_limit_waits"] > 0
+    done = [line for line in run_logs(pipeline, result) if line.startswith("issues: ")
+            and "done" in line]  # fmt: skip
+    assert len(done) == 1
+    assert f", {figures['rate_limit_waits']} rate-limit wait(s) (" in done[0], done[0]
