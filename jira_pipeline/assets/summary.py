@@ -10,9 +10,10 @@ query per range of the run's partitions, projected to five key fields) and repla
 rows. The first partition also holds the days before it (issues created before the sync start
 date) and the last the days after it, as `jira_issues` does.
 
-A day's rows are as fresh as the day's last run: an issue edited today leaves yesterday's
-`issues_updated` once yesterday's partition runs again (the daily schedule reruns yesterday and
-today; a backfill reruns its range).
+A day's rows are as fresh as the day's last run: an issue edited today leaves its earlier
+day's `issues_updated` when that day's partition runs again (the daily schedule reruns yesterday and
+today; a backfill reruns its range), and a status renamed in Jira shows under its new name on
+the days summarised after the rename.
 """
 
 import warnings
