@@ -128,8 +128,10 @@ def _build_summary_asset(
         if len(keys) > 1:
             # Each partition's materialization shows its own day's rows.
             by_key: dict[str, list[dict[str, Any]]] = {key: [] for key in keys}
-            for row in rows:
-                by_key.setdefault(partition_key_for(partitions, row["day"]), []).append(row)
+            last = partitions.get_last_partition_key() or keys[-1]
+            for row in rows:  # days before the first partition and after the last belong to them
+                key = min(partition_key_for(partitions, row["day"]), last)
+                by_key.setdefault(key, []).append(row)
             for key in keys:
                 context.add_asset_metadata(
                     summary_figures(by_key.get(key, [])), partition_key=key
