@@ -106,7 +106,9 @@ class IssueCensus:
             count = self.jira.run(lambda client: client.count_issues(self.jql))
             ids: array[int] = array("q")
             for page in self.jira.iterate(
-                lambda client: client.issue_id_pages(self.jql), max_buffered=_ID_PAGES_BUFFERED
+                lambda client: client.issue_id_pages(self.jql), max_buffered=_ID_PAGES_BUFFERED,
+                progress=self.jira.walk_progress(self.log, "issue census: ids", total=count),
+                size=len,
             ):
                 ids.extend(page)
             self.walks += 1
@@ -133,7 +135,10 @@ class IssueCensus:
             return
         self.log.info(f"issue census: fetching {len(missing)} issue(s) Jira has and MongoDB lacks")
         for batch in self.jira.iterate(
-            lambda client: client.issues_by_id(missing, self.fields, self.expand), max_buffered=2
+            lambda client: client.issues_by_id(missing, self.fields, self.expand), max_buffered=2,
+            progress=self.jira.walk_progress(self.log, "issue census: missing issues",
+                                             total=len(missing)),
+            size=lambda batch: len(batch.issues),
         ):
             if batch.unavailable:
                 self.log.warning(

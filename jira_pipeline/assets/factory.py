@@ -40,7 +40,7 @@ def build_site_definitions(site: JiraSite, settings: PipelineSettings) -> dg.Def
         assets=[
             *(build_dimension_asset(site, d, settings) for d in (PROJECTS, STATUSES, USERS)),
             issues,
-            build_summary_asset(site),
+            build_summary_asset(site, partitions),
         ],
         asset_checks=[
             *build_issue_checks(site, partitions, settings),

@@ -17,7 +17,7 @@ from jira_pipeline.assets.streams import (
     failing_fast,
     writing_store,
 )
-from jira_pipeline.jira import IssueRecord, IssueWindow
+from jira_pipeline.jira import IssueRecord, IssueWindow, build_issue_jql
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY
 from jira_pipeline.storage.sync_errors import UnstorableRecord
@@ -120,6 +120,8 @@ def build_issues_asset(
             preview_fields=("key", "summary", "status_name", "updated"),
             after_write=reconcile_deleted,
             then=census_records if census is not None else None,
+            progress=jira.walk_progress(context.log, "issues", jql=build_issue_jql(
+                window, projects=settings.projects or None)),
         )
 
     return jira_issues

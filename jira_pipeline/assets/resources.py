@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterator
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 import dagster as dg
 from pydantic import Field, PrivateAttr, SecretStr
 
+from jira_pipeline.assets.progress import WalkProgress
 from jira_pipeline.jira import (
     ClientCounters,
     JiraClient,
     OAuthTokens,
     iterate_blocking,
     run_sync,
+    shared_loop,
 )
 from jira_pipeline.settings import ConfigurationError, PipelineSettings
 from jira_pipeline.storage.connections import (
@@ -161,10 +164,32 @@ class JiraResource(dg.ConfigurableResource):
         async_iterable_factory: Callable[[JiraClient], AsyncIterable[T]],
         *,
         max_buffered: int = 256,
+        progress: WalkProgress | None = None,
+        size: Callable[[T], int] | None = None,
     ) -> Iterator[T]:
-        """Iterate an async walk of the client from sync code, with bounded buffering."""
+        """Iterate an async walk of the client from sync code, with bounded buffering; with
+        `progress`, a long walk logs how far it is (`size`: how many issues an item holds)."""
         client = self.get_client()
-        return iterate_blocking(lambda: async_iterable_factory(client), max_buffered=max_buffered)
+        items = iterate_blocking(lambda: async_iterable_factory(client), max_buffered=max_buffered)
+        return items if progress is None else progress.watch(items, size)
+
+    def walk_progress(
+        self, log: Any, what: str, *, jql: str | None = None, total: int | None = None
+    ) -> WalkProgress:
+        """A progress ticker for a walk of `jql` (Jira counts it once the walk is long) or of a
+        known `total`."""
+        if jql is None:
+            return WalkProgress(log, what, count=total, counters=self.counters)
+        query = jql
+        return WalkProgress(
+            log, what, count=lambda: self.count_in_background(query), counters=self.counters
+        )
+
+    def count_in_background(self, jql: str) -> Future[int]:
+        """Jira's count of `jql` (Cloud approximate-count, Data Center a search's `total`), sent
+        now on the client's loop while the caller goes on."""
+        client = self.get_client()
+        return shared_loop().submit(client.count_issues(jql))
 
     def counters(self) -> ClientCounters:
         return self.get_client().counters

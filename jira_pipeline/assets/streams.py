@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 from pydantic import BaseModel
 
+from jira_pipeline.assets.progress import WalkProgress
 from jira_pipeline.assets.resources import JiraResource, counter_delta
 from jira_pipeline.jira import JiraClient
 from jira_pipeline.jira.retry import cannot_succeed
@@ -72,8 +73,10 @@ class JiraRecordStream(RecordStream):
         *,
         preview_fields: tuple[str, ...],
         after_write: Callable[[], Mapping[str, Any]] | None = None,
+        progress: WalkProgress | None = None,
     ) -> None:
         super().__init__(self._fetch(), self._report)
+        self._progress = progress
         self._jira = jira
         self._walk = walk
         self._to_record = to_record
@@ -88,7 +91,7 @@ class JiraRecordStream(RecordStream):
     def _fetch(self) -> Iterator[BaseModel | UnstorableRecord]:
         self._started = time.perf_counter()
         with failing_fast():
-            for raw in self._jira.iterate(self._walk):
+            for raw in self._jira.iterate(self._walk, progress=self._progress):
                 self.fetched += 1
                 try:
                     record = self._to_record(raw)

@@ -91,3 +91,27 @@ def entity_spec(name: str) -> EntitySpec:
 def document_id(connection_id: str, entity: str, jira_id: str) -> uuid.UUID:
     """The `_id` of an entity document: stable across runs, processes and machines."""
     return uuid.uuid5(JIRA_PIPELINE_NAMESPACE, f"{connection_id}:{entity}:{jira_id}")
+
+
+@dataclass(frozen=True)
+class DerivedSpec:
+    """A collection computed from stored entities (not fetched from Jira): written only by the
+    IO manager, a recomputed range replacing its rows."""
+
+    name: str  # "issue_daily_summary"
+    collection: str  # "jira_issue_daily_summary"
+    key_fields: tuple[str, ...]  # the natural key (unique index); `_id` is derived from it
+    range_field: str  # a recomputed [start, end) of this field replaces the range's rows
+    count_fields: tuple[str, ...]
+
+
+# One row per UTC day, project and status of the issues updated that day; `created` and
+# `resolved` count the project's issues created and resolved that day (the same on each of the
+# day's status rows; a day with none updated has one "(none updated)" row).
+DAILY_SUMMARY = DerivedSpec(
+    name="issue_daily_summary",
+    collection="jira_issue_daily_summary",
+    key_fields=("connection_id", "day", "project_key", "status_name"),
+    range_field="day",
+    count_fields=("issues_updated", "created", "resolved"),
+)

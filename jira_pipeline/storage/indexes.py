@@ -10,7 +10,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
-from jira_pipeline.storage.entities import CONNECTIONS_COLLECTION, ENTITIES
+from jira_pipeline.storage.entities import CONNECTIONS_COLLECTION, DAILY_SUMMARY, ENTITIES
 from jira_pipeline.storage.sync_errors import SYNC_ERRORS_COLLECTION
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,13 @@ INDEXES: dict[str, list[IndexModel]] = {
             name="connection_project_updated",
         ),
         IndexModel([("key", ASCENDING)], name="key"),
+    ],
+    DAILY_SUMMARY.collection: [
+        IndexModel(
+            [(field, ASCENDING) for field in DAILY_SUMMARY.key_fields],
+            name="connection_day_project_status_unique",
+            unique=True,
+        ),
     ],
     SYNC_ERRORS_COLLECTION: [
         IndexModel(

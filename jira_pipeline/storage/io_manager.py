@@ -13,6 +13,13 @@ import pandas as pd
 from pydantic import Field
 
 from jira_pipeline.storage.copied_names import refresh_copied_names
+from jira_pipeline.storage.daily_summary import (
+    DailySummary,
+    StoredIssueDays,
+    partition_ranges,
+    stored_issue_days,
+    write_daily_summary,
+)
 from jira_pipeline.storage.entities import ENTITIES, EntitySpec, UnknownEntityError
 from jira_pipeline.storage.partitioned_writes import write_per_partition
 from jira_pipeline.storage.resources import MongoResource
@@ -79,7 +86,12 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
         default=False, description="load_input also returns rows marked is_deleted"
     )
 
-    def handle_output(self, context: dg.OutputContext, obj: Iterable[Any] | None) -> None:
+    def handle_output(
+        self, context: dg.OutputContext, obj: Iterable[Any] | DailySummary | None
+    ) -> None:
+        if isinstance(obj, DailySummary):
+            self._write_daily_summary(context, obj)
+            return
         spec = spec_for_asset(context.asset_key)
         started = time.perf_counter()
         records = obj if obj is not None else ()
@@ -116,7 +128,17 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
             metadata.update(final_metadata() or {})
         context.add_output_metadata(metadata)
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+    def _write_daily_summary(self, context: dg.OutputContext, summary: DailySummary) -> None:
+        """The summary's ranges replace their stored rows (`storage/daily_summary.py`)."""
+        counts = write_daily_summary(self.mongo.get_database(), summary)
+        context.add_output_metadata({
+            "inserted": counts.inserted, "updated": counts.updated,
+            "unchanged": counts.unchanged, "removed": counts.removed,
+        })  # fmt: skip
+
+    def load_input(self, context: dg.InputContext) -> pd.DataFrame | StoredIssueDays:
+        if _input_type(context) is StoredIssueDays:
+            return self._stored_issue_days(context)
         spec = spec_for_asset(context.asset_key)
         selector: dict[str, Any] = {}
         if not self.include_deleted:
@@ -138,6 +160,26 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
             if column in frame:
                 frame[column] = pd.to_datetime(frame[column], utc=True)
         return frame
+
+
+    def _stored_issue_days(self, context: dg.InputContext) -> StoredIssueDays:
+        """What the daily summary reads: a lazy reader of the issues of its partitions' days,
+        one projected query per range of adjacent days (never the whole collection at once)."""
+        upstream = context.upstream_output
+        connection_id = declared_connection_id(
+            upstream.definition_metadata if upstream is not None else None
+        )
+        partitions_def = context.asset_partitions_def if context.has_asset_partitions else None
+        if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+            ranges = partition_ranges(partitions_def, list(context.asset_partition_keys))
+        else:
+            ranges = [(None, None)]
+        return stored_issue_days(self.mongo.get_database(), connection_id, ranges)
+
+
+def _input_type(context: dg.InputContext) -> Any:
+    dagster_type = getattr(context, "dagster_type", None)
+    return getattr(dagster_type, "typing_type", None)
 
 
 class OddRecordReport:

@@ -54,7 +54,24 @@ def write_per_partition(
         context.step_context.add_asset_metadata(
             partition_figures(counts), asset_key=context.asset_key, partition_key=key
         )
+    log_partitions_done(context.log, spec, by_partition)
     return sum(by_partition.values(), UpsertCounts())
+
+
+def log_partitions_done(
+    log: Any, spec: EntitySpec, by_partition: Mapping[str, UpsertCounts]
+) -> None:
+    """One line per partition of a multi-partition step, in partition order, once its records
+    are all written: "partition 2026-11-03 done: 812 issues (5 of 30 partitions)". A walk by id
+    interleaves days, so a partition is known complete only when the walk has ended."""
+    if log is None:
+        return
+    keys = sorted(by_partition)
+    for number, key in enumerate(keys, 1):
+        log.info(
+            f"partition {key} done: {by_partition[key].total:,} {spec.name} "
+            f"({number} of {len(keys)} partitions)"
+        )
 
 
 def partition_figures(counts: UpsertCounts) -> dict[str, Any]:

@@ -91,8 +91,12 @@ def test_each_issue_in_jira_is_stored_with_its_ids_keys_updated_and_key_fields(
                  "records_per_s", "preview"):
         assert name in today, name
     assert today["api_calls"] >= 1 and today["retries"] == 0
-    [summary] = materializations(result, "jira_issue_daily_summary")
-    assert summary["issues"] == len(pipeline.fake_issues())
+    # Each issue is counted once, on the day it was last updated.
+    summary = materializations(result, "jira_issue_daily_summary")
+    assert len(summary) == len(partitions)
+    assert sum(p["issues_updated"] for p in summary) == len(pipeline.fake_issues())
+    rows = pipeline.db["jira_issue_daily_summary"].find()
+    assert sum(row["issues_updated"] for row in rows) == len(pipeline.fake_issues())
 
 
 def place_issues_at(admin: FakeJiraAdmin, project_key: str, moments: list[datetime]) -> list[str]:

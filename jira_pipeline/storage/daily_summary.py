@@ -1,0 +1,183 @@
+"""`jira_issue_daily_summary` in MongoDB: what the summary reads of the stored issues (one
+projected query per range of days) and how the IO manager replaces a range's rows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+from pymongo import ReplaceOne
+from pymongo.collection import Collection
+from pymongo.database import Database
+
+from jira_pipeline.storage.entities import DAILY_SUMMARY, ENTITIES, document_id
+
+# What the summary needs of an issue: nothing else is read (never `raw`).
+SUMMARY_ISSUE_FIELDS = ("project_key", "status_name", "created", "updated", "resolution_date")
+# The days a summary covers: [start, end), either side open (None) at the partitions' edges.
+DayRange = tuple[datetime | None, datetime | None]
+
+
+def aware(moment: datetime) -> datetime:
+    """A stored datetime as an aware UTC one (a client without tz_aware returns naive UTC)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def in_range(moment: Any, days: DayRange) -> bool:
+    if not isinstance(moment, datetime):
+        return False
+    start, end = days
+    moment = aware(moment)
+    return (start is None or moment >= start) and (end is None or moment < end)
+
+
+@dataclass
+class StoredIssueDays:
+    """The stored live issues a summary of some day ranges needs, read lazily, one query per
+    range: the issues whose `updated`, `created` or `resolution_date` falls in the range, each
+    projected to `SUMMARY_ISSUE_FIELDS`. What `MongoUpsertIOManager.load_input` hands an input
+    typed with this class; `documents_read` and `queries` say what was read."""
+
+    collection: Collection
+    connection_id: str | None
+    ranges: list[DayRange]
+    documents_read: int = 0
+    queries: int = 0
+
+    def issues_touching(self, days: DayRange) -> Iterator[dict[str, Any]]:
+        self.queries += 1
+        for doc in self.collection.find(self.selector(days), list(SUMMARY_ISSUE_FIELDS)):
+            self.documents_read += 1
+            yield doc
+
+    def selector(self, days: DayRange) -> dict[str, Any]:
+        selector: dict[str, Any] = {"is_deleted": {"$ne": True}}
+        if self.connection_id is not None:
+            selector["connection_id"] = self.connection_id
+        start, end = days
+        bounds = {op: value for op, value in (("$gte", start), ("$lt", end)) if value is not None}
+        if not bounds:
+            return selector
+        selector["$or"] = [{name: bounds} for name in ("updated", "created", "resolution_date")]
+        if start is not None:
+            # Implied by each branch (Jira sets `updated` on creation and on resolving, so
+            # neither lies after it) and what an index answers: the stored `updated` index
+            # narrows the read to the issues updated since the range began.
+            selector["updated"] = {"$gte": start}
+        return selector
+
+
+@dataclass
+class SummaryRange:
+    """The rows of one range of days: written, they replace every stored row of the range."""
+
+    days: DayRange
+    rows: list[dict[str, Any]]
+
+
+@dataclass
+class DailySummary:
+    """What the summary asset returns: ranges of rows for the IO manager to write."""
+
+    connection_id: str
+    ranges: Iterable[SummaryRange]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SummaryWriteCounts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    removed: int = 0
+
+    @property
+    def rows(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+
+def summary_row_id(connection_id: str, row: Mapping[str, Any]) -> Any:
+    day = aware(row["day"]).strftime("%Y-%m-%d")
+    return document_id(
+        connection_id, DAILY_SUMMARY.name, f"{day}:{row['project_key']}:{row['status_name']}"
+    )
+
+
+def write_daily_summary(db: Database, summary: DailySummary) -> SummaryWriteCounts:
+    """Upsert each range's rows and remove the range's other rows (a day's rows for a project
+    or status no issue has there any more): a range is replaced, never merged."""
+    collection = db[DAILY_SUMMARY.collection]
+    counts = SummaryWriteCounts()
+    for summary_range in summary.ranges:
+        counts = _replace_range(collection, summary.connection_id, summary_range, counts)
+    return counts
+
+
+def _replace_range(
+    collection: Collection, connection_id: str, summary_range: SummaryRange,
+    counts: SummaryWriteCounts,
+) -> SummaryWriteCounts:
+    start, end = summary_range.days
+    scope: dict[str, Any] = {"connection_id": connection_id}
+    bounds = {op: value for op, value in (("$gte", start), ("$lt", end)) if value is not None}
+    if bounds:
+        scope[DAILY_SUMMARY.range_field] = bounds
+    stored = {doc["_id"]: doc for doc in collection.find(scope)}
+    writes = []
+    kept = set()
+    for row in summary_range.rows:
+        doc = {**row, "connection_id": connection_id}
+        _id = summary_row_id(connection_id, doc)
+        kept.add(_id)
+        before = stored.get(_id)
+        if before is not None and _same_row(before, doc):
+            counts.unchanged += 1
+            continue
+        if before is None:
+            counts.inserted += 1
+        else:
+            counts.updated += 1
+        writes.append(ReplaceOne({"_id": _id}, {"_id": _id, **doc}, upsert=True))
+    if writes:
+        collection.bulk_write(writes, ordered=False)
+    gone = [_id for _id in stored if _id not in kept]
+    if gone:
+        counts.removed += collection.delete_many({"_id": {"$in": gone}}).deleted_count
+    return counts
+
+
+def _same_row(stored: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:
+    def comparable(value: Any) -> Any:
+        return aware(value) if isinstance(value, datetime) else value
+
+    return all(comparable(stored.get(name)) == value for name, value in doc.items())
+
+
+def partition_ranges(
+    partitions: dg.TimeWindowPartitionsDefinition, keys: list[str]
+) -> list[DayRange]:
+    """The day ranges of partition `keys`, adjacent ones merged; the first partition's range
+    opens to the past and the last's to the future (the rows of those days belong to them, as
+    the issues of those days belong to the first and last `jira_issues` partitions)."""
+    first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
+    ranges: list[DayRange] = []
+    for key in sorted(keys):
+        window = partitions.time_window_for_partition_key(key)
+        start = None if key == first else aware(window.start)
+        end = None if key == last else aware(window.end)
+        previous = ranges[-1] if ranges else None
+        if previous is not None and previous[1] is not None and start is not None \
+                and previous[1] >= start:
+            ranges[-1] = (previous[0], end)
+        else:
+            ranges.append((start, end))
+    return ranges
+
+
+def stored_issue_days(
+    db: Database, connection_id: str | None, ranges: list[DayRange]
+) -> StoredIssueDays:
+    return StoredIssueDays(db[ENTITIES["issues"].collection], connection_id, ranges)

@@ -1,0 +1,77 @@
+"""The summary's storage: what `StoredIssueDays` reads of jira_issues for a range of days, and
+how `write_daily_summary` replaces a range's rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from jira_pipeline.storage.daily_summary import (
+    SUMMARY_ISSUE_FIELDS,
+    DailySummary,
+    SummaryRange,
+    partition_ranges,
+    stored_issue_days,
+    write_daily_summary,
+)
+from jira_pipeline.storage.upserts import upsert_records
+from jira_pipeline_tests.storage.conftest import Store, issue
+
+DAY = datetime(2026, 1, 5, tzinfo=UTC)
+NEXT = DAY + timedelta(days=1)
+DAILY = dg.DailyPartitionsDefinition(start_date="2026-01-01", end_offset=1)
+
+
+def test_a_range_reads_the_issues_updated_created_or_resolved_in_it_projected(
+    store: Store,
+) -> None:
+    old = DAY - timedelta(days=3)
+    upsert_records(store.db, "issues", [
+        issue("updated-in", DAY + timedelta(hours=1), created=old),
+        issue("created-in", NEXT + timedelta(hours=2), created=DAY + timedelta(hours=3)),
+        issue("resolved-in", NEXT + timedelta(days=1), created=old,
+              resolution_date=NEXT - timedelta(milliseconds=1)),
+        issue("before", DAY - timedelta(milliseconds=1), created=old),
+        issue("after", NEXT, created=NEXT),
+        issue("other-site", DAY + timedelta(hours=1), connection_id="conn-2"),
+    ])  # fmt: skip
+    reader = stored_issue_days(store.db, "conn-1", [(DAY, NEXT)])
+
+    docs = list(reader.issues_touching((DAY, NEXT)))
+
+    assert sorted(doc["updated"].replace(tzinfo=UTC) for doc in docs) == [
+        DAY + timedelta(hours=1), NEXT + timedelta(hours=2), NEXT + timedelta(days=1)]
+    assert {name for doc in docs for name in doc} <= {*SUMMARY_ISSUE_FIELDS, "_id"}
+    assert (reader.documents_read, reader.queries) == (3, 1)
+
+
+def test_adjacent_partitions_make_one_range_and_the_edges_stay_open() -> None:
+    last = DAILY.get_last_partition_key()
+    assert last is not None
+    ranges = partition_ranges(DAILY, ["2026-01-05", "2026-01-06", "2026-01-08"])
+    assert ranges == [(DAY, DAY + timedelta(days=2)),
+                      (DAY + timedelta(days=3), DAY + timedelta(days=4))]  # fmt: skip
+    assert partition_ranges(DAILY, ["2026-01-01", last]) == [
+        (None, datetime(2026, 1, 2, tzinfo=UTC)),
+        (datetime.fromisoformat(last).replace(tzinfo=UTC), None),
+    ]
+
+
+def row(day: datetime, project: str, status: str, updated: int) -> dict:
+    return {"day": day, "project_key": project, "status_name": status,
+            "issues_updated": updated, "created": 0, "resolved": 0}  # fmt: skip
+
+
+def test_a_written_range_replaces_its_rows_and_leaves_other_days_alone(store: Store) -> None:
+    first = DailySummary("conn-1", [SummaryRange((DAY, NEXT + timedelta(days=1)), [
+        row(DAY, "A", "To Do", 2), row(DAY, "B", "Done", 1), row(NEXT, "A", "To Do", 4)])])
+    write_daily_summary(store.db, first)
+
+    counts = write_daily_summary(store.db, DailySummary("conn-1", [
+        SummaryRange((DAY, NEXT), [row(DAY, "A", "To Do", 3)])]))
+
+    assert (counts.inserted, counts.updated, counts.unchanged, counts.removed) == (0, 1, 0, 1)
+    stored = {(doc["day"].replace(tzinfo=UTC), doc["project_key"], doc["status_name"]):
+              doc["issues_updated"] for doc in store.db.jira_issue_daily_summary.find()}
+    assert stored == {(DAY, "A", "To Do"): 3, (NEXT, "A", "To Do"): 4}
