@@ -26,10 +26,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Self
 
 import dagster as dg
-from pydantic import Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from jira_pipeline.settings import ConfigurationError, PipelineSettings, load_settings
 from jira_pipeline.storage.entities import JIRA_PIPELINE_NAMESPACE
@@ -75,6 +76,17 @@ def site_load(load: SiteLoad) -> Iterator[SiteLoad]:
         _ACTIVE_LOAD.reset(token)
 
 
+def configuration_error_in(error: BaseException) -> ConfigurationError | None:
+    """The `ConfigurationError` behind what Dagster raised while loading a component (it wraps
+    each in exceptions of its own, with the component tree as their message)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ConfigurationError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def current_site_load() -> SiteLoad:
     """The active load, or (a component loaded on its own, outside `jira_pipeline.definitions`)
     a new one from the environment."""
@@ -96,22 +108,28 @@ def _credential(field: str, *, literal_allowed: bool) -> Any:
             return None
         text = str(raw)
         variable = env_reference(text)
+        where = _declaring_file(context)
         if variable is None:
             if not literal_allowed:
                 raise ConfigurationError(
                     field,
-                    "must be written as an environment variable reference, e.g. "
-                    f'"{{{{ env.ACME_JIRA_{field.upper()} }}}}": a secret in defs.yaml would '
+                    f"must be written as an environment variable reference in {where}, e.g. "
+                    f'"{{{{ env.ACME_JIRA_{field.upper()} }}}}": a secret written there would '
                     "be shown by the Dagster UI",
                 )
             return text
         if not os.environ.get(variable, "").strip():
             raise ConfigurationError(
-                variable, f"is not set, but the Jira site's `{field}` in defs.yaml reads it"
+                variable, f"is not set, but `{field}` of the Jira site in {where} reads it"
             )
         return text
 
     return dg.Resolver(resolve, model_field_type=str, inject_before_resolve=False)
+
+
+def _declaring_file(context: dg.ResolutionContext) -> str:
+    tree = context.source_position_tree
+    return str(tree.position.filename) if tree is not None else "defs.yaml"
 
 
 def _resolved(raw: str | None) -> str | None:
@@ -158,6 +176,19 @@ class JiraSite(dg.Component, dg.Model, dg.Resolvable):
         default=None, description="project keys to sync; default: every project the account sees"
     )
 
+    # The defs.yaml this site was declared in (None when built in Python).
+    _declared_in: Path | None = PrivateAttr(default=None)
+
+    @classmethod
+    def load(cls, attributes: BaseModel | None, context: dg.ComponentLoadContext) -> Self:
+        site = super().load(attributes, context)
+        site._declared_in = context.path / "defs.yaml"
+        return site
+
+    @property
+    def declared_in(self) -> Path | None:
+        return self._declared_in
+
     def site_settings(self, settings: PipelineSettings) -> PipelineSettings:
         """`settings` with this site's URL, credentials and projects, validated: a problem
         names the setting (a malformed URL: `base_url`)."""
@@ -195,7 +226,11 @@ class JiraSite(dg.Component, dg.Model, dg.Resolvable):
         from jira_pipeline.assets.sites import JiraSite as Site
 
         load = current_site_load()
-        settings = self.site_settings(load.settings)
+        try:
+            settings = self.site_settings(load.settings)
+        except ConfigurationError as error:
+            where = self._declared_in or context.path / "defs.yaml"
+            raise ConfigurationError(error.variable, f"{error.problem} in {where}") from None
         resource = JiraResource(
             base_url=_as_resource_value(self.base_url),
             email=_as_resource_value(self.email),

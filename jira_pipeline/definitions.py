@@ -41,7 +41,7 @@ def load_project(path_within_project: Path) -> dg.Definitions:
     """
     from jira_pipeline.assets.factory import build_site_definitions
     from jira_pipeline.assets.sites import environment_site, registered_site
-    from jira_pipeline.component import SiteLoad, site_load
+    from jira_pipeline.component import SiteLoad, configuration_error_in, site_load
     from jira_pipeline.settings import load_settings
     from jira_pipeline.storage.resources import MongoResource
 
@@ -51,15 +51,23 @@ def load_project(path_within_project: Path) -> dg.Definitions:
     )
     tree = dg.ComponentTree.for_project(path_within_project=path_within_project)
     with site_load(load):
-        declared = list(_declared_sites(tree))
-        _check_site_names(
-            [(c.name, "a connection registered in jira_connections") for c in connections]
-            + [(site.name, where) for site, where in declared]
-        )
-        with warnings.catch_warnings():
-            # Dagster's defs-folder loader calls its own preview API (load_definitions_from_module).
-            warnings.simplefilter("ignore", dg.PreviewWarning)
-            folder = tree.build_defs()
+        try:
+            declared = list(_declared_sites(tree))
+            _check_site_names(
+                [(c.name, "a connection registered in jira_connections") for c in connections]
+                + [(site.name, where) for site, where in declared]
+            )
+            with warnings.catch_warnings():
+                # Dagster's defs-folder loader calls its own preview API
+                # (load_definitions_from_module).
+                warnings.simplefilter("ignore", dg.PreviewWarning)
+                folder = tree.build_defs()
+        except Exception as error:
+            # One message naming the setting, not Dagster's wrapping of it.
+            problem = configuration_error_in(error)
+            if problem is None or problem is error:
+                raise
+            raise ConfigurationError(problem.variable, problem.problem) from None
     sites = [registered_site(c, load.mongo, load.settings) for c in connections]
     environment = environment_site(load.mongo, load.settings)
     if environment is not None:
@@ -153,21 +161,17 @@ def _load(records: list[dict[str, Any]]) -> list[Connection]:
 
 def _declared_sites(tree: dg.ComponentTree) -> Iterator[tuple[JiraSite, str]]:
     """Each `jira_pipeline.JiraSite` under the defs folder, with the defs.yaml declaring it."""
-    from dagster.components.core.defs_module import DefsFolderComponent
-
     from jira_pipeline.component import JiraSite
 
-    root = tree.load_root_component()
-    if not isinstance(root, DefsFolderComponent):
-        return
-    for path, component in root.iterate_path_component_pairs():
-        if isinstance(component, JiraSite):
-            file = Path(path.file_path)
-            try:
-                where = str(file.relative_to(tree.project_root))
-            except ValueError:
-                where = str(file)
-            yield component, f"{where}/defs.yaml" if file.is_dir() else where
+    for site in tree.get_all_components(JiraSite):
+        where = site.declared_in
+        if where is None:
+            yield site, "a JiraSite component"
+            continue
+        try:
+            yield site, str(where.relative_to(tree.project_root))
+        except ValueError:
+            yield site, str(where)
 
 
 def _check_site_names(named: Sequence[tuple[str, str]]) -> None:
