@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "connections": ("jira_pipeline.storage.cli_connections", "add, list or remove connections"),
     "keys": ("jira_pipeline.storage.cli_keys", "generate or rotate Fernet token-encryption keys"),
     "demo": ("jira_pipeline.demo", "sync a fake Jira into an embedded store through Dagster"),
-    "dev": ("jira_pipeline.demo_dev", "start `dagster dev` (optionally against the demo fake)"),
+    "dev": ("jira_pipeline.demo_dev", "start `dg dev` (optionally against the demo fake)"),
     "where": ("jira_pipeline.where", "say where the MongoDB store is and how to query it"),
 }
 

@@ -1,4 +1,5 @@
-"""`jira-pipeline dev`: `dagster dev` on this code location, optionally against the demo's fake."""
+"""`jira-pipeline dev`: `dg dev` on this project (or `dagster dev` on its code location when run
+outside the project), optionally against the demo's fake."""
 
 from __future__ import annotations
 
@@ -10,15 +11,20 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+import jira_pipeline
 from jira_pipeline.demo import DEFAULT_DIR, DemoSite, demo_environment, query_command
 
 # The code location's one name: workspace.yaml gives `dagster dev -w workspace.yaml` the same.
 LOCATION_NAME = "jira_pipeline"
 DEFINITIONS_MODULE = "jira_pipeline.definitions"
+# The dg project this package belongs to (pyproject.toml with [tool.dg]), when installed from a
+# checkout (`pip install -e .`, as `make install` does).
+PROJECT_ROOT = Path(jira_pipeline.__file__).resolve().parents[1]
 # How long `dagster dev` and its children get to stop after SIGTERM before they are killed
 # (`dagster dev` 1.13 can wait on its code servers for minutes); a second Ctrl-C kills at once.
 STOP_GRACE_S = 10.0
@@ -106,17 +112,41 @@ def _stop_group(group: int, process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+def in_dg_project(directory: Path) -> bool:
+    """Whether `directory` is this package's dg project root (where `dg dev` finds it and
+    where `.env` and `./.jira_pipeline` are read from, as `dagster dev` would there)."""
+    pyproject = PROJECT_ROOT / "pyproject.toml"
+    if directory.resolve() != PROJECT_ROOT or not pyproject.is_file():
+        return False
+    dg_config = tomllib.loads(pyproject.read_text()).get("tool", {}).get("dg", {})
+    return dg_config.get("directory_type") == "project" and Path(sys.executable).with_name(
+        "dg"
+    ).exists()
+
+
+def dev_command(port: int, extra: Sequence[str], workspace: Path) -> list[str]:
+    """`dg dev` in the project; elsewhere (an installed package, another working directory)
+    `dagster dev` on `workspace`, which names the same module and location."""
+    if in_dg_project(Path.cwd()):
+        return [str(Path(sys.executable).with_name("dg")), "dev", "--target-path",
+                str(PROJECT_ROOT), "-p", str(port), *extra]
+    return [sys.executable, "-m", "dagster", "dev", "-w", str(workspace), "-p", str(port),
+            *extra]
+
+
 def _dagster_dev(args: argparse.Namespace, folder: Path | None = None) -> int:
     extra = [a for a in args.dagster_args if a != "--"]
     with tempfile.TemporaryDirectory(prefix="jira-pipeline-dev-") as scratch:
         workspace = Path(folder or scratch) / "workspace.yaml"
         workspace.write_text(workspace_yaml(Path.cwd()))
-        command = [
-            sys.executable, "-m", "dagster", "dev", "-w", str(workspace),
-            "-p", str(args.port), *extra,
-        ]
-        print("running:", " ".join(command[2:]), flush=True)
-        return run_in_own_group(command, env=os.environ.copy())
+        command = dev_command(args.port, extra, workspace)
+        shown = command[2:] if command[0] == sys.executable else ["dg", *command[1:]]
+        print("running:", " ".join(shown), flush=True)
+        # dg compares the active virtualenv with the project's: this interpreter's is active.
+        bin_dir = str(Path(sys.executable).parent)
+        env = {**os.environ, "VIRTUAL_ENV": sys.prefix,
+               "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+        return run_in_own_group(command, env=env)
 
 
 def run(args: argparse.Namespace) -> int:

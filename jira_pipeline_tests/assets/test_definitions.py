@@ -24,9 +24,10 @@ DAGSTER = Path(sys.executable).with_name("dagster")
 
 
 def load_code_location(monkeypatch: pytest.MonkeyPatch) -> dg.Definitions:
-    """`jira_pipeline.definitions.defs`, imported afresh under the current environment."""
+    """`jira_pipeline.definitions.defs`, loaded as Dagster loads it: the `@dg.definitions`
+    function, called under the current environment (the import alone builds nothing)."""
     monkeypatch.delitem(sys.modules, "jira_pipeline.definitions", raising=False)
-    return importlib.import_module("jira_pipeline.definitions").defs
+    return importlib.import_module("jira_pipeline.definitions").defs()
 
 
 def test_code_location_loads_and_validates_with_every_asset_job_schedule_sensor_and_check(

@@ -1,0 +1,205 @@
+"""A Jira site declared in a `defs.yaml` (`type: jira_pipeline.JiraSite`) loads beside the
+environment's site and the registered connections, syncs its own projects, and keeps its
+credentials as `{{ env.VAR }}` references."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from dagster._core.remote_representation.external_data import RepositorySnap
+from dagster._serdes import serialize_value
+
+from jira_pipeline.component import JiraSite
+from jira_pipeline.definitions import load_project
+from jira_pipeline.fakejira import FakeJiraHandle
+from jira_pipeline.settings import ConfigurationError
+from jira_pipeline.storage.connections import ConnectionRepository
+from jira_pipeline.storage.resources import MongoResource
+
+ACME_SITE = """\
+type: jira_pipeline.JiraSite
+attributes:
+  name: {name}
+  base_url: "{{{{ env.ACME_JIRA_URL }}}}"
+  email: "{{{{ env.ACME_JIRA_EMAIL }}}}"
+  api_token: {token}
+  projects: [CORE, OPS]
+"""
+ENV_TOKEN = '"{{ env.ACME_JIRA_TOKEN }}"'
+
+
+def write_project(root: Path, sites: dict[str, str]) -> Path:
+    """A dg project `acme_sites` under `root` whose definitions are jira_pipeline's, with one
+    defs.yaml per entry of `sites` (folder name -> YAML); returns its package folder."""
+    package = root / "acme_sites"
+    (package / "defs").mkdir(parents=True)
+    (root / "pyproject.toml").write_text(textwrap.dedent("""\
+        [project]
+        name = "acme-sites"
+        version = "0.0.1"
+
+        [tool.dg]
+        directory_type = "project"
+
+        [tool.dg.project]
+        root_module = "acme_sites"
+        code_location_name = "acme_sites"
+        """))
+    (package / "__init__.py").write_text("")
+    (package / "defs" / "__init__.py").write_text("")
+    (package / "definitions.py").write_text(textwrap.dedent("""\
+        from pathlib import Path
+
+        import dagster as dg
+
+        from jira_pipeline.definitions import load_project
+
+
+        @dg.definitions
+        def defs() -> dg.Definitions:
+            return load_project(Path(__file__).parent)
+        """))
+    for folder, yaml in sites.items():
+        (package / "defs" / folder).mkdir()
+        (package / "defs" / folder / "defs.yaml").write_text(yaml)
+    return package
+
+
+@pytest.fixture
+def acme_env(
+    fake_jira: FakeJiraHandle, site_env: Callable[..., date], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> Iterator[FakeJiraHandle]:
+    """Only the component's variables name a site; the project is importable."""
+    site_env(fake_jira, days=3)
+    for name in ("JIRA_BASE_URL", "JIRA_EMAIL", "JIRA_API_TOKEN"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ACME_JIRA_URL", fake_jira.base_url)
+    monkeypatch.setenv("ACME_JIRA_EMAIL", fake_jira.config.email)
+    monkeypatch.setenv("ACME_JIRA_TOKEN", fake_jira.config.api_token)
+    monkeypatch.syspath_prepend(str(tmp_path / "project"))
+    yield fake_jira
+    # Each test writes its own `acme_sites`: forget the one this test imported.
+    for module in [m for m in sys.modules if m == "acme_sites" or m.startswith("acme_sites.")]:
+        del sys.modules[module]
+
+
+def test_a_site_declared_in_defs_yaml_materializes_its_projects(
+    acme_env: FakeJiraHandle, tmp_path: Path
+) -> None:
+    package = write_project(tmp_path / "project",
+                            {"acme": ACME_SITE.format(name="acme", token=ENV_TOKEN)})
+
+    defs = load_project(package)
+
+    graph = defs.resolve_asset_graph()
+    keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
+    assert keys == {f"acme/{name}" for name in (
+        "jira_projects", "jira_statuses", "jira_users", "jira_issues", "jira_issue_daily_summary",
+    )}  # fmt: skip
+    assert graph.get(dg.AssetKey(["acme", "jira_projects"])).group_name == "jira_acme"
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[dg.AssetKey(["acme", "jira_projects"])],
+    )
+    assert result.success
+    projects = MongoResource().get_database()["jira_projects"]
+    documents = list(projects.find({}, {"key": 1, "connection_id": 1}))
+    assert sorted(d["key"] for d in documents) == ["CORE", "OPS"]  # the declared projects only
+    site = JiraSite(name="acme", base_url='{{ env.ACME_JIRA_URL }}')
+    assert {d["connection_id"] for d in documents} == {site.connection_id()}
+
+
+def test_the_api_token_stays_a_reference_in_the_component_and_what_the_ui_is_shown(
+    acme_env: FakeJiraHandle, tmp_path: Path
+) -> None:
+    package = write_project(tmp_path / "project",
+                            {"acme": ACME_SITE.format(name="acme", token=ENV_TOKEN)})
+
+    defs = load_project(package)
+
+    snapshot = serialize_value(RepositorySnap.from_def(defs.get_repository_def()))
+    assert "ACME_JIRA_TOKEN" in snapshot  # the resource points at the variable...
+    assert acme_env.config.api_token not in snapshot  # ...never at its value
+    [component] = dg.ComponentTree.for_project(package).get_all_components(JiraSite)
+    assert component.api_token == "{{ env.ACME_JIRA_TOKEN }}"
+
+
+def test_a_missing_variable_fails_the_load_naming_it(
+    acme_env: FakeJiraHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = write_project(tmp_path / "project",
+                            {"acme": ACME_SITE.format(name="acme", token=ENV_TOKEN)})
+    monkeypatch.delenv("ACME_JIRA_TOKEN")
+
+    with pytest.raises(ConfigurationError) as raised:
+        load_project(package)
+
+    assert raised.value.variable == "ACME_JIRA_TOKEN"
+    assert "ACME_JIRA_TOKEN is not set" in str(raised.value)
+    assert "acme_sites/defs/acme/defs.yaml" in str(raised.value)
+
+
+def test_a_token_written_in_defs_yaml_is_refused(
+    acme_env: FakeJiraHandle, tmp_path: Path
+) -> None:
+    package = write_project(tmp_path / "project",
+                            {"acme": ACME_SITE.format(name="acme", token="plain-token-123")})
+
+    with pytest.raises(ConfigurationError, match="api_token must be written as an environment "
+                       "variable reference") as raised:
+        load_project(package)
+    assert "plain-token-123" not in str(raised.value)
+
+
+def test_a_malformed_url_fails_naming_its_variable(
+    acme_env: FakeJiraHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    package = write_project(tmp_path / "project",
+                            {"acme": ACME_SITE.format(name="acme", token=ENV_TOKEN)})
+    monkeypatch.setenv("ACME_JIRA_URL", "acme.atlassian.net")
+
+    with pytest.raises(ConfigurationError) as raised:
+        load_project(package)
+
+    assert raised.value.variable == "ACME_JIRA_URL"
+    assert "must be an http(s) URL" in str(raised.value)
+
+
+def test_two_sites_with_one_name_fail_naming_both(
+    acme_env: FakeJiraHandle, tmp_path: Path
+) -> None:
+    package = write_project(tmp_path / "project", {
+        "acme": ACME_SITE.format(name="acme", token=ENV_TOKEN),
+        "acme_again": ACME_SITE.format(name="acme", token=ENV_TOKEN),
+    })
+
+    with pytest.raises(ConfigurationError, match="'acme' is given to two Jira sites") as raised:
+        load_project(package)
+
+    message = str(raised.value)
+    assert "acme_sites/defs/acme/defs.yaml" in message
+    assert "acme_sites/defs/acme_again/defs.yaml" in message
+
+
+def test_a_declared_site_may_not_take_a_registered_connections_name(
+    acme_env: FakeJiraHandle, tmp_path: Path
+) -> None:
+    package = write_project(tmp_path / "project",
+                            {"acme": ACME_SITE.format(name="acme", token=ENV_TOKEN)})
+    ConnectionRepository(MongoResource().get_database()).add(
+        "acme", acme_env.base_url, auth_type="api_token", email=acme_env.config.email,
+    )
+
+    with pytest.raises(ConfigurationError, match="'acme' is given to two Jira sites") as raised:
+        load_project(package)
+
+    message = str(raised.value)
+    assert "a connection registered in jira_connections" in message
+    assert "acme_sites/defs/acme/defs.yaml" in message
