@@ -13,7 +13,7 @@ from jira_pipeline.assets.checks import (
 )
 from jira_pipeline.assets.dimensions import build_dimension_asset
 from jira_pipeline.assets.issues import build_issues_asset
-from jira_pipeline.assets.jobs import build_site_jobs
+from jira_pipeline.assets.jobs import RUN_EXECUTOR, build_site_jobs
 from jira_pipeline.assets.partitions import issue_partitions
 from jira_pipeline.assets.projects import PROJECTS
 from jira_pipeline.assets.schedules import build_daily_schedule
@@ -82,6 +82,7 @@ def build_definitions(
     return dg.Definitions.merge(
         *(build_site_definitions(site, settings) for site in configured_sites(mongo, settings)),
         dg.Definitions(
-            resources={"mongo": mongo, "mongo_io_manager": MongoUpsertIOManager(mongo=mongo)}
+            resources={"mongo": mongo, "mongo_io_manager": MongoUpsertIOManager(mongo=mongo)},
+            executor=RUN_EXECUTOR,  # also the implicit asset job's (UI "Materialize", CLI)
         ),
     )
