@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,14 +20,14 @@ REPO = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).with_name("dagster")
 
 
-def step_pids(events: list[Any]) -> set[int]:
+def step_pids(events: Sequence[Any]) -> set[int]:
     """The processes that ran a run's steps (their step events' pids)."""
     return {event.dagster_event.pid for event in events
             if event.dagster_event is not None and event.dagster_event.step_key is not None
             and event.dagster_event.pid is not None}
 
 
-def run_pid(events: list[Any]) -> int:
+def run_pid(events: Sequence[Any]) -> int:
     (start,) = [e for e in events if e.dagster_event_type == dg.DagsterEventType.RUN_START]
     return int(start.dagster_event.pid)
 
