@@ -6,12 +6,8 @@ import warnings
 
 import dagster as dg
 
-from jira_pipeline.assets.checks import (
-    build_dimension_checks,
-    build_issue_checks,
-    build_sync_errors_check,
-)
-from jira_pipeline.assets.dimensions import build_dimension_asset
+from jira_pipeline.assets.checks import build_issue_checks
+from jira_pipeline.assets.dimensions import build_dimension_assets
 from jira_pipeline.assets.issues import build_issues_asset
 from jira_pipeline.assets.jobs import RUN_EXECUTOR, build_site_jobs
 from jira_pipeline.assets.partitions import issue_partitions
@@ -38,15 +34,12 @@ def build_site_definitions(site: JiraSite, settings: PipelineSettings) -> dg.Def
         issues = build_issues_asset(site, partitions, settings)
     return dg.Definitions(
         assets=[
-            *(build_dimension_asset(site, d, settings) for d in (PROJECTS, STATUSES, USERS)),
+            build_dimension_assets(site, (PROJECTS, STATUSES, USERS), settings),
             issues,
             build_summary_asset(site),
         ],
-        asset_checks=[
-            *build_issue_checks(site, partitions, settings),
-            *build_dimension_checks(site),
-            build_sync_errors_check(site),
-        ],
+        # The other checks are check_specs of the assets, evaluated in their steps.
+        asset_checks=build_issue_checks(site, partitions, settings),
         jobs=jobs.all(),
         schedules=[build_daily_schedule(site, jobs, partitions, settings)],
         sensors=[build_refresh_sensor(site, jobs, partitions, settings)],
