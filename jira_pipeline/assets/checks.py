@@ -40,11 +40,14 @@ def duplicate_keys(db: Database, collection: str, connection_id: str, field: str
 
 # The checks evaluated in the `jira_issues` step, right after the IO manager has written the
 # step's issues (`check_specs` on the asset): they read what the step just wrote, so running them
-# there costs no step of their own. `fresh` stays a check of its own: it asks Jira for the
-# site's newest `updated` (a request, not a read of the step's writes), judges the site as it is
-# now rather than the partitions a run wrote, and is worth running alone, between syncs.
-ISSUE_STEP_CHECKS = ("matches_jira_count", "no_duplicate_keys", "references_present",
-                     "no_sync_errors")
+# there costs no step of their own. Two stay checks of their own (`build_issue_checks`):
+# - `fresh` asks Jira for the site's newest `updated` (a request, not a read of the step's
+#   writes), judges the site as it is now rather than the partitions a run wrote, and is worth
+#   running alone, between syncs;
+# - `references_present` judges the issues against the statuses and users, which the dimensions
+#   step writes after the issues step (users fetches the people issues reference that its
+#   listing leaves out): evaluated in the issues step it would see them before their refresh.
+ISSUE_STEP_CHECKS = ("matches_jira_count", "no_duplicate_keys", "no_sync_errors")
 MATCHES_JIRA_COUNT_DESCRIPTION = (
     "For each partition checked, every issue Jira has in the window (same JQL, no lookback) is "
     "stored. Issues updated in Jira after the run started are left to the next run; issues "
@@ -71,13 +74,6 @@ def issue_check_specs(
         dg.AssetCheckSpec(
             "no_duplicate_keys", asset=issues_key,
             description="No Jira issue id or issue key is held by two live documents.",
-        ),
-        dg.AssetCheckSpec(
-            "references_present", asset=issues_key,
-            description="Every status and user (assignee, reporter) that a live issue "
-            "references is stored; the refresh sensor requests a dimension refresh when one "
-            "is not.",
-            additional_deps=[site.asset_key("jira_statuses"), site.asset_key("jira_users")],
         ),
         dg.AssetCheckSpec(
             "no_sync_errors", asset=issues_key,
@@ -119,11 +115,28 @@ def issue_check_results(
                 "sample": ", ".join([*by_id, *by_key][:SAMPLE]),
             },
         )
-    if "references_present" in selected:
-        missing = missing_references(db, site.connection_id)
-        yield dg.AssetCheckResult(
-            asset_key=issues_key,
-            check_name="references_present",
+    if "no_sync_errors" in selected:
+        yield sync_errors_result(db, site)
+
+
+def build_issue_checks(
+    site: JiraSite, partitions: dg.DailyPartitionsDefinition, settings: PipelineSettings
+) -> list[dg.AssetChecksDefinition]:
+    """The `jira_issues` checks that run in a step of their own: `fresh` and
+    `references_present` (the others are `check_specs` of the asset, see `issue_check_specs`)."""
+
+    @dg.asset_check(
+        asset=site.asset_key("jira_issues"),
+        name="references_present",
+        description="Every status and user (assignee, reporter) that a live issue references is "
+        "stored; the refresh sensor requests a dimension refresh when one is not.",
+        additional_deps=[site.asset_key("jira_statuses"), site.asset_key("jira_users")],
+    )
+    def references_present(
+        context: dg.AssetCheckExecutionContext, mongo: MongoResource
+    ) -> dg.AssetCheckResult:
+        missing = missing_references(mongo.get_database(), site.connection_id)
+        return dg.AssetCheckResult(
             passed=not any(missing.values()),
             severity=dg.AssetCheckSeverity.WARN,
             metadata={
@@ -132,15 +145,6 @@ def issue_check_results(
                 "sample": ", ".join([*missing["statuses"], *missing["users"]][:SAMPLE]),
             },
         )
-    if "no_sync_errors" in selected:
-        yield sync_errors_result(db, site)
-
-
-def build_issue_checks(
-    site: JiraSite, partitions: dg.DailyPartitionsDefinition, settings: PipelineSettings
-) -> list[dg.AssetChecksDefinition]:
-    """The `jira_issues` checks that run in a step of their own: `fresh` (the others are
-    `check_specs` of the asset, see `issue_check_specs`)."""
 
     @dg.asset_check(
         asset=site.asset_key("jira_issues"),
@@ -172,7 +176,7 @@ def build_issue_checks(
             },
         )
 
-    return [fresh]
+    return [references_present, fresh]
 
 
 def matches_jira_count(

@@ -71,6 +71,9 @@ def dimension_spec(site: JiraSite, dimension: Dimension) -> dg.AssetSpec:
     spec = entity_spec(dimension.entity)
     return dg.AssetSpec(
         key=site.asset_key(dimension.asset_name),
+        # A dimension that completes its listing from the references of stored issues (users)
+        # reads them: it follows the issues step, so this run's issues' references are fetched.
+        deps=[site.asset_key("jira_issues")] if dimension.completion is not None else [],
         group_name=site.group_name,
         description=dimension.description,
         metadata={
