@@ -132,7 +132,8 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
     ) -> None:
         spec = spec_for_asset(context.asset_key)
         started = time.perf_counter()
-        stream = obj if isinstance(obj, WriteStream) else RecordStream(obj or ())
+        records = obj if obj is not None else ()
+        stream = records if isinstance(records, WriteStream) else RecordStream(records)
         odd = OddRecordReport(context, spec)
         db = self.mongo.get_database()
         connection_id = declared_connection_id(context.definition_metadata)
