@@ -5,7 +5,7 @@ from __future__ import annotations
 import time as clock
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -14,16 +14,11 @@ from pymongo.database import Database
 
 from jira_pipeline.assets.resources import JiraResource, counter_delta
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.assets.streams import JiraRecordStream
 from jira_pipeline.jira import IssueWindow, build_issue_jql
 from jira_pipeline.jira._exceptions import JiraPaginationError
 from jira_pipeline.settings import PipelineSettings
-from jira_pipeline.storage.upserts import (
-    count_live,
-    live_ids_except,
-    mark_deleted_ids,
-    stored_live_ids,
-)
+from jira_pipeline.storage.io_manager import Tombstone
+from jira_pipeline.storage.upserts import count_live, live_ids_except, stored_live_ids
 from jira_pipeline.timeutil import utc_now
 
 # Set on the runs the daily schedule requests: only they take the census by default (sensor
@@ -56,9 +51,10 @@ class IssueCensus:
        the issues Jira has that MongoDB lacks or holds as deleted (100 per request), so they are
        stored through the IO manager like any other record: a restored project's issues come
        back, and a project that becomes visible brings its whole history.
-    2. `mark_vanished()` (after the last write): stored live issues the complete walk did not
-       list are candidates; those that a direct fetch by id also does not return are marked
-       deleted. Nothing is marked unless the walk completed.
+    2. `vanished()` (the stream's end, once every record was handed to the IO manager): stored
+       live issues the complete walk did not list are candidates; those that a direct fetch by
+       id also does not return are the tombstone the IO manager marks deleted (it reports
+       `marked_deleted`). Nothing is marked unless the walk completed.
 
     Held in memory: the walked ids as one sorted array of 8-byte ints, and the ids of the run's
     own records.
@@ -92,7 +88,6 @@ class IssueCensus:
         self.walked: array[int] | None = None
         self.walks = 0
         self.fetched = 0
-        self.marked = 0
         self.still_in_jira = 0
         self._counters_before = jira.counters()
         self._started: float | None = None
@@ -176,23 +171,25 @@ class IssueCensus:
             self.db, "issues", self.connection_id, {str(i) for i in walked}, scope=self.scope
         )
 
-    # --- 2: mark what Jira provably lacks -------------------------------------------------
+    # --- 2: what Jira provably lacks ------------------------------------------------------
 
-    def mark_vanished(self) -> int:
-        """Mark deleted the stored live issues that the complete walk did not list and that
-        Jira, asked by id, does not return either."""
+    def vanished(self) -> Iterator[Tombstone]:
+        """The tombstone of the stored live issues that the complete walk did not list and that
+        Jira, asked by id, does not return either (the IO manager marks them deleted)."""
         walked = self.walked
         if walked is None:
-            return 0  # the walk did not complete: nothing is proven
+            return  # the walk did not complete: nothing is proven
         try:
-            return self._mark_vanished(walked)
+            gone = self._vanished(walked)
         finally:
             self._ended = clock.perf_counter()
+        if gone:
+            yield Tombstone("issues", frozenset(gone))
 
-    def _mark_vanished(self, walked: array[int]) -> int:
+    def _vanished(self, walked: array[int]) -> list[str]:
         candidates = self._live_outside(walked)
         if not candidates:
-            return 0
+            return []
         present: set[str] = set()
         for batch in self.jira.iterate(
             lambda client: client.issues_by_id(candidates, ("id",)), max_buffered=2
@@ -205,11 +202,7 @@ class IssueCensus:
                 f"issue census: {len(present)} stored issue(s) the walk did not list are still "
                 "served by id: not marked deleted"
             )
-        gone = [jira_id for jira_id in candidates if jira_id not in present]
-        self.marked = mark_deleted_ids(self.db, "issues", self.connection_id, gone)
-        if self.marked:
-            self.log.info(f"issue census: marked {self.marked} issue(s) deleted: Jira lacks them")
-        return self.marked
+        return [jira_id for jira_id in candidates if jira_id not in present]
 
     def metadata(self) -> dict[str, Any]:
         spent = counter_delta(self._counters_before, self.jira.counters())
@@ -218,7 +211,6 @@ class IssueCensus:
             "census_issue_ids": len(self.walked) if self.walked is not None else 0,
             "census_walks": self.walks,
             "census_fetched": self.fetched,
-            "marked_deleted": self.marked,
             "census_still_in_jira": self.still_in_jira,
             "census_api_calls": int(spent["api_calls"]),
             # From the walk's first request to the last mark, writing the fetched issues included.
@@ -241,24 +233,6 @@ class IssueCensus:
 
 async def _deployment(client: Any) -> str:
     return str(client.deployment)
-
-
-class IssueRecordStream(JiraRecordStream):
-    """The window's issues, then, when a census runs, the issues it found missing."""
-
-    def __init__(
-        self,
-        *args: Any,
-        then: Callable[[], Iterator[Any]] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self._then = then
-
-    def __iter__(self) -> Iterator[Any]:
-        yield from super().__iter__()
-        if self._then is not None:
-            yield from self._then()
 
 
 def census_enabled(option: bool | None, run_tags: Mapping[str, str]) -> bool:

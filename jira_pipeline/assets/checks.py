@@ -2,7 +2,7 @@
 
 import warnings
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,14 +10,15 @@ from typing import Any
 import dagster as dg
 from pymongo.database import Database
 
-from jira_pipeline.assets.jobs import DIMENSION_ASSETS
 from jira_pipeline.assets.partitions import partition_key_for
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.sensors import missing_references, newest_updated, stored_newest_updated
+from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.jira import IssueWindow, JiraClient, build_issue_jql
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import entity_spec
+from jira_pipeline.storage.resources import MongoResource
 from jira_pipeline.storage.sync_errors import dead_lettered_ids, sync_errors
 from jira_pipeline.timeutil import parse_jira_datetime, utc_now
 
@@ -37,28 +38,76 @@ def duplicate_keys(db: Database, collection: str, connection_id: str, field: str
     return sorted(str(value) for value, n in counts.items() if n > 1)
 
 
-def build_issue_checks(
-    site: JiraSite, partitions: dg.DailyPartitionsDefinition, settings: PipelineSettings
-) -> list[dg.AssetChecksDefinition]:
+# The checks evaluated in the `jira_issues` step, right after the IO manager has written the
+# step's issues (`check_specs` on the asset): they read what the step just wrote, so running them
+# there costs no step of their own. Two stay checks of their own (`build_issue_checks`):
+# - `fresh` asks Jira for the site's newest `updated` (a request, not a read of the step's
+#   writes), judges the site as it is now rather than the partitions a run wrote, and is worth
+#   running alone, between syncs;
+# - `references_present` judges the issues against the statuses and users, which the dimensions
+#   step writes after the issues step (users fetches the people issues reference that its
+#   listing leaves out): evaluated in the issues step it would see them before their refresh.
+ISSUE_STEP_CHECKS = ("matches_jira_count", "no_duplicate_keys", "no_sync_errors")
+MATCHES_JIRA_COUNT_DESCRIPTION = (
+    "For each partition checked, every issue Jira has in the window (same JQL, no lookback) is "
+    "stored. Issues updated in Jira after the run started are left to the next run; issues "
+    "stored for the window but since updated later are reported, not failed: their new "
+    "partition will hold them. Evaluated per partition, also in a run of several partitions."
+)
+
+
+def issue_check_specs(
+    site: JiraSite, partitions: dg.DailyPartitionsDefinition
+) -> list[dg.AssetCheckSpec]:
+    """The `jira_issues` checks its own step evaluates (see `issue_check_results`)."""
     issues_key = site.asset_key("jira_issues")
-    resources = {site.resource_key, "mongo"}
     with warnings.catch_warnings():
         # Partitioned checks are a Dagster "preview" feature; the warning would greet every
         # code-location load. The check is the point of the partitions, so we accept it.
         warnings.simplefilter("ignore", dg.PreviewWarning)
-        matches_jira_count = _build_matches_jira_count(site, partitions, settings)
+        matches_jira_count = dg.AssetCheckSpec(
+            "matches_jira_count", asset=issues_key, description=MATCHES_JIRA_COUNT_DESCRIPTION,
+            blocking=True, partitions_def=partitions,
+        )
+    return [
+        matches_jira_count,
+        dg.AssetCheckSpec(
+            "no_duplicate_keys", asset=issues_key,
+            description="No Jira issue id or issue key is held by two live documents.",
+        ),
+        dg.AssetCheckSpec(
+            "no_sync_errors", asset=issues_key,
+            description="jira_sync_errors holds no record of this connection that a sync could "
+            "not store (each dead letter names the entity, the key and the reason).",
+        ),
+    ]
 
-    @dg.asset_check(
-        asset=issues_key,
-        name="no_duplicate_keys",
-        description="No Jira issue id or issue key is held by two live documents.",
-        required_resource_keys={"mongo"},
-    )
-    def no_duplicate_issue_keys(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        db: Database = context.resources.mongo.get_database()
+
+def selected_checks(context: dg.AssetExecutionContext, asset_key: dg.AssetKey) -> set[str]:
+    """Names of the checks of `asset_key` this step is asked to evaluate (a UI selection may
+    leave some or all out, or select them without the asset)."""
+    return {key.name for key in context.selected_asset_check_keys if key.asset_key == asset_key}
+
+
+def issue_check_results(
+    context: dg.AssetExecutionContext,
+    jira: JiraResource,
+    db: Database,
+    site: JiraSite,
+    settings: PipelineSettings,
+    partitions: dg.DailyPartitionsDefinition,
+) -> Iterator[dg.AssetCheckResult | dg.AssetCheckEvaluation | dg.Output]:
+    """The selected `jira_issues` checks, evaluated on what the store holds now."""
+    issues_key = site.asset_key("jira_issues")
+    selected = selected_checks(context, issues_key)
+    if "matches_jira_count" in selected:
+        yield from matches_jira_count(context, jira, db, site, settings, partitions)
+    if "no_duplicate_keys" in selected:
         by_id = duplicate_keys(db, "jira_issues", site.connection_id, "issue_id")
         by_key = duplicate_keys(db, "jira_issues", site.connection_id, "key")
-        return dg.AssetCheckResult(
+        yield dg.AssetCheckResult(
+            asset_key=issues_key,
+            check_name="no_duplicate_keys",
             passed=not by_id and not by_key,
             metadata={
                 "duplicate_issue_ids": len(by_id),
@@ -66,17 +115,27 @@ def build_issue_checks(
                 "sample": ", ".join([*by_id, *by_key][:SAMPLE]),
             },
         )
+    if "no_sync_errors" in selected:
+        yield sync_errors_result(db, site)
+
+
+def build_issue_checks(
+    site: JiraSite, partitions: dg.DailyPartitionsDefinition, settings: PipelineSettings
+) -> list[dg.AssetChecksDefinition]:
+    """The `jira_issues` checks that run in a step of their own: `fresh` and
+    `references_present` (the others are `check_specs` of the asset, see `issue_check_specs`)."""
 
     @dg.asset_check(
-        asset=issues_key,
+        asset=site.asset_key("jira_issues"),
         name="references_present",
         description="Every status and user (assignee, reporter) that a live issue references is "
         "stored; the refresh sensor requests a dimension refresh when one is not.",
-        required_resource_keys={"mongo"},
         additional_deps=[site.asset_key("jira_statuses"), site.asset_key("jira_users")],
     )
-    def references_present(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        missing = missing_references(context.resources.mongo.get_database(), site.connection_id)
+    def references_present(
+        context: dg.AssetCheckExecutionContext, mongo: MongoResource
+    ) -> dg.AssetCheckResult:
+        missing = missing_references(mongo.get_database(), site.connection_id)
         return dg.AssetCheckResult(
             passed=not any(missing.values()),
             severity=dg.AssetCheckSeverity.WARN,
@@ -88,15 +147,16 @@ def build_issue_checks(
         )
 
     @dg.asset_check(
-        asset=issues_key,
+        asset=site.asset_key("jira_issues"),
         name="fresh",
         description="The newest stored `updated` is within JIRA_FRESHNESS_TOLERANCE_MINUTES of "
         "the newest `updated` in Jira.",
-        required_resource_keys=resources,
     )
-    def fresh(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        jira: JiraResource = getattr(context.resources, site.resource_key)
-        db: Database = context.resources.mongo.get_database()
+    @with_site_resource(site)
+    def fresh(
+        context: dg.AssetCheckExecutionContext, jira: JiraResource, mongo: MongoResource
+    ) -> dg.AssetCheckResult:
+        db: Database = mongo.get_database()
         first = partitions.time_window_for_partition_key(partitions.get_first_partition_key())
         window = IssueWindow(first.start, utc_now() + timedelta(days=1))
         jql = build_issue_jql(window, projects=settings.projects or None, order_by="updated DESC")
@@ -116,73 +176,57 @@ def build_issue_checks(
             },
         )
 
-    return [matches_jira_count, no_duplicate_issue_keys, references_present, fresh]
+    return [references_present, fresh]
 
 
-def _build_matches_jira_count(
-    site: JiraSite, partitions: dg.DailyPartitionsDefinition, settings: PipelineSettings
-) -> dg.AssetChecksDefinition:
+def matches_jira_count(
+    context: dg.AssetExecutionContext,
+    jira: JiraResource,
+    db: Database,
+    site: JiraSite,
+    settings: PipelineSettings,
+    partitions: dg.DailyPartitionsDefinition,
+) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
     asset_key = site.asset_key("jira_issues")
-
-    # Dagster's annotation asks for an AssetCheckResult; a step may yield evaluations (and the
-    # check's output) instead, which is how one step evaluates several partitions.
-    @dg.asset_check(  # type: ignore[arg-type]
-        asset=asset_key,
-        name="matches_jira_count",
-        description="For each partition checked, every issue Jira has in the window (same JQL, "
-        "no lookback) is stored. Issues updated in Jira after the run started are left to the "
-        "next run; issues stored for the window but since updated later are reported, not "
-        "failed: their new partition will hold them. Evaluated per partition, also in a run of "
-        "several partitions.",
-        partitions_def=partitions,
-        required_resource_keys={site.resource_key, "mongo"},
-        blocking=True,
+    keys = list(context.partition_keys)
+    window = context.partition_time_window
+    # Judge the run, not the moment: an issue edited after the run started (between the
+    # walk and this check, on a busy site most runs) is the next run's to fetch.
+    end = min(window.end, run_started(context.instance, context.run.run_id))
+    evaluations = (
+        count_by_partition(jira, db, site, settings, partitions, keys,
+                           IssueWindow(window.start, end))
+        if end > window.start
+        else {key: PartitionCount() for key in keys}
     )
-    def matches_jira_count(
-        context: dg.AssetCheckExecutionContext,
-    ) -> Iterator[dg.AssetCheckEvaluation | dg.Output]:
-        jira: JiraResource = getattr(context.resources, site.resource_key)
-        db: Database = context.resources.mongo.get_database()
-        step = context.op_execution_context
-        keys = list(step.partition_keys)
-        window = context.partition_time_window
-        # Judge the run, not the moment: an issue edited after the run started (between the
-        # walk and this check, on a busy site most runs) is the next run's to fetch.
-        end = min(window.end, run_started(context.instance, step.run_id))
-        evaluations = (
-            count_by_partition(jira, db, site, settings, partitions, keys,
-                               IssueWindow(window.start, end))
-            if end > window.start
-            else {key: PartitionCount() for key in keys}
+    for key in keys:
+        found = evaluations[key]
+        # Dagster ties an AssetCheckResult to a partition only in a one-partition step
+        # (otherwise the UI shows each partition's check as skipped): one evaluation per
+        # partition, each carrying that partition's figures.
+        yield dg.AssetCheckEvaluation(
+            asset_key=asset_key,
+            check_name="matches_jira_count",
+            passed=not found.missing,
+            severity=dg.AssetCheckSeverity.ERROR,
+            blocking=True,
+            partition=key,
+            description=(
+                f"{len(found.missing)} issue(s) in Jira are missing from MongoDB"
+                if found.missing else "every issue Jira has in this window is stored"
+            ),
+            metadata={
+                "jira_count": found.jira_count,
+                "stored_count": found.stored_count,
+                "missing": len(found.missing),
+                "missing_sample": ", ".join(sorted(found.missing)[:SAMPLE]),
+                "stored_but_updated_later": found.moved_on,
+                "judged_until": end.isoformat(),
+            },
         )
-        for key in keys:
-            found = evaluations[key]
-            # Dagster ties an AssetCheckResult to a partition only in a one-partition step
-            # (otherwise the UI shows each partition's check as skipped): one evaluation per
-            # partition, each carrying that partition's figures.
-            yield dg.AssetCheckEvaluation(
-                asset_key=asset_key,
-                check_name="matches_jira_count",
-                passed=not found.missing,
-                severity=dg.AssetCheckSeverity.ERROR,
-                blocking=True,
-                partition=key,
-                description=(
-                    f"{len(found.missing)} issue(s) in Jira are missing from MongoDB"
-                    if found.missing else "every issue Jira has in this window is stored"
-                ),
-                metadata={
-                    "jira_count": found.jira_count,
-                    "stored_count": found.stored_count,
-                    "missing": len(found.missing),
-                    "missing_sample": ", ".join(sorted(found.missing)[:SAMPLE]),
-                    "stored_but_updated_later": found.moved_on,
-                    "judged_until": end.isoformat(),
-                },
-            )
-        yield dg.Output(None, output_name=step.op_def.output_defs[0].name)
-
-    return matches_jira_count
+    check_key = dg.AssetCheckKey(asset_key, "matches_jira_count")
+    yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(
+        check_key))
 
 
 @dataclass
@@ -258,71 +302,58 @@ def _updated_of(jql: str) -> Callable[[JiraClient], AsyncIterator[dict[str, Any]
     return lambda client: client.search_issues(jql, fields=("updated",))
 
 
-def build_dimension_checks(site: JiraSite) -> list[dg.AssetChecksDefinition]:
-    return [check for name in DIMENSION_ASSETS for check in _dimension_checks(site, name)]
-
-
-def _dimension_checks(site: JiraSite, asset_name: str) -> Sequence[dg.AssetChecksDefinition]:
+def dimension_check_specs(site: JiraSite, asset_name: str) -> list[dg.AssetCheckSpec]:
+    """A dimension's checks, evaluated in the dimensions' step once its rows are written."""
     spec = entity_spec(asset_name)
+    key = site.asset_key(asset_name)
+    return [
+        dg.AssetCheckSpec("not_empty", asset=key,
+                          description=f"At least one live {spec.name[:-1]} is stored."),
+        dg.AssetCheckSpec("no_duplicate_keys", asset=key,
+                          description=f"No {spec.id_field} is held by two live documents."),
+    ]
 
-    @dg.asset_check(
-        asset=site.asset_key(asset_name),
-        name="not_empty",
-        description=f"At least one live {spec.name[:-1]} is stored.",
-        required_resource_keys={"mongo"},
-    )
-    def not_empty(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        count = context.resources.mongo.get_database()[spec.collection].count_documents(
+
+def dimension_check_results(
+    context: dg.AssetExecutionContext, db: Database, site: JiraSite, asset_name: str
+) -> Iterator[dg.AssetCheckResult]:
+    spec = entity_spec(asset_name)
+    key = site.asset_key(asset_name)
+    selected = selected_checks(context, key)
+    if "not_empty" in selected:
+        count = db[spec.collection].count_documents(
             {"connection_id": site.connection_id, "is_deleted": {"$ne": True}}
         )
-        return dg.AssetCheckResult(passed=count > 0, metadata={"live_rows": count})
-
-    @dg.asset_check(
-        asset=site.asset_key(asset_name),
-        name="no_duplicate_keys",
-        description=f"No {spec.id_field} is held by two live documents.",
-        required_resource_keys={"mongo"},
-    )
-    def no_duplicates(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        duplicates = duplicate_keys(
-            context.resources.mongo.get_database(), spec.collection, site.connection_id,
-            spec.id_field,
-        )
-        return dg.AssetCheckResult(
+        yield dg.AssetCheckResult(asset_key=key, check_name="not_empty", passed=count > 0,
+                                  metadata={"live_rows": count})
+    if "no_duplicate_keys" in selected:
+        duplicates = duplicate_keys(db, spec.collection, site.connection_id, spec.id_field)
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name="no_duplicate_keys",
             passed=not duplicates,
             metadata={"duplicates": len(duplicates), "sample": ", ".join(duplicates[:SAMPLE])},
         )
 
-    return [not_empty, no_duplicates]
 
-
-def build_sync_errors_check(site: JiraSite) -> dg.AssetChecksDefinition:
-    """Warns while `jira_sync_errors` holds dead letters of the connection (records Jira sent
-    that could not be stored); a later run that stores the record clears its dead letter."""
-
-    @dg.asset_check(
-        asset=site.asset_key("jira_issues"),
-        name="no_sync_errors",
-        description="jira_sync_errors holds no record of this connection that a sync could not "
-        "store (each dead letter names the entity, the key and the reason).",
-        required_resource_keys={"mongo"},
-    )
-    def no_sync_errors(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        db: Database = context.resources.mongo.get_database()
-        count, newest = sync_errors(db, site.connection_id, limit=SAMPLE)
-        return dg.AssetCheckResult(
-            passed=count == 0,
-            severity=dg.AssetCheckSeverity.WARN,
-            description=(
-                f"{count} record(s) could not be stored; see jira_sync_errors" if count
-                else "every record Jira sent was stored"
+def sync_errors_result(db: Database, site: JiraSite) -> dg.AssetCheckResult:
+    """`no_sync_errors`: warns while `jira_sync_errors` holds dead letters of the connection
+    (records Jira sent that could not be stored); a later run that stores the record clears its
+    dead letter."""
+    count, newest = sync_errors(db, site.connection_id, limit=SAMPLE)
+    return dg.AssetCheckResult(
+        asset_key=site.asset_key("jira_issues"),
+        check_name="no_sync_errors",
+        passed=count == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            f"{count} record(s) could not be stored; see jira_sync_errors" if count
+            else "every record Jira sent was stored"
+        ),
+        metadata={
+            "sync_errors": count,
+            "sample": dg.MetadataValue.md(
+                "\n".join(f"- {error.describe()}" for error in newest) or "_none_"
             ),
-            metadata={
-                "sync_errors": count,
-                "sample": dg.MetadataValue.md(
-                    "\n".join(f"- {error.describe()}" for error in newest) or "_none_"
-                ),
-            },
-        )
-
-    return no_sync_errors
+        },
+    )

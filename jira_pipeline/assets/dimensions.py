@@ -1,21 +1,24 @@
-"""The dimension assets' shared shape: full refresh, upserted, vanished rows marked deleted."""
+"""The dimension assets: one step per site, each a full refresh, upserted, vanished rows
+marked deleted."""
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import dagster as dg
 from pymongo.database import Database
 
+from jira_pipeline.assets.checks import dimension_check_results, dimension_check_specs
 from jira_pipeline.assets.resources import JiraResource
+from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.assets.streams import IO_MANAGER_KEY, JiraRecordStream, writing_store
+from jira_pipeline.assets.streams import IO_MANAGER_KEY, JiraRecordStream
 from jira_pipeline.jira import JiraClient
 from jira_pipeline.jira.models import JiraRecord
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import entity_spec
-from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY
-from jira_pipeline.storage.upserts import mark_deleted_except
+from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY, Tombstone
+from jira_pipeline.storage.resources import MongoResource
 
 # Network-bound assets retry a failed step (after the client's own request retries gave up),
 # with exponential backoff and jitter so that several runs do not return at the same moment.
@@ -61,93 +64,136 @@ class Dimension:
     completion: DimensionCompletion | None = field(default=None)
 
 
-def build_dimension_asset(
-    site: JiraSite, dimension: Dimension, settings: PipelineSettings
-) -> dg.AssetsDefinition:
-    spec = entity_spec(dimension.entity)
+DIMENSIONS_STEP = "jira_dimensions"
 
-    @dg.asset(
+
+def dimension_spec(site: JiraSite, dimension: Dimension) -> dg.AssetSpec:
+    spec = entity_spec(dimension.entity)
+    return dg.AssetSpec(
         key=site.asset_key(dimension.asset_name),
+        # A dimension that completes its listing from the references of stored issues (users)
+        # reads them: it follows the issues step, so this run's issues' references are fetched.
+        deps=[site.asset_key("jira_issues")] if dimension.completion is not None else [],
         group_name=site.group_name,
         description=dimension.description,
-        io_manager_key=IO_MANAGER_KEY,
-        required_resource_keys={site.resource_key, IO_MANAGER_KEY},
-        retry_policy=NETWORK_RETRY_POLICY,
         metadata={
             CONNECTION_METADATA_KEY: site.connection_id,
             "mongo/collection": spec.collection,
         },
         kinds={"jira", "mongodb"},
         tags={"jira/connection": site.name},
+    ).with_io_manager_key(IO_MANAGER_KEY)
+
+
+def build_dimension_assets(
+    site: JiraSite, dimensions: Sequence[Dimension], settings: PipelineSettings
+) -> dg.AssetsDefinition:
+    """The dimensions (projects, statuses, users) of a site as one step: each keeps its asset
+    key, and its output is written by the IO manager with its own materialization; its checks
+    are evaluated once that output is written. Any subset of them (and of their checks) may be
+    selected alone."""
+    by_key = {site.asset_key(dimension.asset_name): dimension for dimension in dimensions}
+
+    @dg.multi_asset(
+        name=site.object_name(DIMENSIONS_STEP),
+        specs=[dimension_spec(site, dimension) for dimension in dimensions],
+        check_specs=[
+            check for dimension in dimensions
+            for check in dimension_check_specs(site, dimension.asset_name)
+        ],
+        can_subset=True,
+        retry_policy=NETWORK_RETRY_POLICY,
     )
-    def dimension_asset(context: dg.AssetExecutionContext) -> JiraRecordStream:
-        jira: JiraResource = getattr(context.resources, site.resource_key)
-        mongo = writing_store(context)
-        seen: set[str] = set()
-
-        # Written by the walk, read once it has finished.
-        completed: dict[str, int] = {}
-        kept: set[str] = set()
-        if dimension.completion is not None:
-            completed.update(referenced_not_listed=0, fetched_one_by_one=0, kept_without_fetch=0)
-        references = (
-            dimension.completion.referenced(mongo.get_database(), site.connection_id)
-            if dimension.completion is not None
-            else None
-        )
-        referenced = references.ids if references is not None else set()
-
-        def jira_id(raw: dict[str, Any]) -> str:
-            return str(getattr(dimension.record_type.from_raw(raw, site.connection_id),
-                               spec.id_field))
-
-        async def walk(client: JiraClient) -> AsyncIterator[dict[str, Any]]:
-            listed: set[str] = set()
-            async for raw in dimension.walk(client, settings):
-                if referenced:
-                    listed.add(jira_id(raw))
-                yield raw
-            missing = sorted(referenced - listed)
-            if dimension.completion is None or references is None or not missing:
-                return
-            # The listing was capped or incomplete: fetch referenced rows one by one.
-            fetch, keep = references.plan(missing)
-            kept.update(keep)
-            found = 0
-            async for raw in dimension.completion.fetch(client, fetch):
-                found += 1
-                yield raw
-            completed.update(referenced_not_listed=len(missing), fetched_one_by_one=found,
-                             kept_without_fetch=len(keep))
-
-        def to_record(raw: dict[str, Any]) -> JiraRecord:
-            record = dimension.record_type.from_raw(raw, site.connection_id)
-            seen.add(str(getattr(record, spec.id_field)))
-            return record
-
-        def mark_vanished() -> Mapping[str, Any]:
-            if not seen:
-                # An empty answer is far likelier a permission change than a site emptied of
-                # every row; marking everything deleted would be the wrong guess.
-                context.log.warning(f"Jira returned no {dimension.entity}: nothing marked deleted")
-                return {"marked_deleted": 0, **completed}
-            marked = mark_deleted_except(
-                mongo.get_database(), dimension.entity, site.connection_id, seen | kept
-            )
-            if completed.get("referenced_not_listed"):
-                context.log.info(
-                    f"{completed['referenced_not_listed']} referenced {dimension.entity} were "
-                    f"not listed by Jira; fetched {completed['fetched_one_by_one']} one by one, "
-                    f"kept {completed['kept_without_fetch']} as stored"
+    @with_site_resource(site)
+    def dimension_assets(
+        context: dg.AssetExecutionContext, jira: JiraResource, mongo: MongoResource
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        for key, dimension in by_key.items():
+            if key in context.selected_asset_keys:
+                # handle_output writes the stream before this generator resumes.
+                yield dg.Output(
+                    dimension_stream(context, jira, mongo, site, dimension, settings),
+                    output_name=context.assets_def.get_output_name_for_asset_key(key),
                 )
-            return {"marked_deleted": marked, **completed}
+            yield from dimension_check_results(
+                context, mongo.get_database(), site, dimension.asset_name
+            )
 
-        return JiraRecordStream(
-            jira,
-            walk,
-            to_record,
-            preview_fields=dimension.preview_fields,
-            after_write=mark_vanished,
-        )
+    return dimension_assets
 
-    return dimension_asset
+
+def dimension_stream(
+    context: dg.AssetExecutionContext,
+    jira: JiraResource,
+    mongo: MongoResource,
+    site: JiraSite,
+    dimension: Dimension,
+    settings: PipelineSettings,
+) -> JiraRecordStream:
+    """A full refresh of one dimension: every row Jira lists (and those stored issues reference
+    that the listing left out), then the tombstone of the stored rows it no longer has."""
+    spec = entity_spec(dimension.entity)
+    seen: set[str] = set()
+
+    # Written by the walk, read once it has finished.
+    completed: dict[str, int] = {}
+    kept: set[str] = set()
+    if dimension.completion is not None:
+        completed.update(referenced_not_listed=0, fetched_one_by_one=0, kept_without_fetch=0)
+    references = (
+        dimension.completion.referenced(mongo.get_database(), site.connection_id)
+        if dimension.completion is not None
+        else None
+    )
+    referenced = references.ids if references is not None else set()
+
+    def jira_id(raw: dict[str, Any]) -> str:
+        return str(getattr(dimension.record_type.from_raw(raw, site.connection_id),
+                           spec.id_field))
+
+    async def walk(client: JiraClient) -> AsyncIterator[dict[str, Any]]:
+        listed: set[str] = set()
+        async for raw in dimension.walk(client, settings):
+            if referenced:
+                listed.add(jira_id(raw))
+            yield raw
+        missing = sorted(referenced - listed)
+        if dimension.completion is None or references is None or not missing:
+            return
+        # The listing was capped or incomplete: fetch referenced rows one by one.
+        fetch, keep = references.plan(missing)
+        kept.update(keep)
+        found = 0
+        async for raw in dimension.completion.fetch(client, fetch):
+            found += 1
+            yield raw
+        completed.update(referenced_not_listed=len(missing), fetched_one_by_one=found,
+                         kept_without_fetch=len(keep))
+
+    def to_record(raw: dict[str, Any]) -> JiraRecord:
+        record = dimension.record_type.from_raw(raw, site.connection_id)
+        seen.add(str(getattr(record, spec.id_field)))
+        return record
+
+    def vanished() -> Iterator[Tombstone]:
+        if not seen:
+            # An empty answer is far likelier a permission change than a site emptied of
+            # every row; marking everything deleted would be the wrong guess.
+            context.log.warning(f"Jira returned no {dimension.entity}: nothing marked deleted")
+            return
+        if completed.get("referenced_not_listed"):
+            context.log.info(
+                f"{completed['referenced_not_listed']} referenced {dimension.entity} were "
+                f"not listed by Jira; fetched {completed['fetched_one_by_one']} one by one, "
+                f"kept {completed['kept_without_fetch']} as stored"
+            )
+        yield Tombstone.all_except(dimension.entity, seen | kept)
+
+    return JiraRecordStream(
+        jira,
+        walk,
+        to_record,
+        preview_fields=dimension.preview_fields,
+        deletions=vanished,
+        report=lambda: completed,
+    )

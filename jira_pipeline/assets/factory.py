@@ -6,14 +6,10 @@ import warnings
 
 import dagster as dg
 
-from jira_pipeline.assets.checks import (
-    build_dimension_checks,
-    build_issue_checks,
-    build_sync_errors_check,
-)
-from jira_pipeline.assets.dimensions import build_dimension_asset
+from jira_pipeline.assets.checks import build_issue_checks
+from jira_pipeline.assets.dimensions import build_dimension_assets
 from jira_pipeline.assets.issues import build_issues_asset
-from jira_pipeline.assets.jobs import build_site_jobs
+from jira_pipeline.assets.jobs import RUN_EXECUTOR, build_site_jobs
 from jira_pipeline.assets.partitions import issue_partitions
 from jira_pipeline.assets.projects import PROJECTS
 from jira_pipeline.assets.schedules import build_daily_schedule
@@ -38,15 +34,12 @@ def build_site_definitions(site: JiraSite, settings: PipelineSettings) -> dg.Def
         issues = build_issues_asset(site, partitions, settings)
     return dg.Definitions(
         assets=[
-            *(build_dimension_asset(site, d, settings) for d in (PROJECTS, STATUSES, USERS)),
+            build_dimension_assets(site, (PROJECTS, STATUSES, USERS), settings),
             issues,
             build_summary_asset(site, partitions),
         ],
-        asset_checks=[
-            *build_issue_checks(site, partitions, settings),
-            *build_dimension_checks(site),
-            build_sync_errors_check(site),
-        ],
+        # The other checks are check_specs of the assets, evaluated in their steps.
+        asset_checks=build_issue_checks(site, partitions, settings),
         jobs=jobs.all(),
         schedules=[build_daily_schedule(site, jobs, partitions, settings)],
         sensors=[build_refresh_sensor(site, jobs, partitions, settings)],
@@ -82,6 +75,7 @@ def build_definitions(
     return dg.Definitions.merge(
         *(build_site_definitions(site, settings) for site in configured_sites(mongo, settings)),
         dg.Definitions(
-            resources={"mongo": mongo, "mongo_io_manager": MongoUpsertIOManager(mongo=mongo)}
+            resources={"mongo": mongo, "mongo_io_manager": MongoUpsertIOManager(mongo=mongo)},
+            executor=RUN_EXECUTOR,  # also the implicit asset job's (UI "Materialize", CLI)
         ),
     )

@@ -1,9 +1,10 @@
-"""`JiraRecordStream`: what an asset returns: Jira records fetched while the IO manager writes."""
+"""`JiraRecordStream`: what an asset hands the IO manager: Jira records fetched while it writes
+them, then the rows proven gone."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,22 +16,23 @@ from jira_pipeline.assets.resources import JiraResource, counter_delta
 from jira_pipeline.jira import JiraClient
 from jira_pipeline.jira.retry import cannot_succeed
 from jira_pipeline.storage.connections import JiraConnectionError, StaleRefreshTokenError
-from jira_pipeline.storage.io_manager import RecordStream
-from jira_pipeline.storage.resources import MongoResource
+from jira_pipeline.storage.io_manager import Tombstone, Upsert, WriteItem, WriteStream
 from jira_pipeline.storage.sync_errors import UnstorableRecord
 
 PREVIEW_ROWS = 5
 IO_MANAGER_KEY = "mongo_io_manager"
 
 
-def writing_store(context: dg.AssetExecutionContext) -> MongoResource:
-    """The store the IO manager writes this asset's records through.
-
-    Marking vanished rows deleted reads through that same client rather than opening another:
-    one client per run means one set of connections (and, on the embedded store, one set of
-    SQLite files opened) per run.
-    """
-    return getattr(context.resources, IO_MANAGER_KEY).mongo
+def _as_failure(error: Exception) -> dg.Failure:
+    misconfigured = isinstance(error, JiraConnectionError) and not isinstance(
+        error, StaleRefreshTokenError
+    )
+    cause = type(error).__name__
+    return dg.Failure(
+        description=f"{cause}: {error}",
+        metadata={"cause": cause, "http_status": getattr(error, "status", None) or 0},
+        allow_retries=not (cannot_succeed(error) or misconfigured),
+    )
 
 
 @contextmanager
@@ -43,26 +45,38 @@ def failing_fast() -> Iterator[None]:
     try:
         yield
     except Exception as error:
-        misconfigured = isinstance(error, JiraConnectionError) and not isinstance(
-            error, StaleRefreshTokenError
-        )
-        if not (cannot_succeed(error) or misconfigured):
+        failure = _as_failure(error)
+        if failure.allow_retries:
             raise
-        cause = type(error).__name__
-        raise dg.Failure(
-            description=f"{cause}: {error}",
-            metadata={"cause": cause, "http_status": getattr(error, "status", None) or 0},
-            allow_retries=False,
-        ) from error
+        raise failure from error
 
 
-class JiraRecordStream(RecordStream):
-    """Jira records produced one at a time while the IO manager writes them in batches.
+@contextmanager
+def reported_as_itself() -> Iterator[None]:
+    """Every error raised while the IO manager drains a stream fails the step as itself.
 
-    Nothing is held beyond the record in hand and a few preview rows, so memory does not grow
-    with the size of a partition. `final_metadata()` runs after the last write: it reports what
-    the fetch cost and runs `after_write` (marking rows that vanished from Jira as deleted), which
-    must see every record of this run already stored.
+    Dagster wraps what `handle_output` raises as "Error occurred while handling output", unless
+    it is a `dg.Failure`: so the error becomes one, its type and message as the headline, its
+    retry classification kept (`allow_retries`: a network error may be retried by the step's
+    RetryPolicy, an error that cannot succeed fails at once, as `failing_fast`).
+    """
+    try:
+        yield
+    except dg.Failure:
+        raise
+    except Exception as error:
+        raise _as_failure(error) from error
+
+
+class JiraRecordStream(WriteStream):
+    """Jira records fetched one at a time while the IO manager writes them in batches.
+
+    The walk's records, then those of `then` (more records, say the issues a census found
+    missing), each as an `Upsert`; then the `Tombstone`s of `deletions` (called once every
+    record was handed over: the rows the reconciliation proved gone). Nothing is held beyond the
+    record in hand and a few preview rows, so memory does not grow with the size of a
+    partition. `metadata()` (asked by the IO manager after the last write) reports what the
+    fetch cost, with `report`'s figures.
     """
 
     def __init__(
@@ -72,43 +86,56 @@ class JiraRecordStream(RecordStream):
         to_record: Callable[[dict[str, Any]], BaseModel],
         *,
         preview_fields: tuple[str, ...],
-        after_write: Callable[[], Mapping[str, Any]] | None = None,
+        then: Callable[[], Iterable[BaseModel | UnstorableRecord]] | None = None,
+        deletions: Callable[[], Iterable[Tombstone]] | None = None,
+        report: Callable[[], Mapping[str, Any]] | None = None,
         progress: WalkProgress | None = None,
     ) -> None:
-        super().__init__(self._fetch(), self._report)
+        super().__init__(self._stream(), self._report)
         self._progress = progress
         self._jira = jira
         self._walk = walk
         self._to_record = to_record
         self._preview_fields = preview_fields
-        self._after_write = after_write
+        self._then = then
+        self._deletions = deletions
+        self._extra = report
         self.fetched = 0
         self._preview: list[dict[str, Any]] = []
         self._started = time.perf_counter()
         with failing_fast():  # the first use of the resource builds its client
             self._counters_before = jira.counters()
 
+    def _stream(self) -> Iterator[WriteItem]:
+        with reported_as_itself():
+            for record in self._fetch():
+                yield Upsert(record)
+            if self._then is not None:
+                for record in self._then():
+                    yield Upsert(record)
+            if self._deletions is not None:
+                yield from self._deletions()
+
     def _fetch(self) -> Iterator[BaseModel | UnstorableRecord]:
         self._started = time.perf_counter()
-        with failing_fast():
-            for raw in self._jira.iterate(self._walk, progress=self._progress):
-                self.fetched += 1
-                try:
-                    record = self._to_record(raw)
-                except ValueError as error:
-                    # One record Jira sent that cannot be stored must not block the others: the
-                    # IO manager files it in jira_sync_errors and the run goes on.
-                    yield UnstorableRecord.from_error(raw, error)
-                    continue
-                if len(self._preview) < PREVIEW_ROWS:
-                    self._preview.append(record.model_dump(include=set(self._preview_fields)))
-                yield record
+        for raw in self._jira.iterate(self._walk, progress=self._progress):
+            self.fetched += 1
+            try:
+                record = self._to_record(raw)
+            except ValueError as error:
+                # One record Jira sent that cannot be stored must not block the others: the
+                # IO manager files it in jira_sync_errors and the run goes on.
+                yield UnstorableRecord.from_error(raw, error)
+                continue
+            if len(self._preview) < PREVIEW_ROWS:
+                self._preview.append(record.model_dump(include=set(self._preview_fields)))
+            yield record
 
     def _report(self) -> dict[str, Any]:
-        with failing_fast():
-            extra = dict(self._after_write()) if self._after_write is not None else {}
+        with reported_as_itself():
+            extra = dict(self._extra()) if self._extra is not None else {}
+            spent = counter_delta(self._counters_before, self._jira.counters())
         elapsed = time.perf_counter() - self._started
-        spent = counter_delta(self._counters_before, self._jira.counters())
         return {
             "records_fetched": self.fetched,
             **extra,

@@ -1,16 +1,19 @@
-"""`MongoUpsertIOManager`: assets return lazy record streams; MongoDB gets guarded upserts."""
+"""`MongoUpsertIOManager`: the one writer of entity collections: assets hand it lazy streams of
+upserts and tombstones; MongoDB gets guarded upserts and proven deletions."""
 
 from __future__ import annotations
 
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import dagster as dg
 import pandas as pd
-from pydantic import Field
+from pydantic import BaseModel, Field
+from pymongo.database import Database
 
 from jira_pipeline.storage.copied_names import refresh_copied_names
 from jira_pipeline.storage.daily_summary import (
@@ -23,8 +26,14 @@ from jira_pipeline.storage.daily_summary import (
 from jira_pipeline.storage.entities import ENTITIES, EntitySpec, UnknownEntityError
 from jira_pipeline.storage.partitioned_writes import write_per_partition
 from jira_pipeline.storage.resources import MongoResource
-from jira_pipeline.storage.sync_errors import SyncError
-from jira_pipeline.storage.upserts import DEFAULT_BATCH_SIZE, UpsertCounts, upsert_records
+from jira_pipeline.storage.sync_errors import SyncError, UnstorableRecord
+from jira_pipeline.storage.upserts import (
+    DEFAULT_BATCH_SIZE,
+    UpsertCounts,
+    mark_deleted_except,
+    mark_deleted_ids,
+    upsert_records,
+)
 
 CONNECTION_METADATA_KEY = "jira/connection_id"
 # Timestamps every entity document carries besides its own datetime fields.
@@ -33,27 +42,65 @@ _STORAGE_DATETIMES = ("synced_at", "deleted_at")
 _LOGGED_PER_KIND = 20
 
 
-class RecordStream:
-    """A lazy stream of records for an asset to return.
+@dataclass(frozen=True)
+class Upsert:
+    """One record to store: upserted, version-guarded (or filed in jira_sync_errors)."""
 
-    Dagster takes a *generator* returned by an asset for a stream of events, so wrap one in
-    this. `final_metadata`, if given, is called once the last record has been written and its
-    dict joins the materialization's metadata (API calls, retries, ...).
+    record: BaseModel | Mapping[str, Any] | UnstorableRecord
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """Rows of `entity` the reconciliation proved gone from Jira, applied once every upsert
+    before it in the stream is written: the Jira `ids` given, or, for a full refresh
+    (`Tombstone.all_except`), every live row of the connection but the ones listed."""
+
+    entity: str
+    ids: frozenset[str] = frozenset()
+    kept: frozenset[str] | None = None
+
+    @classmethod
+    def all_except(cls, entity: str, kept: Iterable[str]) -> Tombstone:
+        return cls(entity, kept=frozenset(kept))
+
+
+WriteItem = Upsert | Tombstone
+
+
+class WriteStream:
+    """What an asset hands the IO manager: a lazy stream of upserts and tombstones.
+
+    Dagster takes a *generator* returned by an asset for a stream of events, so the items are
+    wrapped in this. The IO manager reads the stream once, writing upserts in batches while it
+    is read and applying tombstones after the upserts; `metadata()` is asked once the whole
+    stream is written (what fetching cost: API calls, retries, ...) and joins the
+    materialization's metadata. Nothing is written anywhere but by the IO manager.
     """
+
+    def __init__(
+        self,
+        items: Iterable[WriteItem],
+        metadata: Callable[[], Mapping[str, Any]] | None = None,
+    ) -> None:
+        self._items = items
+        self._metadata = metadata
+
+    def __iter__(self) -> Iterator[WriteItem]:
+        return iter(self._items)
+
+    def metadata(self) -> dict[str, Any]:
+        return dict(self._metadata()) if self._metadata is not None else {}
+
+
+class RecordStream(WriteStream):
+    """A stream of upserts only, from plain records (dicts or pydantic models)."""
 
     def __init__(
         self,
         records: Iterable[Any],
         final_metadata: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
-        self._records = records
-        self._final_metadata = final_metadata
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._records)
-
-    def final_metadata(self) -> dict[str, Any]:
-        return dict(self._final_metadata()) if self._final_metadata is not None else {}
+        super().__init__((Upsert(record) for record in records), final_metadata)
 
 
 def spec_for_asset(asset_key: dg.AssetKey) -> EntitySpec:
@@ -74,10 +121,11 @@ def spec_for_asset(asset_key: dg.AssetKey) -> EntitySpec:
 class MongoUpsertIOManager(dg.ConfigurableIOManager):
     """Upserts the records an asset returns, in batches, and loads them back as a DataFrame.
 
-    `handle_output` accepts any iterable of records (dicts or pydantic models), consumed lazily,
-    so memory is bounded by one batch however large the partition or backfill. If the returned
-    object has a `final_metadata()` method, its dict is added to the materialization after the
-    last record is written (how an asset reports its API-call counters).
+    `handle_output` takes a `WriteStream` (upserts and tombstones; its `metadata()` joins the
+    materialization once everything is written: how an asset reports its API-call counters), or
+    any iterable of records (dicts or pydantic models). Either is consumed lazily, so memory is
+    bounded by one batch however large the partition or backfill. It is the only writer of the
+    entity collections.
     """
 
     mongo: MongoResource
@@ -87,7 +135,7 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
     )
 
     def handle_output(
-        self, context: dg.OutputContext, obj: Iterable[Any] | DailySummary | None
+        self, context: dg.OutputContext, obj: WriteStream | Iterable[Any] | DailySummary | None
     ) -> None:
         if isinstance(obj, DailySummary):
             self._write_daily_summary(context, obj)
@@ -95,17 +143,23 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
         spec = spec_for_asset(context.asset_key)
         started = time.perf_counter()
         records = obj if obj is not None else ()
+        stream = records if isinstance(records, WriteStream) else RecordStream(records)
         odd = OddRecordReport(context, spec)
         db = self.mongo.get_database()
         connection_id = declared_connection_id(context.definition_metadata)
+        tombstones: list[Tombstone] = []
         # Several partitions in one step: each partition's materialization gets its own counts.
-        watched = odd.watch(records)  # consumed by whichever of the two writes
+        watched = odd.watch(_upserted(stream, tombstones))  # consumed by whichever of the two
         counts: UpsertCounts = write_per_partition(
             context, db, spec, watched, batch_size=self.batch_size,
             connection_id=connection_id, on_sync_error=odd.sync_error,
         ) or upsert_records(
             db, spec.name, watched, batch_size=self.batch_size,
             connection_id=connection_id, on_sync_error=odd.sync_error,
+        )
+        marked = sum(
+            apply_tombstone(db, spec, connection_id, tombstone, context.log)
+            for tombstone in tombstones
         )
         # A dimension written: issues' copies of its names follow in the same step.
         renamed = refresh_copied_names(db, spec.name, connection_id)
@@ -123,9 +177,9 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
             **renamed,
             **odd.metadata(counts),
         }
-        final_metadata = getattr(obj, "final_metadata", None)
-        if callable(final_metadata):
-            metadata.update(final_metadata() or {})
+        if isinstance(obj, WriteStream):
+            metadata["marked_deleted"] = marked
+        metadata.update(stream.metadata())
         context.add_output_metadata(metadata)
 
     def _write_daily_summary(self, context: dg.OutputContext, summary: DailySummary) -> None:
@@ -224,6 +278,41 @@ class OddRecordReport:
             "raw_truncated": counts.raw_truncated,
             "fields_nulled": dg.MetadataValue.json(dict(sorted(self.fields_nulled.items()))),
         }
+
+
+def _upserted(stream: WriteStream, tombstones: list[Tombstone]) -> Iterator[Any]:
+    """The stream's records, in order; its tombstones are set aside for after the writes."""
+    for item in stream:
+        if isinstance(item, Upsert):
+            yield item.record
+        elif isinstance(item, Tombstone):
+            tombstones.append(item)
+        else:
+            raise TypeError(
+                f"a WriteStream holds Upsert and Tombstone items, not {type(item).__name__}"
+            )
+
+
+def apply_tombstone(
+    db: Database, spec: EntitySpec, connection_id: str | None, tombstone: Tombstone, log: Any
+) -> int:
+    """Mark the rows a tombstone names deleted (kept, `is_deleted: true`); how many were."""
+    if tombstone.entity != spec.name:
+        raise ValueError(
+            f"a tombstone of {tombstone.entity} in the stream of {spec.collection}"
+        )
+    if connection_id is None:
+        raise ValueError(
+            f"a tombstone of {spec.name} needs the asset's {CONNECTION_METADATA_KEY} metadata: "
+            "rows are only ever marked deleted within one connection"
+        )
+    if tombstone.kept is not None:
+        marked = mark_deleted_except(db, spec.name, connection_id, tombstone.kept)
+    else:
+        marked = mark_deleted_ids(db, spec.name, connection_id, tombstone.ids)
+    if marked and log is not None:
+        log.info(f"marked {marked} {spec.name} deleted: Jira provably lacks them")
+    return marked
 
 
 def declared_connection_id(definition_metadata: Mapping[str, Any] | None) -> str | None:

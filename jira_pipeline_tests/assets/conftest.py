@@ -115,7 +115,10 @@ class Pipeline:
 
 def materializations(result: dg.ExecuteInProcessResult, asset: str) -> list[dict[str, Any]]:
     """The metadata of each materialization of `asset` in a run (one per partition)."""
-    events = result.asset_materializations_for_node(asset)
+    # By asset key, not node: the dimensions share one step (a multi-asset node).
+    events = [event.step_materialization_data.materialization
+              for event in result.get_asset_materialization_events()
+              if event.asset_key == dg.AssetKey.from_user_string(asset)]
     return [
         {key: getattr(value, "value", value) for key, value in event.metadata.items()}
         for event in events

@@ -173,7 +173,10 @@ def stored_versions(db: Database) -> dict[str, tuple[str, datetime]]:
 def run_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
     """The metadata of the run's (first) materialization of `asset`: a single-run backfill gives
     each partition's event the run's API counters, and that partition's own record counts."""
-    events = result.asset_materializations_for_node(asset)
+    # By asset key, not node: the dimensions share one step (a multi-asset node).
+    events = [event.step_materialization_data.materialization
+              for event in result.get_asset_materialization_events()
+              if event.asset_key == dg.AssetKey.from_user_string(asset)]
     assert events, f"{asset} was not materialized"
     return {key: getattr(value, "value", value) for key, value in events[0].metadata.items()}
 

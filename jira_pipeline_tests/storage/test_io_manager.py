@@ -11,7 +11,15 @@ import pandas as pd
 import pytest
 
 import jira_pipeline.storage.io_manager as io_manager_module
-from jira_pipeline.storage.io_manager import MongoUpsertIOManager, RecordStream
+from jira_pipeline.storage.io_manager import (
+    CONNECTION_METADATA_KEY,
+    MongoUpsertIOManager,
+    RecordStream,
+    Tombstone,
+    Upsert,
+    WriteItem,
+    WriteStream,
+)
 from jira_pipeline.storage.upserts import mark_deleted_except, upsert_records
 from jira_pipeline_tests.storage.conftest import Store, issue
 
@@ -23,19 +31,25 @@ def _materialization(result: dg.ExecuteInMemoryResult, asset: str) -> dict:
     return {key: getattr(value, "value", value) for key, value in event.metadata.items()}
 
 
-class CountedRecords:
-    """A lazy record stream that reports API counters once consumed (as the Jira assets do)."""
+class CountedRecords(WriteStream):
+    """A lazy stream of upserts that reports API counters once consumed (as the Jira assets
+    do)."""
 
     def __init__(self, records: list[dict]) -> None:
+        super().__init__((), self.counters)
         self._records = records
         self.consumed = 0
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[WriteItem]:
+        for record in self.records():
+            yield Upsert(record)
+
+    def records(self) -> Iterator[dict]:
         for record in self._records:
             self.consumed += 1
             yield record
 
-    def final_metadata(self) -> dict:
+    def counters(self) -> dict:
         return {"api_calls": 3, "records_seen_by_asset": self.consumed}
 
 
@@ -46,8 +60,8 @@ class SlowRecords(CountedRecords):
         super().__init__(records)
         self._clock = clock
 
-    def __iter__(self) -> Iterator[dict]:
-        for record in super().__iter__():
+    def records(self) -> Iterator[dict]:
+        for record in super().records():
             self._clock[0] += 0.5
             yield record
 
@@ -125,6 +139,64 @@ def test_a_stream_of_several_batches_and_a_partial_one_is_stored_whole(store: St
     assert _materialization(result, "jira_issues")["inserted"] == total
     assert store.db.jira_issues.count_documents({}) == total
     assert sorted(int(i) for i in store.db.jira_issues.distinct("issue_id")) == list(range(total))
+
+
+def test_tombstones_are_applied_once_every_upsert_before_them_is_written(store: Store) -> None:
+    batch = 2
+    upsert_records(store.db, "issues", [issue(i) for i in (7, 8, 9)])
+    written_when_tombstoned: list[int] = []
+
+    def items() -> Iterator[WriteItem]:
+        for i in range(5):
+            yield Upsert(issue(i))
+        # The IO manager still holds the last, partial batch: it is written before the marks.
+        written_when_tombstoned.append(store.db.jira_issues.count_documents({}))
+        yield Tombstone("issues", frozenset({"8", "9", "4"}))
+
+    @dg.asset(metadata={CONNECTION_METADATA_KEY: "conn-1"})
+    def jira_issues() -> WriteStream:
+        return WriteStream(items(), lambda: {"api_calls": 2})
+
+    io_manager = MongoUpsertIOManager(mongo=store.resource(), batch_size=batch)
+    result = dg.materialize([jira_issues], resources={"io_manager": io_manager})
+
+    meta = _materialization(result, "jira_issues")
+    assert (meta["inserted"], meta["marked_deleted"], meta["api_calls"]) == (5, 3, 2)
+    assert written_when_tombstoned == [3 + 4]  # 4 of the 5 upserts: one batch still held
+    deleted = {d["issue_id"] for d in store.db.jira_issues.find({"is_deleted": True})}
+    assert deleted == {"4", "8", "9"}
+
+
+def test_a_full_refresh_tombstone_marks_every_live_row_but_those_listed(store: Store) -> None:
+    upsert_records(store.db, "issues", [issue(i) for i in (1, 2, 3)])
+    upsert_records(store.db, "issues", [issue(5, connection_id="other")])
+
+    @dg.asset(metadata={CONNECTION_METADATA_KEY: "conn-1"})
+    def jira_issues() -> WriteStream:
+        return WriteStream([Upsert(issue(1)), Tombstone.all_except("issues", {"1", "2"})])
+
+    io_manager = MongoUpsertIOManager(mongo=store.resource())
+    result = dg.materialize([jira_issues], resources={"io_manager": io_manager})
+
+    assert _materialization(result, "jira_issues")["marked_deleted"] == 1
+    deleted = {(d["connection_id"], d["issue_id"])
+               for d in store.db.jira_issues.find({"is_deleted": True})}
+    assert deleted == {("conn-1", "3")}  # another connection's rows are never touched
+
+
+def test_a_tombstone_without_a_declared_connection_marks_nothing(store: Store) -> None:
+    upsert_records(store.db, "issues", [issue(1)])
+
+    @dg.asset
+    def jira_issues() -> WriteStream:
+        return WriteStream([Tombstone("issues", frozenset({"1"}))])
+
+    io_manager = MongoUpsertIOManager(mongo=store.resource())
+    result = dg.materialize([jira_issues], resources={"io_manager": io_manager},
+                            raise_on_error=False)
+
+    assert not result.success
+    assert store.db.jira_issues.count_documents({"is_deleted": True}) == 0
 
 
 # --- load_input --------------------------------------------------------------------------------
