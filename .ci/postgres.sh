@@ -47,12 +47,12 @@ pg_start() {
     if ! PG_CI_BINDIR=$(pg_find_bindir); then
         echo "postgres.sh: no PostgreSQL server binaries; installing Debian's postgresql package"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get update -qq </dev/null
-        apt-get install -y -qq postgresql </dev/null >/dev/null
+        apt-get update -qq </dev/null || return 1
+        apt-get install -y -qq postgresql </dev/null >/dev/null || return 1
         PG_CI_BINDIR=$(pg_find_bindir) || { echo "postgres.sh: postgresql did not install" >&2; return 1; }
     fi
     if [ "$(id -u)" = 0 ] && ! id -u postgres >/dev/null 2>&1; then
-        useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin postgres
+        useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin postgres || return 1
     fi
     PG_CI_DIR=$(mktemp -d "${TMPDIR:-/tmp}/jira-pipeline-pg.XXXXXX")
     chmod 755 "$PG_CI_DIR"
@@ -68,7 +68,8 @@ pg_start() {
     pg_as_owner "$PG_CI_BINDIR/pg_ctl" -D "$PG_CI_DIR/data" -l "$PG_CI_DIR/server.log" -w -t 60 \
         -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_CI_DIR -c max_connections=200 -c fsync=off -c shared_buffers=64MB" \
         start >/dev/null || { cat "$PG_CI_DIR/server.log" >&2; return 1; }
-    pg_as_owner "$PG_CI_BINDIR/createdb" -h 127.0.0.1 -p "$port" -U postgres jira_pipeline_ci
+    pg_as_owner "$PG_CI_BINDIR/createdb" -h 127.0.0.1 -p "$port" -U postgres jira_pipeline_ci \
+        || return 1
     # The driver is named: SQLAlchemy 2.1 reads a bare postgresql:// as psycopg 3, and
     # dagster-postgres installs psycopg2.
     export DAGSTER_PG_URL="postgresql+psycopg2://postgres@127.0.0.1:$port/jira_pipeline_ci"

@@ -66,7 +66,7 @@ def submit(workspace: WorkspaceProcessContext, instance: dg.DagsterInstance, job
 
 
 def run_to_the_end(workspace: WorkspaceProcessContext, instance: dg.DagsterInstance,
-                   run: DagsterRun, polls: int = 400) -> DagsterRun:
+                   run: DagsterRun, polls: int = 2400) -> DagsterRun:
     """Pass the queue daemon over the run until it is launched, then wait for it to finish
     (a bounded number of polls: a hung run fails the test instead of hanging it)."""
     daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
@@ -91,7 +91,7 @@ def failure_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
 
 
 @requires_postgres
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_a_launched_full_sync_on_a_postgres_instance_stores_every_issue(
     fake_jira_factory: Callable[..., FakeJiraHandle],
     site_env: Callable[..., date],
