@@ -7,7 +7,7 @@ import functools
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
@@ -17,12 +17,18 @@ from urllib.parse import urlsplit, urlunsplit
 import litemongo
 import litemongo.client
 import pymongo
+from bson.errors import InvalidDocument
 from litemongo._vendor.mongomock import collection as mongomock_collection
 from litemongo._vendor.mongomock import database as mongomock_database
 from litemongo._vendor.mongomock import helpers as mongomock_helpers
 from litemongo._vendor.mongomock.filtering import filter_applies
 from pymongo.database import Database
-from pymongo.errors import ConfigurationError, DuplicateKeyError, PyMongoError
+from pymongo.errors import (
+    ConfigurationError,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
 
 from jira_pipeline.settings import check_database_name, load_settings
 from jira_pipeline.storage.embedded_index import (
@@ -278,7 +284,105 @@ class EmbeddedCollection(mongomock_collection.Collection):
         spec = mongomock_helpers.patch_datetime_awareness_in_document(filter)
         return self._store.count_matching(spec)
 
-    def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
+    # -- writes without mongomock's copies --------------------------------------------------
+    #
+    # mongomock validates a document by encoding it, copies it whole to make its datetimes
+    # naive, encodes the copy again to store it and then queries for each unique key; an update
+    # also deep-copies the stored document to compare it afterwards. For an issue (a few KB of
+    # nested raw JSON) that was most of a sync's CPU. These paths encode once, read only the
+    # top-level fields the index and the unique keys need, and compare BSON bytes; anything
+    # they do not cover (sessions, upserts, operators other than $set, dotted fields) takes
+    # mongomock's own path.
+
+    def _insert(self, data: Any, session: Any = None, ordered: bool = True) -> Any:
+        if (
+            session
+            or not isinstance(data, Mapping)
+            or "_id" not in data
+            or isinstance(data["_id"], dict)
+        ):
+            return super()._insert(data, session, ordered)
+        if not all(isinstance(key, str) for key in data):
+            raise ValueError("Document keys must be strings")
+        _reject_operator_fields(data)
+        store = self._store
+        # bson refuses what mongomock's validation refuses (NUL in a field name, at any depth)
+        # and what MongoDB cannot hold, before anything is written.
+        encoded = store._documents._encode_doc(data)
+        object_id = data["_id"]
+        if object_id in store:
+            raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+        store.write_encoded(object_id, data, encoded)
+        try:
+            self._ensure_uniques(data)
+        except DuplicateKeyError:
+            del store[object_id]
+            raise
+        return object_id
+
+    def _update(
+        self,
+        spec: Any,
+        document: Any,
+        upsert: bool = False,
+        manipulate: bool = False,
+        multi: bool = False,
+        check_keys: bool = False,
+        hint: Any = None,
+        session: Any = None,
+        collation: Any = None,
+        let: Any = None,
+        array_filters: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        fast = not (
+            upsert or multi or hint or session or collation or let or array_filters
+            or set(kwargs) - {"remove"}
+        ) and _plain_update(document) and top_level_filter(spec)
+        if not fast:
+            return super()._update(
+                spec, document, upsert=upsert, manipulate=manipulate, multi=multi,
+                check_keys=check_keys, hint=hint, session=session, collation=collation,
+                let=let, array_filters=array_filters, **kwargs,
+            )
+        spec = mongomock_helpers.patch_datetime_awareness_in_document(spec)
+        store = self._store
+        found = next(iter(store.matching_documents(spec, {"_id"})), None)
+        result = {
+            "connectionId": self.database.client._id, "err": None, "n": 0, "nModified": 0,
+            "ok": 1, "upserted": None, "updatedExisting": False,
+        }
+        if found is None:
+            return result
+        object_id = found["_id"]
+        before = store.encoded_document(object_id)
+        assert before is not None  # the write lock is held: nothing removed it since
+        if "$set" in document:
+            updated = store._documents._decode_doc(before)
+            for field, value in document["$set"].items():
+                updated[field] = mongomock_helpers.patch_datetime_awareness_in_document(value)
+        else:
+            _id = spec.get("_id", object_id)
+            _reject_operator_fields(document, replacing=True)
+            updated = {"_id": _id, **document}
+            if updated["_id"] != _id:
+                raise OperationFailure(
+                    f"The _id field cannot be changed from {_id} to {updated['_id']}"
+                )
+        encoded = store._documents._encode_doc(updated)
+        result.update(n=1, updatedExisting=True)
+        if encoded == before:
+            return result
+        store.write_encoded(object_id, updated, encoded)
+        try:
+            self._ensure_uniques(updated)
+        except DuplicateKeyError:
+            store.write_encoded(object_id, store._documents._decode_doc(before), before)
+            raise
+        result["nModified"] = 1
+        return result
+
+    def _ensure_uniques(self, new_data: Mapping[str, Any]) -> None:
         """Enforce unique indexes after a write, in time independent of the collection's size.
 
         litemongo's own check plans on every field of the key and copies each field's candidate
@@ -286,21 +390,53 @@ class EmbeddedCollection(mongomock_collection.Collection):
         collection's keys (per-record cost grew with the collection, see benchmarks/). The last
         field of a compound key is the selective one: plan on it alone, then match the whole key.
         """
-        unique = [index for index in self._store.indexes.values() if index.get("unique")]
+        store = self._store
+        unique = [index for index in store.indexes.values() if index.get("unique")]
         if any(index.get("sparse") or index.get("partialFilterExpression") for index in unique):
-            super()._ensure_uniques(new_data)
+            super()._ensure_uniques(
+                mongomock_helpers.patch_datetime_awareness_in_document(new_data)
+            )
             return
         for index in unique:
             key = {}
             for field, _direction in index["key"]:
                 try:
-                    key[field] = mongomock_helpers.get_value_by_dot(new_data, field)
+                    value = mongomock_helpers.get_value_by_dot(new_data, field)
                 except KeyError:
-                    key[field] = None
+                    value = None
+                key[field] = mongomock_helpers.patch_datetime_awareness_in_document(value)
             last = next(reversed(key))
+            # Most writes: the index shows no other document with this key's last value.
+            if not store.may_hold_elsewhere(last, key[last], new_data.get("_id")):
+                continue
             narrowed = self._iter_documents({last: key[last]})
             if sum(1 for doc in narrowed if filter_applies(key, doc)) > 1:
                 raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+
+
+def _reject_operator_fields(document: Mapping[str, Any], *, replacing: bool = False) -> None:
+    """mongomock's refusal of top-level field names starting with `$`."""
+    for key in document:
+        if key.startswith("$"):
+            if replacing:
+                raise ValueError(f"field names cannot start with $ [{key}]")
+            raise InvalidDocument(
+                f'Top-level field names cannot start with the "$" sign (found: {key})'
+            )
+
+
+def _plain_update(document: Any) -> bool:
+    """A replacement document, or a `$set` of top-level fields other than `_id`."""
+    if not isinstance(document, Mapping) or not document:
+        return False
+    if set(document) == {"$set"}:
+        fields = document["$set"]
+        return isinstance(fields, Mapping) and bool(fields) and all(
+            isinstance(field, str) and field and "." not in field and not field.startswith("$")
+            and field != "_id"
+            for field in fields
+        )
+    return not any(isinstance(key, str) and key.startswith("$") for key in document)
 
 
 class EmbeddedDatabase(mongomock_database.Database):

@@ -31,6 +31,7 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from litemongo._vendor.mongomock import indexing
 from litemongo._vendor.mongomock.filtering import filter_applies
+from litemongo._vendor.mongomock.helpers import patch_datetime_awareness_in_document
 
 KEYS_TABLE = "query_keys"
 PATHS_TABLE = "query_paths"
@@ -154,6 +155,53 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
             self._documents[key] = val
 
         self._write(write)
+
+    def write_encoded(self, key: Any, document: Mapping[str, Any], encoded: bytes) -> None:
+        """Store `document`, already encoded as BSON (`encoded`), under `key`.
+
+        What `self[key] = document` does without encoding the document a second time nor
+        copying it first: only the top-level fields the index reads are looked at, their
+        datetimes made naive UTC as mongomock stores them (nested raw JSON is never walked).
+        """
+        doc_id = self._documents.encode_key(key)
+
+        def write(paths: dict[str, int]) -> None:
+            keyed = _keyed_fields(document, paths)
+            self._delete_key_rows(doc_id)
+            self._connection.executemany(
+                f"INSERT OR IGNORE INTO {KEYS_TABLE} VALUES (?, ?, ?)",
+                [
+                    (path_id, text, doc_id)
+                    for path, path_id in paths.items()
+                    for text in document_key_texts(keyed, path)
+                ],
+            )
+            self._documents[key] = encoded
+
+        self._write(write)
+
+    def encoded_document(self, key: Any) -> bytes | None:
+        """The stored BSON of the document under `key`, None when there is none."""
+        row = self._connection.execute(
+            f"SELECT doc FROM {self.DOCUMENTS} WHERE _id = ?", (self._documents.encode_key(key),)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def may_hold_elsewhere(self, path: str, value: Any, key: Any) -> bool:
+        """False when the index proves that no document but the one under `key` can hold
+        `value` at the top-level `path` (True when it cannot tell: the caller then matches)."""
+        if "." in path or isinstance(value, bool) or not isinstance(value, (str, int)):
+            return True
+        path_id = self._index_declared_paths().get(path)
+        texts = document_key_texts({path: value}, path)
+        if path_id is None or len(texts) != 1 or texts[0] == UNKEYED:
+            return True
+        row = self._connection.execute(
+            f"SELECT 1 FROM {KEYS_TABLE} WHERE path_id = ? AND key IN (?, '{UNKEYED}') "
+            "AND doc_id != ? LIMIT 1",
+            (path_id, texts[0], self._documents.encode_key(key)),
+        ).fetchone()
+        return row is not None
 
     def __delitem__(self, key: Any) -> None:
         doc_id = self._documents.encode_key(key)
@@ -508,6 +556,17 @@ def _opaque(value: Any) -> Any:
     if isinstance(value, list):
         return [_opaque(item) for item in value]
     return value
+
+
+def _keyed_fields(document: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """The top-level fields of `document` that `paths` read, datetimes as mongomock stores
+    them (naive UTC, milliseconds)."""
+    names = {path.split(".", 1)[0] for path in paths}
+    return {
+        name: patch_datetime_awareness_in_document(value)
+        for name, value in document.items()
+        if name in names
+    }
 
 
 def _holds_document(value: Any) -> bool:

@@ -44,6 +44,8 @@ MODULE_NAMES: list[tuple[str, str, str]] = [
     (COLLECTION, "Collection._iter_documents", "client.EmbeddedCollection overrides it"),
     (COLLECTION, "Collection._get_dataset", "client.EmbeddedCollection overrides it"),
     (COLLECTION, "Collection._ensure_uniques", "client.EmbeddedCollection overrides it"),
+    (COLLECTION, "Collection._insert", "client.EmbeddedCollection overrides it"),
+    (COLLECTION, "Collection._update", "client.EmbeddedCollection overrides it"),
     (COLLECTION, "Collection._copy_only_fields", "client.EmbeddedCollection._get_dataset"),
     (COLLECTION, "Collection._store", "client.EmbeddedCollection (its collection store)"),
     (DATABASE, "Database", "client.EmbeddedDatabase's base"),
