@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import litemongo
 import litemongo.client
 import pymongo
+from bson import ObjectId
 from bson.errors import InvalidDocument
 from litemongo._vendor.mongomock import collection as mongomock_collection
 from litemongo._vendor.mongomock import database as mongomock_database
@@ -337,7 +338,7 @@ class EmbeddedCollection(mongomock_collection.Collection):
     ) -> Any:
         fast = not (
             upsert or multi or hint or session or collation or let or array_filters
-            or set(kwargs) - {"remove"}
+            or any(kwargs.get(name) for name in set(kwargs) - {"remove"})
         ) and _plain_update(document) and top_level_filter(spec)
         if not fast:
             return super()._update(
@@ -347,16 +348,20 @@ class EmbeddedCollection(mongomock_collection.Collection):
             )
         spec = mongomock_helpers.patch_datetime_awareness_in_document(spec)
         store = self._store
-        found = next(iter(store.matching_documents(spec, {"_id"})), None)
         result = {
             "connectionId": self.database.client._id, "err": None, "n": 0, "nModified": 0,
             "ok": 1, "upserted": None, "updatedExisting": False,
         }
-        if found is None:
+        if set(spec) == {"_id"} and type(spec["_id"]) in _EXACT_ID_TYPES:
+            # The primary key answers a filter on `_id` alone: nothing to match.
+            object_id = spec["_id"]
+            before = store.encoded_document(object_id)
+        else:
+            found = next(iter(store.matching_documents(spec, {"_id"})), None)
+            object_id = None if found is None else found["_id"]
+            before = None if found is None else store.encoded_document(object_id)
+        if before is None:
             return result
-        object_id = found["_id"]
-        before = store.encoded_document(object_id)
-        assert before is not None  # the write lock is held: nothing removed it since
         if "$set" in document:
             updated = store._documents._decode_doc(before)
             for field, value in document["$set"].items():
@@ -412,6 +417,11 @@ class EmbeddedCollection(mongomock_collection.Collection):
             narrowed = self._iter_documents({last: key[last]})
             if sum(1 for doc in narrowed if filter_applies(key, doc)) > 1:
                 raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+
+
+# `_id` types whose stored key is equal exactly when the values are (bool, an int subclass and
+# equal to 0 and 1, is not among them).
+_EXACT_ID_TYPES = (str, uuid.UUID, int, ObjectId)
 
 
 def _reject_operator_fields(document: Mapping[str, Any], *, replacing: bool = False) -> None:
