@@ -7,7 +7,7 @@ import functools
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
@@ -23,6 +23,7 @@ from litemongo._vendor.mongomock import collection as mongomock_collection
 from litemongo._vendor.mongomock import database as mongomock_database
 from litemongo._vendor.mongomock import helpers as mongomock_helpers
 from litemongo._vendor.mongomock.filtering import filter_applies
+from litemongo._vendor.mongomock.results import BulkWriteResult
 from pymongo.database import Database
 from pymongo.errors import (
     ConfigurationError,
@@ -253,7 +254,66 @@ class EmbeddedCollection(mongomock_collection.Collection):
     replace_one = _serialized(mongomock_collection.Collection.replace_one)
     delete_one = _serialized(mongomock_collection.Collection.delete_one)
     delete_many = _serialized_batch(mongomock_collection.Collection.delete_many)
-    bulk_write = _serialized_batch(mongomock_collection.Collection.bulk_write)
+    def _bulk_write(
+        self,
+        requests: Any,
+        ordered: bool = True,
+        bypass_document_validation: bool = False,
+        session: Any = None,
+    ) -> Any:
+        """mongomock's `bulk_write`, but a batch of new documents only (what a first sync
+        writes) goes in with one statement per table when no `_id` or unique key can clash."""
+        requests = list(requests)
+        inserts = _InsertsOnly()
+        for request in requests:
+            request._add_to_bulk(inserts)
+        if inserts.documents and not inserts.other and not (
+            bypass_document_validation or session
+        ):
+            done = self._insert_batch(inserts.documents)
+            if done is not None:
+                return done
+        return mongomock_collection.Collection.bulk_write(
+            self, requests, ordered=ordered,
+            bypass_document_validation=bypass_document_validation, session=session,
+        )
+
+    bulk_write = _serialized_batch(_bulk_write)
+
+    def _insert_batch(self, documents: list[Any]) -> Any:
+        """The result of inserting `documents` at once, or None when they must be written one
+        at a time (nothing written): a document mongomock would refuse, one whose `_id` is
+        missing or a document, an `_id` or unique key that might clash."""
+        store = self._store
+        unique = [index for index in store.indexes.values() if index.get("unique")]
+        if any(index.get("sparse") or index.get("partialFilterExpression") for index in unique):
+            return None
+        batch = []
+        for document in documents:
+            if (
+                not isinstance(document, MutableMapping)
+                or "_id" not in document
+                or type(document["_id"]) not in _EXACT_ID_TYPES
+                or not all(isinstance(key, str) and not key.startswith("$") for key in document)
+            ):
+                return None
+            # Refused values (NUL in a field name, what BSON cannot hold) fail one at a time.
+            try:
+                encoded = store._documents._encode_doc(document)
+            except (InvalidDocument, OverflowError, TypeError):
+                return None
+            batch.append((document["_id"], document, encoded))
+        last_fields = [index["key"][-1][0] for index in unique]
+        if not store.insert_new(batch, last_fields):
+            return None
+        return BulkWriteResult(
+            {
+                "nModified": 0, "nUpserted": 0, "nMatched": 0, "writeErrors": [],
+                "upserted": [], "writeConcernErrors": [], "nRemoved": 0,
+                "nInserted": len(batch),
+            },
+            True,
+        )
     find_one_and_update = _serialized(mongomock_collection.Collection.find_one_and_update)
     find_one_and_replace = _serialized(mongomock_collection.Collection.find_one_and_replace)
     find_one_and_delete = _serialized(mongomock_collection.Collection.find_one_and_delete)
@@ -422,6 +482,22 @@ class EmbeddedCollection(mongomock_collection.Collection):
 # `_id` types whose stored key is equal exactly when the values are (bool, an int subclass and
 # equal to 0 and 1, is not among them).
 _EXACT_ID_TYPES = (str, uuid.UUID, int, ObjectId)
+
+
+class _InsertsOnly:
+    """Collects the documents of a bulk write's `InsertOne`s (what pymongo's requests hand a
+    bulk builder); any other request marks the bulk write `other`."""
+
+    def __init__(self) -> None:
+        self.documents: list[Any] = []
+        self.other = False
+
+    def add_insert(self, document: Any) -> None:
+        self.documents.append(document)
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        self.other = True
+        return lambda *args, **kwargs: None
 
 
 def _reject_operator_fields(document: Mapping[str, Any], *, replacing: bool = False) -> None:

@@ -180,6 +180,65 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
 
         self._write(write)
 
+    def insert_new(
+        self, documents: list[tuple[Any, Mapping[str, Any], bytes]], unique_paths: list[str]
+    ) -> bool:
+        """Insert `(key, document, its BSON)`s in one statement per table, or write nothing and
+        return False when that cannot be proven safe: a key already stored or repeated, or a
+        value at one of `unique_paths` (top-level; each unique index's last field) that another
+        document may hold. The caller then writes them one at a time, which names the conflicts.
+        """
+        if any("." in path for path in unique_paths):
+            return False
+        doc_ids = [self._documents.encode_key(key) for key, _, _ in documents]
+        if len(set(doc_ids)) != len(doc_ids):
+            return False
+        self._index_declared_paths()
+
+        def write(paths: dict[str, int]) -> None:
+            taken = self._connection.execute(
+                f"SELECT 1 FROM {self.DOCUMENTS} WHERE _id IN (SELECT value FROM json_each(?)) "
+                "LIMIT 1",
+                (_json(doc_ids),),
+            ).fetchone()
+            if taken is not None or any(path not in paths for path in unique_paths):
+                raise _NotProvenSafe
+            rows: list[tuple[int, str, str]] = []
+            unique_texts: dict[str, list[str]] = {path: [] for path in unique_paths}
+            for doc_id, (_key, document, _encoded) in zip(doc_ids, documents, strict=True):
+                keyed = _keyed_fields(document, paths)
+                for path, path_id in paths.items():
+                    texts = document_key_texts(keyed, path)
+                    rows.extend((path_id, text, doc_id) for text in texts)
+                    if path in unique_texts:
+                        if len(texts) != 1 or texts[0] == UNKEYED:
+                            raise _NotProvenSafe
+                        unique_texts[path].append(texts[0])
+            for path, texts in unique_texts.items():
+                if len(set(texts)) != len(texts):
+                    raise _NotProvenSafe
+                clash = self._connection.execute(
+                    f"SELECT 1 FROM {KEYS_TABLE} WHERE path_id = ? AND key IN "
+                    f"(SELECT value FROM json_each(?) UNION SELECT '{UNKEYED}') LIMIT 1",
+                    (paths[path], _json(texts)),
+                ).fetchone()
+                if clash is not None:
+                    raise _NotProvenSafe
+            self._connection.executemany(
+                f"INSERT INTO {self.DOCUMENTS} VALUES (?, ?)",
+                [(doc_id, encoded) for doc_id, (_, _, encoded) in zip(
+                    doc_ids, documents, strict=True)],
+            )
+            self._connection.executemany(
+                f"INSERT OR IGNORE INTO {KEYS_TABLE} VALUES (?, ?, ?)", rows
+            )
+
+        try:
+            self._write(write)
+        except _NotProvenSafe:
+            return False
+        return True
+
     def encoded_document(self, key: Any) -> bytes | None:
         """The stored BSON of the document under `key`, None when there is none."""
         row = self._connection.execute(
@@ -556,6 +615,10 @@ def _opaque(value: Any) -> Any:
     if isinstance(value, list):
         return [_opaque(item) for item in value]
     return value
+
+
+class _NotProvenSafe(Exception):
+    """A batch insert that might conflict: rolled back, to be written one at a time."""
 
 
 def _keyed_fields(document: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:

@@ -140,3 +140,47 @@ def test_set_of_a_missing_document_matches_nothing(issues: Collection) -> None:
     result = issues.update_one({"_id": ID_A}, {"$set": {"key": "P-1"}})
     assert (result.matched_count, result.modified_count) == (0, 0)
     assert issues.count_documents({}) == 0
+
+
+def test_a_batch_of_new_documents_is_found_by_every_index_and_guards_its_unique_keys(
+    issues: Collection,
+) -> None:
+    batch = [doc(uuid.UUID(int=10 + n), str(n), updated=T0 + timedelta(hours=n))
+             for n in range(5)]
+    result = issues.bulk_write([InsertOne(d) for d in batch], ordered=False)
+    assert result.inserted_count == 5
+    assert [d["issue_id"] for d in issues.find({"key": "P-3"})] == ["3"]
+    window = {"updated": {"$gte": T0 + timedelta(hours=1), "$lt": T0 + timedelta(hours=3)}}
+    assert sorted(d["issue_id"] for d in issues.find(window)) == ["1", "2"]
+    with pytest.raises(DuplicateKeyError):
+        issues.insert_one(doc(ID_A, "4"))
+    assert issues.count_documents({"issue_id": "4"}) == 1
+
+
+def test_a_batch_clashing_with_a_stored_document_stores_all_but_the_clash(
+    issues: Collection,
+) -> None:
+    issues.insert_one(doc(ID_A, "1"))
+    with pytest.raises(BulkWriteError) as raised:
+        issues.bulk_write(
+            [InsertOne(doc(ID_B, "2")), InsertOne(doc(ID_C, "1")),
+             InsertOne(doc(uuid.UUID(int=4), "4"))],
+            ordered=False,
+        )
+    assert raised.value.details["nInserted"] == 2
+    assert [e["index"] for e in raised.value.details["writeErrors"]] == [1]
+    assert sorted(d["issue_id"] for d in issues.find({}, {"issue_id": 1})) == ["1", "2", "4"]
+    assert issues.find_one({"_id": ID_C}) is None
+
+
+def test_a_batch_repeating_an_id_or_holding_a_taken_id_stores_each_id_once(
+    issues: Collection,
+) -> None:
+    issues.insert_one(doc(ID_A, "1"))
+    with pytest.raises(BulkWriteError) as raised:
+        issues.bulk_write(
+            [InsertOne(doc(ID_B, "2")), InsertOne(doc(ID_B, "3")), InsertOne(doc(ID_A, "4"))],
+            ordered=False,
+        )
+    assert [e["index"] for e in raised.value.details["writeErrors"]] == [1, 2]
+    assert sorted(d["issue_id"] for d in issues.find({}, {"issue_id": 1})) == ["1", "2"]
