@@ -19,6 +19,7 @@ import litemongo.client
 import pymongo
 from bson import ObjectId
 from bson.errors import InvalidDocument
+from bson.raw_bson import RawBSONDocument
 from litemongo._vendor.mongomock import collection as mongomock_collection
 from litemongo._vendor.mongomock import database as mongomock_database
 from litemongo._vendor.mongomock import helpers as mongomock_helpers
@@ -423,7 +424,10 @@ class EmbeddedCollection(mongomock_collection.Collection):
         if before is None:
             return result
         if "$set" in document:
-            updated = store._documents._decode_doc(before)
+            # Only the top level is decoded: nested documents (Jira's raw JSON) stay BSON and are
+            # copied as they are into the new encoding.
+            shallow = RawBSONDocument(before, codec_options=store._shallow_codec_options)
+            updated = dict(shallow.items())
             for field, value in document["$set"].items():
                 updated[field] = mongomock_helpers.patch_datetime_awareness_in_document(value)
         else:
