@@ -447,7 +447,10 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
             top = self._top_level(encoded)
             if exact is None and not filter_applies(filter, top):
                 continue
-            if kept is not None and not any(_holds_document(top.get(name)) for name in kept):
+            if kept is not None and not any(
+                type(top.get(name)) in _OPAQUE_TYPES and _holds_document(top[name])
+                for name in kept
+            ):
                 yield top
             else:
                 yield self._documents._decode_doc(encoded)
@@ -470,7 +473,11 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
 
     def _top_level(self, encoded: bytes) -> dict[str, Any]:
         document = RawBSONDocument(encoded, codec_options=self._shallow_codec_options)
-        return {name: _opaque(value) for name, value in document.items()}
+        # Most top-level values are scalars: only documents and arrays need `_opaque`.
+        return {
+            name: _opaque(value) if type(value) in _NESTED_TYPES else value
+            for name, value in document.items()
+        }
 
     @functools.cached_property
     def _shallow_codec_options(self) -> CodecOptions:
@@ -606,6 +613,11 @@ def _scalar_operand(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(isinstance(item, _SCALARS) for item in value)
     return isinstance(value, _SCALARS)
+
+
+# What a shallow decode gives for a nested document or an array, and what `_opaque` makes of it.
+_NESTED_TYPES = (RawBSONDocument, list)
+_OPAQUE_TYPES = (dict, list)
 
 
 def _opaque(value: Any) -> Any:
