@@ -334,8 +334,11 @@ class EmbeddedCollection(mongomock_collection.Collection):
         kept = included_top_level_fields(fields)
         if sort or kept is None or not top_level_filter(spec):
             return super()._get_dataset(spec, sort, fields, as_class)
+        if isinstance(fields, (list, tuple)):
+            fields = dict.fromkeys(fields, 1)
+        keep_id = fields.get("_id", 1) != 0
         return (
-            self._copy_only_fields(document, fields, as_class)
+            _projected(document, kept, keep_id, as_class)
             for document in self._store.matching_documents(spec, kept)
         )
 
@@ -486,6 +489,23 @@ class EmbeddedCollection(mongomock_collection.Collection):
 # `_id` types whose stored key is equal exactly when the values are (bool, an int subclass and
 # equal to 0 and 1, is not among them).
 _EXACT_ID_TYPES = (str, uuid.UUID, int, ObjectId)
+
+
+def _projected(
+    document: Mapping[str, Any], kept: set[str], keep_id: bool, as_class: Any
+) -> Any:
+    """mongomock's inclusion projection of top-level fields (`_copy_only_fields`): the kept
+    fields in the document's order, then `_id` unless excluded; nested values copied."""
+    projected = as_class()
+    for name, value in document.items():
+        if name in kept and name != "_id":
+            projected[name] = (
+                mongomock_collection._copy_field(value, as_class)
+                if isinstance(value, (dict, list)) else value
+            )
+    if keep_id and "_id" in document:
+        projected["_id"] = document["_id"]
+    return projected
 
 
 class _InsertsOnly:

@@ -184,3 +184,15 @@ def test_a_batch_repeating_an_id_or_holding_a_taken_id_stores_each_id_once(
         )
     assert [e["index"] for e in raised.value.details["writeErrors"]] == [1, 2]
     assert sorted(d["issue_id"] for d in issues.find({}, {"issue_id": 1})) == ["1", "2"]
+
+
+def test_a_projection_of_top_level_fields_returns_those_fields_and_copies(
+    issues: Collection,
+) -> None:
+    issues.insert_one(doc(ID_A, "1", labels=["a", "b"]))
+    found = issues.find_one({"issue_id": "1"}, {"labels": 1, "updated": 1})
+    assert found == {"_id": ID_A, "labels": ["a", "b"], "updated": T0.replace(microsecond=123000)}
+    assert found["updated"].utcoffset() == timedelta(0)
+    found["labels"].append("c")
+    assert issues.find_one({"issue_id": "1"}, {"labels": 1, "_id": 0}) == {"labels": ["a", "b"]}
+    assert list(issues.find({"key": "P-1"}, ["key"])) == [{"_id": ID_A, "key": "P-1"}]

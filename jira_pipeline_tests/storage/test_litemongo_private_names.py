@@ -45,6 +45,7 @@ MODULE_NAMES: list[tuple[str, str, str]] = [
     (COLLECTION, "Collection._get_dataset", "client.EmbeddedCollection overrides it"),
     (COLLECTION, "Collection._ensure_uniques", "client.EmbeddedCollection overrides it"),
     (COLLECTION, "Collection._insert", "client.EmbeddedCollection overrides it"),
+    (COLLECTION, "_copy_field", "client._projected (mongomock's copy of a projected value)"),
     (COLLECTION, "Collection._update", "client.EmbeddedCollection overrides it"),
     (COLLECTION, "Collection._copy_only_fields", "client.EmbeddedCollection._get_dataset"),
     (COLLECTION, "Collection._store", "client.EmbeddedCollection (its collection store)"),
