@@ -304,8 +304,8 @@ class EmbeddedCollection(mongomock_collection.Collection):
             except (InvalidDocument, OverflowError, TypeError):
                 return None
             batch.append((document["_id"], document, encoded))
-        last_fields = [index["key"][-1][0] for index in unique]
-        if not store.insert_new(batch, last_fields):
+        keys = [tuple(field for field, _direction in index["key"]) for index in unique]
+        if not store.insert_new(batch, keys):
             return None
         return BulkWriteResult(
             {

@@ -181,14 +181,16 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
         self._write(write)
 
     def insert_new(
-        self, documents: list[tuple[Any, Mapping[str, Any], bytes]], unique_paths: list[str]
+        self,
+        documents: list[tuple[Any, Mapping[str, Any], bytes]],
+        unique_keys: list[tuple[str, ...]],
     ) -> bool:
         """Insert `(key, document, its BSON)`s in one statement per table, or write nothing and
-        return False when that cannot be proven safe: a key already stored or repeated, or a
-        value at one of `unique_paths` (top-level; each unique index's last field) that another
+        return False when that cannot be proven safe: a key already stored or repeated, or the
+        values of one of `unique_keys` (each unique index's top-level fields) that another
         document may hold. The caller then writes them one at a time, which names the conflicts.
         """
-        if any("." in path for path in unique_paths):
+        if any("." in path for key in unique_keys for path in key):
             return False
         doc_ids = [self._documents.encode_key(key) for key, _, _ in documents]
         if len(set(doc_ids)) != len(doc_ids):
@@ -201,10 +203,10 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
                 "LIMIT 1",
                 (_json(doc_ids),),
             ).fetchone()
-            if taken is not None or any(path not in paths for path in unique_paths):
+            if taken is not None or any(path not in paths for key in unique_keys for path in key):
                 raise _NotProvenSafe
             rows: list[tuple[int, str, str]] = []
-            unique_texts: dict[str, list[str]] = {path: [] for path in unique_paths}
+            unique_texts: dict[str, list[str]] = {path: [] for key in unique_keys for path in key}
             for doc_id, (_key, document, _encoded) in zip(doc_ids, documents, strict=True):
                 keyed = _keyed_fields(document, paths)
                 for path, path_id in paths.items():
@@ -214,15 +216,9 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
                         if len(texts) != 1 or texts[0] == UNKEYED:
                             raise _NotProvenSafe
                         unique_texts[path].append(texts[0])
-            for path, texts in unique_texts.items():
-                if len(set(texts)) != len(texts):
-                    raise _NotProvenSafe
-                clash = self._connection.execute(
-                    f"SELECT 1 FROM {KEYS_TABLE} WHERE path_id = ? AND key IN "
-                    f"(SELECT value FROM json_each(?) UNION SELECT '{UNKEYED}') LIMIT 1",
-                    (paths[path], _json(texts)),
-                ).fetchone()
-                if clash is not None:
+            for key in unique_keys:
+                values = list(zip(*(unique_texts[path] for path in key), strict=True))
+                if len(set(values)) != len(values) or self._may_hold_any(paths, key, values):
                     raise _NotProvenSafe
             self._connection.executemany(
                 f"INSERT INTO {self.DOCUMENTS} VALUES (?, ?)",
@@ -238,6 +234,35 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
         except _NotProvenSafe:
             return False
         return True
+
+    def _may_hold_any(
+        self, paths: dict[str, int], key: tuple[str, ...], values: list[tuple[str, ...]]
+    ) -> bool:
+        """True unless the index proves that no stored document holds one of `values` (key
+        texts, in `key`'s field order) at `key`'s fields; a document unkeyed at one of them
+        could hold anything."""
+        path_ids = [paths[path] for path in key]
+        unkeyed = self._connection.execute(
+            f"SELECT 1 FROM {KEYS_TABLE} WHERE path_id IN (SELECT value FROM json_each(?)) "
+            f"AND key = '{UNKEYED}' LIMIT 1",
+            (_json(path_ids),),
+        ).fetchone()
+        if unkeyed is not None:
+            return True
+        # The last field first: it is the selective one (see EmbeddedCollection._ensure_uniques).
+        order = [len(key) - 1, *range(len(key) - 1)]
+        joins = "".join(
+            f" JOIN {KEYS_TABLE} k{n} ON k{n}.doc_id = k0.doc_id AND k{n}.path_id = ? "
+            f"AND k{n}.key = json_extract(w.value, '$[{n}]')"
+            for n in range(1, len(key))
+        )
+        found = self._connection.execute(
+            f"SELECT 1 FROM json_each(?) AS w JOIN {KEYS_TABLE} k0 ON k0.path_id = ? "
+            f"AND k0.key = json_extract(w.value, '$[0]'){joins} LIMIT 1",
+            (_json([[value[i] for i in order] for value in values]),
+             *(path_ids[i] for i in order)),
+        ).fetchone()
+        return found is not None
 
     def encoded_document(self, key: Any) -> bytes | None:
         """The stored BSON of the document under `key`, None when there is none."""

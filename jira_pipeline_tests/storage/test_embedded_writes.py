@@ -196,3 +196,17 @@ def test_a_projection_of_top_level_fields_returns_those_fields_and_copies(
     found["labels"].append("c")
     assert issues.find_one({"issue_id": "1"}, {"labels": 1, "_id": 0}) == {"labels": ["a", "b"]}
     assert list(issues.find({"key": "P-1"}, ["key"])) == [{"_id": ID_A, "key": "P-1"}]
+
+
+def test_a_batch_of_another_connection_with_the_same_jira_ids_is_stored_beside_it(
+    issues: Collection,
+) -> None:
+    issues.bulk_write([InsertOne(doc(uuid.UUID(int=10 + n), str(n))) for n in range(3)])
+    other = [{**doc(uuid.UUID(int=20 + n), str(n)), "connection_id": "c2"} for n in range(3)]
+    assert issues.bulk_write([InsertOne(d) for d in other]).inserted_count == 3
+    assert issues.count_documents({"issue_id": "1"}) == 2
+    with pytest.raises(BulkWriteError) as raised:
+        issues.bulk_write([InsertOne({**doc(ID_A, "2"), "connection_id": "c2"}),
+                           InsertOne({**doc(ID_B, "7"), "connection_id": "c2"})], ordered=False)
+    assert [e["index"] for e in raised.value.details["writeErrors"]] == [0]
+    assert issues.count_documents({"connection_id": "c2"}) == 4
