@@ -7,7 +7,7 @@ import functools
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
@@ -17,12 +17,21 @@ from urllib.parse import urlsplit, urlunsplit
 import litemongo
 import litemongo.client
 import pymongo
+from bson import ObjectId
+from bson.errors import InvalidDocument
+from bson.raw_bson import RawBSONDocument
 from litemongo._vendor.mongomock import collection as mongomock_collection
 from litemongo._vendor.mongomock import database as mongomock_database
 from litemongo._vendor.mongomock import helpers as mongomock_helpers
 from litemongo._vendor.mongomock.filtering import filter_applies
+from litemongo._vendor.mongomock.results import BulkWriteResult
 from pymongo.database import Database
-from pymongo.errors import ConfigurationError, DuplicateKeyError, PyMongoError
+from pymongo.errors import (
+    ConfigurationError,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
 
 from jira_pipeline.settings import check_database_name, load_settings
 from jira_pipeline.storage.embedded_index import (
@@ -246,7 +255,66 @@ class EmbeddedCollection(mongomock_collection.Collection):
     replace_one = _serialized(mongomock_collection.Collection.replace_one)
     delete_one = _serialized(mongomock_collection.Collection.delete_one)
     delete_many = _serialized_batch(mongomock_collection.Collection.delete_many)
-    bulk_write = _serialized_batch(mongomock_collection.Collection.bulk_write)
+    def _bulk_write(
+        self,
+        requests: Any,
+        ordered: bool = True,
+        bypass_document_validation: bool = False,
+        session: Any = None,
+    ) -> Any:
+        """mongomock's `bulk_write`, but a batch of new documents only (what a first sync
+        writes) goes in with one statement per table when no `_id` or unique key can clash."""
+        requests = list(requests)
+        inserts = _InsertsOnly()
+        for request in requests:
+            request._add_to_bulk(inserts)
+        if inserts.documents and not inserts.other and not (
+            bypass_document_validation or session
+        ):
+            done = self._insert_batch(inserts.documents)
+            if done is not None:
+                return done
+        return mongomock_collection.Collection.bulk_write(
+            self, requests, ordered=ordered,
+            bypass_document_validation=bypass_document_validation, session=session,
+        )
+
+    bulk_write = _serialized_batch(_bulk_write)
+
+    def _insert_batch(self, documents: list[Any]) -> Any:
+        """The result of inserting `documents` at once, or None when they must be written one
+        at a time (nothing written): a document mongomock would refuse, one whose `_id` is
+        missing or a document, an `_id` or unique key that might clash."""
+        store = self._store
+        unique = [index for index in store.indexes.values() if index.get("unique")]
+        if any(index.get("sparse") or index.get("partialFilterExpression") for index in unique):
+            return None
+        batch = []
+        for document in documents:
+            if (
+                not isinstance(document, MutableMapping)
+                or "_id" not in document
+                or type(document["_id"]) not in _EXACT_ID_TYPES
+                or not all(isinstance(key, str) and not key.startswith("$") for key in document)
+            ):
+                return None
+            # Refused values (NUL in a field name, what BSON cannot hold) fail one at a time.
+            try:
+                encoded = store._documents._encode_doc(document)
+            except (InvalidDocument, OverflowError, TypeError):
+                return None
+            batch.append((document["_id"], document, encoded))
+        keys = [tuple(field for field, _direction in index["key"]) for index in unique]
+        if not store.insert_new(batch, keys):
+            return None
+        return BulkWriteResult(
+            {
+                "nModified": 0, "nUpserted": 0, "nMatched": 0, "writeErrors": [],
+                "upserted": [], "writeConcernErrors": [], "nRemoved": 0,
+                "nInserted": len(batch),
+            },
+            True,
+        )
     find_one_and_update = _serialized(mongomock_collection.Collection.find_one_and_update)
     find_one_and_replace = _serialized(mongomock_collection.Collection.find_one_and_replace)
     find_one_and_delete = _serialized(mongomock_collection.Collection.find_one_and_delete)
@@ -266,8 +334,11 @@ class EmbeddedCollection(mongomock_collection.Collection):
         kept = included_top_level_fields(fields)
         if sort or kept is None or not top_level_filter(spec):
             return super()._get_dataset(spec, sort, fields, as_class)
+        if isinstance(fields, (list, tuple)):
+            fields = dict.fromkeys(fields, 1)
+        keep_id = fields.get("_id", 1) != 0
         return (
-            self._copy_only_fields(document, fields, as_class)
+            _projected(document, kept, keep_id, as_class)
             for document in self._store.matching_documents(spec, kept)
         )
 
@@ -278,7 +349,112 @@ class EmbeddedCollection(mongomock_collection.Collection):
         spec = mongomock_helpers.patch_datetime_awareness_in_document(filter)
         return self._store.count_matching(spec)
 
-    def _ensure_uniques(self, new_data: dict[str, Any]) -> None:
+    # -- writes without mongomock's copies --------------------------------------------------
+    #
+    # mongomock validates a document by encoding it, copies it whole to make its datetimes
+    # naive, encodes the copy again to store it and then queries for each unique key; an update
+    # also deep-copies the stored document to compare it afterwards. For an issue (a few KB of
+    # nested raw JSON) that was most of a sync's CPU. These paths encode once, read only the
+    # top-level fields the index and the unique keys need, and compare BSON bytes; anything
+    # they do not cover (sessions, upserts, operators other than $set, dotted fields) takes
+    # mongomock's own path.
+
+    def _insert(self, data: Any, session: Any = None, ordered: bool = True) -> Any:
+        if (
+            session
+            or not isinstance(data, Mapping)
+            or "_id" not in data
+            or isinstance(data["_id"], dict)
+        ):
+            return super()._insert(data, session, ordered)
+        if not all(isinstance(key, str) for key in data):
+            raise ValueError("Document keys must be strings")
+        _reject_operator_fields(data)
+        store = self._store
+        # bson refuses what mongomock's validation refuses (NUL in a field name, at any depth)
+        # and what MongoDB cannot hold, before anything is written.
+        encoded = store._documents._encode_doc(data)
+        object_id = data["_id"]
+        if object_id in store:
+            raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+        store.write_encoded(object_id, data, encoded)
+        try:
+            self._ensure_uniques(data)
+        except DuplicateKeyError:
+            del store[object_id]
+            raise
+        return object_id
+
+    def _update(
+        self,
+        spec: Any,
+        document: Any,
+        upsert: bool = False,
+        manipulate: bool = False,
+        multi: bool = False,
+        check_keys: bool = False,
+        hint: Any = None,
+        session: Any = None,
+        collation: Any = None,
+        let: Any = None,
+        array_filters: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        fast = not (
+            upsert or multi or hint or session or collation or let or array_filters
+            or any(kwargs.get(name) for name in set(kwargs) - {"remove"})
+        ) and _plain_update(document) and top_level_filter(spec)
+        if not fast:
+            return super()._update(
+                spec, document, upsert=upsert, manipulate=manipulate, multi=multi,
+                check_keys=check_keys, hint=hint, session=session, collation=collation,
+                let=let, array_filters=array_filters, **kwargs,
+            )
+        spec = mongomock_helpers.patch_datetime_awareness_in_document(spec)
+        store = self._store
+        result = {
+            "connectionId": self.database.client._id, "err": None, "n": 0, "nModified": 0,
+            "ok": 1, "upserted": None, "updatedExisting": False,
+        }
+        if set(spec) == {"_id"} and type(spec["_id"]) in _EXACT_ID_TYPES:
+            # The primary key answers a filter on `_id` alone: nothing to match.
+            object_id = spec["_id"]
+            before = store.encoded_document(object_id)
+        else:
+            found = next(iter(store.matching_documents(spec, {"_id"})), None)
+            object_id = None if found is None else found["_id"]
+            before = None if found is None else store.encoded_document(object_id)
+        if before is None:
+            return result
+        if "$set" in document:
+            # Only the top level is decoded: nested documents (Jira's raw JSON) stay BSON and are
+            # copied as they are into the new encoding.
+            shallow = RawBSONDocument(before, codec_options=store._shallow_codec_options)
+            updated = dict(shallow.items())
+            for field, value in document["$set"].items():
+                updated[field] = mongomock_helpers.patch_datetime_awareness_in_document(value)
+        else:
+            _id = spec.get("_id", object_id)
+            _reject_operator_fields(document, replacing=True)
+            updated = {"_id": _id, **document}
+            if updated["_id"] != _id:
+                raise OperationFailure(
+                    f"The _id field cannot be changed from {_id} to {updated['_id']}"
+                )
+        encoded = store._documents._encode_doc(updated)
+        result.update(n=1, updatedExisting=True)
+        if encoded == before:
+            return result
+        store.write_encoded(object_id, updated, encoded)
+        try:
+            self._ensure_uniques(updated)
+        except DuplicateKeyError:
+            store.write_encoded(object_id, store._documents._decode_doc(before), before)
+            raise
+        result["nModified"] = 1
+        return result
+
+    def _ensure_uniques(self, new_data: Mapping[str, Any]) -> None:
         """Enforce unique indexes after a write, in time independent of the collection's size.
 
         litemongo's own check plans on every field of the key and copies each field's candidate
@@ -286,21 +462,91 @@ class EmbeddedCollection(mongomock_collection.Collection):
         collection's keys (per-record cost grew with the collection, see benchmarks/). The last
         field of a compound key is the selective one: plan on it alone, then match the whole key.
         """
-        unique = [index for index in self._store.indexes.values() if index.get("unique")]
+        store = self._store
+        unique = [index for index in store.indexes.values() if index.get("unique")]
         if any(index.get("sparse") or index.get("partialFilterExpression") for index in unique):
-            super()._ensure_uniques(new_data)
+            super()._ensure_uniques(
+                mongomock_helpers.patch_datetime_awareness_in_document(new_data)
+            )
             return
         for index in unique:
             key = {}
             for field, _direction in index["key"]:
                 try:
-                    key[field] = mongomock_helpers.get_value_by_dot(new_data, field)
+                    value = mongomock_helpers.get_value_by_dot(new_data, field)
                 except KeyError:
-                    key[field] = None
+                    value = None
+                key[field] = mongomock_helpers.patch_datetime_awareness_in_document(value)
             last = next(reversed(key))
+            # Most writes: the index shows no other document with this key's last value.
+            if not store.may_hold_elsewhere(last, key[last], new_data.get("_id")):
+                continue
             narrowed = self._iter_documents({last: key[last]})
             if sum(1 for doc in narrowed if filter_applies(key, doc)) > 1:
                 raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+
+
+# `_id` types whose stored key is equal exactly when the values are (bool, an int subclass and
+# equal to 0 and 1, is not among them).
+_EXACT_ID_TYPES = (str, uuid.UUID, int, ObjectId)
+
+
+def _projected(
+    document: Mapping[str, Any], kept: set[str], keep_id: bool, as_class: Any
+) -> Any:
+    """mongomock's inclusion projection of top-level fields (`_copy_only_fields`): the kept
+    fields in the document's order, then `_id` unless excluded; nested values copied."""
+    projected = as_class()
+    for name, value in document.items():
+        if name in kept and name != "_id":
+            projected[name] = (
+                mongomock_collection._copy_field(value, as_class)
+                if isinstance(value, (dict, list)) else value
+            )
+    if keep_id and "_id" in document:
+        projected["_id"] = document["_id"]
+    return projected
+
+
+class _InsertsOnly:
+    """Collects the documents of a bulk write's `InsertOne`s (what pymongo's requests hand a
+    bulk builder); any other request marks the bulk write `other`."""
+
+    def __init__(self) -> None:
+        self.documents: list[Any] = []
+        self.other = False
+
+    def add_insert(self, document: Any) -> None:
+        self.documents.append(document)
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        self.other = True
+        return lambda *args, **kwargs: None
+
+
+def _reject_operator_fields(document: Mapping[str, Any], *, replacing: bool = False) -> None:
+    """mongomock's refusal of top-level field names starting with `$`."""
+    for key in document:
+        if key.startswith("$"):
+            if replacing:
+                raise ValueError(f"field names cannot start with $ [{key}]")
+            raise InvalidDocument(
+                f'Top-level field names cannot start with the "$" sign (found: {key})'
+            )
+
+
+def _plain_update(document: Any) -> bool:
+    """A replacement document, or a `$set` of top-level fields other than `_id`."""
+    if not isinstance(document, Mapping) or not document:
+        return False
+    if set(document) == {"$set"}:
+        fields = document["$set"]
+        return isinstance(fields, Mapping) and bool(fields) and all(
+            isinstance(field, str) and field and "." not in field and not field.startswith("$")
+            and field != "_id"
+            for field in fields
+        )
+    return not any(isinstance(key, str) and key.startswith("$") for key in document)
 
 
 class EmbeddedDatabase(mongomock_database.Database):

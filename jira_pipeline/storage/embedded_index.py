@@ -31,6 +31,7 @@ from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from litemongo._vendor.mongomock import indexing
 from litemongo._vendor.mongomock.filtering import filter_applies
+from litemongo._vendor.mongomock.helpers import patch_datetime_awareness_in_document
 
 KEYS_TABLE = "query_keys"
 PATHS_TABLE = "query_paths"
@@ -154,6 +155,137 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
             self._documents[key] = val
 
         self._write(write)
+
+    def write_encoded(self, key: Any, document: Mapping[str, Any], encoded: bytes) -> None:
+        """Store `document`, already encoded as BSON (`encoded`), under `key`.
+
+        What `self[key] = document` does without encoding the document a second time nor
+        copying it first: only the top-level fields the index reads are looked at, their
+        datetimes made naive UTC as mongomock stores them (nested raw JSON is never walked).
+        """
+        doc_id = self._documents.encode_key(key)
+
+        def write(paths: dict[str, int]) -> None:
+            keyed = _keyed_fields(document, paths)
+            self._delete_key_rows(doc_id)
+            self._connection.executemany(
+                f"INSERT OR IGNORE INTO {KEYS_TABLE} VALUES (?, ?, ?)",
+                [
+                    (path_id, text, doc_id)
+                    for path, path_id in paths.items()
+                    for text in document_key_texts(keyed, path)
+                ],
+            )
+            self._documents[key] = encoded
+
+        self._write(write)
+
+    def insert_new(
+        self,
+        documents: list[tuple[Any, Mapping[str, Any], bytes]],
+        unique_keys: list[tuple[str, ...]],
+    ) -> bool:
+        """Insert `(key, document, its BSON)`s in one statement per table, or write nothing and
+        return False when that cannot be proven safe: a key already stored or repeated, or the
+        values of one of `unique_keys` (each unique index's top-level fields) that another
+        document may hold. The caller then writes them one at a time, which names the conflicts.
+        """
+        if any("." in path for key in unique_keys for path in key):
+            return False
+        doc_ids = [self._documents.encode_key(key) for key, _, _ in documents]
+        if len(set(doc_ids)) != len(doc_ids):
+            return False
+        self._index_declared_paths()
+
+        def write(paths: dict[str, int]) -> None:
+            taken = self._connection.execute(
+                f"SELECT 1 FROM {self.DOCUMENTS} WHERE _id IN (SELECT value FROM json_each(?)) "
+                "LIMIT 1",
+                (_json(doc_ids),),
+            ).fetchone()
+            if taken is not None or any(path not in paths for key in unique_keys for path in key):
+                raise _NotProvenSafe
+            rows: list[tuple[int, str, str]] = []
+            unique_texts: dict[str, list[str]] = {path: [] for key in unique_keys for path in key}
+            for doc_id, (_key, document, _encoded) in zip(doc_ids, documents, strict=True):
+                keyed = _keyed_fields(document, paths)
+                for path, path_id in paths.items():
+                    texts = document_key_texts(keyed, path)
+                    rows.extend((path_id, text, doc_id) for text in texts)
+                    if path in unique_texts:
+                        if len(texts) != 1 or texts[0] == UNKEYED:
+                            raise _NotProvenSafe
+                        unique_texts[path].append(texts[0])
+            for key in unique_keys:
+                values = list(zip(*(unique_texts[path] for path in key), strict=True))
+                if len(set(values)) != len(values) or self._may_hold_any(paths, key, values):
+                    raise _NotProvenSafe
+            self._connection.executemany(
+                f"INSERT INTO {self.DOCUMENTS} VALUES (?, ?)",
+                [(doc_id, encoded) for doc_id, (_, _, encoded) in zip(
+                    doc_ids, documents, strict=True)],
+            )
+            self._connection.executemany(
+                f"INSERT OR IGNORE INTO {KEYS_TABLE} VALUES (?, ?, ?)", rows
+            )
+
+        try:
+            self._write(write)
+        except _NotProvenSafe:
+            return False
+        return True
+
+    def _may_hold_any(
+        self, paths: dict[str, int], key: tuple[str, ...], values: list[tuple[str, ...]]
+    ) -> bool:
+        """True unless the index proves that no stored document holds one of `values` (key
+        texts, in `key`'s field order) at `key`'s fields; a document unkeyed at one of them
+        could hold anything."""
+        path_ids = [paths[path] for path in key]
+        unkeyed = self._connection.execute(
+            f"SELECT 1 FROM {KEYS_TABLE} WHERE path_id IN (SELECT value FROM json_each(?)) "
+            f"AND key = '{UNKEYED}' LIMIT 1",
+            (_json(path_ids),),
+        ).fetchone()
+        if unkeyed is not None:
+            return True
+        # The last field first: it is the selective one (see EmbeddedCollection._ensure_uniques).
+        order = [len(key) - 1, *range(len(key) - 1)]
+        joins = "".join(
+            f" JOIN {KEYS_TABLE} k{n} ON k{n}.doc_id = k0.doc_id AND k{n}.path_id = ? "
+            f"AND k{n}.key = json_extract(w.value, '$[{n}]')"
+            for n in range(1, len(key))
+        )
+        found = self._connection.execute(
+            f"SELECT 1 FROM json_each(?) AS w JOIN {KEYS_TABLE} k0 ON k0.path_id = ? "
+            f"AND k0.key = json_extract(w.value, '$[0]'){joins} LIMIT 1",
+            (_json([[value[i] for i in order] for value in values]),
+             *(path_ids[i] for i in order)),
+        ).fetchone()
+        return found is not None
+
+    def encoded_document(self, key: Any) -> bytes | None:
+        """The stored BSON of the document under `key`, None when there is none."""
+        row = self._connection.execute(
+            f"SELECT doc FROM {self.DOCUMENTS} WHERE _id = ?", (self._documents.encode_key(key),)
+        ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def may_hold_elsewhere(self, path: str, value: Any, key: Any) -> bool:
+        """False when the index proves that no document but the one under `key` can hold
+        `value` at the top-level `path` (True when it cannot tell: the caller then matches)."""
+        if "." in path or isinstance(value, bool) or not isinstance(value, (str, int)):
+            return True
+        path_id = self._index_declared_paths().get(path)
+        texts = document_key_texts({path: value}, path)
+        if path_id is None or len(texts) != 1 or texts[0] == UNKEYED:
+            return True
+        row = self._connection.execute(
+            f"SELECT 1 FROM {KEYS_TABLE} WHERE path_id = ? AND key IN (?, '{UNKEYED}') "
+            "AND doc_id != ? LIMIT 1",
+            (path_id, texts[0], self._documents.encode_key(key)),
+        ).fetchone()
+        return row is not None
 
     def __delitem__(self, key: Any) -> None:
         doc_id = self._documents.encode_key(key)
@@ -340,7 +472,10 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
             top = self._top_level(encoded)
             if exact is None and not filter_applies(filter, top):
                 continue
-            if kept is not None and not any(_holds_document(top.get(name)) for name in kept):
+            if kept is not None and not any(
+                type(top.get(name)) in _OPAQUE_TYPES and _holds_document(top[name])
+                for name in kept
+            ):
                 yield top
             else:
                 yield self._documents._decode_doc(encoded)
@@ -363,7 +498,11 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
 
     def _top_level(self, encoded: bytes) -> dict[str, Any]:
         document = RawBSONDocument(encoded, codec_options=self._shallow_codec_options)
-        return {name: _opaque(value) for name, value in document.items()}
+        # Most top-level values are scalars: only documents and arrays need `_opaque`.
+        return {
+            name: _opaque(value) if type(value) in _NESTED_TYPES else value
+            for name, value in document.items()
+        }
 
     @functools.cached_property
     def _shallow_codec_options(self) -> CodecOptions:
@@ -501,6 +640,11 @@ def _scalar_operand(value: Any) -> bool:
     return isinstance(value, _SCALARS)
 
 
+# What a shallow decode gives for a nested document or an array, and what `_opaque` makes of it.
+_NESTED_TYPES = (RawBSONDocument, list)
+_OPAQUE_TYPES = (dict, list)
+
+
 def _opaque(value: Any) -> Any:
     """A shallowly decoded value with each nested document (left undecoded) replaced by `{}`."""
     if isinstance(value, RawBSONDocument):
@@ -508,6 +652,21 @@ def _opaque(value: Any) -> Any:
     if isinstance(value, list):
         return [_opaque(item) for item in value]
     return value
+
+
+class _NotProvenSafe(Exception):
+    """A batch insert that might conflict: rolled back, to be written one at a time."""
+
+
+def _keyed_fields(document: Mapping[str, Any], paths: Iterable[str]) -> dict[str, Any]:
+    """The top-level fields of `document` that `paths` read, datetimes as mongomock stores
+    them (naive UTC, milliseconds)."""
+    names = {path.split(".", 1)[0] for path in paths}
+    return {
+        name: patch_datetime_awareness_in_document(value)
+        for name, value in document.items()
+        if name in names
+    }
 
 
 def _holds_document(value: Any) -> bool:

@@ -327,7 +327,7 @@ def _normalized(
     spec: EntitySpec, record: Mapping[str, Any] | BaseModel
 ) -> tuple[dict[str, Any], int]:
     """`normalize_record`'s document and its size as JSON (a bound on its size as BSON)."""
-    doc = record.model_dump() if isinstance(record, BaseModel) else dict(record)
+    doc = _fields_of(record) if isinstance(record, BaseModel) else dict(record)
     for field in STORAGE_FIELDS:
         doc.pop(field, None)
     for field in ("connection_id", spec.id_field):
@@ -345,6 +345,25 @@ def _normalized(
     digest, size = _digest(doc)
     doc["content_hash"] = digest
     return doc, size
+
+
+def _fields_of(record: BaseModel) -> dict[str, Any]:
+    """`record.model_dump()` without its deep copy of `raw` (most of an upsert's own CPU):
+    the values are the record's own, and nothing here modifies a document's values in place
+    (trimming copies what it drops, see `fit_raw`). Records holding models, computed or extra
+    fields are dumped by pydantic."""
+    model = type(record)
+    if model.model_computed_fields or record.__pydantic_extra__:
+        return record.model_dump()
+    doc: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue
+        value = getattr(record, name)
+        if isinstance(value, BaseModel):
+            return record.model_dump()
+        doc[name] = value
+    return doc
 
 
 def content_hash(doc: Mapping[str, Any]) -> str:
