@@ -169,7 +169,11 @@ def run_stages(args: argparse.Namespace) -> None:
     """The measured process: each stage's JSON line goes to stdout; before the delta it waits
     for the parent (which touches the issues) to write a line to stdin."""
     memory = StageMemory(trace=args.trace)
-    common = {"issues": args.issues, "days": args.days, "latency_ms": args.latency_ms,
+    if args.trim_every_s > 0:
+        threading.Thread(target=trim_forever, args=(args.trim_every_s,), daemon=True).start()
+    common = {"issues": args.issues, "days": args.days, "batch_size": args.batch_size,
+              "malloc_arena_max": os.environ.get("MALLOC_ARENA_MAX"),
+              "trim_every_s": args.trim_every_s, "latency_ms": args.latency_ms,
               "min_request_interval_ms": args.min_interval_ms, "trace": args.trace,
               "pid": os.getpid()}
     results: dict[str, Any] = {}
@@ -218,7 +222,7 @@ def run_stages(args: argparse.Namespace) -> None:
             started = time.perf_counter()
             result = sync_job.execute_in_process(
                 instance=instance, tags=partition_range_tags(keys[0], keys[-1]),
-                raise_on_error=False,
+                run_config=run_config(args), raise_on_error=False,
             )
             results["full"] = result
             report("full", started, success=result.success, stored=stored_issues(result),
@@ -230,7 +234,8 @@ def run_stages(args: argparse.Namespace) -> None:
             started = time.perf_counter()
             today = partition_key_for(partitions, datetime.now(UTC))
             result = issues_job.execute_in_process(
-                instance=instance, partition_key=today, raise_on_error=False
+                instance=instance, partition_key=today, run_config=run_config(args),
+                raise_on_error=False,
             )
             report("delta", started, success=result.success, stored=stored_issues(result),
                    touched=args.touched)
@@ -241,6 +246,21 @@ def run_stages(args: argparse.Namespace) -> None:
                 out.write("t_s,stage,rss_mb\n")
                 for t, stage, rss in memory.samples:
                     out.write(f"{t:.3f},{stage},{mb(rss)}\n")
+
+
+def trim_forever(every_s: float) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL("libc.so.6")
+    while True:
+        time.sleep(every_s)
+        libc.malloc_trim(0)
+
+
+def run_config(args: argparse.Namespace) -> dict[str, Any]:
+    if args.batch_size is None:
+        return {}
+    return {"resources": {"mongo_io_manager": {"config": {"batch_size": args.batch_size}}}}
 
 
 def stored_issues(result: Any) -> int:
@@ -336,6 +356,11 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true",
                         help="tracemalloc in the run process; top sites at each peak to stderr")
     parser.add_argument("--timeline", help="write every RSS sample of the run process as CSV")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="the IO manager's records per bulk write (default: its own)")
+    parser.add_argument("--trim-every-s", type=float, default=0,
+                        help="an experiment: call glibc's malloc_trim(0) this often in the run "
+                        "process, to see how much of its RSS is memory freed but kept by malloc")
     parser.add_argument("--run-stages", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run_stages:
