@@ -3,6 +3,8 @@ how many records a write holds at once (`benchmarks/memory_bench.py` prints the 
 
 from __future__ import annotations
 
+import asyncio
+import math
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -12,10 +14,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from jira_pipeline.jira import BasicAuth, JiraClient, RateLimiter
 from jira_pipeline.storage.client import get_mongo_client
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline.storage.partitioned_writes import HELD_BATCHES, upsert_by_partition
 from jira_pipeline.storage.upserts import DEFAULT_BATCH_SIZE, upsert_records
+from jira_pipeline_tests.conftest import FakeJiraHandle
+from jira_pipeline_tests.jira.test_client import WHOLE_DATASET
 from jira_pipeline_tests.storage.conftest import T0, issue
 
 
@@ -72,3 +77,25 @@ def test_partitioned_writes_hold_at_most_one_batch_across_partitions(tmp_path: P
 
     assert sum(c.inserted for c in counts.values()) == 3 * DEFAULT_BATCH_SIZE
     assert max(behind) <= HELD_BATCHES * DEFAULT_BATCH_SIZE
+
+
+def test_a_paused_window_walk_holds_one_page_per_sub_window_and_one_queued(
+    fake_jira: FakeJiraHandle,
+) -> None:
+    # A consumer slower than Jira (the writer) must not let the concurrent sub-window walks
+    # run ahead: each waits holding the page it fetched, and only one more page is queued.
+    async def scenario() -> tuple[int, int]:
+        auth = BasicAuth(fake_jira.config.email, fake_jira.config.api_token)
+        limiter = RateLimiter(0.0, 4)
+        async with JiraClient(auth, fake_jira.base_url, limiter=limiter) as client:
+            walk = client.search_window(WHOLE_DATASET, fields=("updated",), page_size=10)
+            await anext(walk)
+            await asyncio.sleep(0.5)  # time for every walk to fetch what it may
+            paused = client.counters.search_calls
+            rest = [issue async for issue in walk]
+            return paused, 1 + len(rest)
+
+    paused, walked = asyncio.run(scenario())
+    assert walked == 200
+    # 4 sub-windows: the page in hand, one queued, one held by each waiting walk.
+    assert paused <= 1 + 1 + 4 < math.ceil(200 / 10)
