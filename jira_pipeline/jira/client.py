@@ -584,7 +584,9 @@ class JiraClient:
             for sub in window.split(parts)
         ]
         # aclosing: a consumer that stops early must cancel the sub-window walks right away.
-        async with aclosing(merge_pages(walks, max_buffered=parts)) as pages:
+        # One queued page: each walk waiting to hand over holds its own page already, and a
+        # page of issues with changelogs is ~4 MB as Python objects (memory_bench).
+        async with aclosing(merge_pages(walks, max_buffered=1)) as pages:
             async for page in pages:
                 for issue in page:
                     yield issue
