@@ -58,6 +58,7 @@ class TreeMeter:
         self._tree: list[psutil.Process] = []
         self._listed_at = -math.inf
         self._peak = 0
+        self.peak_processes = 0  # most processes measured at once (run worker, step workers)
         self._cpu: dict[tuple[int, float], float] = {}  # (pid, create_time) -> own CPU seconds
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -81,6 +82,7 @@ class TreeMeter:
                 except psutil.Error:
                     pass  # ended since it was named
             self._tree = list(tree.values())
+            self.peak_processes = max(self.peak_processes, len(self._tree))
             self._listed_at = time.monotonic()
         return self._tree
 

@@ -351,7 +351,7 @@ class CliLaunch:
             raise SystemExit(f"sync_bench: `{' '.join(command)}` recorded no run")
         shown = " ".join(command).replace(str(BIN) + "/", "")
         return Measured(read_run(instance, new[0].run_id), wall, cpu, meter.peak_mb,
-                        command=shown)
+                        command=shown, processes=meter.peak_processes)
 
 
 class DaemonLaunch:
@@ -440,6 +440,7 @@ class DaemonLaunch:
             queue_latency_s=round(starting - queued, 2) if starting is not None else None,
             launch_latency_s=run.between("RUN_STARTING", "RUN_START"),
             run_worker_s=run.between("RUN_START", run.finished or "RUN_SUCCESS"),
+            processes=meter.peak_processes,
         )
 
     def _wait_sensor_run(self, instance: Any, known: set[str], timeout_s: float = 600) -> str:
