@@ -1,9 +1,11 @@
 """Where a run's CPU goes: cProfile in every thread, own time grouped by the code's module.
 
-cProfile watches one thread; the Jira client runs on its own event-loop thread, so each thread
-started while profiling gets a profiler of its own (installed through `threading.setprofile`),
-and their statistics are merged. Own time (`tottime`) is charged to the module a function is
-defined in, so a category holds the CPU spent in its code, not in what that code calls.
+cProfile watches one thread (timed here by that thread's CPU clock, so time blocked on sockets,
+locks or fsync is not counted); the Jira client runs on its own event-loop thread, so each
+thread started while profiling gets a profiler of its own (installed through
+`threading.setprofile`), and their statistics are merged. Own time (`tottime`) is charged to the
+module a function is defined in, so a category holds the CPU spent in its code, not in what that
+code calls.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import cProfile
 import pstats
 import sys
 import threading
+import time
 from typing import Any
 
 # (category, path fragments), first match wins; the rest is "other".
@@ -49,14 +52,14 @@ class AllThreadsProfile:
     """cProfile in the calling thread and in every thread started between start() and stop()."""
 
     def __init__(self) -> None:
-        self._main = cProfile.Profile()
+        self._main = cProfile.Profile(time.thread_time)
         self._others: list[cProfile.Profile] = []
         self._lock = threading.Lock()
 
     def _install(self, *_: Any) -> None:
         # Runs once in each new thread, on its first profiled event: hand over to cProfile.
         sys.setprofile(None)
-        profile = cProfile.Profile()
+        profile = cProfile.Profile(time.thread_time)
         with self._lock:
             self._others.append(profile)
         profile.enable()

@@ -573,9 +573,16 @@ def run_phases(args: argparse.Namespace, base_url: str, fake_pid: int, scratch: 
         launcher = DaemonLaunch(scratch, {fake_pid}, base_url)
     else:
         launcher = InProcessLaunch(scratch, {fake_pid}, args.profile)
+    canonical = [p for p in ("overhead", "full", "delta") if p in args.phases]
+    # Profiled, the full run goes first: the client's event-loop thread starts inside it, so it
+    # gets a profiler of its own (an already running thread cannot be given one on 3.11).
+    order = (["full", *(p for p in canonical if p != "full")]
+             if args.profile and "full" in canonical else canonical)
+    measured_lines: dict[str, dict[str, Any]] = {}
+    printed = 0
     overhead: dict[str, Any] | None = None
     with dg.DagsterInstance.get() as instance, launcher:
-        for phase in args.phases:
+        for phase in order:
             extra: dict[str, Any] = {}
             if phase == "full":
                 client = client_fetch(args, base_url, keys)
@@ -588,14 +595,20 @@ def run_phases(args: argparse.Namespace, base_url: str, fake_pid: int, scratch: 
             measured = launcher.run(instance, phase, keys)
             after = fake_stats(base_url)
             served = {k: after[k] - before[k] for k in after}
-            line = phase_line(phase, launcher.name, measured, served, store, {**common, **extra})
-            line = with_targets(line, overhead, args.min_interval_ms)
-            if phase == "overhead":
-                overhead = line
-            yield line
-            if phase == "full" and isinstance(launcher, InProcessLaunch) and launcher.split:
-                yield {"phase": "profile", "launch": launcher.name, "issues": line["issues"],
-                       "of": "full", **launcher.split}
+            measured_lines[phase] = phase_line(phase, launcher.name, measured, served, store,
+                                               {**common, **extra})
+            # Lines print in phase order, each with its targets (which need the overhead's).
+            while printed < len(canonical) and canonical[printed] in measured_lines:
+                line = with_targets(measured_lines[canonical[printed]], overhead,
+                                    args.min_interval_ms)
+                printed += 1
+                if line["phase"] == "overhead":
+                    overhead = line
+                yield line
+                if line["phase"] == "full" and isinstance(launcher, InProcessLaunch) \
+                        and launcher.split:
+                    yield {"phase": "profile", "launch": launcher.name, "issues": line["issues"],
+                           "of": "full", **launcher.split}
 
     if args.mongodb_uri:
         from jira_pipeline.storage.resources import MongoResource
