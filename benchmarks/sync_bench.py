@@ -503,7 +503,8 @@ class InProcessLaunch:
         meter.stop()
         if profiler is not None:
             self.split = profiler.split()
-        return Measured(read_run(instance, result.run_id), wall, cpu, meter.peak_mb)
+        return Measured(read_run(instance, result.run_id), wall, cpu, meter.peak_mb,
+                        processes=meter.peak_processes)
 
 
 def phase_line(phase: str, launch: str, measured: Measured, served: dict[str, int],
