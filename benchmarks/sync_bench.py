@@ -354,6 +354,19 @@ class CliLaunch:
                         command=shown, processes=meter.peak_processes)
 
 
+def is_run_worker(process: psutil.Process) -> bool:
+    """A process a code server started (the DefaultRunLauncher's run worker), not a code
+    server or multiprocessing's resource tracker."""
+    try:
+        command = " ".join(process.cmdline())
+        parent = process.parent()
+        parent_command = " ".join(parent.cmdline()) if parent is not None else ""
+    except psutil.Error:
+        return False
+    return ("api grpc" in parent_command and "api grpc" not in command
+            and "resource_tracker" not in command)
+
+
 class DaemonLaunch:
     """`dagster-daemon run` with the repo's dagster.yaml and workspace.yaml: the queued run
     coordinator dequeues each run and the default run launcher starts its run worker."""
@@ -422,9 +435,11 @@ class DaemonLaunch:
                           "--tags", json.dumps(tags), "--run-id", run_id)
 
         def run_worker() -> list[psutil.Process]:
-            # The run worker (and its step processes) is whatever the daemon's tree grew since.
+            # The run worker is what a code server started since (the daemon also replaces its
+            # code servers now and then: never counted); its step processes are its children.
             assert self.daemon is not None
-            return [c for c in self.daemon.children(recursive=True) if c.pid not in baseline]
+            return [c for c in self.daemon.children(recursive=True)
+                    if c.pid not in baseline and is_run_worker(c)]
 
         meter = TreeMeter(run_worker, self.exclude)
         wait_finished(instance, run_id)
