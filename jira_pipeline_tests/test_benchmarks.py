@@ -26,14 +26,14 @@ def run_sync_bench(*arguments: str) -> list[dict[str, Any]]:
     env = {k: v for k, v in os.environ.items() if k not in ("MONGODB_URI", "DAGSTER_HOME")}
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / "sync_bench.py"), *arguments],
-        capture_output=True, text=True, env=env, cwd=REPO, timeout=1700,
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=3500,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
-# Three whole `dagster` commands and a daemon-free fake: minutes on a loaded machine.
-@pytest.mark.timeout(1800)
+# Three whole `dagster` commands: 7 minutes on the shared 2-core machine, 35 under heavy load.
+@pytest.mark.timeout(3600)
 def test_sync_bench_cli_prints_every_phase_with_every_figure() -> None:
     lines = run_sync_bench("--issues", "50", "--days", "2", "--launch", "cli")
 
