@@ -1,10 +1,14 @@
 """Walk every issue of a fake Jira (20,000 issues, 100 ms latency) with the real client.
 
-Prints one JSON object on its last line: issues, issues_per_s, api_calls, search_calls (target:
-at most 1.02 x ceil(issues / 100)), wait_s, and more. The fake runs in a subprocess through the
-`jira-pipeline fake-jira` command so that serving and walking do not share one interpreter.
+Prints one JSON object on its last line: issues, issues_per_s, seconds, cpu_s (this process's
+CPU during the walk), api_calls, search_calls (target: at most 1.02 x ceil(issues / 100)),
+wait_s, and more. The fake runs in a subprocess through the `jira-pipeline fake-jira` command so
+that serving and walking do not share one interpreter; `--base-url` walks a fake (or a site)
+already running instead, over the window `--start`/`--end` (sync_bench.py's bare-client figure:
+the same fields, expand and JQL as the `jira_issues` asset asks).
 
     python benchmarks/client_bench.py [--issues 20000] [--latency-ms 100] [--parallelism 4]
+        [--base-url URL --start ISO --end ISO]
 """
 
 from __future__ import annotations
@@ -45,22 +49,30 @@ def start_fake(args) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the fake Jira did not start")
 
 
+def bench_window(args) -> IssueWindow:
+    if args.start and args.end:
+        return IssueWindow(datetime.fromisoformat(args.start), datetime.fromisoformat(args.end))
+    return IssueWindow(NOW - timedelta(days=args.days + 1), NOW + timedelta(days=1))
+
+
 async def walk(base_url: str, args) -> dict:
-    window = IssueWindow(NOW - timedelta(days=args.days + 1), NOW + timedelta(days=1))
+    window = bench_window(args)
     limiter = RateLimiter(args.min_interval_ms / 1000, max_in_flight=args.parallelism)
     async with JiraClient(BasicAuth(EMAIL, TOKEN), base_url, limiter=limiter,
                           retry=RetryPolicy()) as client:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         seen: set[str] = set()
         async for issue in client.search_window(window, fields=("*all",), expand=("changelog",),
                                                 parallelism=args.parallelism):
             seen.add(issue["id"])
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         counters = client.counters
     return {
         "issues": len(seen),
         "issues_per_s": round(len(seen) / elapsed, 1),
         "seconds": round(elapsed, 2),
+        "cpu_s": round(cpu, 2),
         "api_calls": counters.api_calls,
         "search_calls": counters.search_calls,
         "count_calls": counters.count_calls,
@@ -82,13 +94,19 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100)
     parser.add_argument("--parallelism", type=int, default=4)
     parser.add_argument("--min-interval-ms", type=int, default=200)
+    parser.add_argument("--base-url", help="walk this running fake (or site) instead of one's own")
+    parser.add_argument("--start", help="ISO-8601 start of the window walked (with --end)")
+    parser.add_argument("--end", help="ISO-8601 end of the window walked (with --start)")
     args = parser.parse_args()
-    process, base_url = start_fake(args)
-    try:
-        result = asyncio.run(walk(base_url, args))
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    if args.base_url:
+        result = asyncio.run(walk(args.base_url, args))
+    else:
+        process, base_url = start_fake(args)
+        try:
+            result = asyncio.run(walk(base_url, args))
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
     if result["issues"] != args.issues:
         print(f"walked {result['issues']} issues, expected {args.issues}", file=sys.stderr)
     print(json.dumps(result))
