@@ -11,11 +11,11 @@ import dagster as dg
 from pymongo.database import Database
 
 from jira_pipeline.assets.partitions import partition_key_for
-from jira_pipeline.assets.resources import JiraResource
+from jira_pipeline.assets.resources import JiraResource, counter_delta
 from jira_pipeline.assets.sensors import missing_references, newest_updated, stored_newest_updated
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.jira import IssueWindow, JiraClient, build_issue_jql
+from jira_pipeline.jira import ClientCounters, IssueWindow, JiraClient, build_issue_jql
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline.storage.resources import MongoResource
@@ -160,10 +160,13 @@ def build_issue_checks(
         first = partitions.time_window_for_partition_key(partitions.get_first_partition_key())
         window = IssueWindow(first.start, utc_now() + timedelta(days=1))
         jql = build_issue_jql(window, projects=settings.projects or None, order_by="updated DESC")
+        before = jira.counters()
         in_jira = jira.run(lambda client: newest_updated(client, jql))
+        spent = jira_spent(jira, before)
         stored = stored_newest_updated(db, site.connection_id)
         if in_jira is None:
-            return dg.AssetCheckResult(passed=True, metadata={"jira_newest": "no issues"})
+            return dg.AssetCheckResult(passed=True,
+                                       metadata={"jira_newest": "no issues", **spent})
         lag = (in_jira - stored) if stored else None
         passed = lag is not None and lag <= settings.freshness_tolerance
         return dg.AssetCheckResult(
@@ -173,6 +176,7 @@ def build_issue_checks(
                 "jira_newest_updated": in_jira.isoformat(),
                 "stored_newest_updated": stored.isoformat() if stored else "nothing stored",
                 "lag_minutes": round(lag.total_seconds() / 60, 1) if lag is not None else -1,
+                **spent,
             },
         )
 
@@ -193,12 +197,14 @@ def matches_jira_count(
     # Judge the run, not the moment: an issue edited after the run started (between the
     # walk and this check, on a busy site most runs) is the next run's to fetch.
     end = min(window.end, run_started(context.instance, context.run.run_id))
+    before = jira.counters()
     evaluations = (
         count_by_partition(jira, db, site, settings, partitions, keys,
                            IssueWindow(window.start, end))
         if end > window.start
         else {key: PartitionCount() for key in keys}
     )
+    spent = jira_spent(jira, before)  # the whole step's count, in every partition's figures
     for key in keys:
         found = evaluations[key]
         # Dagster ties an AssetCheckResult to a partition only in a one-partition step
@@ -222,11 +228,18 @@ def matches_jira_count(
                 "missing_sample": ", ".join(sorted(found.missing)[:SAMPLE]),
                 "stored_but_updated_later": found.moved_on,
                 "judged_until": end.isoformat(),
+                **spent,
             },
         )
     check_key = dg.AssetCheckKey(asset_key, "matches_jira_count")
     yield dg.Output(None, output_name=context.assets_def.get_output_name_for_asset_check_key(
         check_key))
+
+
+def jira_spent(jira: JiraResource, before: ClientCounters) -> dict[str, int]:
+    """What a check's requests cost (the run shares one client): requests and retries."""
+    spent = counter_delta(before, jira.counters())
+    return {"api_calls": int(spent["api_calls"]), "retries": int(spent["retries"])}
 
 
 @dataclass

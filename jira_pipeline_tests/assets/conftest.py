@@ -115,10 +115,13 @@ class Pipeline:
 
 def materializations(result: dg.ExecuteInProcessResult, asset: str) -> list[dict[str, Any]]:
     """The metadata of each materialization of `asset` in a run (one per partition)."""
-    # By asset key, not node: the dimensions share one step (a multi-asset node).
+    # By asset key (`acme/jira_projects`, or its node-style `acme__jira_projects`), not node:
+    # the dimensions share one step (a multi-asset node).
     events = [event.step_materialization_data.materialization
               for event in result.get_asset_materialization_events()
-              if event.asset_key == dg.AssetKey.from_user_string(asset)]
+              if event.asset_key is not None
+              and asset in (event.asset_key.to_user_string(),
+                            event.asset_key.to_python_identifier())]
     return [
         {key: getattr(value, "value", value) for key, value in event.metadata.items()}
         for event in events

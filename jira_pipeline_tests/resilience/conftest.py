@@ -173,10 +173,13 @@ def stored_versions(db: Database) -> dict[str, tuple[str, datetime]]:
 def run_metadata(result: dg.ExecuteInProcessResult, asset: str) -> dict[str, Any]:
     """The metadata of the run's (first) materialization of `asset`: a single-run backfill gives
     each partition's event the run's API counters, and that partition's own record counts."""
-    # By asset key, not node: the dimensions share one step (a multi-asset node).
+    # By asset key (`acme/jira_projects`, or its node-style `acme__jira_projects`), not node:
+    # the dimensions share one step (a multi-asset node).
     events = [event.step_materialization_data.materialization
               for event in result.get_asset_materialization_events()
-              if event.asset_key == dg.AssetKey.from_user_string(asset)]
+              if event.asset_key is not None
+              and asset in (event.asset_key.to_user_string(),
+                            event.asset_key.to_python_identifier())]
     assert events, f"{asset} was not materialized"
     return {key: getattr(value, "value", value) for key, value in events[0].metadata.items()}
 
