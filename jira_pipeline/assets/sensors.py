@@ -506,7 +506,11 @@ def build_sites_refresh_sensor(
                 try:
                     # Built per tick, on this thread (stored tokens are read here): a site's
                     # client exists only while its question is asked.
-                    built = opened.enter_context(dg.build_resources({"jira": tick.site.resource}))
+                    # (Given the instance: without one each call makes an ephemeral instance,
+                    # two thirds of a 30-site tick.)
+                    built = opened.enter_context(dg.build_resources(
+                        {"jira": tick.site.resource}, instance=context.instance
+                    ))
                     looks.append((tick.site.name, built.jira.get_client(), tick.jql))
                 except Exception as error:  # a connection without a usable token, say
                     failed[tick.site.name] = error
