@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
+import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -454,6 +456,39 @@ async def look_at_sites(
     return dict(await asyncio.gather(*(look(*args) for args in looks)))
 
 
+class SiteClients:
+    """Each registered site's Jira client, built on first use and kept from tick to tick in
+    the code server: building one (Dagster's resource set-up, the stored token's decryption)
+    costs far more CPU than the request it sends. A site's client is dropped when it fails,
+    so the next tick builds it again from what is stored then."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[ExitStack, JiraClient]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, site: JiraSite, instance: dg.DagsterInstance) -> JiraClient:
+        with self._lock:
+            if site.name not in self._open:
+                stack = ExitStack()
+                try:
+                    # Given the instance: without one, build_resources makes an ephemeral
+                    # instance each call (two thirds of a 30-site tick).
+                    built = stack.enter_context(
+                        dg.build_resources({"jira": site.resource}, instance=instance)
+                    )
+                    self._open[site.name] = (stack, built.jira.get_client())
+                except BaseException:
+                    stack.close()
+                    raise
+            return self._open[site.name][1]
+
+    def drop(self, name: str) -> None:
+        with self._lock:
+            opened = self._open.pop(name, None)
+        if opened is not None:
+            opened[0].close()  # the resource's teardown closes the client
+
+
 def skip_summary(reasons: list[str], failed: dict[str, BaseException]) -> str:
     """A quiet tick's message: the first sites' reasons, and which sites failed."""
     text = "; ".join(reasons[:5]) or "no site asked"
@@ -473,6 +508,8 @@ def build_sites_refresh_sensor(
     """One sensor for every registered site: a tick asks all of them concurrently (bounded)."""
     target = RequestTarget(job.name, job.name, narrow=True)
     by_name = {site.name: site for site in sites}
+    clients = SiteClients()
+    unreached: set[str] = set()
 
     @dg.sensor(
         name=SITES_REFRESH_SENSOR,
@@ -491,31 +528,28 @@ def build_sites_refresh_sensor(
         if unknown:
             cursors.update(legacy_site_cursors(context.instance, unknown))
         unfinished = unfinished_refreshes(context.instance, sorted(by_name))
-        ticks = [
-            plan_site_tick(context.instance, db, site, cursors.get(site.name), settings,
-                           unfinished.get(site.name), context.log)
-            for site in sites
-        ]
+        started = time.monotonic()
         failed: dict[str, BaseException] = {}
+        ticks: list[SiteTick] = []
+        looks: list[tuple[str, JiraClient, str]] = []
+        # The sites the last tick did not reach go first, so every site gets its turn.
+        for site in sorted(sites, key=lambda site: site.name not in unreached):
+            if time.monotonic() - started > TICK_BUDGET_S / 2:
+                failed[site.name] = TimeoutError("the tick's time ran out before this site")
+                continue
+            try:
+                tick = plan_site_tick(context.instance, db, site, cursors.get(site.name),
+                                      settings, unfinished.get(site.name), context.log)
+                if tick.waiting_for is None:
+                    # Built on this thread (stored tokens are read here), kept across ticks.
+                    looks.append((site.name, clients.get(site, context.instance), tick.jql))
+                ticks.append(tick)
+            except Exception as error:  # a connection without a usable token, say
+                failed[site.name] = error
         answers: dict[str, list[tuple[str, datetime]] | BaseException] = {}
-        with ExitStack() as opened:
-            looks: list[tuple[str, JiraClient, str]] = []
-            for tick in ticks:
-                if tick.waiting_for is not None:
-                    continue
-                try:
-                    # Built per tick, on this thread (stored tokens are read here): a site's
-                    # client exists only while its question is asked.
-                    # (Given the instance: without one each call makes an ephemeral instance,
-                    # two thirds of a 30-site tick.)
-                    built = opened.enter_context(dg.build_resources(
-                        {"jira": tick.site.resource}, instance=context.instance
-                    ))
-                    looks.append((tick.site.name, built.jira.get_client(), tick.jql))
-                except Exception as error:  # a connection without a usable token, say
-                    failed[tick.site.name] = error
-            if looks:
-                answers = run_sync(look_at_sites(looks, SITE_FAN_OUT, TICK_BUDGET_S))
+        if looks:
+            budget = max(TICK_BUDGET_S - (time.monotonic() - started), 1.0)
+            answers = run_sync(look_at_sites(looks, SITE_FAN_OUT, budget))
         run_requests: list[dg.RunRequest] = []
         new_cursors: dict[str, RefreshCursor] = {}
         reasons: list[str] = []
@@ -530,12 +564,25 @@ def build_sites_refresh_sensor(
                     new_cursors[name] = cursors[name]
                 continue
             seen = None if tick.waiting_for is not None else answer
-            requests, new_cursors[name], reason = finish_site_tick(
-                db, tick, seen, partitions, target, context.log
-            )
+            try:
+                requests, new_cursors[name], reason = finish_site_tick(
+                    db, tick, seen, partitions, target, context.log
+                )
+            except Exception as error:  # this site's store reads: the others go on
+                failed[name] = error
+                continue
             run_requests.extend(requests)
             if not requests:
                 reasons.append(f"{name}: {reason}")
+        for name in failed:  # never planned or never asked: kept as they were
+            if name in cursors:
+                new_cursors.setdefault(name, cursors[name])
+        unreached.clear()
+        unreached.update(name for name, problem in failed.items()
+                         if isinstance(problem, TimeoutError))
+        for name, problem in failed.items():
+            if not isinstance(problem, TimeoutError):
+                clients.drop(name)  # built anew next tick: a rotated token, a fixed URL
         for name, problem in sorted(failed.items()):
             context.log.warning(
                 f"site {name} skipped this tick: {type(problem).__name__}: {problem}"

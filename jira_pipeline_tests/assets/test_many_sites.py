@@ -202,3 +202,25 @@ def test_one_schedule_tick_requests_a_daily_run_per_site_of_that_sites_assets(
         "acme/jira_projects", "acme/jira_statuses", "acme/jira_users", "acme/jira_issues",
         "acme/jira_issue_daily_summary",
     }  # fmt: skip
+
+
+def test_sites_a_tick_has_no_time_for_keep_their_cursor_and_are_asked_on_the_next(
+    sites: Sites, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    defs = sites.defs()
+    noon = day_start(datetime.now(UTC).date() - timedelta(days=1)) + timedelta(hours=12)
+    kept = RefreshCursor(to_epoch_ms(noon))
+    cursor = json.dumps({"sites": {"acme": {"acknowledged_ms": kept.acknowledged_ms,
+                                             "pending": None}}})  # fmt: skip
+    monkeypatch.setattr("jira_pipeline.assets.sensors.TICK_BUDGET_S", -1.0)
+
+    spent = sites.tick(defs, cursor)
+
+    assert not spent.run_requests
+    assert parse_site_cursors(spent.cursor) == {"acme": kept}
+    assert "acme" in (spent.skip_message or "") and "globex" in (spent.skip_message or "")
+
+    monkeypatch.setattr("jira_pipeline.assets.sensors.TICK_BUDGET_S", 40.0)
+    requests = issue_requests(sites.tick(defs, spent.cursor))
+    assert set(requests) == set(SITES)
+    assert partition_range(requests["acme"])[0] == noon.date().isoformat()
