@@ -584,8 +584,14 @@ def build_sites_refresh_sensor(
             if not isinstance(problem, TimeoutError):
                 clients.drop(name)  # built anew next tick: a rotated token, a fixed URL
         for name, problem in sorted(failed.items()):
+            if name not in unreached:
+                context.log.warning(
+                    f"site {name} skipped this tick: {type(problem).__name__}: {problem}"
+                )
+        if unreached:
             context.log.warning(
-                f"site {name} skipped this tick: {type(problem).__name__}: {problem}"
+                f"{len(unreached)} site(s) not reached in this tick's {TICK_BUDGET_S:.0f} s: "
+                f"they go first on the next ({', '.join(sorted(unreached)[:5])}, ...)"
             )
         cursor = dump_site_cursors(new_cursors)
         if not run_requests:
