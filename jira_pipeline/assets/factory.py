@@ -1,19 +1,22 @@
-"""Builds the code location: one set of assets, checks, jobs, schedule and sensor per Jira site."""
+"""Builds the code location: a group of assets and checks per Jira site; the environment's site
+has jobs, a schedule and a sensor of its own, the registered sites share one of each."""
 
 from __future__ import annotations
 
 import warnings
+from typing import TypeVar
 
 import dagster as dg
+from dagster._core.execution.build_resources import wrap_resources_for_execution
 
 from jira_pipeline.assets.checks import build_issue_checks
 from jira_pipeline.assets.dimensions import build_dimension_assets
 from jira_pipeline.assets.issues import build_issues_asset
-from jira_pipeline.assets.jobs import RUN_EXECUTOR, build_site_jobs
+from jira_pipeline.assets.jobs import RUN_EXECUTOR, build_site_jobs, build_sites_job
 from jira_pipeline.assets.partitions import issue_partitions
 from jira_pipeline.assets.projects import PROJECTS
-from jira_pipeline.assets.schedules import build_daily_schedule
-from jira_pipeline.assets.sensors import build_refresh_sensor
+from jira_pipeline.assets.schedules import build_daily_schedule, build_sites_daily_schedule
+from jira_pipeline.assets.sensors import build_refresh_sensor, build_sites_refresh_sensor
 from jira_pipeline.assets.sites import JiraSite, environment_site, registered_site
 from jira_pipeline.assets.statuses import STATUSES
 from jira_pipeline.assets.summary import build_summary_asset
@@ -24,22 +27,38 @@ from jira_pipeline.storage.io_manager import MongoUpsertIOManager
 from jira_pipeline.storage.resources import MongoResource
 
 
-def build_site_definitions(site: JiraSite, settings: PipelineSettings) -> dg.Definitions:
-    partitions = issue_partitions(settings.sync_start_date)
-    jobs = build_site_jobs(site)
+def site_assets_and_checks(
+    site: JiraSite, partitions: dg.DailyPartitionsDefinition, settings: PipelineSettings
+) -> tuple[list[dg.AssetsDefinition], list[dg.AssetChecksDefinition]]:
+    """A site's assets and asset checks (its group), without jobs or automation."""
     with warnings.catch_warnings():
         # `backfill_policy` is "beta" in Dagster; single-run backfills are what keeps a year of
         # history one bounded-memory run, so we rely on it knowingly.
         warnings.simplefilter("ignore", dg.BetaWarning)
         issues = build_issues_asset(site, partitions, settings)
+    assets = [
+        build_dimension_assets(site, (PROJECTS, STATUSES, USERS), settings),
+        issues,
+        build_summary_asset(site, partitions),
+    ]
+    # The other checks are check_specs of the assets, evaluated in their steps.
+    checks = build_issue_checks(site, partitions, settings)
+    return assets, checks
+
+
+def build_site_definitions(
+    site: JiraSite,
+    settings: PipelineSettings,
+    *,
+    partitions: dg.DailyPartitionsDefinition | None = None,
+) -> dg.Definitions:
+    """One site with jobs, a schedule and a sensor of its own (the environment's site)."""
+    partitions = partitions or issue_partitions(settings.sync_start_date)
+    jobs = build_site_jobs(site)
+    assets, checks = site_assets_and_checks(site, partitions, settings)
     return dg.Definitions(
-        assets=[
-            build_dimension_assets(site, (PROJECTS, STATUSES, USERS), settings),
-            issues,
-            build_summary_asset(site, partitions),
-        ],
-        # The other checks are check_specs of the assets, evaluated in their steps.
-        asset_checks=build_issue_checks(site, partitions, settings),
+        assets=assets,
+        asset_checks=checks,
         jobs=jobs.all(),
         schedules=[build_daily_schedule(site, jobs, partitions, settings)],
         sensors=[build_refresh_sensor(site, jobs, partitions, settings)],
@@ -67,13 +86,73 @@ def configured_sites(mongo: MongoResource, settings: PipelineSettings) -> list[J
     return sites
 
 
+AssetsOrChecks = TypeVar("AssetsOrChecks", dg.AssetsDefinition, dg.AssetChecksDefinition)
+
+
+def bind_site_resource(definition: AssetsOrChecks, site: JiraSite) -> AssetsOrChecks:
+    """`definition` with its site's Jira resource bound to it.
+
+    Dagster binds every top-level resource to every definition and, doing so, matches each
+    definition against each resource: a top-level resource per site made the load grow with the
+    square of the number of sites (100 sites: 331,000 requirement checks). Bound here, a site's
+    resource is checked against its own definitions only; the shared ones (`mongo`, the IO
+    manager) stay top-level, which is why this is not `with_resources` (that insists on every
+    requirement at once).
+    """
+    attributes = definition.get_attributes_dict()
+    attributes["resource_defs"] = {
+        **attributes.get("resource_defs", {}),
+        **wrap_resources_for_execution({site.resource_key: site.resource}),
+    }
+    with warnings.catch_warnings():
+        # Rebuilding passes every attribute back, `execution_type` ("beta") among them.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return definition.__class__(**attributes)
+
+
+def build_registered_sites_definitions(
+    sites: list[JiraSite], settings: PipelineSettings, partitions: dg.DailyPartitionsDefinition
+) -> dg.Definitions:
+    """Every registered site's group, assembled once, with one job, one schedule and one
+    sensor covering them all: what a site adds to the load is its assets and checks only."""
+    assets: list[dg.AssetsDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
+    for site in sites:
+        site_assets, site_checks = site_assets_and_checks(site, partitions, settings)
+        # Each site's Jira resource is bound to its own assets and checks, not put among the
+        # top-level resources: Dagster matches every definition against every top-level
+        # resource, which made the load grow with the square of the number of sites.
+        assets.extend(bind_site_resource(asset, site) for asset in site_assets)
+        checks.extend(bind_site_resource(check, site) for check in site_checks)
+    if not sites:
+        return dg.Definitions()
+    job = build_sites_job(sites)
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=checks,
+        jobs=[job],
+        schedules=[build_sites_daily_schedule(sites, job, partitions, settings)],
+        sensors=[build_sites_refresh_sensor(sites, job, partitions, settings)],
+    )
+
+
 def build_definitions(
     settings: PipelineSettings | None = None, mongo: MongoResource | None = None
 ) -> dg.Definitions:
     settings = settings or load_settings()
     mongo = mongo or MongoResource()
+    sites = configured_sites(mongo, settings)
+    # One partitions definition for every site's issues (equal by value; built once).
+    partitions = issue_partitions(settings.sync_start_date)
     return dg.Definitions.merge(
-        *(build_site_definitions(site, settings) for site in configured_sites(mongo, settings)),
+        *(
+            build_site_definitions(site, settings, partitions=partitions)
+            for site in sites
+            if not site.prefixed
+        ),
+        build_registered_sites_definitions(
+            [site for site in sites if site.prefixed], settings, partitions
+        ),
         dg.Definitions(
             resources={"mongo": mongo, "mongo_io_manager": MongoUpsertIOManager(mongo=mongo)},
             executor=RUN_EXECUTOR,  # also the implicit asset job's (UI "Materialize", CLI)

@@ -1,5 +1,7 @@
 """`jira_daily_schedule`: each day, yesterday's and today's issue partitions and the dimensions."""
 
+from __future__ import annotations
+
 from datetime import timedelta
 
 import dagster as dg
@@ -50,3 +52,50 @@ def build_daily_schedule(
         )
 
     return jira_daily_schedule
+
+
+SITES_DAILY_SCHEDULE = "jira_sites_daily_schedule"
+
+
+def site_sync_keys(site: JiraSite) -> list[dg.AssetKey]:
+    """What a site's daily run materializes: its dimensions, issues and daily summary."""
+    names = ("jira_projects", "jira_statuses", "jira_users", "jira_issues",
+             "jira_issue_daily_summary")
+    return [site.asset_key(name) for name in names]
+
+
+def build_sites_daily_schedule(
+    sites: list[JiraSite],
+    job: dg.UnresolvedAssetJobDefinition,
+    partitions: dg.DailyPartitionsDefinition,
+    settings: PipelineSettings,
+) -> dg.ScheduleDefinition:
+    """`jira_daily_schedule` for every registered site: one tick, one run per site."""
+
+    @dg.schedule(
+        name=SITES_DAILY_SCHEDULE,
+        cron_schedule=settings.schedule_cron,
+        execution_timezone="UTC",
+        job=job,
+        description="For each site registered in jira_connections, one run of what "
+        "jira_daily_schedule runs: yesterday's and today's jira_issues partitions, the issue "
+        "census, the dimension assets and the daily summary.",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+    )
+    def jira_sites_daily_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+        now = context.scheduled_execution_time
+        yesterday, today = (
+            partition_key_for(partitions, now - timedelta(days=1)),
+            partition_key_for(partitions, now),
+        )
+        return [
+            dg.RunRequest(
+                run_key=f"daily:{site.name}:{today}",
+                asset_selection=site_sync_keys(site),
+                tags={**site.issue_run_tags, **partition_range_tags(yesterday, today),
+                      CENSUS_TAG: "true"},
+            )
+            for site in sites
+        ]
+
+    return jira_sites_daily_schedule

@@ -1,9 +1,16 @@
 """`jira_refresh_sensor`: asks Jira cheaply what changed and requests exactly the runs needed."""
 
+from __future__ import annotations
+
+import asyncio
 import hashlib
 import json
+import threading
+import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import dagster as dg
 from pymongo.database import Database
@@ -13,7 +20,7 @@ from jira_pipeline.assets.partitions import partition_keys_between
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.schedules import partition_range_tags
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.jira import IssueWindow, JiraClient, build_issue_jql
+from jira_pipeline.jira import IssueWindow, JiraClient, build_issue_jql, run_sync
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.timeutil import from_epoch_ms, parse_jira_datetime, to_epoch_ms, utc_now
 
@@ -56,7 +63,7 @@ class RefreshCursor:
     pending: PendingRefresh | None = None
 
     @classmethod
-    def parse(cls, text: str | None) -> "RefreshCursor | None":
+    def parse(cls, text: str | None) -> RefreshCursor | None:
         if not text:
             return None
         try:
@@ -193,12 +200,147 @@ def missing_references(db: Database, connection_id: str) -> dict[str, list[str]]
     }
 
 
+@dataclass(frozen=True)
+class RequestTarget:
+    """Where a site's refresh runs go: a job of its own, or a shared job narrowed to its assets."""
+
+    issues_job: str
+    dimensions_job: str
+    narrow: bool = False  # shared jobs: each request selects the site's own assets
+
+    def issues_selection(self, site: JiraSite) -> list[dg.AssetKey] | None:
+        return [site.asset_key("jira_issues")] if self.narrow else None
+
+
+@dataclass(frozen=True)
+class SiteTick:
+    """One site's part of a tick, between what the instance said and what Jira will say."""
+
+    site: JiraSite
+    cursor: RefreshCursor  # as read, or where a first tick starts
+    settled: Settled
+    overlap: timedelta
+    waiting_for: str | None  # an unfinished refresh run: no look at Jira this tick
+    window: IssueWindow
+    jql: str
+
+
+def plan_site_tick(
+    instance: dg.DagsterInstance,
+    db: Database,
+    site: JiraSite,
+    cursor: RefreshCursor | None,
+    settings: PipelineSettings,
+    unfinished: str | None,
+    log: Any,
+) -> SiteTick:
+    """What the store and the instance decide before Jira is asked (no request is sent)."""
+    now = utc_now()
+    overlap = settings.consistency_lag
+    if cursor is None:
+        # First tick: start from what is already stored (or today's start), so a fresh
+        # sensor asks for today's delta rather than the whole history.
+        stored = stored_newest_updated(db, site.connection_id)
+        start = stored or now.replace(hour=0, minute=0, second=0, microsecond=0)
+        overlap = overlap if stored else timedelta(0)
+        cursor = RefreshCursor(to_epoch_ms(start))
+    settled = settle_pending(instance, cursor)
+    if settled.rekey:
+        log.warning(
+            f"the run requested as {cursor.pending.run_key if cursor.pending else '?'} did "
+            "not succeed: requesting its changes again"
+        )
+    since = from_epoch_ms(settled.acknowledged_ms)
+    # Jira Cloud's search is eventually consistent: an update can become visible after newer
+    # ones, so every look re-reads `overlap` behind the acknowledged mark.
+    window = IssueWindow(since - overlap, now + timedelta(days=1))
+    jql = build_issue_jql(window, projects=settings.projects or None, order_by="updated DESC")
+    return SiteTick(site, cursor, settled, overlap, settled.in_flight or unfinished, window, jql)
+
+
+def finish_site_tick(
+    db: Database,
+    tick: SiteTick,
+    seen: list[tuple[str, datetime]] | None,
+    partitions: dg.DailyPartitionsDefinition,
+    target: RequestTarget,
+    log: Any,
+) -> tuple[list[dg.RunRequest], RefreshCursor, str]:
+    """The runs to request and the site's new cursor, from what Jira showed (`seen`; None when
+    Jira was not asked because a refresh run is unfinished)."""
+    site, cursor, settled = tick.site, tick.cursor, tick.settled
+    run_requests: list[dg.RunRequest] = []
+    since = from_epoch_ms(settled.acknowledged_ms)
+    new_cursor = RefreshCursor(settled.acknowledged_ms)
+    # Never two runs for one change at once: while a refresh run is unfinished its
+    # changes (and any newer ones) wait for the tick after it ends.
+    skip_reason = f"waiting for refresh run {tick.waiting_for} to finish"
+    if tick.waiting_for is not None or seen is None:
+        unsettled = settled.in_flight or settled.rekey
+        new_cursor = RefreshCursor(settled.acknowledged_ms, cursor.pending if unsettled else None)
+    else:
+        skip_reason = f"nothing updated in Jira since {since.isoformat()}"
+        changed = seen if len(seen) > RECENT_LIMIT else not_stored(db, site.connection_id, seen)
+        newest_ms = max((to_epoch_ms(updated) for _, updated in seen), default=None)
+        if changed and newest_ms is not None:
+            # Past the limit, `seen` is only the newest part: cover the whole window.
+            oldest = tick.window.start if len(seen) > RECENT_LIMIT else min(u for _, u in changed)
+            keys = partition_keys_between(partitions, oldest, max(u for _, u in changed))
+            attempt = cursor.pending.attempt + 1 if settled.rekey and cursor.pending else 0
+            # Dagster launches a run key once: the key names exactly these changes.
+            digest = hashlib.sha256(
+                ",".join(f"{i}@{to_epoch_ms(u)}" for i, u in sorted(changed)).encode()
+            ).hexdigest()[:12]
+            run_key = f"refresh:{site.name}:{newest_ms}:{digest}" + (
+                f":{settled.rekey}" if settled.rekey else ""
+            )
+            run_requests.append(
+                dg.RunRequest(
+                    job_name=target.issues_job,
+                    run_key=run_key,
+                    asset_selection=target.issues_selection(site),
+                    tags={
+                        **site.issue_run_tags,
+                        **partition_range_tags(keys[0], keys[-1]),
+                        REFRESH_TAG: site.name,
+                        REFRESH_REQUEST_TAG: run_key,
+                    },
+                )
+            )
+            new_cursor = RefreshCursor(
+                settled.acknowledged_ms, PendingRefresh(run_key, newest_ms, attempt)
+            )
+        elif newest_ms is not None:
+            # Everything Jira shows is stored: acknowledged without a run.
+            new_cursor = RefreshCursor(max(settled.acknowledged_ms, newest_ms))
+
+    missing = missing_references(db, site.connection_id)
+    for entity, ids in missing.items():
+        if not ids:
+            continue
+        digest = hashlib.sha256(",".join(ids).encode()).hexdigest()[:16]
+        log.info(f"{site.name}: {len(ids)} {entity} referenced by issues are not stored")
+        run_requests.append(
+            dg.RunRequest(
+                job_name=target.dimensions_job,
+                asset_selection=[site.asset_key(f"jira_{entity}")],
+                # The same missing set never triggers twice: if a refresh cannot find them,
+                # the asset check reports it instead of the sensor looping.
+                run_key=f"dimension:{site.name}:{entity}:{digest}",
+                tags=site.run_tags,
+            )
+        )
+    return run_requests, new_cursor, skip_reason
+
+
 def build_refresh_sensor(
     site: JiraSite,
     jobs: SiteJobs,
     partitions: dg.DailyPartitionsDefinition,
     settings: PipelineSettings,
 ) -> dg.SensorDefinition:
+    target = RequestTarget(jobs.issues.name, jobs.dimensions.name)
+
     @dg.sensor(
         name=site.object_name("jira_refresh_sensor"),
         jobs=[jobs.issues, jobs.dimensions],
@@ -214,94 +356,17 @@ def build_refresh_sensor(
     def jira_refresh_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         jira: JiraResource = getattr(context.resources, site.resource_key)
         db = context.resources.mongo.get_database()
-        now = utc_now()
         cursor = RefreshCursor.parse(context.cursor)
-        overlap = settings.consistency_lag
-        if cursor is None:
-            # First tick: start from what is already stored (or today's start), so a fresh
-            # sensor asks for today's delta rather than the whole history.
-            stored = stored_newest_updated(db, site.connection_id)
-            start = stored or now.replace(hour=0, minute=0, second=0, microsecond=0)
-            overlap = overlap if stored else timedelta(0)
-            cursor = RefreshCursor(to_epoch_ms(start))
-        settled = settle_pending(context.instance, cursor)
-        if settled.rekey:
-            context.log.warning(
-                f"the run requested as {cursor.pending.run_key if cursor.pending else '?'} did "
-                "not succeed: requesting its changes again"
-            )
-        run_requests: list[dg.RunRequest] = []
-        since = from_epoch_ms(settled.acknowledged_ms)
-        new_cursor = RefreshCursor(settled.acknowledged_ms)
-        # Never two runs for one change at once: while a refresh run is unfinished its
-        # changes (and any newer ones) wait for the tick after it ends.
-        waiting_for = settled.in_flight or unfinished_refresh(context.instance, site.name)
-        skip_reason = f"waiting for refresh run {waiting_for} to finish"
-        if waiting_for is not None:
-            unsettled = settled.in_flight or settled.rekey
-            new_cursor = RefreshCursor(
-                settled.acknowledged_ms, cursor.pending if unsettled else None
-            )
-        else:
-            skip_reason = f"nothing updated in Jira since {since.isoformat()}"
-            # Jira Cloud's search is eventually consistent: an update can become visible after
-            # newer ones, so every look re-reads `overlap` behind the acknowledged mark.
-            window = IssueWindow(since - overlap, now + timedelta(days=1))
-            jql = build_issue_jql(
-                window, projects=settings.projects or None, order_by="updated DESC"
-            )
-            seen = jira.run(lambda client: recent_updates(client, jql))
-            changed = seen if len(seen) > RECENT_LIMIT else not_stored(
-                db, site.connection_id, seen
-            )
-            newest_ms = max((to_epoch_ms(updated) for _, updated in seen), default=None)
-            if changed and newest_ms is not None:
-                # Past the limit, `seen` is only the newest part: cover the whole window.
-                oldest = window.start if len(seen) > RECENT_LIMIT else min(u for _, u in changed)
-                keys = partition_keys_between(partitions, oldest, max(u for _, u in changed))
-                attempt = cursor.pending.attempt + 1 if settled.rekey and cursor.pending else 0
-                # Dagster launches a run key once: the key names exactly these changes.
-                digest = hashlib.sha256(
-                    ",".join(f"{i}@{to_epoch_ms(u)}" for i, u in sorted(changed)).encode()
-                ).hexdigest()[:12]
-                run_key = f"refresh:{site.name}:{newest_ms}:{digest}" + (
-                    f":{settled.rekey}" if settled.rekey else ""
-                )
-                run_requests.append(
-                    dg.RunRequest(
-                        job_name=jobs.issues.name,
-                        run_key=run_key,
-                        tags={
-                            **site.issue_run_tags,
-                            **partition_range_tags(keys[0], keys[-1]),
-                            REFRESH_TAG: site.name,
-                            REFRESH_REQUEST_TAG: run_key,
-                        },
-                    )
-                )
-                new_cursor = RefreshCursor(
-                    settled.acknowledged_ms, PendingRefresh(run_key, newest_ms, attempt)
-                )
-            elif newest_ms is not None:
-                # Everything Jira shows is stored: acknowledged without a run.
-                new_cursor = RefreshCursor(max(settled.acknowledged_ms, newest_ms))
-
-        missing = missing_references(db, site.connection_id)
-        for entity, ids in missing.items():
-            if not ids:
-                continue
-            digest = hashlib.sha256(",".join(ids).encode()).hexdigest()[:16]
-            context.log.info(f"{len(ids)} {entity} referenced by issues are not stored")
-            run_requests.append(
-                dg.RunRequest(
-                    job_name=jobs.dimensions.name,
-                    asset_selection=[site.asset_key(f"jira_{entity}")],
-                    # The same missing set never triggers twice: if a refresh cannot find them,
-                    # the asset check reports it instead of the sensor looping.
-                    run_key=f"dimension:{site.name}:{entity}:{digest}",
-                    tags=site.run_tags,
-                )
-            )
+        unfinished = unfinished_refresh(context.instance, site.name)
+        tick = plan_site_tick(
+            context.instance, db, site, cursor, settings, unfinished, context.log
+        )
+        seen = None
+        if tick.waiting_for is None:
+            seen = jira.run(lambda client: recent_updates(client, tick.jql))
+        run_requests, new_cursor, skip_reason = finish_site_tick(
+            db, tick, seen, partitions, target, context.log
+        )
         if not run_requests:
             return dg.SensorResult(skip_reason=skip_reason, cursor=new_cursor.dump())
         return dg.SensorResult(run_requests=run_requests, cursor=new_cursor.dump())
@@ -309,3 +374,228 @@ def build_refresh_sensor(
     return jira_refresh_sensor
 
 
+# The combined sensor of the registered sites: how many sites it asks at once, and how much of
+# Dagster's 60 s a tick may spend asking (sites not reached wait for the next tick).
+SITES_REFRESH_SENSOR = "jira_sites_refresh_sensor"
+SITE_FAN_OUT = 16
+TICK_BUDGET_S = 40.0
+# Before the combined sensor each registered site had a sensor of its own, named so.
+_LEGACY_SENSOR_SUFFIX = "_jira_refresh_sensor"
+
+
+def parse_site_cursors(text: str | None) -> dict[str, RefreshCursor]:
+    """The combined sensor's cursor: each site's `RefreshCursor`, by site name."""
+    if not text:
+        return {}
+    try:
+        sites = json.loads(text).get("sites")
+    except (ValueError, AttributeError):
+        return {}
+    if not isinstance(sites, dict):
+        return {}
+    parsed = {name: RefreshCursor.parse(json.dumps(value)) for name, value in sites.items()}
+    return {name: cursor for name, cursor in parsed.items() if cursor is not None}
+
+
+def dump_site_cursors(cursors: dict[str, RefreshCursor]) -> str:
+    return json.dumps({"sites": {name: asdict(c) for name, c in sorted(cursors.items())}})
+
+
+def legacy_site_cursors(instance: dg.DagsterInstance, names: set[str]) -> dict[str, RefreshCursor]:
+    """Cursors the per-site sensors of an earlier release left in the instance, by site name:
+    an upgraded code location carries on from them instead of starting over."""
+    from dagster._core.scheduler.instigation import InstigatorType, SensorInstigatorData
+
+    found: dict[str, RefreshCursor] = {}
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        name = state.instigator_name
+        if not name.endswith(_LEGACY_SENSOR_SUFFIX):
+            continue
+        site = name[: -len(_LEGACY_SENSOR_SUFFIX)]
+        data = state.instigator_data
+        if site in names and isinstance(data, SensorInstigatorData):
+            cursor = RefreshCursor.parse(data.cursor)
+            if cursor is not None:
+                found[site] = cursor
+    return found
+
+
+def unfinished_refreshes(instance: dg.DagsterInstance, names: list[str]) -> dict[str, str]:
+    """The id of an unfinished refresh run of each site that has one: one query for all."""
+    if not names:
+        return {}
+    runs = instance.get_runs(dg.RunsFilter(tags={REFRESH_TAG: names}, statuses=UNFINISHED))
+    found: dict[str, str] = {}
+    for run in runs:
+        found.setdefault(run.tags.get(REFRESH_TAG, ""), run.run_id)
+    return found
+
+
+async def look_at_sites(
+    looks: list[tuple[str, JiraClient, str]], fan_out: int, budget_s: float
+) -> dict[str, list[tuple[str, datetime]] | BaseException]:
+    """Ask each site's Jira what changed, `fan_out` sites at a time; a site's failure (or the
+    budget running out before its turn) is its answer, never the others'."""
+    gate = asyncio.Semaphore(fan_out)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget_s
+
+    async def look(name: str, client: JiraClient, jql: str
+                   ) -> tuple[str, list[tuple[str, datetime]] | BaseException]:
+        async with gate:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return name, TimeoutError("the tick's time ran out before this site's turn")
+            try:
+                return name, await asyncio.wait_for(recent_updates(client, jql), remaining)
+            except TimeoutError:
+                return name, TimeoutError("the tick's time ran out while asking this site")
+            except Exception as error:  # one site's problem, logged by the caller
+                return name, error
+
+    return dict(await asyncio.gather(*(look(*args) for args in looks)))
+
+
+class SiteClients:
+    """Each registered site's Jira client, built on first use and kept from tick to tick in
+    the code server: building one (Dagster's resource set-up, the stored token's decryption)
+    costs far more CPU than the request it sends. A site's client is dropped when it fails,
+    so the next tick builds it again from what is stored then."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, tuple[ExitStack, JiraClient]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, site: JiraSite, instance: dg.DagsterInstance) -> JiraClient:
+        with self._lock:
+            if site.name not in self._open:
+                stack = ExitStack()
+                try:
+                    # Given the instance: without one, build_resources makes an ephemeral
+                    # instance each call (two thirds of a 30-site tick).
+                    built = stack.enter_context(
+                        dg.build_resources({"jira": site.resource}, instance=instance)
+                    )
+                    self._open[site.name] = (stack, built.jira.get_client())
+                except BaseException:
+                    stack.close()
+                    raise
+            return self._open[site.name][1]
+
+    def drop(self, name: str) -> None:
+        with self._lock:
+            opened = self._open.pop(name, None)
+        if opened is not None:
+            opened[0].close()  # the resource's teardown closes the client
+
+
+def skip_summary(reasons: list[str], failed: dict[str, BaseException]) -> str:
+    """A quiet tick's message: the first sites' reasons, and which sites failed."""
+    text = "; ".join(reasons[:5]) or "no site asked"
+    if len(reasons) > 5:
+        text += f"; and {len(reasons) - 5} more"
+    if failed:
+        text += f"; {len(failed)} site(s) failed: {', '.join(sorted(failed))}"
+    return text
+
+
+def build_sites_refresh_sensor(
+    sites: list[JiraSite],
+    job: dg.UnresolvedAssetJobDefinition,
+    partitions: dg.DailyPartitionsDefinition,
+    settings: PipelineSettings,
+) -> dg.SensorDefinition:
+    """One sensor for every registered site: a tick asks all of them concurrently (bounded)."""
+    target = RequestTarget(job.name, job.name, narrow=True)
+    by_name = {site.name: site for site in sites}
+    clients = SiteClients()
+    unreached: set[str] = set()
+
+    @dg.sensor(
+        name=SITES_REFRESH_SENSOR,
+        jobs=[job],
+        minimum_interval_seconds=settings.sensor_interval_s,
+        required_resource_keys={"mongo"},
+        description="jira_refresh_sensor for every site registered in jira_connections, in one "
+        f"tick: asks up to {SITE_FAN_OUT} sites' Jira at once and keeps a cursor per site. A "
+        "site that fails (401, Jira down) is logged and skipped, its cursor untouched.",
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def jira_sites_refresh_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        db = context.resources.mongo.get_database()
+        cursors = parse_site_cursors(context.cursor)
+        unknown = set(by_name) - set(cursors)
+        if unknown:
+            cursors.update(legacy_site_cursors(context.instance, unknown))
+        unfinished = unfinished_refreshes(context.instance, sorted(by_name))
+        started = time.monotonic()
+        failed: dict[str, BaseException] = {}
+        ticks: list[SiteTick] = []
+        looks: list[tuple[str, JiraClient, str]] = []
+        # The sites the last tick did not reach go first, so every site gets its turn.
+        for site in sorted(sites, key=lambda site: site.name not in unreached):
+            if time.monotonic() - started > TICK_BUDGET_S / 2:
+                failed[site.name] = TimeoutError("the tick's time ran out before this site")
+                continue
+            try:
+                tick = plan_site_tick(context.instance, db, site, cursors.get(site.name),
+                                      settings, unfinished.get(site.name), context.log)
+                if tick.waiting_for is None:
+                    # Built on this thread (stored tokens are read here), kept across ticks.
+                    looks.append((site.name, clients.get(site, context.instance), tick.jql))
+                ticks.append(tick)
+            except Exception as error:  # a connection without a usable token, say
+                failed[site.name] = error
+        answers: dict[str, list[tuple[str, datetime]] | BaseException] = {}
+        if looks:
+            budget = max(TICK_BUDGET_S - (time.monotonic() - started), 1.0)
+            answers = run_sync(look_at_sites(looks, SITE_FAN_OUT, budget))
+        run_requests: list[dg.RunRequest] = []
+        new_cursors: dict[str, RefreshCursor] = {}
+        reasons: list[str] = []
+        for tick in ticks:
+            name = tick.site.name
+            answer = answers.get(name)
+            if isinstance(answer, BaseException):
+                failed[name] = answer
+                answer = None
+            if name in failed:
+                if name in cursors:  # untouched: the next tick asks again from the same mark
+                    new_cursors[name] = cursors[name]
+                continue
+            seen = None if tick.waiting_for is not None else answer
+            try:
+                requests, new_cursors[name], reason = finish_site_tick(
+                    db, tick, seen, partitions, target, context.log
+                )
+            except Exception as error:  # this site's store reads: the others go on
+                failed[name] = error
+                continue
+            run_requests.extend(requests)
+            if not requests:
+                reasons.append(f"{name}: {reason}")
+        for name in failed:  # never planned or never asked: kept as they were
+            if name in cursors:
+                new_cursors.setdefault(name, cursors[name])
+        unreached.clear()
+        unreached.update(name for name, problem in failed.items()
+                         if isinstance(problem, TimeoutError))
+        for name, problem in failed.items():
+            if not isinstance(problem, TimeoutError):
+                clients.drop(name)  # built anew next tick: a rotated token, a fixed URL
+        for name, problem in sorted(failed.items()):
+            if name not in unreached:
+                context.log.warning(
+                    f"site {name} skipped this tick: {type(problem).__name__}: {problem}"
+                )
+        if unreached:
+            context.log.warning(
+                f"{len(unreached)} site(s) not reached in this tick's {TICK_BUDGET_S:.0f} s: "
+                f"they go first on the next ({', '.join(sorted(unreached)[:5])}, ...)"
+            )
+        cursor = dump_site_cursors(new_cursors)
+        if not run_requests:
+            return dg.SensorResult(skip_reason=skip_summary(reasons, failed), cursor=cursor)
+        return dg.SensorResult(run_requests=run_requests, cursor=cursor)
+
+    return jira_sites_refresh_sensor

@@ -18,6 +18,7 @@ from typing import Any
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.definitions.selector import JobSubsetSelector
 from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
@@ -50,17 +51,29 @@ class RunQueue:
     workspace: WorkspaceProcessContext
     location_name: str
 
-    def submit(self, job_name: str, partition: str | None = None) -> DagsterRun:
+    def submit(
+        self,
+        job_name: str,
+        partition: str | None = None,
+        *,
+        asset_selection: set[dg.AssetKey] | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> DagsterRun:
         """Queue a run as the sensor and schedule daemons do: plan it from the code location,
         create it, and submit it to the instance's run coordinator."""
         request = self.workspace.create_request_context()
         location = request.get_code_location(self.location_name)
         [repository] = location.get_repositories().values()
         remote_job = repository.get_full_job(job_name)
+        if asset_selection is not None:
+            remote_job = location.get_job(JobSubsetSelector(
+                location_name=self.location_name, repository_name=repository.name,
+                job_name=job_name, op_selection=None, asset_selection=asset_selection,
+            ))  # fmt: skip
         plan = location.get_execution_plan(
             remote_job, {}, step_keys_to_execute=None, known_state=None, instance=self.instance
         )
-        tags = {**(remote_job.run_tags or {})}
+        tags = {**(remote_job.run_tags or {}), **(tags or {})}
         if partition is not None:
             tags[PARTITION_NAME_TAG] = partition
         run = self.instance.create_run(
@@ -79,11 +92,21 @@ class RunQueue:
             parent_job_snapshot=remote_job.parent_job_snapshot,
             remote_job_origin=remote_job.get_remote_origin(),
             job_code_origin=remote_job.get_python_origin(),
-            asset_selection=None,
+            asset_selection=frozenset(asset_selection) if asset_selection else None,
             asset_check_selection=None,
             asset_graph=repository.asset_graph,
         )
         return self.instance.submit_run(run.run_id, request)
+
+    def submit_for_site(self, site: str, asset: str, partition: str | None = None
+                        ) -> DagsterRun:
+        """Queue a registered site's run as its sensor requests it: the shared job narrowed to
+        the site's asset, with the site's tags (issue runs also carry `jira/issues`)."""
+        tags = {"jira/connection": site}
+        if asset == "jira_issues":
+            tags["jira/issues"] = site
+        return self.submit("jira_sites_job", partition,
+                           asset_selection={dg.AssetKey([site, asset])}, tags=tags)
 
     def dequeue(self) -> None:
         """One iteration of the daemon that `dagster dev` runs to launch queued runs."""
@@ -124,7 +147,8 @@ def run_queue(
     monkeypatch.delitem(sys.modules, target["module_name"], raising=False)
     with dg.instance_for_test(overrides=overrides) as instance:
         # DAGSTER_HOME is now the instance's folder: the embedded store lives there. A second
-        # site, registered as a connection, gets its own assets, jobs and pool.
+        # site, registered as a connection, gets its own assets and pool (its runs go through
+        # the registered sites' shared job, tagged with the site).
         ConnectionRepository(get_database()).add(
             SECOND_SITE, "https://jira.acme.example", auth_type="pat"
         )
@@ -199,13 +223,13 @@ def test_another_sites_issue_run_is_not_held_up_and_has_its_own_limit(
     run_queue.dequeue()
 
     waiting = run_queue.submit("jira_issues_job", day)
-    other_site = run_queue.submit(f"{SECOND_SITE}_jira_issues_job", day)
+    other_site = run_queue.submit_for_site(SECOND_SITE, "jira_issues", day)
     run_queue.dequeue()
 
     assert run_queue.launched() == {first.run_id, other_site.run_id}
     assert run_queue.status(waiting) == DagsterRunStatus.QUEUED
 
-    other_site_again = run_queue.submit(f"{SECOND_SITE}_jira_issues_job", day)
+    other_site_again = run_queue.submit_for_site(SECOND_SITE, "jira_issues", day)
     run_queue.dequeue()
     assert run_queue.status(other_site_again) == DagsterRunStatus.QUEUED
 
@@ -213,7 +237,7 @@ def test_another_sites_issue_run_is_not_held_up_and_has_its_own_limit(
 def test_each_site_runs_at_most_two_runs_at_once(run_queue: RunQueue) -> None:
     issues = run_queue.submit("jira_issues_job", today())
     refreshes = [run_queue.submit("jira_dimensions_job") for _ in range(3)]
-    other_site = [run_queue.submit(f"{SECOND_SITE}_jira_dimensions_job") for _ in range(2)]
+    other_site = [run_queue.submit_for_site(SECOND_SITE, "jira_projects") for _ in range(2)]
 
     run_queue.dequeue()
 

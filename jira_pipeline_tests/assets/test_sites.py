@@ -44,16 +44,20 @@ def test_each_registered_connection_gets_its_own_prefixed_group(two_fakes):
     assert {"jira_issues", "acme/jira_issues", "acme/jira_projects"} <= keys
     assert graph.get(dg.AssetKey(["acme", "jira_issues"])).group_name == "jira_acme"
     assert graph.get(dg.AssetKey("jira_issues")).group_name == "jira"
-    # The site's own job syncs only the site's own assets, and its sensor requests that site.
-    job = defs.resolve_job_def("acme_jira_sync_job")
+    # Registered sites share one job, one schedule and one sensor (a set per site made the load
+    # grow by 0.1 s a site); the environment's site keeps its own.
+    assert {job.name for job in defs.jobs or []} >= {"jira_sync_job", "jira_sites_job"}
+    assert not any(name.startswith("acme_") for name in
+                   [*(j.name for j in defs.jobs or []), *(s.name for s in defs.sensors or [])])
+    job = defs.resolve_job_def("jira_sites_job")
     assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == {
         "acme/jira_projects", "acme/jira_statuses", "acme/jira_users", "acme/jira_issues",
         "acme/jira_issue_daily_summary",
     }  # fmt: skip
-    sensor = defs.resolve_sensor_def("acme_jira_refresh_sensor")
-    targets = {target.job_name for target in sensor.targets}
-    assert "acme_jira_issues_job" in targets
-    assert all(name.startswith("acme_") for name in targets), targets
+    sensor = defs.resolve_sensor_def("jira_sites_refresh_sensor")
+    assert {target.job_name for target in sensor.targets} == {"jira_sites_job"}
+    assert {target.job_name for target in defs.resolve_sensor_def("jira_refresh_sensor").targets
+            } == {"jira_issues_job", "jira_dimensions_job"}  # fmt: skip
 
 
 def test_each_site_syncs_its_own_issues_under_its_own_connection_id(two_fakes):
@@ -61,9 +65,10 @@ def test_each_site_syncs_its_own_issues_under_its_own_connection_id(two_fakes):
     defs = build_definitions(mongo=mongo)
     first = (now - timedelta(days=4)).date().isoformat()
     tags = partition_range_tags(first, now.date().isoformat())
-    for job_name in ("jira_issues_job", "acme_jira_issues_job"):
+    for job_name, selection in (("jira_issues_job", None),
+                                ("jira_sites_job", [dg.AssetKey(["acme", "jira_issues"])])):
         result = defs.resolve_job_def(job_name).execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(), tags=tags
+            instance=dg.DagsterInstance.ephemeral(), tags=tags, asset_selection=selection
         )
         assert result.success
     issues = mongo.get_database()["jira_issues"]

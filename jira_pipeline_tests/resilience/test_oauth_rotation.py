@@ -56,7 +56,7 @@ def test_backfill_outlives_five_second_access_tokens_and_persists_each_rotation(
     )
 
     with dg.DagsterInstance.get() as instance:  # on disk in DAGSTER_HOME, scanned below
-        result = target.sync("acme_jira_sync_job", instance=instance)
+        result = target.sync("jira_sites_job", instance=instance)  # acme is the one registered site
 
     assert result.success
     refreshes = sum(
