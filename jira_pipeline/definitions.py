@@ -39,7 +39,7 @@ def load_project(path_within_project: Path) -> dg.Definitions:
     A missing or malformed setting raises `ConfigurationError` naming it; two sites with one
     name fail naming both.
     """
-    from jira_pipeline.assets.factory import build_site_definitions
+    from jira_pipeline.assets.factory import assemble_definitions
     from jira_pipeline.assets.sites import environment_site, registered_site
     from jira_pipeline.component import SiteLoad, configuration_error_in, site_load
     from jira_pipeline.settings import load_settings
@@ -81,9 +81,7 @@ def load_project(path_within_project: Path) -> dg.Definitions:
             "or try `jira-pipeline demo`",
         )
     return dg.Definitions.merge(
-        *(build_site_definitions(site, load.settings) for site in sites),
-        folder,
-        dg.Definitions(resources=load.shared_resources()),
+        assemble_definitions(sites, load.settings, load.shared_resources()), folder
     )
 
 

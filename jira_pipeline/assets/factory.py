@@ -4,7 +4,8 @@ has jobs, a schedule and a sensor of its own, the registered sites share one of 
 from __future__ import annotations
 
 import warnings
-from typing import TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 import dagster as dg
 from dagster._core.execution.build_resources import wrap_resources_for_execution
@@ -136,12 +137,12 @@ def build_registered_sites_definitions(
     )
 
 
-def build_definitions(
-    settings: PipelineSettings | None = None, mongo: MongoResource | None = None
+def assemble_definitions(
+    sites: list[JiraSite], settings: PipelineSettings, shared_resources: Mapping[str, Any]
 ) -> dg.Definitions:
-    settings = settings or load_settings()
-    mongo = mongo or MongoResource()
-    sites = configured_sites(mongo, settings)
+    """The environment's site with its own jobs and automation, the registered sites sharing
+    one of each, the `shared_resources` (`mongo`, the IO manager) and the one-process executor:
+    what every entry point (`build_definitions`, the dg project's `load_project`) loads."""
     # One partitions definition for every site's issues (equal by value; built once).
     partitions = issue_partitions(settings.sync_start_date)
     return dg.Definitions.merge(
@@ -154,7 +155,19 @@ def build_definitions(
             [site for site in sites if site.prefixed], settings, partitions
         ),
         dg.Definitions(
-            resources={"mongo": mongo, "mongo_io_manager": MongoUpsertIOManager(mongo=mongo)},
+            resources=dict(shared_resources),
             executor=RUN_EXECUTOR,  # also the implicit asset job's (UI "Materialize", CLI)
         ),
+    )
+
+
+def build_definitions(
+    settings: PipelineSettings | None = None, mongo: MongoResource | None = None
+) -> dg.Definitions:
+    settings = settings or load_settings()
+    mongo = mongo or MongoResource()
+    return assemble_definitions(
+        configured_sites(mongo, settings),
+        settings,
+        {"mongo": mongo, "mongo_io_manager": MongoUpsertIOManager(mongo=mongo)},
     )
