@@ -4,6 +4,8 @@ credentials as `{{ env.VAR }}` references."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -203,3 +205,30 @@ def test_a_declared_site_may_not_take_a_registered_connections_name(
     message = str(raised.value)
     assert "a connection registered in jira_connections" in message
     assert "acme_sites/defs/acme/defs.yaml" in message
+
+
+def test_dg_check_defs_loads_a_project_declaring_a_site_and_names_a_missing_variable(
+    acme_env: FakeJiraHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "project"
+    write_project(root, {"acme": ACME_SITE.format(name="acme", token=ENV_TOKEN)})
+    bin_dir = Path(sys.executable).parent
+    monkeypatch.setenv("VIRTUAL_ENV", str(bin_dir.parent))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("PYTHONPATH", str(root))  # the project is not installed
+    command = [str(bin_dir / "dg"), "check", "defs", "--log-level", "info"]
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=240,
+                              check=False)
+
+    loaded = check()
+    assert loaded.returncode == 0, (loaded.stdout + loaded.stderr)[-3000:]
+    assert "Validation successful for code location acme_sites." in loaded.stdout + loaded.stderr
+
+    monkeypatch.delenv("ACME_JIRA_TOKEN")
+    failed = check()
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    missing = "ACME_JIRA_TOKEN is not set, but `api_token` of the Jira site in"
+    assert missing in output, output[-3000:]
