@@ -118,6 +118,36 @@ def test_a_site_declared_in_defs_yaml_materializes_its_projects(
     assert {d["connection_id"] for d in documents} == {site.connection_id()}
 
 
+DC_SITE = """\
+type: jira_pipeline.JiraSite
+attributes:
+  name: dc
+  base_url: "{{ env.DC_JIRA_URL }}"
+  pat: "{{ env.DC_JIRA_PAT }}"
+"""
+
+
+def test_a_data_center_site_with_a_pat_materializes_its_projects(
+    acme_env: FakeJiraHandle, fake_jira_factory: Callable[..., FakeJiraHandle], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dc = fake_jira_factory(mode="datacenter", issues=10, projects=2)
+    monkeypatch.setenv("DC_JIRA_URL", dc.base_url)
+    monkeypatch.setenv("DC_JIRA_PAT", dc.config.pat)
+    package = write_project(tmp_path / "project", {"dc": DC_SITE})
+
+    defs = load_project(package)
+
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[dg.AssetKey(["dc", "jira_projects"])],
+    )
+    assert result.success
+    projects = MongoResource().get_database()["jira_projects"]
+    assert projects.count_documents({}) == 2
+    assert dc.admin.stats()["requests"], "the site's requests went to the Data Center fake"
+
+
 def test_the_api_token_stays_a_reference_in_the_component_and_what_the_ui_is_shown(
     acme_env: FakeJiraHandle, tmp_path: Path
 ) -> None:
