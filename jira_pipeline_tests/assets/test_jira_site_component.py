@@ -262,3 +262,12 @@ def test_dg_check_defs_loads_a_project_declaring_a_site_and_names_a_missing_vari
     assert failed.returncode != 0
     missing = "ACME_JIRA_TOKEN is not set, but `api_token` of the Jira site in"
     assert missing in output, output[-3000:]
+
+
+def test_import_jira_pipeline_stays_cheap_and_names_the_component() -> None:
+    probe = ("import sys, jira_pipeline; cheap = 'dagster' not in sys.modules; "
+             "from jira_pipeline.component import JiraSite; "
+             "print(cheap, jira_pipeline.JiraSite is JiraSite, 'JiraSite' in dir(jira_pipeline))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.split() == ["True", "True", "True"]
