@@ -99,7 +99,7 @@ def env_reference(raw: str) -> str | None:
     return (match.group("attr") or match.group("call")) if match else None
 
 
-def _credential(field: str, *, literal_allowed: bool) -> Any:
+def _credential(attribute: str, *, literal_allowed: bool) -> Any:
     """A resolver that keeps the `{{ env.VAR }}` text (checked: the variable is set) instead
     of the value, so the value is read only where the resource is used."""
 
@@ -112,15 +112,15 @@ def _credential(field: str, *, literal_allowed: bool) -> Any:
         if variable is None:
             if not literal_allowed:
                 raise ConfigurationError(
-                    field,
+                    attribute,
                     f"must be written as an environment variable reference in {where}, e.g. "
-                    f'"{{{{ env.ACME_JIRA_{field.upper()} }}}}": a secret written there would '
-                    "be shown by the Dagster UI",
+                    f'"{{{{ env.ACME_JIRA_{attribute.upper()} }}}}": a secret written there '
+                    "would be shown by the Dagster UI",
                 )
             return text
         if not os.environ.get(variable, "").strip():
             raise ConfigurationError(
-                variable, f"is not set, but `{field}` of the Jira site in {where} reads it"
+                variable, f"is not set, but `{attribute}` of the Jira site in {where} reads it"
             )
         return text
 

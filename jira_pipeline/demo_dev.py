@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", default=str(DEFAULT_DIR), help="demo folder (with --demo)")
     parser.add_argument("--port", type=int, default=3000, help="Dagster UI port")
     parser.add_argument("dagster_args", nargs=argparse.REMAINDER,
-                        help="more arguments for `dagster dev` (after --)")
+                        help="more arguments for `dg dev` (or `dagster dev`), after --")
 
 
 def workspace_yaml(working_directory: Path) -> str:

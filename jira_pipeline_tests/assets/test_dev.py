@@ -1,5 +1,6 @@
 """`jira-pipeline dev` runs `dg dev` in the project (and `dagster dev` elsewhere): the UI serves
-the code location `jira_pipeline`, the daemon runs, and stopping it stops everything."""
+the code location `jira_pipeline` with every asset, partition, check, schedule and sensor, the
+daemon runs, and stopping it stops everything."""
 
 from __future__ import annotations
 
@@ -65,6 +66,19 @@ _STATE = """{
 }"""
 
 
+_SHOWN = """{
+  assetNodes {
+    assetKey { path } groupName isPartitioned
+    assetChecksOrError { ... on AssetChecks { checks { name } } }
+  }
+  repositoriesOrError { ... on RepositoryConnection { nodes {
+    location { name }
+    schedules { name scheduleState { status } }
+    sensors { name sensorState { status } }
+  } } }
+}"""
+
+
 def _alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -72,7 +86,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_jira_pipeline_dev_serves_the_code_location_and_runs_the_daemon(
+def test_jira_pipeline_dev_serves_every_asset_check_schedule_and_sensor_and_runs_the_daemon(
     fake_jira: FakeJiraHandle, site_env: Callable[..., date], tmp_path: Path
 ) -> None:
     site_env(fake_jira, days=3)
@@ -105,6 +119,22 @@ def test_jira_pipeline_dev_serves_the_code_location_and_runs_the_daemon(
         ], output[-3000:]
         daemons = state["instance"]["daemonHealth"]["allDaemonStatuses"]
         assert {"SCHEDULER", "SENSOR"} <= {d["daemonType"] for d in daemons if d["healthy"]}
+        # The UI shows every asset (the issues partitioned), check, schedule and sensor.
+        shown = _graphql(port, _SHOWN)
+        nodes = {"/".join(n["assetKey"]["path"]): n for n in shown["assetNodes"]}
+        assert set(nodes) >= {"jira_projects", "jira_statuses", "jira_users", "jira_issues",
+                              "jira_issue_daily_summary"}
+        assert {n["groupName"] for n in nodes.values()} == {"jira"}
+        assert nodes["jira_issues"]["isPartitioned"]
+        checks = {c["name"] for c in nodes["jira_issues"]["assetChecksOrError"]["checks"]}
+        assert checks >= {"matches_jira_count", "no_duplicate_keys", "references_present",
+                          "fresh", "no_sync_errors"}
+        [repository] = shown["repositoriesOrError"]["nodes"]
+        assert repository["location"]["name"] == "jira_pipeline"
+        assert [(s["name"], s["scheduleState"]["status"]) for s in repository["schedules"]] == [
+            ("jira_daily_schedule", "RUNNING")]
+        assert [(s["name"], s["sensorState"]["status"]) for s in repository["sensors"]] == [
+            ("jira_refresh_sensor", "RUNNING")]
         assert "running: dg dev --target-path" in output
         assert "SupersessionWarning" not in output
         assert "does not match the virtual environment" not in output

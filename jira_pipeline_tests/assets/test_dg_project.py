@@ -7,12 +7,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
 import pytest
+import yaml
 
+from jira_pipeline.demo_dev import DEFINITIONS_MODULE, LOCATION_NAME
 from jira_pipeline.fakejira import FakeJiraHandle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,3 +73,16 @@ def test_dg_lists_the_jira_site_component() -> None:
 
     assert done.returncode == 0, done.stderr[-3000:]
     assert '"jira_pipeline.JiraSite"' in done.stdout
+
+
+def test_dg_and_workspace_yaml_name_one_code_location_and_module() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["dg"]
+    [from_workspace] = yaml.safe_load((REPO / "workspace.yaml").read_text())["load_from"]
+    assert project["directory_type"] == "project"
+    assert project["project"]["code_location_name"] == LOCATION_NAME == "jira_pipeline"
+    assert project["project"]["defs_module"] == "jira_pipeline.defs"
+    # dg loads `<root_module>.definitions`, the module workspace.yaml names
+    assert f"{project['project']['root_module']}.definitions" == DEFINITIONS_MODULE
+    assert from_workspace["python_module"] == {
+        "module_name": DEFINITIONS_MODULE, "location_name": LOCATION_NAME,
+    }

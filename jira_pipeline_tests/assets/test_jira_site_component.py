@@ -4,6 +4,8 @@ credentials as `{{ env.VAR }}` references."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -116,6 +118,36 @@ def test_a_site_declared_in_defs_yaml_materializes_its_projects(
     assert {d["connection_id"] for d in documents} == {site.connection_id()}
 
 
+DC_SITE = """\
+type: jira_pipeline.JiraSite
+attributes:
+  name: dc
+  base_url: "{{ env.DC_JIRA_URL }}"
+  pat: "{{ env.DC_JIRA_PAT }}"
+"""
+
+
+def test_a_data_center_site_with_a_pat_materializes_its_projects(
+    acme_env: FakeJiraHandle, fake_jira_factory: Callable[..., FakeJiraHandle], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dc = fake_jira_factory(mode="datacenter", issues=10, projects=2)
+    monkeypatch.setenv("DC_JIRA_URL", dc.base_url)
+    monkeypatch.setenv("DC_JIRA_PAT", dc.config.pat)
+    package = write_project(tmp_path / "project", {"dc": DC_SITE})
+
+    defs = load_project(package)
+
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(),
+        asset_selection=[dg.AssetKey(["dc", "jira_projects"])],
+    )
+    assert result.success
+    projects = MongoResource().get_database()["jira_projects"]
+    assert projects.count_documents({}) == 2
+    assert dc.admin.stats()["requests"], "the site's requests went to the Data Center fake"
+
+
 def test_the_api_token_stays_a_reference_in_the_component_and_what_the_ui_is_shown(
     acme_env: FakeJiraHandle, tmp_path: Path
 ) -> None:
@@ -203,3 +235,39 @@ def test_a_declared_site_may_not_take_a_registered_connections_name(
     message = str(raised.value)
     assert "a connection registered in jira_connections" in message
     assert "acme_sites/defs/acme/defs.yaml" in message
+
+
+def test_dg_check_defs_loads_a_project_declaring_a_site_and_names_a_missing_variable(
+    acme_env: FakeJiraHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "project"
+    write_project(root, {"acme": ACME_SITE.format(name="acme", token=ENV_TOKEN)})
+    bin_dir = Path(sys.executable).parent
+    monkeypatch.setenv("VIRTUAL_ENV", str(bin_dir.parent))
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("PYTHONPATH", str(root))  # the project is not installed
+    command = [str(bin_dir / "dg"), "check", "defs", "--log-level", "info"]
+
+    def check() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=240,
+                              check=False)
+
+    loaded = check()
+    assert loaded.returncode == 0, (loaded.stdout + loaded.stderr)[-3000:]
+    assert "Validation successful for code location acme_sites." in loaded.stdout + loaded.stderr
+
+    monkeypatch.delenv("ACME_JIRA_TOKEN")
+    failed = check()
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0
+    missing = "ACME_JIRA_TOKEN is not set, but `api_token` of the Jira site in"
+    assert missing in output, output[-3000:]
+
+
+def test_import_jira_pipeline_stays_cheap_and_names_the_component() -> None:
+    probe = ("import sys, jira_pipeline; cheap = 'dagster' not in sys.modules; "
+             "from jira_pipeline.component import JiraSite; "
+             "print(cheap, jira_pipeline.JiraSite is JiraSite, 'JiraSite' in dir(jira_pipeline))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.split() == ["True", "True", "True"]

@@ -53,6 +53,22 @@ def connection_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return reads
 
 
+@pytest.fixture
+def site_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of each site whose definitions are built."""
+    from jira_pipeline.assets import factory
+
+    built: list[str] = []
+    original = factory.build_site_definitions
+
+    def counted(site, settings):
+        built.append(site.name)
+        return original(site, settings)
+
+    monkeypatch.setattr(factory, "build_site_definitions", counted)
+    return built
+
+
 def test_importing_the_definitions_builds_nothing(
     site_env: Callable[..., date], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -73,9 +89,9 @@ def test_importing_the_definitions_builds_nothing(
     [["definitions", "validate", "-m", MODULE], ["asset", "list", "-m", MODULE]],
     ids=["definitions-validate", "asset-list"],
 )
-def test_a_load_reads_jira_connections_once_and_sends_jira_nothing(
+def test_a_load_reads_jira_connections_once_builds_each_site_once_and_sends_jira_nothing(
     fake_jira: FakeJiraHandle, site_env: Callable[..., date], connection_reads: list[int],
-    fresh_load_context: None, command: list[str],
+    site_builds: list[str], fresh_load_context: None, command: list[str],
 ) -> None:
     site_env(fake_jira, days=3)
     ConnectionRepository(MongoResource().get_database()).add(
@@ -89,4 +105,6 @@ def test_a_load_reads_jira_connections_once_and_sends_jira_nothing(
     if command[0] == "asset":  # the registered connection's site is in the code location
         assert "acme/jira_issues" in result.output and "jira_issues" in result.output
     assert connection_reads == [1], "one read of jira_connections, one find()"
+    # The command's later passes rebuild from the first one's record: each site is built once.
+    assert sorted(site_builds) == ["acme", "default"]
     assert fake_jira.admin.stats()["requests"] == before, "the load sent Jira a request"
