@@ -59,13 +59,15 @@ def site_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     from jira_pipeline.assets import factory
 
     built: list[str] = []
-    original = factory.build_site_definitions
+    original = factory.site_assets_and_checks
 
-    def counted(site, settings):
+    # Every site's assets and checks are built here, the environment's site (with its own jobs)
+    # and the registered ones (sharing one job, schedule and sensor) alike.
+    def counted(site, partitions, settings):
         built.append(site.name)
-        return original(site, settings)
+        return original(site, partitions, settings)
 
-    monkeypatch.setattr(factory, "build_site_definitions", counted)
+    monkeypatch.setattr(factory, "site_assets_and_checks", counted)
     return built
 
 
