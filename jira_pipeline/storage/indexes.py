@@ -67,9 +67,14 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("key", ASCENDING)], name="key"),
     ],
     DAILY_SUMMARY.collection: [
+        # The day last: a row's day is its key's selective field (most rows share a project or
+        # a status), and the embedded store checks a unique key by planning on its last field
+        # (in insertion order a day-first key made writing N rows cost N^2: 2,325 rows, 9.7 s
+        # of CPU). A server answers the per-day range reads from the connection prefix.
         IndexModel(
-            [(field, ASCENDING) for field in DAILY_SUMMARY.key_fields],
-            name="connection_day_project_status_unique",
+            [("connection_id", ASCENDING), ("project_key", ASCENDING),
+             ("status_name", ASCENDING), ("day", ASCENDING)],
+            name="connection_project_status_day_unique",
             unique=True,
         ),
     ],

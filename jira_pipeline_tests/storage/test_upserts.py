@@ -151,7 +151,7 @@ def test_ensure_indexes_creates_exactly_the_design_indexes_and_is_idempotent(sto
             ((("last_seen", 1),), False),
         ],
         "jira_issue_daily_summary": [
-            ((("connection_id", 1), ("day", 1), ("project_key", 1), ("status_name", 1)), True),
+            ((("connection_id", 1), ("project_key", 1), ("status_name", 1), ("day", 1)), True),
         ],
     }  # fmt: skip
 
