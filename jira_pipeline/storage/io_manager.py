@@ -170,11 +170,12 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
             upstream.definition_metadata if upstream is not None else None
         )
         partitions_def = context.asset_partitions_def if context.has_asset_partitions else None
-        if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
-            ranges = partition_ranges(partitions_def, list(context.asset_partition_keys))
-        else:
-            ranges = [(None, None)]
-        return stored_issue_days(self.mongo.get_database(), connection_id, ranges)
+        if not isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+            return stored_issue_days(self.mongo.get_database(), connection_id, [(None, None)])
+        ranges = partition_ranges(partitions_def, list(context.asset_partition_keys))
+        return stored_issue_days(
+            self.mongo.get_database(), connection_id, ranges, origin=partitions_def.start
+        )
 
 
 def _input_type(context: dg.InputContext) -> Any:
