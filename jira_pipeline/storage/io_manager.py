@@ -161,10 +161,9 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
                 frame[column] = pd.to_datetime(frame[column], utc=True)
         return frame
 
-
     def _stored_issue_days(self, context: dg.InputContext) -> StoredIssueDays:
-        """What the daily summary reads: a lazy reader of the issues of its partitions' days,
-        one projected query per range of adjacent days (never the whole collection at once)."""
+        """What the daily summary reads: a lazy reader of the issues its partitions' days need,
+        projected, a week of `updated` per query (never the whole collection at once)."""
         upstream = context.upstream_output
         connection_id = declared_connection_id(
             upstream.definition_metadata if upstream is not None else None
