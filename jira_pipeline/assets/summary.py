@@ -5,8 +5,8 @@ What a partition's rows mean: the rows of its UTC day, each complete whatever pa
 issues sit in. `issues_updated` counts the issues last updated that day in each status (their
 current status); `created` and `resolved` count the project's issues created and resolved that
 day, though those issues are usually updated later (another `jira_issues` partition). So a
-partition reads the issues whose `updated`, `created` or `resolution_date` falls on its day (one
-query per range of the run's partitions, projected to five key fields) and replaces that day's
+partition reads the issues whose `updated`, `created` or `resolution_date` falls on its day
+(projected to five key fields; see `StoredIssueDays` for the queries) and replaces that day's
 rows. The first partition also holds the days before it (issues created before the sync start
 date) and the last the days after it, as `jira_issues` does.
 

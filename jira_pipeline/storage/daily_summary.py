@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -14,11 +14,14 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from jira_pipeline.storage.entities import DAILY_SUMMARY, ENTITIES, document_id
+from jira_pipeline.timeutil import utc_now
 
 # What the summary needs of an issue: nothing else is read (never `raw`).
 SUMMARY_ISSUE_FIELDS = ("project_key", "status_name", "created", "updated", "resolution_date")
 # The days a summary covers: [start, end), either side open (None) at the partitions' edges.
 DayRange = tuple[datetime | None, datetime | None]
+# How much of `updated` one query of the summary reads.
+UPDATED_CHUNK = timedelta(days=7)
 
 
 def aware(moment: datetime) -> datetime:
@@ -36,38 +39,63 @@ def in_range(moment: Any, days: DayRange) -> bool:
 
 @dataclass
 class StoredIssueDays:
-    """The stored live issues a summary of some day ranges needs, read lazily, one query per
-    range: the issues whose `updated`, `created` or `resolution_date` falls in the range, each
-    projected to `SUMMARY_ISSUE_FIELDS`. What `MongoUpsertIOManager.load_input` hands an input
-    typed with this class; `documents_read` and `queries` say what was read."""
+    """The stored live issues a summary of some day ranges needs, read lazily: the issues whose
+    `updated`, `created` or `resolution_date` falls in a range, each projected to
+    `SUMMARY_ISSUE_FIELDS`. What `MongoUpsertIOManager.load_input` hands an input typed with
+    this class; `documents_read` and `queries` say what was read.
+
+    Jira sets `updated` on creating and on resolving an issue, so every issue a range needs was
+    updated at or after the range's start: a range is read as the issues updated since its
+    start, in queries of `UPDATED_CHUNK` of `updated` each (what the `updated` index answers).
+    A query's answer is held whole by the embedded store's cursor, so memory is bounded by the
+    issues updated in one chunk, never by the collection; a range of recent days (the daily
+    run's) is one query.
+    """
 
     collection: Collection
     connection_id: str | None
     ranges: list[DayRange]
+    origin: datetime | None = None  # the first partition's start: an open range's first chunk
     documents_read: int = 0
     queries: int = 0
 
     def issues_touching(self, days: DayRange) -> Iterator[dict[str, Any]]:
-        self.queries += 1
-        for doc in self.collection.find(self.selector(days), list(SUMMARY_ISSUE_FIELDS)):
-            self.documents_read += 1
-            yield doc
+        for chunk in self.updated_chunks(days):
+            self.queries += 1
+            for doc in self.collection.find(self.selector(days, chunk), list(SUMMARY_ISSUE_FIELDS)):
+                self.documents_read += 1
+                yield doc
 
-    def selector(self, days: DayRange) -> dict[str, Any]:
+    def updated_chunks(self, days: DayRange) -> list[DayRange]:
+        """Consecutive ranges of `updated` from the range's start on; the last is open."""
+        first = days[0] if days[0] is not None else self.origin
+        if first is None:
+            return [(None, None)]
+        now = utc_now()
+        chunks: list[DayRange] = []
+        lower, upper = days[0], first + UPDATED_CHUNK
+        while upper <= now:
+            chunks.append((lower, upper))
+            lower, upper = upper, upper + UPDATED_CHUNK
+        chunks.append((lower, None))
+        return chunks
+
+    def selector(self, days: DayRange, chunk: DayRange = (None, None)) -> dict[str, Any]:
         selector: dict[str, Any] = {"is_deleted": {"$ne": True}}
         if self.connection_id is not None:
             selector["connection_id"] = self.connection_id
-        start, end = days
-        bounds = {op: value for op, value in (("$gte", start), ("$lt", end)) if value is not None}
-        if not bounds:
-            return selector
-        selector["$or"] = [{name: bounds} for name in ("updated", "created", "resolution_date")]
-        if start is not None:
-            # Implied by each branch (Jira sets `updated` on creation and on resolving, so
-            # neither lies after it) and what an index answers: the stored `updated` index
-            # narrows the read to the issues updated since the range began.
-            selector["updated"] = {"$gte": start}
+        updated = _bounds(chunk)
+        if updated:
+            selector["updated"] = updated
+        bounds = _bounds(days)
+        if bounds:
+            selector["$or"] = [{name: bounds} for name in ("updated", "created", "resolution_date")]
         return selector
+
+
+def _bounds(days: DayRange) -> dict[str, datetime]:
+    start, end = days
+    return {op: value for op, value in (("$gte", start), ("$lt", end)) if value is not None}
 
 
 @dataclass
@@ -120,9 +148,8 @@ def _replace_range(
     collection: Collection, connection_id: str, summary_range: SummaryRange,
     counts: SummaryWriteCounts,
 ) -> SummaryWriteCounts:
-    start, end = summary_range.days
     scope: dict[str, Any] = {"connection_id": connection_id}
-    bounds = {op: value for op, value in (("$gte", start), ("$lt", end)) if value is not None}
+    bounds = _bounds(summary_range.days)
     if bounds:
         scope[DAILY_SUMMARY.range_field] = bounds
     stored = {doc["_id"]: doc for doc in collection.find(scope)}
@@ -178,6 +205,10 @@ def partition_ranges(
 
 
 def stored_issue_days(
-    db: Database, connection_id: str | None, ranges: list[DayRange]
+    db: Database, connection_id: str | None, ranges: list[DayRange],
+    origin: datetime | None = None,
 ) -> StoredIssueDays:
-    return StoredIssueDays(db[ENTITIES["issues"].collection], connection_id, ranges)
+    return StoredIssueDays(
+        db[ENTITIES["issues"].collection], connection_id, ranges,
+        aware(origin) if origin is not None else None,
+    )

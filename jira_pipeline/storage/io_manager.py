@@ -219,20 +219,20 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
                 frame[column] = pd.to_datetime(frame[column], utc=True)
         return frame
 
-
     def _stored_issue_days(self, context: dg.InputContext) -> StoredIssueDays:
-        """What the daily summary reads: a lazy reader of the issues of its partitions' days,
-        one projected query per range of adjacent days (never the whole collection at once)."""
+        """What the daily summary reads: a lazy reader of the issues its partitions' days need,
+        projected, a week of `updated` per query (never the whole collection at once)."""
         upstream = context.upstream_output
         connection_id = declared_connection_id(
             upstream.definition_metadata if upstream is not None else None
         )
         partitions_def = context.asset_partitions_def if context.has_asset_partitions else None
-        if isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
-            ranges = partition_ranges(partitions_def, list(context.asset_partition_keys))
-        else:
-            ranges = [(None, None)]
-        return stored_issue_days(self.mongo.get_database(), connection_id, ranges)
+        if not isinstance(partitions_def, dg.TimeWindowPartitionsDefinition):
+            return stored_issue_days(self.mongo.get_database(), connection_id, [(None, None)])
+        ranges = partition_ranges(partitions_def, list(context.asset_partition_keys))
+        return stored_issue_days(
+            self.mongo.get_database(), connection_id, ranges, origin=partitions_def.start
+        )
 
 
 def _input_type(context: dg.InputContext) -> Any:

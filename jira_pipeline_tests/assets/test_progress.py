@@ -128,3 +128,21 @@ def test_the_lines_count_the_rate_limit_waits_of_the_walk(
             and "done" in line]  # fmt: skip
     assert len(done) == 1
     assert f", {figures['rate_limit_waits']} rate-limit wait(s) (" in done[0], done[0]
+
+
+def test_on_data_center_the_lines_count_of_the_search_total(
+    pipeline_factory: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JIRA_PAT", "demo-pat")  # the fake's PAT: a Data Center site
+    pipeline = pipeline_factory(
+        issues=600, days=2, latency_ms=300, mode="datacenter", pat="demo-pat"
+    )
+    keys = pipeline.partition_keys()
+    total = len(pipeline.fake_issues())
+
+    result = pipeline.run("jira_issues_job", keys[0], keys[-1])
+
+    assert result.success
+    so_far = [match for line in run_logs(pipeline, result) if (match := SO_FAR.match(line))]
+    assert so_far, "no progress line with Jira's count"
+    assert {number(match.group(2)) for match in so_far} == {total}

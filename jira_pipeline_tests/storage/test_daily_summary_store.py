@@ -9,6 +9,7 @@ import dagster as dg
 
 from jira_pipeline.storage.daily_summary import (
     SUMMARY_ISSUE_FIELDS,
+    UPDATED_CHUNK,
     DailySummary,
     SummaryRange,
     partition_ranges,
@@ -43,7 +44,21 @@ def test_a_range_reads_the_issues_updated_created_or_resolved_in_it_projected(
     assert sorted(doc["updated"].replace(tzinfo=UTC) for doc in docs) == [
         DAY + timedelta(hours=1), NEXT + timedelta(hours=2), NEXT + timedelta(days=1)]
     assert {name for doc in docs for name in doc} <= {*SUMMARY_ISSUE_FIELDS, "_id"}
-    assert (reader.documents_read, reader.queries) == (3, 1)
+    # Read as the issues updated since the range began, a week of `updated` a query.
+    chunks = reader.updated_chunks((DAY, NEXT))
+    assert (reader.documents_read, reader.queries) == (3, len(chunks))
+    assert chunks[0][0] == DAY and chunks[-1][1] is None
+    assert all(lower is not None and upper is not None and upper - lower == UPDATED_CHUNK
+               and upper == chunks[n + 1][0] for n, (lower, upper) in enumerate(chunks[:-1]))
+
+
+def test_a_range_of_recent_days_is_one_query(store: Store) -> None:
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    upsert_records(store.db, "issues", [issue("today", today + timedelta(minutes=1))])
+    reader = stored_issue_days(store.db, "conn-1", [(today - timedelta(days=1), None)])
+
+    assert len(list(reader.issues_touching(reader.ranges[0]))) == 1
+    assert reader.queries == 1
 
 
 def test_adjacent_partitions_make_one_range_and_the_edges_stay_open() -> None:
