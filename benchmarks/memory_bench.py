@@ -43,9 +43,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run_meter import started_fake_jira
 
 REPO = Path(__file__).resolve().parent.parent
 EMAIL, TOKEN = "bench@example.com", "bench-token"
@@ -271,37 +275,15 @@ def stored_issues(result: Any) -> int:
 
 # --- the parent: fake Jira, environment, relaying ---------------------------------------------
 
-def drain(stream: IO[str]) -> None:
-    for _line in stream:
-        pass
-
 
 @contextmanager
 def fake_jira(args: argparse.Namespace, now: datetime) -> Iterator[str]:
-    command = [
-        sys.executable, "-m", "jira_pipeline.cli", "fake-jira", "--port", "0",
-        "--issues", str(args.issues), "--days", str(args.days), "--seed", "1",
-        "--latency-ms", str(args.latency_ms), "--now", now.isoformat(),
-        "--email", EMAIL, "--api-token", TOKEN,
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "JIRA_BASE_URL=" in line:
-                base_url = line.split("JIRA_BASE_URL=", 1)[1].strip()
-                break
-        else:
-            raise SystemExit("memory_bench: the fake Jira did not start")
-        threading.Thread(target=drain, args=(process.stdout,), daemon=True).start()
+    with started_fake_jira(
+        ["--issues", str(args.issues), "--days", str(args.days),
+         "--latency-ms", str(args.latency_ms)],
+        now, email=EMAIL, api_token=TOKEN, who="memory_bench",
+    ) as (_process, base_url):
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def run_environment(args: argparse.Namespace, base_url: str, home: Path,

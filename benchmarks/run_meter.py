@@ -8,17 +8,56 @@ and its figures are what its events (materializations, run status changes) recor
 from __future__ import annotations
 
 import math
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import IO, Any
 
 import psutil
+
+
+def drain(stream: IO[str]) -> None:
+    for _line in stream:
+        pass
+
+
+@contextmanager
+def started_fake_jira(
+    options: list[str], now: datetime, *, email: str, api_token: str, who: str
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`jira-pipeline fake-jira` with `options`, in its own process (never measured): the
+    process and its base URL; `who` names the benchmark in the message if it does not start."""
+    command = [
+        sys.executable, "-m", "jira_pipeline.cli", "fake-jira", "--port", "0", "--seed", "1",
+        *options, "--now", now.isoformat(), "--email", email, "--api-token", api_token,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if "JIRA_BASE_URL=" in line:
+                base_url = line.split("JIRA_BASE_URL=", 1)[1].strip()
+                break
+        else:
+            raise SystemExit(f"{who}: the fake Jira did not start")
+        # Keep draining its stdout (access log lines) so a full pipe never blocks the server.
+        threading.Thread(target=drain, args=(process.stdout,), daemon=True).start()
+        yield process, base_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
 
 
 def import_dagster_seconds(repeat: int = 3) -> float:

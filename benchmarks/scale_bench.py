@@ -36,12 +36,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run_meter import started_fake_jira
 
 REPO = Path(__file__).resolve().parent.parent
 EMAIL, TOKEN = "bench@example.com", "bench-token"
@@ -51,36 +54,14 @@ FOREIGN_VARIABLES = ("JIRA_BASE_URL", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_PAT"
                      "JIRA_PROJECTS", "MONGODB_URI", "MONGODB_DATABASE")
 
 
-def drain(stream: Any) -> None:
-    for _line in stream:
-        pass
-
 
 @contextlib.contextmanager
 def fake_jira(latency_ms: float, now: datetime) -> Iterator[str]:
-    command = [
-        sys.executable, "-m", "jira_pipeline.cli", "fake-jira", "--port", "0",
-        "--issues", "200", "--days", "3", "--seed", "1", "--latency-ms", str(latency_ms),
-        "--now", now.isoformat(), "--email", EMAIL, "--api-token", TOKEN,
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "JIRA_BASE_URL=" in line:
-                base_url = line.split("JIRA_BASE_URL=", 1)[1].strip()
-                break
-        else:
-            raise SystemExit("scale_bench: the fake Jira did not start")
-        threading.Thread(target=drain, args=(process.stdout,), daemon=True).start()
+    with started_fake_jira(
+        ["--issues", "200", "--days", "3", "--latency-ms", str(latency_ms)],
+        now, email=EMAIL, api_token=TOKEN, who="scale_bench",
+    ) as (_process, base_url):
         yield base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
 
 
 def prepare_home(home: Path, sites: int, base_url: str, now: datetime) -> dict[str, str]:

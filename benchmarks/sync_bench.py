@@ -56,7 +56,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import psutil
 
@@ -68,6 +68,7 @@ from run_meter import (  # the sibling benchmark helpers
     children_cpu_seconds,
     import_dagster_seconds,
     read_run,
+    started_fake_jira,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -163,38 +164,15 @@ class PeakMemory:
         self._thread.join()
 
 
-def drain(stream: IO[str]) -> None:
-    for _line in stream:
-        pass
-
 
 @contextmanager
 def fake_jira(args: argparse.Namespace, now: datetime) -> Iterator[tuple[subprocess.Popen, str]]:
-    command = [
-        sys.executable, "-m", "jira_pipeline.cli", "fake-jira", "--port", "0",
-        "--issues", str(args.issues), "--days", str(args.days), "--seed", "1",
-        "--latency-ms", str(args.latency_ms), "--rate-limit", str(args.rate_limit),
-        "--now", now.isoformat(), "--email", EMAIL, "--api-token", TOKEN,
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if "JIRA_BASE_URL=" in line:
-                base_url = line.split("JIRA_BASE_URL=", 1)[1].strip()
-                break
-        else:
-            raise SystemExit("sync_bench: the fake Jira did not start")
-        # Keep draining its stdout (access log lines) so a full pipe never blocks the server.
-        threading.Thread(target=drain, args=(process.stdout,), daemon=True).start()
-        yield process, base_url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with started_fake_jira(
+        ["--issues", str(args.issues), "--days", str(args.days),
+         "--latency-ms", str(args.latency_ms), "--rate-limit", str(args.rate_limit)],
+        now, email=EMAIL, api_token=TOKEN, who="sync_bench",
+    ) as started:
+        yield started
 
 
 def point_environment(args: argparse.Namespace, base_url: str, home: Path, now: datetime) -> str:
