@@ -250,14 +250,18 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
         if unkeyed is not None:
             return True
         # The last field first: it is the selective one (see EmbeddedCollection._ensure_uniques).
+        # CROSS JOIN fixes SQLite's join order to the one written: the batch's values outermost,
+        # each an index search. Left to the planner (no ANALYZE statistics), it scanned every
+        # key row of the first field and probed the values for each: a batch's check cost grew
+        # with the collection (143 ms at 20,000 issues, against 0.03 ms in this order).
         order = [len(key) - 1, *range(len(key) - 1)]
         joins = "".join(
-            f" JOIN {KEYS_TABLE} k{n} ON k{n}.doc_id = k0.doc_id AND k{n}.path_id = ? "
+            f" CROSS JOIN {KEYS_TABLE} k{n} ON k{n}.doc_id = k0.doc_id AND k{n}.path_id = ? "
             f"AND k{n}.key = json_extract(w.value, '$[{n}]')"
             for n in range(1, len(key))
         )
         found = self._connection.execute(
-            f"SELECT 1 FROM json_each(?) AS w JOIN {KEYS_TABLE} k0 ON k0.path_id = ? "
+            f"SELECT 1 FROM json_each(?) AS w CROSS JOIN {KEYS_TABLE} k0 ON k0.path_id = ? "
             f"AND k0.key = json_extract(w.value, '$[0]'){joins} LIMIT 1",
             (_json([[value[i] for i in order] for value in values]),
              *(path_ids[i] for i in order)),

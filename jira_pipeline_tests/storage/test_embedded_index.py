@@ -300,3 +300,48 @@ def test_renaming_a_collection_keeps_its_documents_findable(issues: Any) -> None
     renamed = issues.database.renamed
     assert [d["issue_id"] for d in renamed.find({"issue_id": "10005"})] == ["10005"]
     assert list(issues.find({"issue_id": "10005"})) == []
+
+
+def _sqlite_steps_inserting(collection: Any, first: int, count: int) -> int:
+    """SQLite virtual-machine steps (in thousands) spent inserting `count` new issues in one
+    bulk write: a measure of work that, unlike a clock, does not depend on the machine's load."""
+    from pymongo import InsertOne
+
+    steps = 0
+
+    def tick() -> int:
+        nonlocal steps
+        steps += 1
+        return 0
+
+    connection = _store(collection)._connection
+    connection.set_progress_handler(tick, 1000)
+    try:
+        collection.bulk_write([
+            InsertOne({"_id": f"doc-{n}", "connection_id": "c1", "issue_id": str(n),
+                       "key": f"P-{n}", "project_key": "P", "updated": T0})
+            for n in range(first, first + count)
+        ])
+    finally:
+        connection.set_progress_handler(None, 1000)
+    return steps
+
+
+def test_checking_a_batch_against_the_unique_index_costs_the_same_at_any_size(
+    tmp_path: Path,
+) -> None:
+    # The unique check of a batch searches the index for each of its keys. Left to SQLite's
+    # planner, it scanned every stored key of one field instead, so writing N issues in small
+    # batches cost N^2 (the full sync's superlinear insert time).
+    client = get_mongo_client(None, folder=tmp_path / "mongo")
+    collection = client.get_database("sizes").jira_issues
+    ensure_indexes(client.get_database("sizes"), ["jira_issues"])
+    small = _sqlite_steps_inserting(collection, 0, 8)
+    for start in range(8, 6_000, 1_000):
+        _sqlite_steps_inserting(collection, start, 1_000)
+    large = _sqlite_steps_inserting(collection, 100_000, 8)
+    assert collection.count_documents({}) == 8 + 6 * 1_000 + 8
+    assert collection.count_documents({"issue_id": {"$in": ["0", "100007"]}}) == 2
+    # Same batch, ~750 times the stored issues: at most a few times the work (B-tree depth).
+    assert large <= 3 * max(small, 1) + 5, (small, large)
+    client.close()
