@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from jira_pipeline import heap
+
 __version__ = "0.1.0"
+
+# The interpreter's shutdown need not walk the whole heap (see jira_pipeline/heap.py).
+heap.install()
 
 # Loaded on first use, so `import jira_pipeline` (every command, every code server) stays cheap.
 _LAZY = {"JiraSite": "jira_pipeline.component"}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from jira_pipeline import heap
 from jira_pipeline.settings import ConfigurationError, PipelineSettings
 from jira_pipeline.storage.connections import Connection, ConnectionRepository
 
@@ -93,6 +94,9 @@ def load_project(path_within_project: Path) -> dg.Definitions:
         assemble_definitions(sites, load.settings, load.shared_resources()), folder
     )
     _last_build = (key, defs)
+    # What the process holds from here on is mostly these definitions and the imported modules:
+    # keep the garbage collector's full passes off them (see jira_pipeline/heap.py).
+    heap.freeze_after_load()
     return defs
 
 

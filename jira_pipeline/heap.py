@@ -1,0 +1,44 @@
+"""Keeps Python's cyclic garbage collector off the objects a Dagster process holds until it exits
+(Dagster's, SQLAlchemy's and our modules, the loaded definitions).
+
+A `dagster asset materialize` of an empty partition holds about 235,000 tracked objects, nearly
+all of them created by imports and the code location's load. Each full collection walks all of
+them (four in such a run), and the interpreter's shutdown walks them again: measured on the
+2-core machine, about a third of the empty run's wall time was the collector, most of it after
+RUN_SUCCESS, the same for a bare Dagster asset. `gc.freeze()` moves the objects alive at that
+moment to a generation the collector never scans; they are still freed by reference counting.
+"""
+
+from __future__ import annotations
+
+import atexit
+import gc
+
+_frozen_after_load = False
+
+
+def freeze_after_load() -> None:
+    """Freeze what the process holds once its code location is loaded: the definitions, the
+    imported modules. Only the first load of a process freezes: a later build (a test suite's
+    next environment, a reload) may leave the previous one as cyclic garbage, which a freeze
+    would keep for good."""
+    global _frozen_after_load
+    if _frozen_after_load:
+        return
+    _frozen_after_load = True
+    gc.freeze()
+
+
+def freeze_at_exit() -> None:
+    """Run when the interpreter exits (atexit, before module teardown): the teardown's
+    collections then skip every object alive at that point. Nothing is lost: at exit those
+    objects are only ever reclaimed by the operating system, the files and databases they hold
+    are flushed and committed by their own code (stdio is flushed by the interpreter), and the
+    atexit handlers registered before this one still run after it."""
+    gc.freeze()
+
+
+def install() -> None:
+    """Register `freeze_at_exit` (idempotent)."""
+    atexit.unregister(freeze_at_exit)
+    atexit.register(freeze_at_exit)
