@@ -9,6 +9,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ def load_project(path_within_project: Path) -> dg.Definitions:
     from jira_pipeline.storage.resources import MongoResource
 
     global _last_build
+    catalog = _serves_component_catalog()
     load = SiteLoad(settings=load_settings(), mongo=MongoResource())
     store = _store_identity(load.settings)
     connections, recorded = _registered_connections(
@@ -71,7 +73,8 @@ def load_project(path_within_project: Path) -> dg.Definitions:
                 # Dagster's defs-folder loader calls its own preview API
                 # (load_definitions_from_module).
                 warnings.simplefilter("ignore", dg.PreviewWarning)
-                folder = tree.build_defs()
+                with _component_catalog(catalog):
+                    folder = tree.build_defs()
         except Exception as error:
             # One message naming the setting, not Dagster's wrapping of it.
             problem = configuration_error_in(error)
@@ -101,6 +104,42 @@ def load_project(path_within_project: Path) -> dg.Definitions:
 
 
 _last_build: tuple[tuple[object, ...], dg.Definitions] | None = None
+
+
+def _serves_component_catalog() -> bool:
+    """Whether this load serves the UI (a code server's first load, which Dagster starts with a
+    load context): only then is the catalog of installed component types worth building."""
+    from dagster._core.definitions.definitions_load_context import (
+        DefinitionsLoadContext,
+        DefinitionsLoadType,
+    )
+
+    return (DefinitionsLoadContext.is_set()
+            and DefinitionsLoadContext.get().load_type == DefinitionsLoadType.INITIALIZATION)
+
+
+@contextmanager
+def _component_catalog(wanted: bool) -> Iterator[None]:
+    """Every defs folder of the tree attaches to its definitions the JSON schema of each
+    component type installed in the environment (the webserver's GraphQL lists them from the
+    code server's snapshot): about 0.1 s of CPU a folder, spent again by every run worker and
+    every CLI command, which never show it. Outside a code server's first load the folder gets
+    the tree alone; its definitions are the same."""
+    from dagster.components.core import load_defs
+
+    if wanted:
+        yield
+        return
+    enriched = load_defs.get_library_json_enriched_defs
+
+    def tree_only(tree: dg.ComponentTree | None) -> dg.Definitions:
+        return dg.Definitions(component_tree=tree)
+
+    load_defs.get_library_json_enriched_defs = tree_only
+    try:
+        yield
+    finally:
+        load_defs.get_library_json_enriched_defs = enriched
 
 
 # Reconstruction metadata: Dagster loads a code location once (INITIALIZATION) and rebuilds it

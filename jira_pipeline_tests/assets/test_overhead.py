@@ -44,3 +44,36 @@ def test_the_first_load_of_a_process_freezes_what_it_built_and_later_loads_do_no
 
     assert again is not defs
     assert len(freezes) == 1, "a later build may leave the previous one as garbage: no freeze"
+
+
+def test_only_a_code_servers_first_load_builds_the_component_type_catalog(
+    site_env: Callable[..., date], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The catalog (each installed component type's JSON schema) is what the webserver's GraphQL
+    # reads from the code server; a CLI command or a run worker (RECONSTRUCTION) never shows it.
+    from dagster._core.definitions.definitions_load_context import (
+        DefinitionsLoadContext,
+        DefinitionsLoadType,
+    )
+
+    site_env(None, days=3)
+    catalog = "plugin_component_types_json"
+    monkeypatch.setattr("jira_pipeline.definitions._last_build", None)
+    with DefinitionsLoadContext.scoped(None):  # type: ignore[arg-type]
+        command = load_project(PROJECT_PATH)
+    monkeypatch.setattr("jira_pipeline.definitions._last_build", None)
+    with DefinitionsLoadContext.scoped(
+        DefinitionsLoadContext(DefinitionsLoadType.INITIALIZATION)
+    ):
+        served = load_project(PROJECT_PATH)
+
+    assert catalog not in (command.metadata or {})
+    assert catalog in (served.metadata or {})
+    assert "JiraSite" in str(served.metadata[catalog].value)
+    # Both carry the same assets, checks and jobs.
+    assert {k.to_user_string() for k in command.resolve_all_asset_keys()} == {
+        k.to_user_string() for k in served.resolve_all_asset_keys()
+    }
+    assert command.resolve_all_job_defs() and len(command.resolve_all_job_defs()) == len(
+        served.resolve_all_job_defs()
+    )
