@@ -37,7 +37,13 @@ from jira_pipeline.jira.auth import (
     scrub,
 )
 from jira_pipeline.jira.jql import IssueWindow, build_issue_jql, keyset_jql
-from jira_pipeline.jira.pagination import array_pages, keyset_pages, offset_pages, token_pages
+from jira_pipeline.jira.pagination import (
+    KeysetPosition,
+    array_pages,
+    keyset_pages,
+    offset_pages,
+    token_pages,
+)
 from jira_pipeline.jira.ratelimit import RateLimiter, pause_from_headers
 from jira_pipeline.jira.retry import RetryPolicy
 from jira_pipeline.settings import PipelineSettings
@@ -487,11 +493,15 @@ class JiraClient:
         fields: Sequence[str] = ("*all",),
         expand: Sequence[str] = (),
         page_size: int = FULL_PAGE_SIZE,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+        *,
+        after: int | None = None,
+        position: KeysetPosition | None = None,
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """The issues matching `jql` in pages ordered by id, each page asked for as
         `id > <last id walked>` (Cloud and Data Center alike): issues edited, created or deleted
         during the walk neither skip nor repeat another, and an answer that breaks the chain
-        raises JiraPaginationError naming the endpoint (see `keyset_pages`)."""
+        raises JiraPaginationError naming the endpoint (see `keyset_pages`, which also says
+        what `after` and `position` are)."""
         fields, expand = list(fields), list(expand)
         if self.deployment == "datacenter":
             path = f"{self.api_prefix}/search"
@@ -502,7 +512,7 @@ class JiraClient:
                 return await self.request_json("POST", path, json=body, kind="search")
 
             pages = keyset_pages(fetch_dc, page_size=page_size, style="offset",
-                                 where=f"POST {path}")
+                                 where=f"POST {path}", after=after, position=position)
         else:
             path = f"{self.api_prefix}/search/jql"
 
@@ -514,7 +524,7 @@ class JiraClient:
                 return await self.request_json("POST", path, json=body, kind="search")
 
             pages = keyset_pages(fetch_cloud, page_size=page_size, style="token",
-                                 where=f"POST {path}")
+                                 where=f"POST {path}", after=after, position=position)
         async for page in pages:
             yield page
 
@@ -566,7 +576,9 @@ class JiraClient:
     ) -> AsyncIterator[dict[str, Any]]:
         """Every issue updated in `window` (optionally limited to projects and user JQL).
 
-        One approximate count decides whether splitting pays off: a window is cut into up to
+        The first page is asked for before anything else: a window it holds whole (an empty
+        partition, most daily ones) costs that one request. Past it, one approximate count
+        decides whether splitting the rest pays off: the rest is cut into up to
         `parallelism` (default: the limiter's in-flight bound) equal sub-windows walked
         concurrently, so latency overlaps while the limiter keeps the pace, but only as many as
         hold two pages each on average. Issues cluster in time (a delta's recently touched issues
@@ -574,22 +586,32 @@ class JiraClient:
         its own. Sub-windows split on `updated` in epoch ms and are half-open, and each is a
         keyset walk by id (`keyset_search_pages`), so an issue that does not change during the
         walk is fetched exactly once whatever else changes (one that changes may move
-        between sub-windows: writes are idempotent). At most about two pages per sub-window are
-        held.
+        between sub-windows: writes are idempotent). The sub-windows start above the first
+        page's last id (that page held the window's lowest ids). At most about two pages per
+        sub-window are held.
         """
         parts = max(1, parallelism or self.limiter.max_in_flight)
         whole = build_issue_jql(window, projects=projects, user_jql=jql)
-        if parts > 1:
-            total = await self.count_issues(whole)
-            parts = min(parts, total // (2 * page_size))
-        if parts <= 1:
-            async for page in self.keyset_search_pages(whole, fields, expand, page_size):
+        position = KeysetPosition()
+        async with aclosing(
+            self.keyset_search_pages(whole, fields, expand, page_size, position=position)
+        ) as unsplit:
+            async for page in unsplit:
                 for issue in page:
                     yield issue
-            return
+                if position.last or parts <= 1:
+                    continue
+                total = await self.count_issues(whole)
+                parts = min(parts, (total - len(page)) // (2 * page_size))
+                if parts > 1:
+                    break  # the rest in sub-windows, below
+                parts = 1  # the rest in this walk
+            else:
+                return
         walks = [
             self.keyset_search_pages(
-                build_issue_jql(sub, projects=projects, user_jql=jql), fields, expand, page_size
+                build_issue_jql(sub, projects=projects, user_jql=jql), fields, expand, page_size,
+                after=position.after,
             )
             for sub in window.split(parts)
         ]

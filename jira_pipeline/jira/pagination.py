@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from jira_pipeline.jira._exceptions import JiraBadRequest, JiraPaginationError
@@ -162,6 +163,15 @@ def _issue_id(item: Any, where: str) -> int:
         raise JiraPaginationError(f"{where}: an issue without a numeric id: {value!r}") from None
 
 
+@dataclass
+class KeysetPosition:
+    """Where a keyset walk stands when it hands over a page: the last id walked and whether
+    that page was the last one (a walk may be resumed above `after` by another JQL)."""
+
+    after: int | None = None
+    last: bool = False
+
+
 async def keyset_pages(
     fetch: KeysetFetcher,
     *,
@@ -169,6 +179,8 @@ async def keyset_pages(
     style: Literal["token", "offset"],
     where: str = "search",
     max_pages: int = DEFAULT_MAX_PAGES,
+    after: int | None = None,
+    position: KeysetPosition | None = None,
 ) -> AsyncIterator[list[Any]]:
     """Issue pages in ascending id order, each asked for as `id > <last id walked>`.
 
@@ -180,8 +192,9 @@ async def keyset_pages(
       page that is not the last. A page shorter than asked is fine (Jira documents it).
     - `style="offset"` (Data Center search): a page shorter than Jira's stated `total` and its
       own `maxResults` (the pages would end early).
+    The walk starts above `after` (None: from the lowest id); `position`, when given, is kept
+    up to date before each page is handed over.
     """
-    after: int | None = None
     earlier: list[int] = []  # the previous page's other ids: anchors if `after` was deleted
     pages = 0
     while True:
@@ -227,6 +240,8 @@ async def keyset_pages(
                     f"where Jira states {total} match in pages of {limit}: the pages end early"
                 )
             last = len(served) >= total
+        if position is not None:
+            position.after, position.last = previous, last
         if items:
             yield items
         if last:

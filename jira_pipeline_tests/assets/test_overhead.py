@@ -15,6 +15,7 @@ import pytest
 
 from jira_pipeline import heap
 from jira_pipeline.definitions import PROJECT_PATH, load_project
+from jira_pipeline_tests.assets.conftest import Pipeline, materializations
 
 
 def test_importing_the_package_freezes_the_heap_before_the_interpreter_tears_it_down() -> None:
@@ -77,3 +78,28 @@ def test_only_a_code_servers_first_load_builds_the_component_type_catalog(
     assert command.resolve_all_job_defs() and len(command.resolve_all_job_defs()) == len(
         served.resolve_all_job_defs()
     )
+
+
+def test_an_empty_partition_run_sends_three_requests_and_no_count(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    pipeline = pipeline_factory(issues=100, days=3)
+    first = pipeline.start_date.isoformat()  # a day before the fake's oldest issue
+    before = pipeline.fake.admin.stats()["requests"]
+
+    result = pipeline.run("jira_issues_job", first, lookback_minutes=0)
+
+    assert result.success
+    meta = materializations(result, "jira_issues")[0]
+    assert meta["records_fetched"] == 0 and meta["api_calls"] == 1
+    sent = {
+        endpoint: sum(by_status.values()) - sum(before.get(endpoint, {}).values())
+        for endpoint, by_status in pipeline.fake.admin.stats()["requests"].items()
+    }
+    # The window's one page (no count: it says it is the last), the count check's fields=id
+    # page, and the `fresh` check's newest issue.
+    assert {endpoint: n for endpoint, n in sent.items() if n} == {
+        "POST /rest/api/3/search/jql": 3
+    }
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["matches_jira_count"] and checks["no_duplicate_keys"]

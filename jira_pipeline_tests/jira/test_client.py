@@ -339,7 +339,7 @@ def test_count_issue_ids_and_concurrent_windows_agree_with_a_plain_walk(fake_jir
     assert window_pages <= math.ceil(len(expected) / 30) + 3
 
 
-def test_a_small_window_is_not_split(fake_jira):
+def test_a_window_of_one_page_costs_one_request_and_no_count(fake_jira):
     async def scenario():
         async with basic_client(fake_jira) as client:
             day = IssueWindow(FAKE_JIRA_NOW - timedelta(days=1), FAKE_JIRA_NOW)
@@ -347,11 +347,42 @@ def test_a_small_window_is_not_split(fake_jira):
             return issues, client.counters
 
     issues, counters = asyncio.run(scenario())
-    assert counters.search_calls == 1 and counters.count_calls == 1
+    assert 0 < len(issues) < 100  # one page of the default size
+    assert counters.search_calls == 1 and counters.count_calls == 0
     assert all(
         FAKE_JIRA_NOW - timedelta(days=1) <= parse_jira_datetime(i["fields"]["updated"])
         < FAKE_JIRA_NOW for i in issues
     )
+
+
+def test_an_empty_window_costs_one_request(fake_jira):
+    async def scenario():
+        async with basic_client(fake_jira) as client:
+            before_data = IssueWindow(FAKE_JIRA_NOW - timedelta(days=400),
+                                      FAKE_JIRA_NOW - timedelta(days=399))
+            issues = [i async for i in client.search_window(before_data, fields=("updated",),
+                                                            parallelism=4)]
+            return issues, client.counters
+
+    issues, counters = asyncio.run(scenario())
+    assert issues == []
+    assert counters.api_calls == 1 and counters.search_calls == 1
+
+
+def test_a_window_split_after_its_first_page_walks_every_issue_once(fake_jira):
+    # The first page holds the window's lowest ids; the sub-windows walk the ids above it.
+    async def scenario():
+        async with basic_client(fake_jira) as client:
+            issues = [i async for i in client.search_window(WHOLE_DATASET, fields=("updated",),
+                                                            parallelism=4, page_size=20)]
+            return issues, client.counters
+
+    issues, counters = asyncio.run(scenario())
+    walked = [issue["id"] for issue in issues]
+    assert sorted(walked) == sorted(row["id"] for row in fake_jira.admin.issues())
+    assert len(walked) == len(set(walked)) == 200
+    assert counters.count_calls == 1
+    assert counters.search_calls <= 1 + math.ceil(180 / 20) + 4  # a short last page a walk
 
 
 def test_a_delta_whose_issues_cluster_at_its_end_is_walked_in_sequential_full_pages(fake_jira):
