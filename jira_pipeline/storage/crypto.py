@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from typing import TYPE_CHECKING
 
 from jira_pipeline.settings import ConfigurationError, PipelineSettings, load_settings
+
+if TYPE_CHECKING:
+    from cryptography.fernet import Fernet
+
+# cryptography is imported by the cipher's first use: a site without OAuth tokens (every run of
+# an API-token or PAT site, every code-location load) never needs it.
 
 FERNET_KEYS_VARIABLE = "JIRA_PIPELINE_FERNET_KEYS"
 
@@ -24,13 +29,15 @@ class TokenCipher:
     """Encrypts with the newest key, decrypts with any configured key, re-encrypts on rotation."""
 
     def __init__(self, keys: Sequence[str]) -> None:
+        from cryptography.fernet import Fernet, MultiFernet
+
         keys = [key.strip() for key in keys if key.strip()]
         if not keys:
             raise ConfigurationError(
                 FERNET_KEYS_VARIABLE, "is not set: token encryption needs at least one key "
                 "(create one with `jira-pipeline keys generate`)"
             )
-        fernets = []
+        fernets: list[Fernet] = []
         for position, key in enumerate(keys, start=1):
             try:
                 fernets.append(Fernet(key.encode("ascii")))
@@ -57,12 +64,16 @@ class TokenCipher:
 
     @staticmethod
     def generate_key() -> str:
+        from cryptography.fernet import Fernet
+
         return Fernet.generate_key().decode("ascii")
 
     def encrypt(self, plaintext: str) -> str:
         return self._cipher.encrypt(plaintext.encode("utf-8")).decode("ascii")
 
     def decrypt(self, token: str) -> str:
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._cipher.decrypt(token.encode("ascii")).decode("utf-8")
         except (InvalidToken, UnicodeError):
@@ -73,6 +84,8 @@ class TokenCipher:
 
     def rotate(self, token: str) -> str:
         """`token` re-encrypted with the newest key (decryptable with any configured key)."""
+        from cryptography.fernet import InvalidToken
+
         try:
             return self._cipher.rotate(token.encode("ascii")).decode("ascii")
         except (InvalidToken, UnicodeError):
@@ -83,6 +96,8 @@ class TokenCipher:
 
     def is_current(self, token: str) -> bool:
         """True when `token` was encrypted with the newest key (so no older key is needed)."""
+        from cryptography.fernet import InvalidToken
+
         # Fernet tokens do not name their key: trying the newest alone is the only test.
         try:
             self._newest.decrypt(token.encode("ascii"))

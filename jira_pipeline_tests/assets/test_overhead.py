@@ -31,6 +31,22 @@ def test_importing_the_package_freezes_the_heap_before_the_interpreter_tears_it_
     assert out.stdout.split("\n")[:2] == ["frozen before exit: False", "frozen at exit: True"]
 
 
+def test_loading_the_code_location_imports_neither_pandas_nor_cryptography(
+    site_env: Callable[..., date],
+) -> None:
+    # pandas (and numpy) only for a DataFrame input, cryptography only for stored OAuth
+    # tokens: an API-token site's load (each run worker's, each CLI command's) needs neither.
+    site_env(None, days=3)
+    code = (
+        "import sys\n"
+        "from jira_pipeline.definitions import PROJECT_PATH, load_project\n"
+        "load_project(PROJECT_PATH)\n"
+        "print(sorted(m for m in ('pandas', 'numpy', 'cryptography') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_the_first_load_of_a_process_freezes_what_it_built_and_later_loads_do_not(
     site_env: Callable[..., date], monkeypatch: pytest.MonkeyPatch
 ) -> None:
