@@ -474,7 +474,7 @@ class SiteClients:
                     # Given the instance: without one, build_resources makes an ephemeral
                     # instance each call (two thirds of a 30-site tick).
                     built = stack.enter_context(
-                        dg.build_resources({"jira": site.resource}, instance=instance)
+                        dg.build_resources({"jira": site.jira_resource}, instance=instance)
                     )
                     self._open[site.name] = (stack, built.jira.get_client())
                 except BaseException:
