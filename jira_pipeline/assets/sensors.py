@@ -8,6 +8,7 @@ import hashlib
 import json
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -90,12 +91,20 @@ class Settled:
     rekey: str | None = None  # a suffix making the next request's run key new
 
 
-def settle_pending(instance: dg.DagsterInstance, cursor: RefreshCursor) -> Settled:
-    """Look up the runs of the pending request (by tag: whoever launched them)."""
+def settle_pending(
+    instance: dg.DagsterInstance, cursor: RefreshCursor,
+    runs_by_request: Mapping[str, Sequence[dg.DagsterRun]] | None = None,
+) -> Settled:
+    """Look up the runs of the pending request (by tag: whoever launched them), or find them
+    in `runs_by_request` (every pending request's runs, looked up at once)."""
     pending = cursor.pending
     if pending is None:
         return Settled(cursor.acknowledged_ms)
-    runs = instance.get_runs(dg.RunsFilter(tags={REFRESH_REQUEST_TAG: pending.run_key}))
+    runs = (
+        list(runs_by_request.get(pending.run_key, ()))
+        if runs_by_request is not None
+        else instance.get_runs(dg.RunsFilter(tags={REFRESH_REQUEST_TAG: pending.run_key}))
+    )
     if any(run.status == dg.DagsterRunStatus.SUCCESS for run in runs):
         return Settled(max(cursor.acknowledged_ms, pending.through_ms))
     unfinished = [run for run in runs if run.status in UNFINISHED]
@@ -234,6 +243,7 @@ def plan_site_tick(
     settings: PipelineSettings,
     unfinished: str | None,
     log: Any,
+    runs_by_request: Mapping[str, Sequence[dg.DagsterRun]] | None = None,
 ) -> SiteTick:
     """What the store and the instance decide before Jira is asked (no request is sent)."""
     now = utc_now()
@@ -245,7 +255,7 @@ def plan_site_tick(
         start = stored or now.replace(hour=0, minute=0, second=0, microsecond=0)
         overlap = overlap if stored else timedelta(0)
         cursor = RefreshCursor(to_epoch_ms(start))
-    settled = settle_pending(instance, cursor)
+    settled = settle_pending(instance, cursor, runs_by_request)
     if settled.rekey:
         log.warning(
             f"the run requested as {cursor.pending.run_key if cursor.pending else '?'} did "
@@ -468,6 +478,19 @@ def unfinished_refreshes(instance: dg.DagsterInstance, names: list[str]) -> dict
     return found
 
 
+def runs_of_requests(
+    instance: dg.DagsterInstance, run_keys: list[str], chunk: int = 500
+) -> dict[str, list[dg.DagsterRun]]:
+    """The runs answering each of `run_keys` (their `jira/refresh_request` tag), newest first:
+    a query per `chunk` keys rather than one per site."""
+    found: dict[str, list[dg.DagsterRun]] = {key: [] for key in run_keys}
+    for start in range(0, len(run_keys), chunk):
+        keys = run_keys[start:start + chunk]
+        for run in instance.get_runs(dg.RunsFilter(tags={REFRESH_REQUEST_TAG: keys})):
+            found.setdefault(run.tags.get(REFRESH_REQUEST_TAG, ""), []).append(run)
+    return found
+
+
 async def look_at_sites(
     looks: list[tuple[str, JiraClient, str]], fan_out: int, budget_s: float
 ) -> dict[str, list[tuple[str, datetime]] | BaseException]:
@@ -516,6 +539,10 @@ class SiteClients:
 
     @staticmethod
     def _client(site: JiraSite, instance: dg.DagsterInstance, stack: ExitStack) -> JiraClient:
+        if site.open_client is not None:
+            opened = site.open_client()
+            stack.callback(lambda: run_sync(opened.aclose()))
+            return opened
         resource = site.build_resource() if site.build_resource is not None \
             else site.jira_resource
         if any(isinstance(value, dg.EnvVar) for value in resource.__dict__.values()):
@@ -578,6 +605,10 @@ def build_sites_refresh_sensor(
         if unknown:
             cursors.update(legacy_site_cursors(context.instance, unknown))
         unfinished = unfinished_refreshes(context.instance, names)
+        pending_runs = runs_of_requests(context.instance, sorted(
+            cursor.pending.run_key for name, cursor in cursors.items()
+            if cursor.pending is not None and name in by_name
+        ))
         started = time.monotonic()
         failed: dict[str, BaseException] = {}
         ticks: list[SiteTick] = []
@@ -591,7 +622,8 @@ def build_sites_refresh_sensor(
             site = by_name[name]
             try:
                 tick = plan_site_tick(context.instance, db, site, cursors.get(site.name),
-                                      settings, unfinished.get(site.name), context.log)
+                                      settings, unfinished.get(site.name), context.log,
+                                      pending_runs)
                 if tick.waiting_for is None:
                     # Built on this thread (stored tokens are read here), kept across ticks.
                     looks.append((site.name, clients.get(site, context.instance), tick.jql))

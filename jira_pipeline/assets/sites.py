@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -9,10 +10,12 @@ from functools import cached_property
 from typing import Any
 
 import dagster as dg
+from pydantic import SecretStr
 
 from jira_pipeline.assets.resources import JiraResource
+from jira_pipeline.jira import JiraClient
 from jira_pipeline.settings import ConfigurationError, PipelineSettings, variable_of
-from jira_pipeline.storage.connections import Connection
+from jira_pipeline.storage.connections import Connection, ConnectionRepository, JiraConnectionError
 from jira_pipeline.storage.crypto import TokenCipher
 from jira_pipeline.storage.entities import JIRA_PIPELINE_NAMESPACE
 from jira_pipeline.storage.resources import MongoResource
@@ -43,6 +46,9 @@ class JiraSite:
     # per site cost the load some 30 ms of CPU a site to build and a share of every job's run
     # config schema.
     build_resource: Callable[[], JiraResource] | None = field(default=None, compare=False)
+    # The client the refresh sensor polls with, opened without a resource (whose Dagster
+    # set-up was most of a many-sites tick); None: the sensor opens it through the resource.
+    open_client: Callable[[], JiraClient] | None = field(default=None, compare=False)
 
     @cached_property
     def jira_resource(self) -> JiraResource:
@@ -150,8 +156,31 @@ def registered_site(
             **common,
         )
 
+    def open_client() -> JiraClient:
+        """What `build_resource().get_client()` opens for an API-token or PAT connection."""
+        secret = ConnectionRepository(mongo.get_database()).tokens(connection.id).access_token
+        if not secret:
+            raise JiraConnectionError(
+                f"connection {connection.id} has no stored token: add one with "
+                "`jira-pipeline connections add NAME --access-token-env VAR ...`"
+            )
+        datacenter = connection.auth_type == "pat"
+        return JiraClient.from_settings(_tuned(tuple(sorted(tuning.items()))).model_copy(update={
+            "base_url": connection.site_url,
+            "email": connection.email,
+            "deployment": "datacenter" if datacenter else None,
+            "pat" if datacenter else "api_token": SecretStr(secret),
+        }))
+
     return JiraSite(name=connection.name, connection_id=connection.id, prefixed=True,
-                    build_resource=build_resource)
+                    build_resource=build_resource,
+                    open_client=open_client if connection.auth_type != "oauth" else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _tuned(tuning: tuple[tuple[str, Any], ...]) -> PipelineSettings:
+    """The client settings every registered site shares (validated once, not once a site)."""
+    return PipelineSettings.of(dict(tuning))
 
 
 def site_connection_id(base_url: str) -> str:
