@@ -14,6 +14,7 @@ loudly rather than syncing the template's name.
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import threading
@@ -120,20 +121,32 @@ class SiteTemplate:
 
         delegate = functools.wraps(body)(delegate)
         delegate.__signature__ = inspect.signature(body)  # type: ignore[attr-defined]
-        return OpDefinition.dagster_internal_init(
-            compute_fn=DecoratedOpFunction(delegate),
-            name=name,
-            ins={names.text(d.name): dg.In.from_definition(d) for d in node.input_defs},
-            outs={names.text(d.name): dg.Out.from_definition(d) for d in node.output_defs},
-            description=node.description,
-            config_schema=node.config_schema,
-            required_resource_keys=node.required_resource_keys,
-            tags=node.tags,
-            version=None,
-            retry_policy=node.retry_policy,
-            code_version=node._version,  # what with_replaced_properties passes on
-            pool=names.text(node.pool) if node.pool else None,
-        )
+        return _renamed_op(node, name, DecoratedOpFunction(delegate), names)
+
+
+def _renamed_op(node: OpDefinition, name: str, compute_fn: DecoratedOpFunction,
+                names: _SiteNames) -> OpDefinition:
+    """`node` under `name`, running `compute_fn`, its inputs, outputs and pool renamed: copied
+    attribute by attribute, because OpDefinition's constructor inspects the function and
+    resolves every input and output type again (a 1,000-site load spent 5 s of CPU there) for
+    what the template's op already holds. test_site_template compares the copies with the ops
+    the builders make, so a Dagster release that changes these attributes fails there."""
+    def renamed(definition: Any) -> Any:
+        copied = copy.copy(definition)
+        copied._name = names.text(definition.name)
+        return copied
+
+    # In name order, as OpDefinition sorts them (the names changed).
+    inputs = sorted((renamed(d) for d in node.input_defs), key=lambda d: d.name)
+    outputs = [renamed(d) for d in node.output_defs]
+    op = copy.copy(node)
+    op.__dict__.update(
+        _name=name, _compute_fn=compute_fn, _pool=names.text(node.pool) if node.pool else None,
+        _input_defs=inputs, _input_dict={d.name: d for d in inputs},
+        _output_defs=outputs, _output_dict={d.name: d for d in outputs},
+        __wrapped__=compute_fn.decorated_fn,
+    )
+    return op
 
 
 class _SiteNames:
