@@ -12,6 +12,7 @@ from dagster._core.execution.build_resources import wrap_resources_for_execution
 
 from jira_pipeline.assets.checks import build_issue_checks
 from jira_pipeline.assets.dimensions import build_dimension_assets
+from jira_pipeline.assets.fields import FIELDS
 from jira_pipeline.assets.issues import build_issues_asset
 from jira_pipeline.assets.jobs import RUN_EXECUTOR, build_site_jobs, build_sites_job
 from jira_pipeline.assets.partitions import issue_partitions
@@ -38,7 +39,7 @@ def site_assets_and_checks(
         warnings.simplefilter("ignore", dg.BetaWarning)
         issues = build_issues_asset(site, partitions, settings)
     assets = [
-        build_dimension_assets(site, (PROJECTS, STATUSES, USERS), settings),
+        build_dimension_assets(site, (PROJECTS, STATUSES, USERS, FIELDS), settings),
         issues,
         build_summary_asset(site, partitions),
     ]

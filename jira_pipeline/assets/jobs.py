@@ -8,7 +8,7 @@ import dagster as dg
 
 from jira_pipeline.assets.sites import JiraSite
 
-DIMENSION_ASSETS = ("jira_projects", "jira_statuses", "jira_users")
+DIMENSION_ASSETS = ("jira_projects", "jira_statuses", "jira_users", "jira_fields")
 # Every step of a run runs in the run's own process: the multiprocess executor started a process
 # per asset and per check, each importing Dagster and rebuilding the code location (most of a
 # run's wall time and CPU), while the I/O concurrency a sync needs already lives in the client.
