@@ -11,6 +11,7 @@ import dagster as dg
 from dagster._core.execution.build_resources import wrap_resources_for_execution
 
 from jira_pipeline.assets.checks import build_issue_checks
+from jira_pipeline.assets.comments import build_comments_asset
 from jira_pipeline.assets.dimensions import build_dimension_assets
 from jira_pipeline.assets.fields import FIELDS
 from jira_pipeline.assets.issues import build_issues_asset
@@ -42,6 +43,7 @@ def site_assets_and_checks(
         build_dimension_assets(site, (PROJECTS, STATUSES, USERS, FIELDS), settings),
         issues,
         build_summary_asset(site, partitions),
+        build_comments_asset(site, partitions, settings),
     ]
     # The other checks are check_specs of the assets, evaluated in their steps.
     checks = build_issue_checks(site, partitions, settings)
