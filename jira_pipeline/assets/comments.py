@@ -18,7 +18,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -42,6 +42,7 @@ from jira_pipeline.storage.io_manager import (
 )
 from jira_pipeline.storage.resources import MongoResource
 from jira_pipeline.storage.sync_errors import UnstorableRecord
+from jira_pipeline.timeutil import parse_jira_datetime
 
 ASSET_NAME = "jira_issue_comments"
 ISSUE_BATCH = 200  # stored issues read (and their truncated threads fetched) per batch
@@ -112,7 +113,8 @@ def _build_comments_asset(
             "comments_complete", asset=key,
             description=f"For a sample of up to {SAMPLE_SIZE} of the partitions' issues (the "
             "most recently updated and those with the most comments), the stored live "
-            "comments number what Jira's /issue/{id}/comment states as its total.",
+            "comments are those Jira's /issue/{id}/comment lists: as many as its total, none "
+            "edited since stored.",
         )],
         can_subset=True,
     )
@@ -271,7 +273,8 @@ def stored_live_comments(
 def comments_complete(
     jira: JiraResource, db: Database, site: JiraSite, selector: Mapping[str, Any]
 ) -> dg.AssetCheckResult:
-    """For a sample of the partitions' issues, stored live comments against Jira's total."""
+    """For a sample of the partitions' issues, the stored live comments against Jira's thread:
+    as many as its `total`, the same ids, none edited since it was stored."""
     issues = [
         (doc["issue_id"], doc.get("key"), doc.get("updated"),
          (((doc.get("raw") or {}).get("fields") or {}).get("comment") or {}).get("total") or 0)
@@ -285,23 +288,37 @@ def comments_complete(
     sample = sample[:SAMPLE_SIZE]
     ids = [issue[0] for issue in sample]
     before = jira.counters()
-    totals = jira.run(lambda client: jira_comment_totals(client, ids)) if ids else {}
-    stored = Counter(
-        str(doc["issue_id"])
-        for doc in db[COMMENTS.collection].find(
+    threads = {thread.issue_id: thread
+               for thread in (jira.run(lambda client: fetch_threads(client, ids)) if ids else [])}
+    stored: dict[str, dict[str, Any]] = {}
+    for doc in db[COMMENTS.collection].find(
             {"connection_id": site.connection_id, "issue_id": {"$in": ids},
-             "is_deleted": {"$ne": True}}, {"issue_id": 1, "_id": 0})
-    )
+             "is_deleted": {"$ne": True}}, {"issue_id": 1, "comment_id": 1, "updated": 1,
+                                            "_id": 0}):
+        stored.setdefault(str(doc["issue_id"]), {})[str(doc["comment_id"])] = doc.get("updated")
     keys = {issue[0]: issue[1] or issue[0] for issue in sample}
-    mismatched = [f"{keys[i]}: stored {stored[i]}, Jira {totals[i]}"
-                  for i in ids if totals.get(i) is not None and stored[i] != totals[i]]
+    mismatched = []
+    for issue_id in ids:
+        thread, held = threads[issue_id], stored.get(issue_id, {})
+        if thread.total is None:
+            continue  # not found in Jira (deleted since): the census's to judge
+        if len(held) != thread.total:
+            mismatched.append(f"{keys[issue_id]}: stored {len(held)}, Jira {thread.total}")
+            continue
+        edited = [c for c in thread.comments
+                  if str(c.get("id")) in held and not _same_moment(held[str(c["id"])],
+                                                                  c.get("updated"))]
+        unknown = [c for c in thread.comments if str(c.get("id")) not in held]
+        if edited or unknown:
+            mismatched.append(f"{keys[issue_id]}: {len(edited)} edited and {len(unknown)} "
+                              "unknown comment(s) since stored")
     spent = counter_delta(before, jira.counters())
     return dg.AssetCheckResult(
         asset_key=site.asset_key(ASSET_NAME),
         check_name="comments_complete",
         passed=not mismatched,
-        description=(f"{len(mismatched)} of {len(ids)} sampled issue(s) store another number "
-                     "of comments than Jira lists" if mismatched
+        description=(f"{len(mismatched)} of {len(ids)} sampled issue(s) store other comments "
+                     "than Jira lists" if mismatched
                      else f"all {len(ids)} sampled issue(s) store every comment Jira lists"),
         metadata={
             "issues_sampled": len(ids),
@@ -312,16 +329,20 @@ def comments_complete(
     )
 
 
-async def jira_comment_totals(client: JiraClient, issue_ids: list[str]) -> dict[str, int | None]:
-    """Jira's comment `total` of each issue: one one-comment page each (None if Jira sent no
-    total)."""
+def _same_moment(stored: Any, sent: Any) -> bool:
+    """A stored BSON date (milliseconds, maybe naive UTC) against Jira's timestamp."""
+    if not isinstance(stored, datetime) or not isinstance(sent, str):
+        return stored is None and sent is None
+    moment = _moment_of(sent)
+    if moment is None:
+        return False
+    if stored.tzinfo is None:
+        stored = stored.replace(tzinfo=UTC)
+    return abs((stored - moment).total_seconds()) < 0.001
 
-    async def total(issue_id: str) -> tuple[str, int | None]:
-        try:
-            page = await client.issue_comment_page(issue_id, 0, 1)
-        except JiraNotFound:
-            return issue_id, None
-        stated = page.get("total")
-        return issue_id, stated if isinstance(stated, int) else None
 
-    return dict(await asyncio.gather(*(total(issue_id) for issue_id in issue_ids)))
+def _moment_of(text: str) -> datetime | None:
+    try:
+        return parse_jira_datetime(text)
+    except ValueError:
+        return None

@@ -177,16 +177,27 @@ def test_a_short_comment_page_is_read_again_and_never_proves_a_comment_gone(
     assert block[1]["id"] in stored_threads(pipeline, deleted=True)[heavy["issue_id"]]
 
 
-def test_a_comment_deleted_without_a_rerun_fails_the_check(
-    pipeline_factory: Callable[..., Pipeline],
+@pytest.mark.parametrize(("change", "reported"), [
+    ("delete", ": stored "), ("edit", ": 1 edited and 0 unknown comment(s) since stored"),
+    ("add", ": stored "),
+])
+def test_a_comment_changed_in_jira_without_a_rerun_fails_the_check(
+    pipeline_factory: Callable[..., Pipeline], change: str, reported: str,
 ) -> None:
     pipeline = pipeline_factory(issues=200, days=5)
     pipeline.sync_everything()
     # The issue with the most comments: the check's sample always holds it.
     busiest = max(pipeline.stored_issues().values(),
                   key=lambda doc: doc["raw"]["fields"]["comment"]["total"])
-    pipeline.fake.admin.delete_comment(busiest["key"],
-                                       busiest["raw"]["fields"]["comment"]["comments"][0]["id"])
+    first = busiest["raw"]["fields"]["comment"]["comments"][0]["id"]
+    admin = pipeline.fake.admin
+    admin.advance_clock(60)
+    if change == "delete":
+        admin.delete_comment(busiest["key"], first)
+    elif change == "edit":
+        admin.edit_comment(busiest["key"], first, "Edited behind the pipeline's back.")
+    else:
+        admin.add_comment(busiest["key"], "A new remark.")
     keys = pipeline.partition_keys()
     defs = pipeline.defs
     job = defs.resolve_implicit_global_asset_job_def().get_subset(
@@ -202,7 +213,7 @@ def test_a_comment_deleted_without_a_rerun_fails_the_check(
 
     check = comments_complete(checked)
     assert not check.passed
-    assert f"{busiest['key']}: stored " in check.metadata["mismatched_sample"].value
+    assert f"{busiest['key']}{reported}" in check.metadata["mismatched_sample"].value
 
 
 def test_data_center_threads_are_paged_from_rest_api_2_as_plain_text(
