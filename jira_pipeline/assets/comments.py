@@ -164,7 +164,6 @@ class CommentStream(WriteStream):
                         yield Upsert(self._record(issue, comment))
                     if thread.complete:
                         vanished.extend(sorted(live.get(issue["issue_id"], set()) - listed))
-            self.figures["marked_deleted_candidates"] = len(vanished)
             if vanished:
                 yield Tombstone(COMMENTS.name, ids=frozenset(vanished))
 

@@ -128,7 +128,7 @@ def test_one_tick_asks_every_site_and_each_request_syncs_only_its_own_site(sites
         instance=sites.instance, tags=acme.tags, asset_selection=acme.asset_selection
     )
     assert result.success
-    assert materialized(result) == {"acme/jira_issues"}
+    assert materialized(result) == {"acme/jira_issues", "acme/jira_issue_comments"}
 
     second = sites.tick(defs, first.cursor)
     # acme's change is stored and acknowledged; globex's run never ran: asked again.
