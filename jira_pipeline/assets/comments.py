@@ -58,13 +58,18 @@ class IssueWindowSelector:
         self.site, self.partitions, self.settings = site, partitions, settings
 
     def selector(self, context: dg.AssetExecutionContext) -> dict[str, Any]:
-        keys = list(context.partition_keys)
-        window = context.partition_time_window
+        """Without partitions (the check run alone, unpartitioned): every stored issue."""
         updated: dict[str, datetime] = {}
-        if keys[0] != self.partitions.get_first_partition_key():
-            updated["$gte"] = window.start - self.settings.lookback
-        if keys[-1] != self.partitions.get_last_partition_key():
-            updated["$lt"] = window.end
+        try:
+            keys = list(context.partition_keys)
+        except dg.DagsterInvariantViolationError:  # a step of the (unpartitioned) check alone
+            keys = []
+        if keys:
+            window = context.partition_time_window
+            if keys[0] != self.partitions.get_first_partition_key():
+                updated["$gte"] = window.start - self.settings.lookback
+            if keys[-1] != self.partitions.get_last_partition_key():
+                updated["$lt"] = window.end
         selector: dict[str, Any] = {"connection_id": self.site.connection_id,
                                     "is_deleted": {"$ne": True}}
         if updated:
