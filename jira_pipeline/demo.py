@@ -181,12 +181,12 @@ def run(args: argparse.Namespace) -> int:
         db = MongoResource().get_database()
         expected = _fake_counts(fake)
         print()
-        print(f"{'collection':<16} {'stored':>8} {'in fake Jira':>13}")
+        print(f"{'collection':<22} {'stored':>8} {'in fake Jira':>13}")
         ok = result.success
         for collection, count in expected.items():
             stored = db[collection].count_documents({"is_deleted": {"$ne": True}})
             ok = ok and stored == count
-            print(f"{collection:<16} {stored:>8} {count:>13}")
+            print(f"{collection:<22} {stored:>8} {count:>13}")
         print()
         evaluations = result.get_asset_check_evaluations()
         failed = [e.asset_check_key.to_user_string() for e in evaluations if not e.passed]
@@ -221,6 +221,9 @@ def _fake_counts(fake: Any) -> dict[str, int]:
         "jira_statuses": len(data.statuses),
         "jira_users": len(data.users),
         "jira_issues": sum(1 for issue in data.issues if not issue.deleted),
+        "jira_fields": len(fake.site.renderer(fake.base_url).field_details()),
+        "jira_issue_comments": sum(fake.site.renderer(fake.base_url).comments(issue, None)["total"]
+                                   for issue in data.issues if not issue.deleted),
     }
 
 

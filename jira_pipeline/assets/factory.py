@@ -10,7 +10,9 @@ from typing import Any
 import dagster as dg
 
 from jira_pipeline.assets.checks import build_issue_checks
+from jira_pipeline.assets.comments import build_comments_asset
 from jira_pipeline.assets.dimensions import build_dimension_assets
+from jira_pipeline.assets.fields import FIELDS
 from jira_pipeline.assets.issues import build_issues_asset
 from jira_pipeline.assets.jobs import RUN_EXECUTOR, build_site_jobs, build_sites_job
 from jira_pipeline.assets.partitions import issue_partitions
@@ -44,9 +46,10 @@ def site_assets_and_checks(
         warnings.simplefilter("ignore", dg.BetaWarning)
         issues = build_issues_asset(site, partitions, settings)
     assets = [
-        build_dimension_assets(site, (PROJECTS, STATUSES, USERS), settings),
+        build_dimension_assets(site, (PROJECTS, STATUSES, USERS, FIELDS), settings),
         issues,
         build_summary_asset(site, partitions),
+        build_comments_asset(site, partitions, settings),
     ]
     # The other checks are check_specs of the assets, evaluated in their steps.
     checks = build_issue_checks(site, partitions, settings)

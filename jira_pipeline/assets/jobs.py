@@ -9,7 +9,7 @@ import dagster as dg
 
 from jira_pipeline.assets.sites import JiraSite
 
-DIMENSION_ASSETS = ("jira_projects", "jira_statuses", "jira_users")
+DIMENSION_ASSETS = ("jira_projects", "jira_statuses", "jira_users", "jira_fields")
 # Every step of a run runs in the run's own process: the multiprocess executor started a process
 # per asset and per check, each importing Dagster and rebuilding the code location (most of a
 # run's wall time and CPU), while the I/O concurrency a sync needs already lives in the client.
@@ -33,17 +33,18 @@ def build_site_jobs(site: JiraSite) -> SiteJobs:
     dimensions = [site.asset_key(name) for name in DIMENSION_ASSETS]
     issues = site.asset_key("jira_issues")
     summary = site.asset_key("jira_issue_daily_summary")
+    comments = site.asset_key("jira_issue_comments")  # follows every issue delta
     return SiteJobs(
         sync=dg.define_asset_job(
             site.object_name("jira_sync_job"),
-            selection=dg.AssetSelection.assets(*dimensions, issues, summary),
+            selection=dg.AssetSelection.assets(*dimensions, issues, summary, comments),
             tags=site.issue_run_tags,
             executor_def=RUN_EXECUTOR,
             description="Dimensions, the chosen issue partitions, and the daily summary.",
         ),
         issues=dg.define_asset_job(
             site.object_name("jira_issues_job"),
-            selection=dg.AssetSelection.assets(issues),
+            selection=dg.AssetSelection.assets(issues, comments),
             tags=site.issue_run_tags,
             executor_def=RUN_EXECUTOR,
             description="Only the chosen `jira_issues` partitions (what the sensor requests).",

@@ -219,7 +219,9 @@ class RequestTarget:
     narrow: bool = False  # shared jobs: each request selects the site's own assets
 
     def issues_selection(self, site: JiraSite) -> list[dg.AssetKey] | None:
-        return [site.asset_key("jira_issues")] if self.narrow else None
+        # The comments follow every issue delta (an edited issue may have new comments).
+        names = ("jira_issues", "jira_issue_comments")
+        return [site.asset_key(name) for name in names] if self.narrow else None
 
 
 @dataclass(frozen=True)

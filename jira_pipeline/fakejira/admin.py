@@ -121,3 +121,30 @@ class FakeJiraAdmin:
 
     def stats(self) -> dict:
         return self._call("GET", "/stats")
+
+    # --- comments and the field catalog (fakejira/comments.py, fakejira/field_trash.py) ----
+
+    def add_comment(self, key: str, body: str | dict, *, author: str | None = None) -> dict:
+        """Comment on an issue now (fake clock), bumping its `updated`: the new Comment, with
+        `issueKey` and `issueUpdated`."""
+        return self._call("POST", f"/issues/{key}/comments", {"body": body, "author": author})
+
+    def edit_comment(self, key: str, comment_id: str, body: str | dict) -> dict:
+        """Edit a comment (its `updated` and the issue's move to now)."""
+        return self._call("PUT", f"/issues/{key}/comments/{comment_id}", {"body": body})
+
+    def delete_comment(self, key: str, comment_id: str) -> None:
+        """Delete a comment (the issue's `updated` moves to now)."""
+        self._call("DELETE", f"/issues/{key}/comments/{comment_id}")
+
+    def shorten_comment_pages(self, pages: int = 1) -> dict:
+        """The next `pages` pages of /issue/{id}/comment holding two or more comments come back
+        short (their first half missing, startAt and total as if whole)."""
+        return self._call("POST", "/comments/config", {"short_pages": pages})
+
+    def trash_field(self, field_id: str) -> None:
+        """Move a custom field to the trash: /field stops listing it."""
+        self._call("DELETE", f"/fields/{field_id}")
+
+    def restore_field(self, field_id: str) -> None:
+        self._call("POST", f"/fields/{field_id}/restore")

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from jira_pipeline.fakejira.comments import COMMENT_ORDERS, comment_admin_routes, comment_page
 from jira_pipeline.fakejira.dataset import (
     FIELD_IDS,
     FIELD_NAMES,
@@ -24,6 +25,7 @@ from jira_pipeline.fakejira.dataset import (
     NAVIGABLE_FIELD_IDS,
     Issue,
 )
+from jira_pipeline.fakejira.field_trash import field_trash_routes
 from jira_pipeline.fakejira.jql import JqlError
 from jira_pipeline.fakejira.limits import GATEWAY_502, GATEWAY_503, RateDecision
 from jira_pipeline.fakejira.oauth import SCOPES, OAuthError
@@ -656,9 +658,16 @@ def _page(call: Call, items: list, key: str) -> dict:
 
 async def issue_comments(call: Call) -> object:
     issue = _issue(call)
-    # The whole thread: only the block embedded in the issue stops at 20.
-    block = call.renderer.comments(issue, limit=None)
-    return _page(call, block["comments"], "comments")
+    # The whole thread, paged (fakejira/comments.py): only the block embedded in the issue
+    # stops at 20.
+    request = call.request
+    order = request.query_params.get("orderBy") or "created"
+    if order not in COMMENT_ORDERS:
+        raise ApiError(400, f"Invalid orderBy parameter: {order}")
+    return comment_page(call.renderer, call.site.data, issue,
+                        start=_int_param(request, "startAt", 0),
+                        size=_int_param(request, "maxResults", 100), order=order,
+                        expand=request.query_params.get("expand") or "")
 
 
 async def issue_worklogs(call: Call) -> object:
@@ -868,6 +877,8 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         Route("/_fake/config", admin(config), methods=["GET", "POST"]),
         Route("/_fake/reset", admin(reset), methods=["POST"]),
         Route("/_fake/stats", admin(stats), methods=["GET"]),
+        *comment_admin_routes(site),
+        *field_trash_routes(site),
     ]
 
 
@@ -903,6 +914,7 @@ DATACENTER_ENDPOINTS: tuple[tuple[str, Handler, tuple[str, ...]], ...] = (
     ("/search", dc_search, ("GET", "POST")),
     ("/field", field_list, ("GET",)),
     ("/issue/{key}", issue_get, ("GET",)),
+    ("/issue/{key}/comment", issue_comments, ("GET",)),
 )
 
 

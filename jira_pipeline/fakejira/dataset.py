@@ -5,9 +5,13 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from jira_pipeline.fakejira.config import FakeJiraConfig
 from jira_pipeline.timeutil import to_epoch_ms
+
+if TYPE_CHECKING:
+    from jira_pipeline.fakejira.comments import CommentLedger
 
 DAY_MS = 86_400_000
 MINUTE_MS = 60_000
@@ -247,6 +251,10 @@ FIELDS: tuple[FieldDef, ...] = (
              {"type": "datetime", "custom": _CF + "datetime", "customId": 10035}),
     FieldDef("customfield_10036", "Customer reference",
              {"type": "string", "custom": _CF + "textfield", "customId": 10036}),
+    # Jira Software's sprint field: every site with boards has it (the fake's issues: none yet).
+    FieldDef("customfield_10020", "Sprint",
+             {"type": "array", "items": "json", "custom": "com.pyxis.greenhopper.jira:gh-sprint",
+              "customId": 10020}),
 )
 FIELD_IDS = tuple(f.id for f in FIELDS)
 NAVIGABLE_FIELD_IDS = tuple(f.id for f in FIELDS if f.navigable)
@@ -270,6 +278,10 @@ class Dataset:
     next_key_num: dict[int, int] = field(default_factory=dict)
     next_history_id: int = 1_000_000_000  # above every generated history id
     version: int = 0
+    # Comments added, edited and deleted through the admin API (fakejira/comments.py).
+    comment_ledger: CommentLedger | None = None
+    # Custom fields moved to Jira's trash: /field no longer lists them (fakejira/field_trash.py).
+    trashed_fields: set[str] = field(default_factory=set)
 
     def index(self) -> None:
         self.by_key = {issue.key: issue for issue in self.issues}

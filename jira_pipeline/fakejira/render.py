@@ -259,6 +259,8 @@ class SiteRenderer:
     def field_details(self) -> list[dict]:
         out = []
         for f in FIELDS:
+            if f.id in self.data.trashed_fields:
+                continue
             clause_names = list(f.clause_names or (f.id,))
             if f.custom:
                 clause_names = [f.id, f"cf[{f.id.split('_')[1]}]", f.name]
@@ -346,6 +348,7 @@ class SiteRenderer:
             "customfield_10034": list(services),
             "customfield_10035": jira_time(go_live, off) if go_live else None,
             "customfield_10036": reference,
+            "customfield_10020": None,  # the sprint field: no generated issue is in a sprint
         }
         if parent is not None:
             fields["parent"] = self.issue_ref(parent)
@@ -357,6 +360,15 @@ class SiteRenderer:
         return fields
 
     def comments(self, issue: Issue, limit: int | None = EMBEDDED_COMMENTS) -> dict:
+        """The issue's comment block (PageOfComments), oldest first: at most `limit` shown, with
+        the admin API's additions, edits and deletions (fakejira/comments.py) applied."""
+        ledger = self.data.comment_ledger
+        if ledger is not None and issue.num in ledger.threads:
+            return ledger.threads[issue.num].block(self, issue, limit)
+        return self.generated_comments(issue, limit)
+
+    def generated_comments(self, issue: Issue, limit: int | None = EMBEDDED_COMMENTS) -> dict:
+        """The comments the seed gave the issue."""
         total = issue.comments
         shown = total if limit is None else min(total, limit)
         rng = random.Random(issue.seed ^ 0xC0FFEE)
@@ -376,6 +388,9 @@ class SiteRenderer:
                 "updated": jira_time(at, issue.offset),
                 "jsdPublic": True,
             })
+            if (issue.id + i) % 9 == 4:  # some comments only a project role can see
+                comments[-1]["visibility"] = {"type": "role", "value": "Developers",
+                                              "identifier": "Developers"}
         return {"comments": comments, "self": f"{self.rest}/issue/{issue.id}/comment",
                 "maxResults": shown, "total": total, "startAt": 0}
 

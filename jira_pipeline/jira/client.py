@@ -352,6 +352,18 @@ class JiraClient:
     async def fields(self) -> list[dict[str, Any]]:
         return await self._array("GET", f"{self.api_prefix}/field")
 
+    async def issue_comment_page(
+        self, issue_id: str, start_at: int = 0, max_results: int = 100
+    ) -> dict[str, Any]:
+        """One page (PageOfComments) of an issue's comments, oldest first (Cloud v3 bodies are
+        ADF, Data Center's plain text); see `jira.comments.comment_thread` for the whole one."""
+        path = f"{self.api_prefix}/issue/{issue_id}/comment"
+        params = {"startAt": start_at, "maxResults": max_results, "orderBy": "created"}
+        body = await self.request_json("GET", path, params=params)
+        if not isinstance(body, dict) or not isinstance(body.get("comments"), list):
+            raise JiraResponseError("answer has no list `comments`", method="GET", path=path)
+        return body
+
     async def projects(self) -> AsyncIterator[dict[str, Any]]:
         """Every project the account can browse."""
         if self.deployment == "datacenter":

@@ -72,7 +72,34 @@ USERS = EntitySpec(
     ),
 )  # fmt: skip
 
+# Jira's field catalog (system and custom fields): what field ids in changelogs and issues mean.
+FIELDS = EntitySpec(
+    name="fields",
+    collection="jira_fields",
+    id_field="field_id",
+    version_field=None,
+    datetime_fields=(),
+    key_fields=(
+        "connection_id", "field_id", "key", "name", "custom", "schema_type", "schema_items",
+        "schema_custom", "clause_names", "is_deleted", "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+# One document per issue comment; `updated` moves when the comment is edited.
+COMMENTS = EntitySpec(
+    name="comments",
+    collection="jira_issue_comments",
+    id_field="comment_id",
+    version_field=None,
+    datetime_fields=("created", "updated"),
+    key_fields=(
+        "connection_id", "comment_id", "issue_id", "issue_key", "author_account_id",
+        "update_author_account_id", "created", "updated", "body_text", "visibility",
+        "is_deleted", "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+
 ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (PROJECTS, STATUSES, USERS, ISSUES)}
+ENTITIES.update({spec.name: spec for spec in (FIELDS, COMMENTS)})
 CONNECTIONS_COLLECTION = "jira_connections"
 
 

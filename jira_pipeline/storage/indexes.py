@@ -66,6 +66,22 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("key", ASCENDING)], name="key"),
     ],
+    ENTITIES["fields"].collection: [
+        IndexModel(
+            [("connection_id", ASCENDING), ("field_id", ASCENDING)],
+            name="connection_field_unique",
+            unique=True,
+        ),
+    ],
+    ENTITIES["comments"].collection: [
+        IndexModel(
+            [("connection_id", ASCENDING), ("comment_id", ASCENDING)],
+            name="connection_comment_unique",
+            unique=True,
+        ),
+        IndexModel([("connection_id", ASCENDING), ("issue_id", ASCENDING)],
+                   name="connection_issue"),
+    ],
     DAILY_SUMMARY.collection: [
         # The day last: a row's day is its key's selective field (most rows share a project or
         # a status), and the embedded store checks a unique key by planning on its last field

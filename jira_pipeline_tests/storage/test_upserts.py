@@ -153,6 +153,11 @@ def test_ensure_indexes_creates_exactly_the_design_indexes_and_is_idempotent(sto
         "jira_issue_daily_summary": [
             ((("connection_id", 1), ("project_key", 1), ("status_name", 1), ("day", 1)), True),
         ],
+        "jira_fields": [((("connection_id", 1), ("field_id", 1)), True)],
+        "jira_issue_comments": [
+            ((("connection_id", 1), ("comment_id", 1)), True),
+            ((("connection_id", 1), ("issue_id", 1)), False),
+        ],
     }  # fmt: skip
 
 

@@ -1,0 +1,352 @@
+"""`jira_issue_comments`: one document per comment of the issues a partition holds, from the
+stored issue's embedded `comment` block when it is complete, otherwise paged from Jira; comments
+a complete listing no longer has are marked deleted.
+
+A partition reads the stored issues whose `updated` falls in its window (widened by the
+lookback; the first partition also takes earlier issues, the last later ones), a batch at a
+time, projected to the comment block (never the rest of `raw`). Jira embeds at most 20 comments
+in an issue (`total > maxResults` says the block is truncated): those issues' threads are paged
+from `/issue/{id}/comment`, 100 a request, several issues at once. An issue edited (a comment
+added, edited or deleted bumps its `updated`) is re-read with its partition, so its comments
+follow. A listing is complete when it holds exactly Jira's `total`, each comment once; one that
+is not (a page came back short) is fetched once more, and if still incomplete its comments are
+stored but none is marked deleted.
+"""
+
+import asyncio
+import time
+import warnings
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+from pymongo.database import Database
+
+from jira_pipeline.assets.dimensions import NETWORK_RETRY_POLICY
+from jira_pipeline.assets.resources import JiraResource, counter_delta
+from jira_pipeline.assets.site_resource import with_site_resource
+from jira_pipeline.assets.sites import JiraSite
+from jira_pipeline.assets.streams import IO_MANAGER_KEY, failing_fast, reported_as_itself
+from jira_pipeline.jira import JiraClient, JiraNotFound
+from jira_pipeline.jira.comments import CommentRecord, CommentThread, comment_thread
+from jira_pipeline.settings import PipelineSettings
+from jira_pipeline.storage.entities import entity_spec
+from jira_pipeline.storage.io_manager import (
+    CONNECTION_METADATA_KEY,
+    Tombstone,
+    Upsert,
+    WriteItem,
+    WriteStream,
+)
+from jira_pipeline.storage.resources import MongoResource
+from jira_pipeline.storage.sync_errors import UnstorableRecord
+from jira_pipeline.timeutil import parse_jira_datetime
+
+ASSET_NAME = "jira_issue_comments"
+ISSUE_BATCH = 200  # stored issues read (and their truncated threads fetched) per batch
+SAMPLE_SIZE = 20  # issues the `comments_complete` check asks Jira about
+COMMENTS = entity_spec("comments")
+
+
+class IssueWindowSelector:
+    """The stored issues of a step's partitions, as a MongoDB selector."""
+
+    def __init__(self, site: JiraSite, partitions: dg.DailyPartitionsDefinition,
+                 settings: PipelineSettings) -> None:
+        self.site, self.partitions, self.settings = site, partitions, settings
+
+    def selector(self, context: dg.AssetExecutionContext) -> dict[str, Any]:
+        """Without partitions (the check run alone, unpartitioned): every stored issue."""
+        updated: dict[str, datetime] = {}
+        try:
+            keys = list(context.partition_keys)
+        except dg.DagsterInvariantViolationError:  # a step of the (unpartitioned) check alone
+            keys = []
+        if keys:
+            window = context.partition_time_window
+            if keys[0] != self.partitions.get_first_partition_key():
+                updated["$gte"] = window.start - self.settings.lookback
+            if keys[-1] != self.partitions.get_last_partition_key():
+                updated["$lt"] = window.end
+        selector: dict[str, Any] = {"connection_id": self.site.connection_id,
+                                    "is_deleted": {"$ne": True}}
+        if updated:
+            selector["updated"] = updated
+        return selector
+
+
+def build_comments_asset(
+    site: JiraSite, partitions: dg.DailyPartitionsDefinition, settings: PipelineSettings
+) -> dg.AssetsDefinition:
+    with warnings.catch_warnings():
+        # `backfill_policy` is "beta": a backfill is one run, as for jira_issues.
+        warnings.simplefilter("ignore", dg.BetaWarning)
+        return _build_comments_asset(site, partitions, settings)
+
+
+def _build_comments_asset(
+    site: JiraSite, partitions: dg.DailyPartitionsDefinition, settings: PipelineSettings
+) -> dg.AssetsDefinition:
+    key = site.asset_key(ASSET_NAME)
+    window = IssueWindowSelector(site, partitions, settings)
+
+    @dg.multi_asset(
+        name=key.to_python_identifier(),
+        specs=[
+            dg.AssetSpec(
+                key=key,
+                deps=[site.asset_key("jira_issues")],
+                group_name=site.group_name,
+                description=(
+                    "One document per issue comment (body as Jira sent it, ADF on Cloud, and "
+                    "as plain text), for the issues a partition of jira_issues holds: from "
+                    "the embedded comment block when complete, else paged from Jira. Comments "
+                    "a complete listing no longer has are kept with is_deleted: true."
+                ),
+                metadata={CONNECTION_METADATA_KEY: site.connection_id,
+                          "mongo/collection": COMMENTS.collection},
+                kinds={"jira", "mongodb"},
+                tags={"jira/connection": site.name},
+            ).with_io_manager_key(IO_MANAGER_KEY)
+        ],
+        partitions_def=partitions,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        retry_policy=NETWORK_RETRY_POLICY,
+        check_specs=[dg.AssetCheckSpec(
+            "comments_complete", asset=key,
+            description=f"For a sample of up to {SAMPLE_SIZE} of the partitions' issues (the "
+            "most recently updated and those with the most comments), the stored live "
+            "comments are those Jira's /issue/{id}/comment lists: as many as its total, none "
+            "edited since stored.",
+        )],
+        can_subset=True,
+    )
+    @with_site_resource(site)
+    def jira_issue_comments(
+        context: dg.AssetExecutionContext, jira: JiraResource, mongo: MongoResource
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        db = mongo.get_database()
+        if key in context.selected_asset_keys:
+            # handle_output drains and writes the stream before this generator resumes.
+            yield dg.Output(
+                CommentStream(context, jira, db, site, window.selector(context)),
+                output_name=context.assets_def.get_output_name_for_asset_key(key),
+            )
+        if any(check.name == "comments_complete" for check in context.selected_asset_check_keys):
+            yield comments_complete(jira, db, site, window.selector(context))
+
+    return jira_issue_comments
+
+
+class CommentStream(WriteStream):
+    """The comments of the selected stored issues, a batch of issues at a time, then the
+    tombstones of the stored comments complete listings no longer hold."""
+
+    def __init__(self, context: dg.AssetExecutionContext, jira: JiraResource, db: Database,
+                 site: JiraSite, selector: Mapping[str, Any]) -> None:
+        super().__init__(self._comment_items(), self._report)
+        self._log, self._jira, self._db, self._site = context.log, jira, db, site
+        self._selector = dict(selector)
+        self.figures: Counter[str] = Counter()
+        self._started = time.perf_counter()
+        with failing_fast():  # the first use of the resource builds its client
+            self._before = jira.counters()
+
+    def _comment_items(self) -> Iterator[WriteItem]:
+        with reported_as_itself():
+            vanished: list[str] = []
+            for batch in stored_issue_batches(self._db, self._selector):
+                threads = self._threads(batch)
+                live = stored_live_comments(self._db, self._site.connection_id,
+                                            [issue["issue_id"] for issue in batch])
+                for issue in batch:
+                    thread = threads[issue["issue_id"]]
+                    listed = set()
+                    for comment in thread.comments:
+                        listed.add(str(comment.get("id")))
+                        yield Upsert(self._record(issue, comment))
+                    if thread.complete:
+                        vanished.extend(sorted(live.get(issue["issue_id"], set()) - listed))
+            if vanished:
+                yield Tombstone(COMMENTS.name, ids=frozenset(vanished))
+
+    def _record(self, issue: Mapping[str, Any], comment: dict[str, Any]) -> Any:
+        raw = {"issue": {"id": issue["issue_id"], "key": issue.get("key")}, "comment": comment}
+        self.figures["comments"] += 1
+        try:
+            return CommentRecord.from_raw(raw, self._site.connection_id)
+        except ValueError as error:
+            return UnstorableRecord.from_error(raw, error)
+
+    def _threads(self, batch: list[dict[str, Any]]) -> dict[str, CommentThread]:
+        threads: dict[str, CommentThread] = {}
+        fetch: list[str] = []
+        for issue in batch:
+            block = ((issue.get("raw") or {}).get("fields") or {}).get("comment")
+            embedded = CommentThread.embedded(issue["issue_id"], block)
+            if embedded is None:
+                fetch.append(issue["issue_id"])
+            else:
+                threads[issue["issue_id"]] = embedded
+        self.figures["issues_read"] += len(batch)
+        self.figures["threads_from_embedded_block"] += len(batch) - len(fetch)
+        if fetch:
+            fetched = self._jira.run(lambda client: fetch_threads(client, fetch))
+            self.figures["threads_fetched"] += len(fetch)
+            self.figures["comment_requests"] += sum(t.pages for t in fetched)
+            for thread in fetched:
+                if thread.total is None:
+                    self.figures["listings_incomplete"] += 1
+                    self._log.warning(f"issue {thread.issue_id}: Jira did not list its comments "
+                                      "(not found, or no total): left as stored")
+                elif not thread.complete:
+                    self.figures["listings_incomplete"] += 1
+                    self._log.warning(
+                        f"issue {thread.issue_id}: Jira listed {len(thread.comments)} distinct "
+                        f"comment(s) of the {thread.total} it states, twice: stored what came, "
+                        "marked none deleted"
+                    )
+                threads[thread.issue_id] = thread
+        return threads
+
+    def _report(self) -> dict[str, Any]:
+        with reported_as_itself():
+            spent = counter_delta(self._before, self._jira.counters())
+        figures = {name: self.figures[name] for name in (
+            "issues_read", "threads_from_embedded_block", "threads_fetched", "comment_requests",
+            "listings_incomplete")}  # fmt: skip
+        return {
+            "records_fetched": self.figures["comments"],
+            **figures,
+            "api_calls": int(spent["api_calls"]),
+            "retries": int(spent["retries"]),
+            "rate_limit_waits": int(spent["rate_limit_waits"]),
+            "fetch_duration_s": dg.MetadataValue.float(
+                round(time.perf_counter() - self._started, 3)),
+        }
+
+
+async def fetch_threads(client: JiraClient, issue_ids: list[str]) -> list[CommentThread]:
+    """The whole threads of `issue_ids`, several at once (the client's limiter paces them); a
+    thread that comes back incomplete is fetched once more."""
+
+    async def one(issue_id: str) -> CommentThread:
+        try:
+            thread = await comment_thread(client, issue_id)
+        except JiraNotFound:
+            # Deleted (or hidden) since it was stored: the census marks the issue; its comments
+            # are left as stored, none proven gone by this.
+            return CommentThread(issue_id, [], None, 1)
+        if thread.complete:
+            return thread
+        again = await comment_thread(client, issue_id)
+        return CommentThread(issue_id, again.comments, again.total, thread.pages + again.pages)
+
+    return list(await asyncio.gather(*(one(issue_id) for issue_id in issue_ids)))
+
+
+def stored_issue_batches(
+    db: Database, selector: Mapping[str, Any], size: int = ISSUE_BATCH
+) -> Iterator[list[dict[str, Any]]]:
+    """The selected stored issues, projected to their ids and comment block, a batch at a time."""
+    projection = {"issue_id": 1, "key": 1, "updated": 1, "raw.fields.comment": 1, "_id": 0}
+    batch: list[dict[str, Any]] = []
+    for issue in db["jira_issues"].find(dict(selector), projection):
+        batch.append(issue)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def stored_live_comments(
+    db: Database, connection_id: str, issue_ids: list[str]
+) -> dict[str, set[str]]:
+    """The ids of the stored, live comments of each of `issue_ids`."""
+    found: dict[str, set[str]] = {}
+    selector = {"connection_id": connection_id, "issue_id": {"$in": issue_ids},
+                "is_deleted": {"$ne": True}}
+    for doc in db[COMMENTS.collection].find(selector, {"issue_id": 1, "comment_id": 1, "_id": 0}):
+        found.setdefault(str(doc["issue_id"]), set()).add(str(doc["comment_id"]))
+    return found
+
+
+def comments_complete(
+    jira: JiraResource, db: Database, site: JiraSite, selector: Mapping[str, Any]
+) -> dg.AssetCheckResult:
+    """For a sample of the partitions' issues, the stored live comments against Jira's thread:
+    as many as its `total`, the same ids, none edited since it was stored."""
+    issues = [
+        (doc["issue_id"], doc.get("key"), doc.get("updated"),
+         (((doc.get("raw") or {}).get("fields") or {}).get("comment") or {}).get("total") or 0)
+        for doc in db["jira_issues"].find(
+            dict(selector), {"issue_id": 1, "key": 1, "updated": 1,
+                             "raw.fields.comment.total": 1, "_id": 0})
+    ]
+    recent = sorted(issues, key=lambda issue: str(issue[2]), reverse=True)[: SAMPLE_SIZE // 2]
+    busiest = sorted(issues, key=lambda issue: issue[3], reverse=True)
+    sample = list({issue[0]: issue for issue in [*recent, *busiest][:SAMPLE_SIZE * 2]}.values())
+    sample = sample[:SAMPLE_SIZE]
+    ids = [issue[0] for issue in sample]
+    before = jira.counters()
+    threads = {thread.issue_id: thread
+               for thread in (jira.run(lambda client: fetch_threads(client, ids)) if ids else [])}
+    stored: dict[str, dict[str, Any]] = {}
+    for doc in db[COMMENTS.collection].find(
+            {"connection_id": site.connection_id, "issue_id": {"$in": ids},
+             "is_deleted": {"$ne": True}}, {"issue_id": 1, "comment_id": 1, "updated": 1,
+                                            "_id": 0}):
+        stored.setdefault(str(doc["issue_id"]), {})[str(doc["comment_id"])] = doc.get("updated")
+    keys = {issue[0]: issue[1] or issue[0] for issue in sample}
+    mismatched = []
+    for issue_id in ids:
+        thread, held = threads[issue_id], stored.get(issue_id, {})
+        if thread.total is None:
+            continue  # not found in Jira (deleted since): the census's to judge
+        if len(held) != thread.total:
+            mismatched.append(f"{keys[issue_id]}: stored {len(held)}, Jira {thread.total}")
+            continue
+        edited = [c for c in thread.comments
+                  if str(c.get("id")) in held and not _same_moment(held[str(c["id"])],
+                                                                  c.get("updated"))]
+        unknown = [c for c in thread.comments if str(c.get("id")) not in held]
+        if edited or unknown:
+            mismatched.append(f"{keys[issue_id]}: {len(edited)} edited and {len(unknown)} "
+                              "unknown comment(s) since stored")
+    spent = counter_delta(before, jira.counters())
+    return dg.AssetCheckResult(
+        asset_key=site.asset_key(ASSET_NAME),
+        check_name="comments_complete",
+        passed=not mismatched,
+        description=(f"{len(mismatched)} of {len(ids)} sampled issue(s) store other comments "
+                     "than Jira lists" if mismatched
+                     else f"all {len(ids)} sampled issue(s) store every comment Jira lists"),
+        metadata={
+            "issues_sampled": len(ids),
+            "mismatched": len(mismatched),
+            "mismatched_sample": "; ".join(mismatched[:10]),
+            "api_calls": int(spent["api_calls"]),
+        },
+    )
+
+
+def _same_moment(stored: Any, sent: Any) -> bool:
+    """A stored BSON date (milliseconds, maybe naive UTC) against Jira's timestamp."""
+    if not isinstance(stored, datetime) or not isinstance(sent, str):
+        return stored is None and sent is None
+    moment = _moment_of(sent)
+    if moment is None:
+        return False
+    if stored.tzinfo is None:
+        stored = stored.replace(tzinfo=UTC)
+    return abs((stored - moment).total_seconds()) < 0.001
+
+
+def _moment_of(text: str) -> datetime | None:
+    try:
+        return parse_jira_datetime(text)
+    except ValueError:
+        return None
