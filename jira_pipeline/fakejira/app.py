@@ -24,6 +24,11 @@ from jira_pipeline.fakejira.dataset import (
     NAVIGABLE_FIELD_IDS,
     Issue,
 )
+from jira_pipeline.fakejira.history import (
+    ChangelogRequestError,
+    bulk_changelog_page,
+    configure_changelog,
+)
 from jira_pipeline.fakejira.jql import JqlError
 from jira_pipeline.fakejira.limits import GATEWAY_502, GATEWAY_503, RateDecision
 from jira_pipeline.fakejira.oauth import SCOPES, OAuthError
@@ -684,6 +689,14 @@ async def issue_changelog(call: Call) -> object:
     return body
 
 
+async def changelog_bulkfetch(call: Call) -> object:
+    """POST /changelog/bulkfetch: the histories of up to 1,000 issues (fakejira/history.py)."""
+    try:
+        return bulk_changelog_page(call.site, call.renderer, await call.request.body())
+    except ChangelogRequestError as error:
+        raise ApiError(400, str(error)) from None
+
+
 # --- OAuth 3LO ------------------------------------------------------------------------------
 
 
@@ -855,6 +868,9 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
     async def stats(request: Request) -> Response:
         return json_response(site.stats())
 
+    async def changelog(request: Request) -> Response:
+        return json_response(configure_changelog(site, await body_of(request)))
+
     return [
         Route("/_fake/issues", admin(issues), methods=["GET", "POST"]),
         Route("/_fake/issues/{key}/touch", admin(touch), methods=["POST"]),
@@ -868,6 +884,7 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         Route("/_fake/config", admin(config), methods=["GET", "POST"]),
         Route("/_fake/reset", admin(reset), methods=["POST"]),
         Route("/_fake/stats", admin(stats), methods=["GET"]),
+        Route("/_fake/changelog", admin(changelog), methods=["POST"]),
     ]
 
 
@@ -891,6 +908,7 @@ CLOUD_ENDPOINTS: tuple[tuple[str, Handler, tuple[str, ...]], ...] = (
     ("/issue/{key}/comment", issue_comments, ("GET",)),
     ("/issue/{key}/worklog", issue_worklogs, ("GET",)),
     ("/issue/{key}/changelog", issue_changelog, ("GET",)),
+    ("/changelog/bulkfetch", changelog_bulkfetch, ("POST",)),
 )
 DATACENTER_ENDPOINTS: tuple[tuple[str, Handler, tuple[str, ...]], ...] = (
     ("/myself", myself, ("GET",)),
