@@ -121,3 +121,9 @@ class FakeJiraAdmin:
 
     def stats(self) -> dict:
         return self._call("GET", "/stats")
+
+    def configure_changelog(self, **knobs: Any) -> dict:
+        """How `POST /changelog/bulkfetch` pages misbehave: glitch_next_page ("no_token" |
+        "short" | "repeat_token", one-shot) and page_cap (histories a page at most; 0: as
+        asked). Returns both (fakejira/history.py)."""
+        return self._call("POST", "/changelog", knobs)
