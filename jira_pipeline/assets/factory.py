@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 import dagster as dg
 from dagster._core.execution.build_resources import wrap_resources_for_execution
 
+from jira_pipeline.assets.changelogs import build_changelogs_asset
 from jira_pipeline.assets.checks import build_issue_checks
 from jira_pipeline.assets.dimensions import build_dimension_assets
 from jira_pipeline.assets.issues import build_issues_asset
@@ -41,6 +42,7 @@ def site_assets_and_checks(
         build_dimension_assets(site, (PROJECTS, STATUSES, USERS), settings),
         issues,
         build_summary_asset(site, partitions),
+        build_changelogs_asset(site, partitions, settings),
     ]
     # The other checks are check_specs of the assets, evaluated in their steps.
     checks = build_issue_checks(site, partitions, settings)

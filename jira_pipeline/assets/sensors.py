@@ -209,7 +209,8 @@ class RequestTarget:
     narrow: bool = False  # shared jobs: each request selects the site's own assets
 
     def issues_selection(self, site: JiraSite) -> list[dg.AssetKey] | None:
-        return [site.asset_key("jira_issues")] if self.narrow else None
+        keys = [site.asset_key("jira_issues"), site.asset_key("jira_issue_changelogs")]
+        return keys if self.narrow else None
 
 
 @dataclass(frozen=True)
