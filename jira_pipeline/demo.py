@@ -221,6 +221,8 @@ def _fake_counts(fake: Any) -> dict[str, int]:
         "jira_statuses": len(data.statuses),
         "jira_users": len(data.users),
         "jira_issues": sum(1 for issue in data.issues if not issue.deleted),
+        "jira_issue_changelogs": sum(len(fake.site.renderer(fake.base_url).histories(issue))
+                                     for issue in data.issues if not issue.deleted),
     }
 
 

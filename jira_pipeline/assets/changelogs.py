@@ -20,6 +20,7 @@ from typing import Any
 import dagster as dg
 from pymongo.database import Database
 
+from jira_pipeline.assets.census import census_enabled
 from jira_pipeline.assets.checks import jira_spent, run_started, selected_checks
 from jira_pipeline.assets.dimensions import NETWORK_RETRY_POLICY
 from jira_pipeline.assets.partitions import partition_key_for
@@ -109,6 +110,9 @@ def _build_changelogs_asset(
         context: dg.AssetExecutionContext, jira: JiraResource, mongo: MongoResource
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         window = run_window(context, partitions, settings)
+        if census_ran(context, issues_key):
+            # The census stored the issues MongoDB lacked, whatever their `updated`: theirs too.
+            window.stored_since = run_started(context.instance, context.run.run_id)
         db = mongo.get_database()
         if key in context.selected_asset_keys:
             context.log.info(f"fetching the changelogs of the issues updated in {window}")
@@ -139,8 +143,12 @@ def run_window(
     settings: PipelineSettings,
 ) -> "StoredWindow":
     """The run's partitions' window widened by the lookback, open-ended at the partition set's
-    ends (the first partition holds what came before it, the last what came after)."""
-    time_window = context.partition_time_window
+    ends (the first partition holds what came before it, the last what came after); a run
+    of the check alone (no partition) judges the whole site's issues."""
+    try:
+        time_window = context.partition_time_window
+    except dg.DagsterInvariantViolationError:  # the check alone: not a partitioned step
+        return StoredWindow(None, None)
     widened = IssueWindow(time_window.start, time_window.end).widened(settings.lookback)
     first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
     keys = context.partition_keys
@@ -150,11 +158,35 @@ def run_window(
     )
 
 
+def census_ran(context: dg.AssetExecutionContext, issues_key: dg.AssetKey) -> bool:
+    """Whether this run's `jira_issues` step takes the census (its run config, else the daily
+    schedule's tag)."""
+    run_config: dict[str, Any] = dict(context.run.run_config or {})
+    ops: dict[str, Any] = run_config.get("ops") or {}
+    config: dict[str, Any] = (ops.get(issues_key.to_python_identifier()) or {}).get("config") or {}
+    return census_enabled(config.get("reconcile_deletions"), context.run.tags)
+
+
 class StoredWindow:
-    """A range of stored issues' `updated` ([start, end); None: unbounded on that side)."""
+    """A range of stored issues' `updated` ([start, end); None: unbounded on that side), and
+    with `stored_since`, also the issues first stored since then outside it (what a census
+    brought in from other days)."""
 
     def __init__(self, start: datetime | None, end: datetime | None) -> None:
         self.start, self.end = start, end
+        self.stored_since: datetime | None = None
+
+    def newly_stored_selector(self, connection_id: str) -> dict[str, Any] | None:
+        """The issues first stored since `stored_since` whose `updated` is outside the range."""
+        if self.stored_since is None or (self.start is None and self.end is None):
+            return None
+        outside: list[dict[str, Any]] = []
+        if self.start is not None:
+            outside.append({"updated": {"$lt": self.start}})
+        if self.end is not None:
+            outside.append({"updated": {"$gte": self.end}})
+        return {"connection_id": connection_id, "is_deleted": {"$ne": True},
+                "first_seen_at": {"$gte": self.stored_since}, "$or": outside}
 
     def selector(self, connection_id: str) -> dict[str, Any]:
         selector: dict[str, Any] = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
@@ -178,10 +210,12 @@ def window_issue_chunks(
 ) -> Iterator[dict[str, tuple[str | None, datetime | None]]]:
     """The window's stored issues, `size` at a time, as {issue id: (key, updated)}: read from
     one projected cursor (the `updated` index narrows it), so memory holds a chunk."""
-    cursor = db["jira_issues"].find(window.selector(connection_id),
-                                    {"issue_id": 1, "key": 1, "updated": 1, "_id": 0})
+    projection = {"issue_id": 1, "key": 1, "updated": 1, "_id": 0}
+    selectors = [window.selector(connection_id), window.newly_stored_selector(connection_id)]
+    docs = (doc for selector in selectors if selector is not None
+            for doc in db["jira_issues"].find(selector, projection))
     chunk: dict[str, tuple[str | None, datetime | None]] = {}
-    for doc in cursor:
+    for doc in docs:
         issue_id = doc.get("issue_id")
         if issue_id is None:
             continue

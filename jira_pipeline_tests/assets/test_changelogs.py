@@ -183,3 +183,20 @@ def test_data_center_stores_whole_changelogs_one_request_per_issue(
                         in pipeline.fake.admin.stats()["requests"].items()})
     # One per issue for the changelogs, one per sampled issue for the check.
     assert requests["GET /rest/api/2/issue/{key}"] == len(in_jira) + min(5, len(in_jira))
+
+
+def test_an_issue_the_census_brings_back_from_another_day_gets_its_changelog(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    pipeline = pipeline_factory(issues=40, days=3, histories=(5, 40))
+    assert pipeline.sync_everything().success
+    lost = min(pipeline.fake.admin.issues(), key=lambda row: row["updated"])  # not today's
+    pipeline.db["jira_issues"].delete_one({"issue_id": lost["id"]})  # as if never stored
+    pipeline.db[CHANGELOGS].delete_many({"issue_id": lost["id"]})
+
+    # The daily run's census finds it missing and stores it, far outside today's window.
+    result = pipeline.run("jira_sync_job", pipeline.today, reconcile_deletions=True)
+
+    assert result.success
+    assert sorted(stored_histories(pipeline)[lost["id"]]) == sorted(
+        jira_histories(pipeline)[lost["id"]])

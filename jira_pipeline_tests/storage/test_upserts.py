@@ -153,6 +153,10 @@ def test_ensure_indexes_creates_exactly_the_design_indexes_and_is_idempotent(sto
         "jira_issue_daily_summary": [
             ((("connection_id", 1), ("project_key", 1), ("status_name", 1), ("day", 1)), True),
         ],
+        "jira_issue_changelogs": [
+            ((("connection_id", 1), ("created", 1)), False),
+            ((("connection_id", 1), ("issue_id", 1), ("history_id", 1)), True),
+        ],
     }  # fmt: skip
 
 
