@@ -40,7 +40,7 @@ from jira_pipeline.jira.changelogs import (
     ChangelogTail,
     changelog_tail,
     history_document,
-    issue_histories,
+    issue_history_pages,
 )
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import ISSUE_CHANGELOGS
@@ -255,8 +255,9 @@ class ChangelogStream(WriteStream):
                 self.issues += len(chunk)
                 days = {issue_id: _day(updated) for issue_id, (_, updated) in chunk.items()}
                 self._days.update(days.values())
-                pairs = self._jira.iterate(histories_of(list(chunk)), max_buffered=1000)
-                for issue_id, history in pairs:
+                # Pages cross from the client's loop thread, not histories one by one.
+                pages = self._jira.iterate(history_pages_of(list(chunk)), max_buffered=1)
+                for issue_id, history in (pair for page in pages for pair in page):
                     self.histories += 1
                     self._day_histories[days.get(issue_id, "")] += 1
                     issue_key = chunk[issue_id][0] if issue_id in chunk else None
@@ -304,10 +305,10 @@ def _day(updated: datetime | None) -> str:
     return updated.astimezone(UTC).date().isoformat() if updated else ""
 
 
-def histories_of(
+def history_pages_of(
     ids: list[str],
-) -> Callable[[JiraClient], AsyncIterator[tuple[str, dict[str, Any]]]]:
-    return lambda client: issue_histories(client, ids)
+) -> Callable[[JiraClient], AsyncIterator[list[tuple[str, dict[str, Any]]]]]:
+    return lambda client: issue_history_pages(client, ids)
 
 
 def tail_of(

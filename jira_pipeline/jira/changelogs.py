@@ -23,7 +23,22 @@ async def issue_histories(
     field_ids: Sequence[str] = (),
     page_size: int = BULK_CHANGELOG_PAGE,
 ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """Every history of every issue among `issue_ids`, as (issue id, Jira's history JSON).
+    """Every history of every issue among `issue_ids`, as (issue id, Jira's history JSON):
+    `issue_history_pages`, one history at a time."""
+    async for page in issue_history_pages(client, issue_ids, field_ids=field_ids,
+                                          page_size=page_size):
+        for pair in page:
+            yield pair
+
+
+async def issue_history_pages(
+    client: JiraClient,
+    issue_ids: Sequence[str],
+    *,
+    field_ids: Sequence[str] = (),
+    page_size: int = BULK_CHANGELOG_PAGE,
+) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
+    """Every history of every issue among `issue_ids`, a page of (issue id, history) at a time.
 
     Cloud: `POST /changelog/bulkfetch`, 1,000 issues a call, each call paged by `nextPageToken`
     over the histories of all its issues, oldest first (so ceil(N / 1000) + ceil(histories /
@@ -38,18 +53,18 @@ async def issue_histories(
         if not issue_id.isdigit():
             raise ValueError(f"not a Jira issue id: {issue_id!r}")
     if client.deployment == "datacenter":
-        async for pair in _whole_changelogs(client, ids):
-            yield pair
+        async for page in _whole_changelogs(client, ids):
+            yield page
         return
     for start in range(0, len(ids), BULK_CHANGELOG_ISSUES):
         chunk = ids[start:start + BULK_CHANGELOG_ISSUES]
-        async for pair in _bulk_changelog_call(client, chunk, list(field_ids), page_size):
-            yield pair
+        async for page in _bulk_changelog_call(client, chunk, list(field_ids), page_size):
+            yield page
 
 
 async def _bulk_changelog_call(
     client: JiraClient, chunk: list[str], field_ids: list[str], page_size: int
-) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
     path = f"{client.api_prefix}/changelog/bulkfetch"
     where = f"POST {path}"
     asked = set(chunk)
@@ -70,8 +85,8 @@ async def _bulk_changelog_call(
         if page and ids == previous:
             raise JiraPaginationError(f"{where}: page {pages} repeats the previous page")
         previous = ids
-        for pair in page:
-            yield pair
+        if page:
+            yield page
         token = body.get("nextPageToken")
         if not token:
             return
@@ -111,14 +126,15 @@ def _page_histories(body: Any, asked: set[str], where: str) -> list[tuple[str, d
 
 async def _whole_changelogs(
     client: JiraClient, ids: list[str]
-) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+) -> AsyncIterator[list[tuple[str, dict[str, Any]]]]:
     width = max(1, client.limiter.max_in_flight)
     for start in range(0, len(ids), width):
         group = ids[start:start + width]
         changelogs = await asyncio.gather(*(whole_changelog(client, i) for i in group))
-        for issue_id, histories in zip(group, changelogs, strict=True):
-            for history in histories or ():
-                yield issue_id, history
+        page = [(issue_id, history) for issue_id, histories in zip(group, changelogs, strict=True)
+                for history in histories or ()]
+        if page:
+            yield page
 
 
 async def whole_changelog(client: JiraClient, issue_id: str) -> list[dict[str, Any]] | None:
