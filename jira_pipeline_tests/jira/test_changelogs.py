@@ -11,6 +11,7 @@ import pytest
 from jira_pipeline.jira import BearerPAT, JiraClient, JiraPaginationError, RateLimiter, run_sync
 from jira_pipeline.jira.changelogs import changelog_tail, history_document, issue_histories
 from jira_pipeline_tests.jira.test_client import FAST_RETRY, basic_client, requests_to
+from jira_pipeline_tests.openapi import assert_valid_schema
 
 BULK = "/changelog/bulkfetch"
 
@@ -123,3 +124,23 @@ def test_history_document_names_the_fields_issue_13_fixes() -> None:
                    "from_string": "To Do", "to": "3", "to_string": "In Progress"}],
         "raw": history,
     }
+
+
+def test_every_bulkfetch_request_is_a_documented_request_body(fake_jira_factory: Any) -> None:
+    fake = fake_jira_factory(issues=30, seed=5, histories=(10, 100))
+    sent: list[Any] = []
+
+    class Recording(JiraClient):
+        async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+            sent.append(kwargs.get("json"))
+            return await super().request_json(method, path, **kwargs)
+
+    client = Recording(basic_client(fake).auth, fake.base_url, limiter=RateLimiter(0.0, 4),
+                       retry=FAST_RETRY)
+    pairs = run_sync(collect(client, ids_of(fake), field_ids=["status"], page_size=200))
+
+    assert pairs and len(sent) >= 2
+    for body in sent:
+        assert_valid_schema("BulkChangelogRequestBean", body)
+    assert all(body["fieldIds"] == ["status"] and body["maxResults"] == 200 for body in sent)
+    assert "nextPageToken" not in sent[0] and all("nextPageToken" in body for body in sent[1:])
