@@ -44,7 +44,13 @@ from jira_pipeline.jira.changelogs import (
 )
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import ISSUE_CHANGELOGS
-from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY, Upsert, WriteItem, WriteStream
+from jira_pipeline.storage.io_manager import (
+    CONNECTION_METADATA_KEY,
+    Tombstone,
+    Upsert,
+    WriteItem,
+    WriteStream,
+)
 from jira_pipeline.storage.resources import MongoResource
 from jira_pipeline.timeutil import parse_jira_datetime
 
@@ -265,6 +271,25 @@ class ChangelogStream(WriteStream):
                     if len(self._preview) < PREVIEW_ROWS:
                         self._preview.append({name: doc.get(name) for name in PREVIEW_FIELDS})
                     yield Upsert(doc)
+            gone = self._histories_of_deleted_issues()
+            if gone:
+                yield Tombstone(ISSUE_CHANGELOGS.name, frozenset(gone))
+
+    def _histories_of_deleted_issues(self) -> list[str]:
+        """The live histories of the issues this run's census proved gone (marked deleted
+        since the run started): gone from Jira with their issue. Other runs prove nothing."""
+        since = self._window.stored_since
+        if since is None:
+            return []
+        deleted = [str(doc["issue_id"]) for doc in self._db["jira_issues"].find(
+            {"connection_id": self._connection_id, "is_deleted": True,
+             "deleted_at": {"$gte": since}}, {"issue_id": 1, "_id": 0})
+            if doc.get("issue_id") is not None]
+        if not deleted:
+            return []
+        return [str(doc["history_id"]) for doc in self._db[ISSUE_CHANGELOGS.collection].find(
+            {"connection_id": self._connection_id, "issue_id": {"$in": deleted},
+             "is_deleted": {"$ne": True}}, {"history_id": 1, "_id": 0})]
 
     def by_partition(self, partitions: dg.DailyPartitionsDefinition,
                      keys: list[str]) -> dict[str, dict[str, Any]]:

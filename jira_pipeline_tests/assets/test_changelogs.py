@@ -200,3 +200,29 @@ def test_an_issue_the_census_brings_back_from_another_day_gets_its_changelog(
     assert result.success
     assert sorted(stored_histories(pipeline)[lost["id"]]) == sorted(
         jira_histories(pipeline)[lost["id"]])
+
+
+def test_the_histories_of_an_issue_the_census_proves_deleted_are_marked_deleted(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    pipeline = pipeline_factory(issues=40, days=3, histories=(5, 40))
+    assert pipeline.sync_everything().success
+    gone = min(pipeline.fake.admin.issues(), key=lambda row: row["updated"])
+    kept = stored_histories(pipeline)
+    pipeline.fake.admin.delete_issue(gone["key"])
+
+    # A delta proves nothing: the issue is only missing from a search.
+    assert pipeline.run("jira_issues_job", pipeline.today).success
+    assert stored_histories(pipeline) == kept
+    # The daily run's census proves it gone: its histories go with it, kept as deleted.
+    result = pipeline.run("jira_sync_job", pipeline.today, reconcile_deletions=True)
+
+    assert result.success
+    assert gone["id"] not in stored_histories(pipeline)
+    marked = list(pipeline.db[CHANGELOGS].find({"issue_id": gone["id"]}))
+    assert len(marked) == len(kept[gone["id"]]) and all(d["is_deleted"] for d in marked)
+    assert all(d["deleted_at"] is not None for d in marked)
+    assert {i: h for i, h in stored_histories(pipeline).items()} == {
+        i: h for i, h in kept.items() if i != gone["id"]}
+    [figures] = materializations(result, CHANGELOGS)
+    assert figures["marked_deleted"] == len(kept[gone["id"]])
