@@ -224,6 +224,8 @@ def _fake_counts(fake: Any) -> dict[str, int]:
         "jira_fields": len(fake.site.renderer(fake.base_url).field_details()),
         "jira_issue_comments": sum(fake.site.renderer(fake.base_url).comments(issue, None)["total"]
                                    for issue in data.issues if not issue.deleted),
+        "jira_issue_changelogs": sum(len(fake.site.renderer(fake.base_url).histories(issue))
+                                     for issue in data.issues if not issue.deleted),
     }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from jira_pipeline.assets.changelogs import build_changelogs_asset
 from jira_pipeline.assets.checks import build_issue_checks
 from jira_pipeline.assets.comments import build_comments_asset
 from jira_pipeline.assets.dimensions import build_dimension_assets
@@ -50,6 +51,7 @@ def site_assets_and_checks(
         issues,
         build_summary_asset(site, partitions),
         build_comments_asset(site, partitions, settings),
+        build_changelogs_asset(site, partitions, settings),
     ]
     # The other checks are check_specs of the assets, evaluated in their steps.
     checks = build_issue_checks(site, partitions, settings)

@@ -20,9 +20,10 @@ from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY
 from jira_pipeline.storage.resources import MongoResource
 from jira_pipeline.storage.sync_errors import UnstorableRecord
 
-# Everything Jira knows of an issue, and its history: stored whole under `raw`.
+# Everything Jira knows of an issue: stored whole under `raw`. Not its changelog: Jira embeds
+# only the first 100 histories; `jira_issue_changelogs` fetches them all (changelog/bulkfetch).
 ISSUE_FIELDS = ("*all",)
-ISSUE_EXPAND = ("changelog",)
+ISSUE_EXPAND: tuple[str, ...] = ()
 
 
 class IssueSyncConfig(dg.Config):
@@ -52,7 +53,7 @@ def build_issues_asset(
                 key=issues_key,
                 group_name=site.group_name,
                 description=(
-                    "Jira issues with every field and the changelog under `raw`. A daily "
+                    "Jira issues with every field under `raw`. A daily "
                     "partition holds the issues whose `updated` falls on that UTC day; today's "
                     "partition is the delta the schedule and the refresh sensor keep current."
                 ),

@@ -10,6 +10,8 @@ import dagster as dg
 from jira_pipeline.assets.sites import JiraSite
 
 DIMENSION_ASSETS = ("jira_projects", "jira_statuses", "jira_users", "jira_fields")
+# Partitioned like jira_issues and recomputed for each synced issue window.
+ISSUE_FOLLOWERS = ("jira_issue_comments", "jira_issue_changelogs")
 # Every step of a run runs in the run's own process: the multiprocess executor started a process
 # per asset and per check, each importing Dagster and rebuilding the code location (most of a
 # run's wall time and CPU), while the I/O concurrency a sync needs already lives in the client.
@@ -33,21 +35,24 @@ def build_site_jobs(site: JiraSite) -> SiteJobs:
     dimensions = [site.asset_key(name) for name in DIMENSION_ASSETS]
     issues = site.asset_key("jira_issues")
     summary = site.asset_key("jira_issue_daily_summary")
-    comments = site.asset_key("jira_issue_comments")  # follows every issue delta
+    # The partitioned assets that follow every issue delta (an edited issue may have new
+    # comments and histories): in the sync job and in the job the sensor requests.
+    followers = [site.asset_key(name) for name in ISSUE_FOLLOWERS]
     return SiteJobs(
         sync=dg.define_asset_job(
             site.object_name("jira_sync_job"),
-            selection=dg.AssetSelection.assets(*dimensions, issues, summary, comments),
+            selection=dg.AssetSelection.assets(*dimensions, issues, summary, *followers),
             tags=site.issue_run_tags,
             executor_def=RUN_EXECUTOR,
             description="Dimensions, the chosen issue partitions, and the daily summary.",
         ),
         issues=dg.define_asset_job(
             site.object_name("jira_issues_job"),
-            selection=dg.AssetSelection.assets(issues, comments),
+            selection=dg.AssetSelection.assets(issues, *followers),
             tags=site.issue_run_tags,
             executor_def=RUN_EXECUTOR,
-            description="Only the chosen `jira_issues` partitions (what the sensor requests).",
+            description="The chosen `jira_issues` partitions and what follows each issue "
+            "(comments, changelogs): what the sensor requests.",
         ),
         dimensions=dg.define_asset_job(
             site.object_name("jira_dimensions_job"),

@@ -17,7 +17,7 @@ from typing import Any
 import dagster as dg
 from pymongo.database import Database
 
-from jira_pipeline.assets.jobs import SiteJobs
+from jira_pipeline.assets.jobs import ISSUE_FOLLOWERS, SiteJobs
 from jira_pipeline.assets.partitions import partition_keys_between
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.schedules import partition_range_tags
@@ -219,8 +219,8 @@ class RequestTarget:
     narrow: bool = False  # shared jobs: each request selects the site's own assets
 
     def issues_selection(self, site: JiraSite) -> list[dg.AssetKey] | None:
-        # The comments follow every issue delta (an edited issue may have new comments).
-        names = ("jira_issues", "jira_issue_comments")
+        # What follows each issue (comments, changelogs) is re-read with every issue delta.
+        names = ("jira_issues", *ISSUE_FOLLOWERS)
         return [site.asset_key(name) for name in names] if self.narrow else None
 
 

@@ -148,3 +148,8 @@ class FakeJiraAdmin:
 
     def restore_field(self, field_id: str) -> None:
         self._call("POST", f"/fields/{field_id}/restore")
+    def configure_changelog(self, **knobs: Any) -> dict:
+        """How `POST /changelog/bulkfetch` pages misbehave: glitch_next_page ("no_token" |
+        "short" | "repeat_token", one-shot) and page_cap (histories a page at most; 0: as
+        asked). Returns both (fakejira/history.py)."""
+        return self._call("POST", "/changelog", knobs)

@@ -26,6 +26,11 @@ from jira_pipeline.fakejira.dataset import (
     Issue,
 )
 from jira_pipeline.fakejira.field_trash import field_trash_routes
+from jira_pipeline.fakejira.history import (
+    ChangelogRequestError,
+    bulk_changelog_page,
+    configure_changelog,
+)
 from jira_pipeline.fakejira.jql import JqlError
 from jira_pipeline.fakejira.limits import GATEWAY_502, GATEWAY_503, RateDecision
 from jira_pipeline.fakejira.oauth import SCOPES, OAuthError
@@ -693,6 +698,14 @@ async def issue_changelog(call: Call) -> object:
     return body
 
 
+async def changelog_bulkfetch(call: Call) -> object:
+    """POST /changelog/bulkfetch: the histories of up to 1,000 issues (fakejira/history.py)."""
+    try:
+        return bulk_changelog_page(call.site, call.renderer, await call.request.body())
+    except ChangelogRequestError as error:
+        raise ApiError(400, str(error)) from None
+
+
 # --- OAuth 3LO ------------------------------------------------------------------------------
 
 
@@ -864,6 +877,9 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
     async def stats(request: Request) -> Response:
         return json_response(site.stats())
 
+    async def changelog(request: Request) -> Response:
+        return json_response(configure_changelog(site, await body_of(request)))
+
     return [
         Route("/_fake/issues", admin(issues), methods=["GET", "POST"]),
         Route("/_fake/issues/{key}/touch", admin(touch), methods=["POST"]),
@@ -879,6 +895,7 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         Route("/_fake/stats", admin(stats), methods=["GET"]),
         *comment_admin_routes(site),
         *field_trash_routes(site),
+        Route("/_fake/changelog", admin(changelog), methods=["POST"]),
     ]
 
 
@@ -902,6 +919,7 @@ CLOUD_ENDPOINTS: tuple[tuple[str, Handler, tuple[str, ...]], ...] = (
     ("/issue/{key}/comment", issue_comments, ("GET",)),
     ("/issue/{key}/worklog", issue_worklogs, ("GET",)),
     ("/issue/{key}/changelog", issue_changelog, ("GET",)),
+    ("/changelog/bulkfetch", changelog_bulkfetch, ("POST",)),
 )
 DATACENTER_ENDPOINTS: tuple[tuple[str, Handler, tuple[str, ...]], ...] = (
     ("/myself", myself, ("GET",)),

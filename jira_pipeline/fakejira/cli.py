@@ -55,6 +55,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--paging", choices=("keyset", "offset"), default=defaults.paging,
         help="what Cloud nextPageTokens remember: the last sort key, or an offset (pages then "
         "shift when issues change during a walk)")
+    add("--histories", default=None, metavar="LOW-HIGH",
+        help="histories per issue, drawn from LOW..HIGH (e.g. 10-300); default: 0 to 3")
     add("--now", default=None,
         help="ISO-8601 start of the fake's clock (default: the wall clock); pins the dataset")
     add("--tls-cert", default=None, help="PEM certificate: serve HTTPS (with --tls-key)")
@@ -73,6 +75,7 @@ def config_from_args(args: argparse.Namespace) -> FakeJiraConfig:
         ZoneInfo(args.user_timezone)
     except (ZoneInfoNotFoundError, ValueError):
         raise ValueError(f"--user-timezone: unknown time zone {args.user_timezone!r}") from None
+    histories = _history_range(args.histories)
     if bool(args.tls_cert) != bool(args.tls_key):
         raise ValueError("--tls-cert and --tls-key go together")
     return FakeJiraConfig(
@@ -82,10 +85,20 @@ def config_from_args(args: argparse.Namespace) -> FakeJiraConfig:
         burst=args.burst, fault_rate=args.fault_rate, token_ttl=args.token_ttl, mode=args.mode,
         oauth_client_id=args.oauth_client_id, oauth_client_secret=args.oauth_client_secret,
         now=now, dc_user_search_cap=args.dc_user_search_cap,
-        dc_user_search_limit=args.dc_user_search_limit, paging=args.paging,
+        dc_user_search_limit=args.dc_user_search_limit, paging=args.paging, histories=histories,
         forbidden_projects=tuple(k.strip().upper() for k in args.forbidden_projects.split(",")
                                  if k.strip()),
     )
+
+
+def _history_range(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    low, _, high = value.partition("-")
+    try:
+        return int(low), int(high or low)
+    except ValueError:
+        raise ValueError(f"--histories: expected LOW-HIGH, got {value!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -45,6 +45,9 @@ class FakeJiraConfig:
     # What a Cloud nextPageToken remembers: the last sort key (keyset: edits during a walk
     # neither skip nor repeat) or an offset into the results (pages shift under edits).
     paging: Paging = "keyset"
+    # Histories per issue, drawn per issue from [low, high] (issue 13's changelog benchmark uses
+    # (10, 300)); None: the small generated past, zero to three status changes an issue.
+    histories: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ("cloud", "datacenter"):
@@ -59,3 +62,5 @@ class FakeJiraConfig:
             raise ValueError("dc_user_search_cap and dc_user_search_limit must be >= 1")
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault_rate must lie between 0 and 1")
+        if self.histories is not None and not 0 <= self.histories[0] <= self.histories[1] <= 999:
+            raise ValueError("histories must be (low, high) with 0 <= low <= high <= 999")

@@ -282,6 +282,7 @@ class Dataset:
     comment_ledger: CommentLedger | None = None
     # Custom fields moved to Jira's trash: /field no longer lists them (fakejira/field_trash.py).
     trashed_fields: set[str] = field(default_factory=set)
+    history_range: tuple[int, int] | None = None  # FakeJiraConfig.histories
 
     def index(self) -> None:
         self.by_key = {issue.key: issue for issue in self.issues}
@@ -301,7 +302,8 @@ def build_dataset(config: FakeJiraConfig, now: datetime) -> Dataset:
         name = SCOPED_STATUS_NAMES[p % len(SCOPED_STATUS_NAMES)]
         category = "IN_PROGRESS" if name != "Triage" else "TODO"
         statuses.append(Status(str(10100 + p), name, category, p))
-    data = Dataset(users=users, projects=projects, statuses=statuses, issues=[])
+    data = Dataset(users=users, projects=projects, statuses=statuses, issues=[],
+                   history_range=config.histories)
     data.next_key_num = {p: 1 for p in range(len(projects))}
     # Assignable people: active humans; apps and inactive users still appear as reporters.
     humans = [i for i, u in enumerate(users) if u.account_type == "atlassian" and u.active]

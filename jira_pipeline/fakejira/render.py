@@ -25,6 +25,7 @@ from jira_pipeline.fakejira.dataset import (
     Status,
     User,
 )
+from jira_pipeline.fakejira.history import generated_histories
 
 EMBEDDED_COMMENTS = 20  # Jira embeds at most this many comments/worklogs in an issue
 EMBEDDED_WORKLOGS = 20
@@ -426,6 +427,8 @@ class SiteRenderer:
 
     def histories(self, issue: Issue) -> list[History]:
         """The generated past of an issue (status walk ending where it is now) plus admin edits."""
+        if self.data.history_range is not None:  # the `histories` knob: many per issue
+            return generated_histories(self.data, issue) + (issue.extra_histories or [])
         rng = random.Random(issue.seed ^ 0xC4A9)
         statuses = self.data.statuses
         done: list[History] = []
@@ -465,7 +468,8 @@ class SiteRenderer:
 
     def changelog(self, issue: Issue) -> dict:
         histories = self.histories(issue)
-        shown = histories[:EMBEDDED_HISTORIES]
+        # Cloud embeds the first 100; Data Center embeds the whole changelog.
+        shown = histories[:EMBEDDED_HISTORIES] if self.cloud else histories
         return {"startAt": 0, "maxResults": len(shown), "total": len(histories),
                 "histories": [self.history(h) for h in shown]}
 

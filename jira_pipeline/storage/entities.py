@@ -100,6 +100,19 @@ COMMENTS = EntitySpec(
 
 ENTITIES: dict[str, EntitySpec] = {spec.name: spec for spec in (PROJECTS, STATUSES, USERS, ISSUES)}
 ENTITIES.update({spec.name: spec for spec in (FIELDS, COMMENTS)})
+# One document per history entry (issue 13); histories are immutable, so the last write wins.
+ISSUE_CHANGELOGS = EntitySpec(
+    name="issue_changelogs",
+    collection="jira_issue_changelogs",
+    id_field="history_id",
+    version_field=None,
+    datetime_fields=("created",),
+    key_fields=(
+        "connection_id", "issue_id", "issue_key", "history_id", "author_account_id", "created",
+        "items", "is_deleted", "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+ENTITIES[ISSUE_CHANGELOGS.name] = ISSUE_CHANGELOGS
 CONNECTIONS_COLLECTION = "jira_connections"
 
 

@@ -10,7 +10,12 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
-from jira_pipeline.storage.entities import CONNECTIONS_COLLECTION, DAILY_SUMMARY, ENTITIES
+from jira_pipeline.storage.entities import (
+    CONNECTIONS_COLLECTION,
+    DAILY_SUMMARY,
+    ENTITIES,
+    ISSUE_CHANGELOGS,
+)
 from jira_pipeline.storage.sync_errors import SYNC_ERRORS_COLLECTION
 
 log = logging.getLogger(__name__)
@@ -103,6 +108,16 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("last_seen", ASCENDING)], name="last_seen"),
     ],
 }
+# The history id last: it is the key's selective field (the embedded store plans a unique check
+# on a key's last field); the (connection, issue) prefix also answers "an issue's histories".
+INDEXES[ISSUE_CHANGELOGS.collection] = [
+    IndexModel(
+        [("connection_id", ASCENDING), ("issue_id", ASCENDING), ("history_id", ASCENDING)],
+        name="connection_issue_history_unique",
+        unique=True,
+    ),
+    IndexModel([("connection_id", ASCENDING), ("created", ASCENDING)], name="connection_created"),
+]
 
 
 class IndexConflictError(RuntimeError):

@@ -76,7 +76,8 @@ def test_each_issue_in_jira_is_stored_with_its_ids_keys_updated_and_key_fields(
     assert result.success
     assert_store_mirrors_fake(pipeline)
     doc = next(iter(pipeline.stored_issues().values()))
-    assert doc["raw"]["id"] == doc["issue_id"] and "changelog" in doc["raw"]
+    # The changelog is jira_issue_changelogs': Jira embeds only its first 100 histories.
+    assert doc["raw"]["id"] == doc["issue_id"] and "changelog" not in doc["raw"]
     assert doc["raw"]["fields"]["summary"] == doc["summary"]
     assert pipeline.db["jira_issues"].distinct("connection_id") == [
         site_connection_id(pipeline.fake.base_url)
@@ -284,8 +285,9 @@ def test_thirty_partition_backfill_is_one_run_that_materializes_every_partition(
 
     assert result.success
     assert pipeline.instance.get_runs_count() == 1
-    # The job's assets (the issues and their comments) each materialize every partition.
-    for asset in ("jira_issues", "jira_issue_comments"):
+    # The job's assets (the issues, their comments and changelogs) each materialize every
+    # partition.
+    for asset in ("jira_issues", "jira_issue_comments", "jira_issue_changelogs"):
         assert sorted(str(e.partition) for e in result.get_asset_materialization_events()
                       if e.asset_key == dg.AssetKey(asset)) == keys
         assert pipeline.instance.get_materialized_partitions(dg.AssetKey(asset)) == set(keys)

@@ -158,6 +158,10 @@ def test_ensure_indexes_creates_exactly_the_design_indexes_and_is_idempotent(sto
             ((("connection_id", 1), ("comment_id", 1)), True),
             ((("connection_id", 1), ("issue_id", 1)), False),
         ],
+        "jira_issue_changelogs": [
+            ((("connection_id", 1), ("created", 1)), False),
+            ((("connection_id", 1), ("issue_id", 1), ("history_id", 1)), True),
+        ],
     }  # fmt: skip
 
 
