@@ -751,6 +751,8 @@ def oauth_routes(site: FakeJiraSite) -> list[Route]:
 
 
 def admin_routes(site: FakeJiraSite) -> list[Route]:
+    from jira_pipeline.fakejira.worklogs import worklog_admin_routes
+
     def admin(handler: Callable[[Request], Awaitable[Response]]) -> Callable:
         async def endpoint(request: Request) -> Response:
             try:
@@ -868,6 +870,7 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         Route("/_fake/config", admin(config), methods=["GET", "POST"]),
         Route("/_fake/reset", admin(reset), methods=["POST"]),
         Route("/_fake/stats", admin(stats), methods=["GET"]),
+        *worklog_admin_routes(site, admin, body_of),
     ]
 
 
@@ -903,6 +906,7 @@ DATACENTER_ENDPOINTS: tuple[tuple[str, Handler, tuple[str, ...]], ...] = (
     ("/search", dc_search, ("GET", "POST")),
     ("/field", field_list, ("GET",)),
     ("/issue/{key}", issue_get, ("GET",)),
+    ("/issue/{key}/worklog", issue_worklogs, ("GET",)),
 )
 
 
@@ -913,12 +917,14 @@ async def not_found(request: Request, exc: Exception) -> Response:
 
 
 def build_app(site: FakeJiraSite) -> Starlette:
+    from jira_pipeline.fakejira.worklogs import WORKLOG_ENDPOINTS  # its handlers use Call
+
     routes: list[Route] = []
     if site.config.mode == "cloud":
         # Cloud serves v2 beside v3 (same operations, rich text as plain strings), for clients
         # written against v2 such as the Singer tap.
         for version in ("3", "2"):
-            for suffix, handler, methods in CLOUD_ENDPOINTS:
+            for suffix, handler, methods in (*CLOUD_ENDPOINTS, *WORKLOG_ENDPOINTS):
                 routes.append(api_route(f"/rest/api/{version}{suffix}", handler, api=version,
                                         scheme="basic", methods=methods, site=site))
                 routes.append(api_route(f"/ex/jira/{{cloud_id}}/rest/api/{version}{suffix}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from jira_pipeline.fakejira.config import FakeJiraConfig
 from jira_pipeline.timeutil import to_epoch_ms
@@ -230,6 +231,8 @@ FIELDS: tuple[FieldDef, ...] = (
     # Jira's catalog calls this an array, yet sends a page object; the fake names what it sends.
     FieldDef("worklog", "Log Work", {"type": "worklogs-page", "system": "worklog"},
              navigable=False, orderable=False),
+    FieldDef("timetracking", "Time tracking", {"type": "timetracking", "system": "timetracking"},
+             navigable=True, orderable=True, searchable=False),
     FieldDef("customfield_10016", "Story point estimate",
              {"type": "number", "custom": _CF + "float", "customId": 10016}),
     FieldDef("customfield_10030", "Impact",
@@ -270,6 +273,7 @@ class Dataset:
     next_key_num: dict[int, int] = field(default_factory=dict)
     next_history_id: int = 1_000_000_000  # above every generated history id
     version: int = 0
+    worklog_book: Any = None  # fakejira.worklogs.WorklogBook, built on first use
 
     def index(self) -> None:
         self.by_key = {issue.key: issue for issue in self.issues}
