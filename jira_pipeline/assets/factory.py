@@ -22,6 +22,7 @@ from jira_pipeline.assets.sites import JiraSite, environment_site, registered_si
 from jira_pipeline.assets.statuses import STATUSES
 from jira_pipeline.assets.summary import build_summary_asset
 from jira_pipeline.assets.users import USERS
+from jira_pipeline.assets.worklogs import build_worklogs_asset
 from jira_pipeline.settings import ConfigurationError, PipelineSettings, load_settings
 from jira_pipeline.storage.connections import ConnectionRepository
 from jira_pipeline.storage.io_manager import MongoUpsertIOManager
@@ -41,6 +42,7 @@ def site_assets_and_checks(
         build_dimension_assets(site, (PROJECTS, STATUSES, USERS), settings),
         issues,
         build_summary_asset(site, partitions),
+        build_worklogs_asset(site, partitions, settings),
     ]
     # The other checks are check_specs of the assets, evaluated in their steps.
     checks = build_issue_checks(site, partitions, settings)

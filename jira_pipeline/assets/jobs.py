@@ -32,17 +32,19 @@ def build_site_jobs(site: JiraSite) -> SiteJobs:
     dimensions = [site.asset_key(name) for name in DIMENSION_ASSETS]
     issues = site.asset_key("jira_issues")
     summary = site.asset_key("jira_issue_daily_summary")
+    # Not partitioned: Dagster materializes it once in each run of the partitioned jobs.
+    worklogs = site.asset_key("jira_worklogs")
     return SiteJobs(
         sync=dg.define_asset_job(
             site.object_name("jira_sync_job"),
-            selection=dg.AssetSelection.assets(*dimensions, issues, summary),
+            selection=dg.AssetSelection.assets(*dimensions, issues, summary, worklogs),
             tags=site.issue_run_tags,
             executor_def=RUN_EXECUTOR,
             description="Dimensions, the chosen issue partitions, and the daily summary.",
         ),
         issues=dg.define_asset_job(
             site.object_name("jira_issues_job"),
-            selection=dg.AssetSelection.assets(issues),
+            selection=dg.AssetSelection.assets(issues, worklogs),
             tags=site.issue_run_tags,
             executor_def=RUN_EXECUTOR,
             description="Only the chosen `jira_issues` partitions (what the sensor requests).",

@@ -60,7 +60,7 @@ SITES_DAILY_SCHEDULE = "jira_sites_daily_schedule"
 def site_sync_keys(site: JiraSite) -> list[dg.AssetKey]:
     """What a site's daily run materializes: its dimensions, issues and daily summary."""
     names = ("jira_projects", "jira_statuses", "jira_users", "jira_issues",
-             "jira_issue_daily_summary")
+             "jira_issue_daily_summary", "jira_worklogs")
     return [site.asset_key(name) for name in names]
 
 

@@ -209,7 +209,9 @@ class RequestTarget:
     narrow: bool = False  # shared jobs: each request selects the site's own assets
 
     def issues_selection(self, site: JiraSite) -> list[dg.AssetKey] | None:
-        return [site.asset_key("jira_issues")] if self.narrow else None
+        if not self.narrow:
+            return None
+        return [site.asset_key("jira_issues"), site.asset_key("jira_worklogs")]
 
 
 @dataclass(frozen=True)

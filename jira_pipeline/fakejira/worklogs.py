@@ -72,6 +72,12 @@ class WorklogBook:
         self.added_issue: dict[int, int] = {}  # added worklog id -> issue number
         self.next_id = ADDED_ID_BASE
         self.version = 0
+        # One-shot: {"worklog_id", "action": "edit" | "delete"} applied right after the next
+        # /worklog/updated page is served, i.e. between a client's feed page and its list.
+        self.change_after_feed_page: dict[str, str] | None = None
+        # One-shot: the next request to this feed ("updated", "deleted" or "list") answers
+        # with this HTTP status (an ErrorCollection), as a Jira refusing it would.
+        self.fail_next: dict[str, int] = {}
         self._feed: tuple[tuple[int, int], list[tuple[int, int, int]]] | None = None
 
     def of(self, issue: Issue) -> list[Worklog]:
@@ -215,15 +221,30 @@ def _feed_page(call: Call, path: str, rows: list[tuple[int, int]]) -> dict[str, 
     return body
 
 
+def _failing(book: WorklogBook, feed: str) -> None:
+    status = book.fail_next.pop(feed, None)
+    if status is not None:
+        raise _api_error(status, f"The worklog {feed} request was refused (a test's fault).")
+
+
 async def worklogs_updated(call: Call) -> object:
     book = worklog_book(call.site.data)
+    _failing(book, "updated")
     issues = call.site.data.issues
     rows = [(ms, wid) for ms, wid, number in book.updated_feed() if _visible(call, issues[number])]
-    return _feed_page(call, "updated", rows)
+    body = _feed_page(call, "updated", rows)
+    change, book.change_after_feed_page = book.change_after_feed_page, None
+    if change is not None:
+        if change["action"] == "delete":
+            delete_worklog(call.site, change["worklog_id"])
+        else:
+            edit_worklog(call.site, change["worklog_id"], {})
+    return body
 
 
 async def worklogs_deleted(call: Call) -> object:
     book = worklog_book(call.site.data)
+    _failing(book, "deleted")
     return _feed_page(call, "deleted", sorted(book.deleted))
 
 
@@ -238,6 +259,7 @@ async def worklogs_list(call: Call) -> object:
     if len(ids) > LIST_MAX_IDS:
         raise _api_error(400, f"The request contains more than {LIST_MAX_IDS} worklog ids.")
     book = worklog_book(call.site.data)
+    _failing(book, "list")
     found = []
     seen: set[int] = set()
     for raw in ids:
@@ -377,6 +399,23 @@ def worklog_admin_routes(
         return json_response(summary(edit_worklog(site, request.path_params["id"],
                                                   await body_of(request))))
 
+    async def after_feed_page(request: Request) -> Response:
+        body = await body_of(request)
+        if body.get("action") not in ("edit", "delete"):
+            raise ValueError('action must be "edit" or "delete"')
+        worklog = _worklog(site, str(body.get("worklog_id")))
+        worklog_book(site.data).change_after_feed_page = {"worklog_id": str(worklog.id),
+                                                          "action": str(body["action"])}
+        return json_response({"worklog_id": str(worklog.id), "action": body["action"]})
+
+    async def fail_next(request: Request) -> Response:
+        body = await body_of(request)
+        feed, status = str(body.get("feed")), int(body.get("status", 400))
+        if feed not in ("updated", "deleted", "list") or not 400 <= status < 600:
+            raise ValueError('feed must be "updated", "deleted" or "list", status 4xx or 5xx')
+        worklog_book(site.data).fail_next[feed] = status
+        return json_response({"feed": feed, "status": status})
+
     async def listing(request: Request) -> Response:
         issue = site.issue_by_key(request.path_params["key"])
         return json_response([summary(w) for w in worklog_book(site.data).of(issue)])
@@ -385,6 +424,8 @@ def worklog_admin_routes(
         Route("/_fake/issues/{key}/worklogs", admin(add), methods=["POST"]),
         Route("/_fake/issues/{key}/worklogs", admin(listing), methods=["GET"]),
         Route("/_fake/worklogs/{id}", admin(edit), methods=["POST", "DELETE"]),
+        Route("/_fake/worklog_feed/change_after_page", admin(after_feed_page), methods=["POST"]),
+        Route("/_fake/worklog_feed/fail_next", admin(fail_next), methods=["POST"]),
     ]
 
 

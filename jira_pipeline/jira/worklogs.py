@@ -5,11 +5,19 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, Self
 from urllib.parse import parse_qs, urlsplit
 
 from jira_pipeline.jira._exceptions import JiraPaginationError, JiraResponseError
 from jira_pipeline.jira.client import JiraClient
+from jira_pipeline.jira.models import (
+    FieldReader,
+    JiraRecord,
+    RecordRejected,
+    _required_id,
+    _user_id,
+)
 from jira_pipeline.jira.pagination import offset_pages
 
 LIST_MAX_IDS = 1000  # ids `/worklog/list` takes per request
@@ -108,3 +116,70 @@ async def issue_worklogs(client: JiraClient, issue_id: str) -> AsyncIterator[dic
                                    where=f"GET {path}"):
         for worklog in page:
             yield worklog
+
+
+class WorklogRecord(JiraRecord):
+    """One worklog: who logged how long on which issue, when; Jira's JSON under `raw`."""
+
+    worklog_id: str
+    issue_id: str | None
+    author_account_id: str | None
+    update_author_account_id: str | None
+    started: datetime | None
+    time_spent_seconds: int | None
+    comment: str | None  # plain text (Cloud v3 sends ADF: its text, paragraphs blank-line apart)
+    created: datetime | None
+    updated: datetime
+
+    @classmethod
+    def from_raw(cls, raw: dict[str, Any], connection_id: str) -> Self:
+        """The record of one worklog; RecordRejected without an id or a usable `updated` (it
+        could not be version-guarded: a stale answer could overwrite a newer copy)."""
+        raw, worklog_id = _required_id(raw, connection_id, "worklog")
+        read = FieldReader(raw)
+        updated = read.timestamp("updated", "updated")
+        if updated is None:
+            raise RecordRejected(
+                f"worklog {worklog_id} has no usable `updated`: it cannot be version-guarded",
+                raw=raw, connection_id=connection_id, jira_id=worklog_id, key=None,
+            )
+        seconds = raw.get("timeSpentSeconds")
+        if seconds is not None and (not isinstance(seconds, int) or isinstance(seconds, bool)):
+            read.nulled.append("time_spent_seconds")
+            seconds = None
+        return cls(
+            connection_id=connection_id,
+            raw=raw,
+            worklog_id=worklog_id,
+            issue_id=read.text("issue_id", "issueId"),
+            author_account_id=_user_id(read.obj("author_account_id", "author")),
+            update_author_account_id=_user_id(
+                read.obj("update_author_account_id", "updateAuthor")),
+            started=read.timestamp("started", "started"),
+            time_spent_seconds=seconds,
+            comment=plain_text(raw.get("comment")),
+            created=read.timestamp("created", "created"),
+            updated=updated,
+            nulled_fields=tuple(dict.fromkeys(read.nulled)),
+        )
+
+
+def plain_text(body: Any) -> str | None:
+    """Rich text as plain text: an ADF document's text nodes (block nodes blank-line apart), a
+    v2 string as it is."""
+    if body is None or isinstance(body, str):
+        return body
+    if not isinstance(body, dict):
+        return None
+
+    def text_of(node: Any) -> str:
+        if not isinstance(node, dict):
+            return ""
+        if node.get("type") == "text":
+            return str(node.get("text", ""))
+        if node.get("type") == "hardBreak":
+            return "\n"
+        return "".join(text_of(child) for child in node.get("content") or [])
+
+    blocks = [text_of(node) for node in body.get("content") or []]
+    return "\n\n".join(block for block in blocks if block)
