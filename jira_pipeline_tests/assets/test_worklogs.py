@@ -284,7 +284,7 @@ def test_the_daily_schedule_and_the_refresh_sensor_materialize_it(
         added = pipeline.fake.admin.add_worklog(issue["key"], seconds=420)
         minute_passes(pipeline)
     [request] = [r for r in data.run_requests or [] if r.job_name == "jira_issues_job"]
-    result = pipeline.defs.resolve_job_def(request.job_name).execute_in_process(
+    result = pipeline.defs.resolve_job_def("jira_issues_job").execute_in_process(
         instance=pipeline.instance, tags=request.tags)
     assert materializations(result, "jira_worklogs")
     assert stored_worklogs(pipeline)[added["id"]]["seconds"] == 420
