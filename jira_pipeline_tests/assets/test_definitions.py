@@ -18,7 +18,7 @@ from dagster._serdes import serialize_value
 from jira_pipeline.settings import ConfigurationError
 from jira_pipeline_tests.assets.conftest import DIMENSIONS, MADE_UP_TOKEN
 
-ASSETS = {*DIMENSIONS, "jira_issues", "jira_issue_daily_summary"}
+ASSETS = {*DIMENSIONS, "jira_issues", "jira_issue_daily_summary", "jira_worklogs"}
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).with_name("dagster")
 

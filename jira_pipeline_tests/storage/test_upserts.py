@@ -153,6 +153,12 @@ def test_ensure_indexes_creates_exactly_the_design_indexes_and_is_idempotent(sto
         "jira_issue_daily_summary": [
             ((("connection_id", 1), ("project_key", 1), ("status_name", 1), ("day", 1)), True),
         ],
+        "jira_worklogs": sorted([
+            ((("connection_id", 1), ("worklog_id", 1)), True),
+            ((("connection_id", 1), ("issue_id", 1)), False),
+            ((("started", 1),), False),
+        ]),
+        "jira_sync_cursors": [((("connection_id", 1), ("feed", 1)), True)],
     }  # fmt: skip
 
 
