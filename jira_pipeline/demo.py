@@ -215,12 +215,15 @@ def query_command(site: DemoSite) -> str:
 
 
 def _fake_counts(fake: Any) -> dict[str, int]:
+    from jira_pipeline.fakejira.worklogs import live_worklogs
+
     data = fake.site.data
     return {
         "jira_projects": len(data.projects),
         "jira_statuses": len(data.statuses),
         "jira_users": len(data.users),
         "jira_issues": sum(1 for issue in data.issues if not issue.deleted),
+        "jira_worklogs": live_worklogs(data),
     }
 
 

@@ -156,6 +156,12 @@ def worklog_book(data: Dataset) -> WorklogBook:
     return book
 
 
+def live_worklogs(data: Dataset) -> int:
+    """How many worklogs the site's live issues hold."""
+    book = worklog_book(data)
+    return sum(len(book.of(issue)) for issue in data.issues if not issue.deleted)
+
+
 def spent(seconds: int) -> str:
     """Jira's `timeSpent`: `1d 2h 30m` (a day of 8 hours, a week of 5 days, as Jira counts)."""
     days, rest = divmod(seconds // 60, 8 * 60)
