@@ -138,11 +138,10 @@ class WorklogBook:
         first; rebuilt only when worklogs or the issues changed."""
         key = (self.version, self.data.version)
         if self._feed is None or self._feed[0] != key:
-            users = len(self.data.users)
             rows = [
                 (w.updated_ms, w.id, issue.num)
                 for issue in self.data.issues if not issue.deleted
-                for w in (self.changed.get(issue.num) or generated(issue, users))
+                for w in self.of(issue)
             ]
             rows.sort()
             self._feed = (key, rows)
