@@ -78,11 +78,18 @@ class WorklogBook:
         # One-shot: the next request to this feed ("updated", "deleted" or "list") answers
         # with this HTTP status (an ErrorCollection), as a Jira refusing it would.
         self.fail_next: dict[str, int] = {}
+        self._last: tuple[int, list[Worklog]] | None = None
         self._feed: tuple[tuple[int, int], list[tuple[int, int, int]]] | None = None
 
     def of(self, issue: Issue) -> list[Worklog]:
         found = self.changed.get(issue.num)
-        return found if found is not None else generated(issue, len(self.data.users))
+        if found is not None:
+            return found
+        # An issue is rendered with its worklog block and its timetracking one after the other:
+        # the last generated list serves both (an unchanged issue's list never changes).
+        if self._last is None or self._last[0] != issue.num:
+            self._last = (issue.num, generated(issue, len(self.data.users)))
+        return self._last[1]
 
     def find(self, worklog_id: int) -> Worklog | None:
         number = self.added_issue.get(worklog_id)
@@ -95,7 +102,7 @@ class WorklogBook:
 
     def _own(self, issue: Issue) -> list[Worklog]:
         if issue.num not in self.changed:
-            self.changed[issue.num] = generated(issue, len(self.data.users))
+            self.changed[issue.num] = list(generated(issue, len(self.data.users)))
         return self.changed[issue.num]
 
     def _bump(self) -> None:
