@@ -71,6 +71,7 @@ class WorklogWalk:
         self.deleted: set[str] = set()
         self.listed: set[str] = set()  # worklog ids Jira listed this run (Data Center)
         self.walked_issues: list[str] = []
+        self.touched: set[str] = set()  # issue ids of the worklogs this run stored
         self.figures: dict[str, Any] = {"changes_listed": 0, "deletions_listed": 0,
                                         "out_of_scope": 0, "issues_walked": 0}
 
@@ -99,6 +100,7 @@ class WorklogWalk:
             if fresh:
                 async for worklogs in worklogs_by_id(client, fresh):
                     for worklog in await self._in_scope(client, worklogs):
+                        self.touched.add(str(worklog.get("issueId")))
                         yield worklog
         newest_deleted = self.deleted_since
         async for page in changed_worklogs(client, "deleted", self.deleted_since):
@@ -138,6 +140,7 @@ class WorklogWalk:
                                                 page_size=DC_ISSUE_PAGE):
             issue_id = str(issue.get("id"))
             self.walked_issues.append(issue_id)
+            self.touched.add(issue_id)
             async for worklog in issue_worklogs(client, issue_id):
                 self.listed.add(str(worklog.get("id")))
                 yield worklog
@@ -164,6 +167,20 @@ class WorklogWalk:
             yield Tombstone(WORKLOGS.name, ids=frozenset(gone))
 
 
+def changed_issues(walk: WorklogWalk, db: Database, connection_id: str) -> set[str]:
+    """The issues a finished run changed worklogs of: those it stored, and those whose stored
+    worklogs it marked deleted (read once written)."""
+    found = set(walk.touched)
+    gone = sorted(walk.deleted)
+    for start in range(0, len(gone), 1000):
+        for doc in db[WORKLOGS.collection].find(
+                {"connection_id": connection_id, "worklog_id": {"$in": gone[start:start + 1000]}},
+                {"issue_id": 1, "_id": 0}):
+            if doc.get("issue_id") is not None:
+                found.add(str(doc["issue_id"]))
+    return found
+
+
 def issues_in_scope(db: Database, connection_id: str, projects: tuple[str, ...]
                     ) -> dict[str, bool] | None:
     """Stored issue id -> whether its project is among `projects` (None: every project is)."""
@@ -176,9 +193,10 @@ def issues_in_scope(db: Database, connection_id: str, projects: tuple[str, ...]
 
 
 def worklog_stream(context: dg.AssetExecutionContext, jira: JiraResource, mongo: MongoResource,
-                   site: JiraSite, settings: PipelineSettings) -> WriteStream:
+                   site: JiraSite, settings: PipelineSettings) -> tuple[WriteStream, WorklogWalk]:
     """The worklogs changed since the stored position, the tombstones of deleted ones, then the
-    new position (a `FeedCursor`), which the IO manager stores only after all of them."""
+    new position (a `FeedCursor`), which the IO manager stores only after all of them; and the
+    walk, which knows afterwards what it read."""
     db = mongo.get_database()
     position = read_cursor(db, site.connection_id, FEED)
     walk = WorklogWalk(position, settings,
@@ -200,21 +218,34 @@ def worklog_stream(context: dg.AssetExecutionContext, jira: JiraResource, mongo:
         # Reached only when the walk and its deletions were read to the end.
         yield FeedCursor(FEED, walk.position())
 
-    return WriteStream(items(), records.metadata)
+    return WriteStream(items(), records.metadata), walk
 
 
 # --- the check ------------------------------------------------------------------------------
 
 
-def stored_totals(db: Database, connection_id: str) -> dict[str, int]:
-    """Seconds logged per issue id over the stored live worklogs."""
+def _in_chunks(selector: dict[str, Any], issues: set[str] | None) -> Iterator[dict[str, Any]]:
+    """`selector` as is (`issues` None: every issue), or once per 1,000 of `issues`."""
+    if issues is None:
+        yield selector
+        return
+    chosen = sorted(issues)
+    for start in range(0, len(chosen), 1000):
+        yield {**selector, "issue_id": {"$in": chosen[start:start + 1000]}}
+
+
+def stored_totals(db: Database, connection_id: str,
+                  issues: set[str] | None = None) -> dict[str, int]:
+    """Seconds logged per issue id over the stored live worklogs (of `issues`, or all)."""
     totals: dict[str, int] = {}
-    for row in db[WORKLOGS.collection].aggregate([
-        {"$match": {"connection_id": connection_id, "is_deleted": {"$ne": True}}},
-        {"$group": {"_id": "$issue_id", "seconds": {"$sum": "$time_spent_seconds"}}},
-    ]):
-        if row["_id"] is not None:
-            totals[str(row["_id"])] = int(row["seconds"] or 0)
+    live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
+    for selector in _in_chunks(live, issues):
+        for row in db[WORKLOGS.collection].aggregate([
+            {"$match": selector},
+            {"$group": {"_id": "$issue_id", "seconds": {"$sum": "$time_spent_seconds"}}},
+        ]):
+            if row["_id"] is not None:
+                totals[str(row["_id"])] = int(row["seconds"] or 0)
     return totals
 
 
@@ -230,14 +261,16 @@ def jira_time_spent(issue: Mapping[str, Any]) -> int | None:
 
 
 def worklog_totals_result(context: dg.AssetExecutionContext, jira: JiraResource, db: Database,
-                          site: JiraSite) -> dg.AssetCheckResult:
-    """Per stored issue whose JSON has `timetracking`: the stored live worklogs' seconds equal
-    its `timeSpentSeconds`. A mismatch is asked of Jira before it counts: the stored issue may
-    be an older copy (Jira's answer equals our sum: `stale_issue_copies`), or the issue changed
-    after the feed position (`pending`: the worklog change is for the next run, such as one
-    of the minute the feeds leave out); only the rest fail."""
+                          site: JiraSite, issues: set[str] | None = None) -> dg.AssetCheckResult:
+    """Per stored issue whose JSON has `timetracking` (among `issues`: the ones a run changed
+    worklogs of, so a check costs what the delta does; None: every issue, as when the check runs
+    alone): the stored live worklogs' seconds equal its `timeSpentSeconds`. A mismatch is
+    asked of Jira before it counts: the stored issue may be an older copy (Jira's answer equals
+    our sum: `stale_issue_copies`), or the issue changed after the feed position (`pending`:
+    the worklog change is for the next run, such as one of the minute the feeds leave out);
+    only the rest fail."""
     connection_id = site.connection_id
-    totals = stored_totals(db, connection_id)
+    totals = stored_totals(db, connection_id, issues)
     position = read_cursor(db, connection_id, FEED)
     # Up to here the feed (or the per-issue walk) has read every change: a worklog change
     # bumps its issue's `updated`, so an issue updated later may hold changes not read yet.
@@ -245,9 +278,12 @@ def worklog_totals_result(context: dg.AssetExecutionContext, jira: JiraResource,
                      int(position.get("dc_issues_since", 0)))
     compared = 0
     mismatched: dict[str, int] = {}
-    for doc in db["jira_issues"].find(
-            {"connection_id": connection_id, "is_deleted": {"$ne": True}},
-            {"issue_id": 1, "raw.fields.timetracking": 1, "_id": 0}):
+    stored_issues = (
+        doc for selector in _in_chunks(
+            {"connection_id": connection_id, "is_deleted": {"$ne": True}}, issues)
+        for doc in db["jira_issues"].find(
+            selector, {"issue_id": 1, "raw.fields.timetracking": 1, "_id": 0}))
+    for doc in stored_issues:
         spent = jira_time_spent(doc.get("raw") or {})
         if spent is None:
             continue
@@ -274,7 +310,7 @@ def worklog_totals_result(context: dg.AssetExecutionContext, jira: JiraResource,
             gone.append(issue_id)  # deleted or hidden since it was stored: nothing to compare
         elif now[issue_id][0] == totals.get(issue_id, 0):
             stale.append(issue_id)
-        elif now[issue_id][1] >= covered_ms:
+        elif now[issue_id][1] > covered_ms:
             pending.append(issue_id)
         else:
             failures.append(issue_id)
@@ -287,6 +323,7 @@ def worklog_totals_result(context: dg.AssetExecutionContext, jira: JiraResource,
         passed=not failures,
         metadata={
             "issues_compared": compared,
+            "scope": "every stored issue" if issues is None else "issues this run changed",
             "mismatched_stored": len(mismatched),
             "stale_issue_copies": len(stale),
             "pending": len(pending),
@@ -346,13 +383,16 @@ def build_worklogs_asset(
     def jira_worklogs(
         context: dg.AssetExecutionContext, jira: JiraResource, mongo: MongoResource
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        walk: WorklogWalk | None = None
         if key in context.selected_asset_keys:
+            stream, walk = worklog_stream(context, jira, mongo, site, settings)
             # handle_output writes the stream (and its cursor) before this generator resumes.
             yield dg.Output(
-                worklog_stream(context, jira, mongo, site, settings),
-                output_name=context.assets_def.get_output_name_for_asset_key(key),
-            )
+                stream, output_name=context.assets_def.get_output_name_for_asset_key(key))
         if CHECK in selected_checks(context, key):
-            yield worklog_totals_result(context, jira, mongo.get_database(), site)
+            # After a materialization: the issues it changed; the check alone: every issue.
+            db = mongo.get_database()
+            scope = changed_issues(walk, db, site.connection_id) if walk is not None else None
+            yield worklog_totals_result(context, jira, db, site, scope)
 
     return jira_worklogs

@@ -45,6 +45,16 @@ def run_worklogs(pipeline: Pipeline, *, raise_on_error: bool = True) -> dg.Execu
         instance=pipeline.instance, asset_selection=[WORKLOGS], raise_on_error=raise_on_error)
 
 
+def run_check_alone(pipeline: Pipeline) -> Any:
+    """`worklog_totals_match` without a materialization (as the UI runs it): every issue."""
+    defs = dg.Definitions.merge(pipeline.defs, dg.Definitions(jobs=[dg.define_asset_job(
+        "worklog_check_job", selection=dg.AssetSelection.checks_for_assets(WORKLOGS))]))
+    result = defs.resolve_job_def("worklog_check_job").execute_in_process(
+        instance=pipeline.instance)
+    assert not materializations(result, "jira_worklogs")
+    return check_results(result)[CHECK]
+
+
 def worklog_of_an_issue(pipeline: Pipeline, skip: int = 0) -> dict[str, Any]:
     admin = pipeline.fake.admin
     logged = [w for issue in admin.issues() for w in admin.worklogs(issue["key"])]
@@ -73,9 +83,9 @@ def test_the_first_sync_stores_every_worklog_and_their_totals_match_jira(
     assert doc["author_account_id"] and doc["comment"] and doc["raw"]["id"] == doc["worklog_id"]
     cursor = read_cursor(synced.db, doc["connection_id"], "worklogs")
     assert cursor["updated_since"] > 0, "the first run (since=0) stored Jira's position"
-    result = run_worklogs(synced)
-    evaluation = check_results(result)[CHECK]
+    evaluation = run_check_alone(synced)
     assert evaluation.passed
+    assert evaluation.metadata["scope"].value == "every stored issue"
     assert evaluation.metadata["issues_compared"].value == len(synced.stored_issues())
     assert evaluation.metadata["mismatched_stored"].value == 0
 
@@ -115,6 +125,10 @@ def test_a_delta_of_changes_and_deletions_costs_three_requests(synced: Pipeline)
     # The stored issues are older copies: the check asks Jira, which agrees with the worklogs.
     evaluation = check_results(result)[CHECK]
     assert evaluation.passed
+    assert evaluation.metadata["scope"].value == "issues this run changed"
+    touched = {v["issue_id"] for v in stored_worklogs(synced).values()} & {
+        synced.fake.admin.issues()[n]["id"] for n in range(5)}
+    assert evaluation.metadata["issues_compared"].value >= len(touched) > 0
     assert evaluation.metadata["stale_issue_copies"].value > 0
 
 
@@ -201,8 +215,8 @@ def test_a_worklog_moved_to_another_issue_follows_it(synced: Pipeline) -> None:
     assert stored_worklogs(synced)[worklog["id"]]["issue_id"] == target["id"]
     assert check_results(result)[CHECK].passed
     # Once the issues are synced again their totals match without asking Jira.
-    result = synced.sync_everything()
-    evaluation = check_results(result)[CHECK]
+    assert synced.sync_everything().success
+    evaluation = run_check_alone(synced)
     assert evaluation.passed
     assert evaluation.metadata["mismatched_stored"].value == 0
 
@@ -212,8 +226,7 @@ def test_the_check_fails_when_stored_worklogs_do_not_add_up(synced: Pipeline) ->
     assert doc is not None
     synced.db["jira_worklogs"].update_one({"_id": doc["_id"]},
                                           {"$inc": {"time_spent_seconds": 60}})
-    result = run_worklogs(synced)
-    evaluation = check_results(result)[CHECK]
+    evaluation = run_check_alone(synced)
     assert not evaluation.passed
     assert evaluation.metadata["failures"].value == 1
     assert doc["issue_id"] in evaluation.metadata["sample"].value
