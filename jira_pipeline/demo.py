@@ -215,6 +215,8 @@ def query_command(site: DemoSite) -> str:
 
 
 def _fake_counts(fake: Any) -> dict[str, int]:
+    from jira_pipeline.fakejira.worklogs import live_worklogs
+
     data = fake.site.data
     return {
         "jira_projects": len(data.projects),
@@ -226,6 +228,7 @@ def _fake_counts(fake: Any) -> dict[str, int]:
                                    for issue in data.issues if not issue.deleted),
         "jira_issue_changelogs": sum(len(fake.site.renderer(fake.base_url).histories(issue))
                                      for issue in data.issues if not issue.deleted),
+        "jira_worklogs": live_worklogs(data),
     }
 
 

@@ -31,6 +31,7 @@ from jira_pipeline.assets.sites import (
 from jira_pipeline.assets.statuses import STATUSES
 from jira_pipeline.assets.summary import build_summary_asset
 from jira_pipeline.assets.users import USERS
+from jira_pipeline.assets.worklogs import build_worklogs_asset
 from jira_pipeline.settings import ConfigurationError, PipelineSettings, load_settings
 from jira_pipeline.storage.connections import ConnectionRepository
 from jira_pipeline.storage.io_manager import MongoUpsertIOManager
@@ -52,6 +53,7 @@ def site_assets_and_checks(
         build_summary_asset(site, partitions),
         build_comments_asset(site, partitions, settings),
         build_changelogs_asset(site, partitions, settings),
+        build_worklogs_asset(site, partitions, settings),
     ]
     # The other checks are check_specs of the assets, evaluated in their steps.
     checks = build_issue_checks(site, partitions, settings)

@@ -10,8 +10,10 @@ import dagster as dg
 from jira_pipeline.assets.sites import JiraSite
 
 DIMENSION_ASSETS = ("jira_projects", "jira_statuses", "jira_users", "jira_fields")
-# Partitioned like jira_issues and recomputed for each synced issue window.
-ISSUE_FOLLOWERS = ("jira_issue_comments", "jira_issue_changelogs")
+# What every issue run also materializes: the comments and changelogs of the synced issue window
+# (partitioned like jira_issues), and the worklogs (not partitioned: the site-wide worklog feed,
+# which Dagster materializes once in each run of the partitioned jobs).
+ISSUE_FOLLOWERS = ("jira_issue_comments", "jira_issue_changelogs", "jira_worklogs")
 # Every step of a run runs in the run's own process: the multiprocess executor started a process
 # per asset and per check, each importing Dagster and rebuilding the code location (most of a
 # run's wall time and CPU), while the I/O concurrency a sync needs already lives in the client.
@@ -52,7 +54,7 @@ def build_site_jobs(site: JiraSite) -> SiteJobs:
             tags=site.issue_run_tags,
             executor_def=RUN_EXECUTOR,
             description="The chosen `jira_issues` partitions and what follows each issue "
-            "(comments, changelogs): what the sensor requests.",
+            "(comments, changelogs, worklogs): what the sensor requests.",
         ),
         dimensions=dg.define_asset_job(
             site.object_name("jira_dimensions_job"),

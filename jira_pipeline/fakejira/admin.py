@@ -89,6 +89,33 @@ class FakeJiraAdmin:
     def issues(self) -> list[dict]:
         return self._call("GET", "/issues")
 
+    def worklogs(self, key: str) -> list[dict]:
+        """An issue's worklogs now: [{id, issueId, issueKey, timeSpentSeconds, updated, ...}]."""
+        return self._call("GET", f"/issues/{key}/worklogs")
+
+    def add_worklog(self, key: str, seconds: int = 3600, **fields: Any) -> dict:
+        """Log work on an issue now (fake clock; `started`, `comment`, `author` optional);
+        bumps the issue's `updated` and `timetracking`. Returns the worklog's summary."""
+        return self._call("POST", f"/issues/{key}/worklogs",
+                          {"timeSpentSeconds": seconds, **fields})
+
+    def edit_worklog(self, worklog_id: str, **fields: Any) -> dict:
+        """Edit a worklog (timeSpentSeconds, started, comment) or move it (issue_key=...)."""
+        return self._call("POST", f"/worklogs/{worklog_id}", fields)
+
+    def delete_worklog(self, worklog_id: str) -> None:
+        self._call("DELETE", f"/worklogs/{worklog_id}")
+
+    def change_worklog_after_feed_page(self, worklog_id: str, action: str) -> dict:
+        """One-shot: edit or delete (`action`) a worklog right after the next /worklog/updated
+        page is served: a change during a client's walk, between the feed and /worklog/list."""
+        return self._call("POST", "/worklog_feed/change_after_page",
+                          {"worklog_id": worklog_id, "action": action})
+
+    def fail_next_worklog_request(self, feed: str, status: int = 400) -> dict:
+        """One-shot: the next `feed` request ("updated", "deleted" or "list") answers `status`."""
+        return self._call("POST", "/worklog_feed/fail_next", {"feed": feed, "status": status})
+
     def advance_clock(self, seconds: float) -> datetime:
         return self._clock({"advance_seconds": seconds})
 

@@ -773,6 +773,8 @@ def oauth_routes(site: FakeJiraSite) -> list[Route]:
 
 
 def admin_routes(site: FakeJiraSite) -> list[Route]:
+    from jira_pipeline.fakejira.worklogs import worklog_admin_routes
+
     def admin(handler: Callable[[Request], Awaitable[Response]]) -> Callable:
         async def endpoint(request: Request) -> Response:
             try:
@@ -896,6 +898,7 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         *comment_admin_routes(site),
         *field_trash_routes(site),
         Route("/_fake/changelog", admin(changelog), methods=["POST"]),
+        *worklog_admin_routes(site, admin, body_of),
     ]
 
 
@@ -933,6 +936,7 @@ DATACENTER_ENDPOINTS: tuple[tuple[str, Handler, tuple[str, ...]], ...] = (
     ("/field", field_list, ("GET",)),
     ("/issue/{key}", issue_get, ("GET",)),
     ("/issue/{key}/comment", issue_comments, ("GET",)),
+    ("/issue/{key}/worklog", issue_worklogs, ("GET",)),
 )
 
 
@@ -943,12 +947,14 @@ async def not_found(request: Request, exc: Exception) -> Response:
 
 
 def build_app(site: FakeJiraSite) -> Starlette:
+    from jira_pipeline.fakejira.worklogs import WORKLOG_ENDPOINTS  # its handlers use Call
+
     routes: list[Route] = []
     if site.config.mode == "cloud":
         # Cloud serves v2 beside v3 (same operations, rich text as plain strings), for clients
         # written against v2 such as the Singer tap.
         for version in ("3", "2"):
-            for suffix, handler, methods in CLOUD_ENDPOINTS:
+            for suffix, handler, methods in (*CLOUD_ENDPOINTS, *WORKLOG_ENDPOINTS):
                 routes.append(api_route(f"/rest/api/{version}{suffix}", handler, api=version,
                                         scheme="basic", methods=methods, site=site))
                 routes.append(api_route(f"/ex/jira/{{cloud_id}}/rest/api/{version}{suffix}",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from jira_pipeline.fakejira.config import FakeJiraConfig
 from jira_pipeline.timeutil import to_epoch_ms
@@ -234,6 +234,8 @@ FIELDS: tuple[FieldDef, ...] = (
     # Jira's catalog calls this an array, yet sends a page object; the fake names what it sends.
     FieldDef("worklog", "Log Work", {"type": "worklogs-page", "system": "worklog"},
              navigable=False, orderable=False),
+    FieldDef("timetracking", "Time tracking", {"type": "timetracking", "system": "timetracking"},
+             navigable=True, orderable=True, searchable=False),
     FieldDef("customfield_10016", "Story point estimate",
              {"type": "number", "custom": _CF + "float", "customId": 10016}),
     FieldDef("customfield_10030", "Impact",
@@ -283,6 +285,7 @@ class Dataset:
     # Custom fields moved to Jira's trash: /field no longer lists them (fakejira/field_trash.py).
     trashed_fields: set[str] = field(default_factory=set)
     history_range: tuple[int, int] | None = None  # FakeJiraConfig.histories
+    worklog_book: Any = None  # fakejira.worklogs.WorklogBook, built on first use
 
     def index(self) -> None:
         self.by_key = {issue.key: issue for issue in self.issues}

@@ -340,6 +340,7 @@ class SiteRenderer:
                           if not data.issues[c].deleted] if issue.children else []),
             "comment": self.comments(issue),
             "worklog": self.worklogs(issue),
+            "timetracking": self.timetracking(issue),
             "customfield_10016": story_points,
             "customfield_10030": self.options[impact] if impact >= 0 else None,
             "customfield_10031": [self.teams[t] for t in teams] if teams else None,
@@ -396,34 +397,23 @@ class SiteRenderer:
                 "maxResults": shown, "total": total, "startAt": 0}
 
     def worklogs(self, issue: Issue, limit: int | None = EMBEDDED_WORKLOGS) -> dict:
-        total = issue.worklogs
-        shown = total if limit is None else min(total, limit)
-        rng = random.Random(issue.seed ^ 0xBEEF)
-        span = max(issue.seeded - issue.created, 1)
-        worklogs = []
-        for i in range(shown):
-            author = self.users[rng.randrange(len(self.users))]
-            at = issue.created + span * (i + 1) // (total + 1)
-            seconds = rng.choice((900, 1800, 3600, 7200, 14400))
-            hours, minutes = divmod(seconds // 60, 60)
-            spent = " ".join(part for part in (f"{hours}h" if hours else "",
-                                               f"{minutes}m" if minutes else "") if part)
-            wid = str(issue.id * 100 + i)
-            worklogs.append({
-                "self": f"{self.rest}/issue/{issue.id}/worklog/{wid}",
-                "author": author,
-                "updateAuthor": author,
-                "comment": self.rich_text(adf(_paragraphs(rng, 1))),
-                "created": jira_time(at, issue.offset),
-                "updated": jira_time(at, issue.offset),
-                "started": jira_time(at - seconds * 1000, issue.offset),
-                "timeSpent": spent,
-                "timeSpentSeconds": seconds,
-                "id": wid,
-                "issueId": str(issue.id),
-            })
-        return {"startAt": 0, "maxResults": shown,
-                "total": total, "worklogs": worklogs}
+        from jira_pipeline.fakejira.worklogs import worklog_book  # it renders through us
+
+        logged = worklog_book(self.data).of(issue)
+        total = len(logged)
+        shown = logged if limit is None else logged[:limit]
+        return {"startAt": 0, "maxResults": len(shown),
+                "total": total, "worklogs": [self.worklog(w) for w in shown]}
+
+    def worklog(self, worklog: Any) -> dict:
+        from jira_pipeline.fakejira.worklogs import render_worklog
+
+        return render_worklog(self, worklog)
+
+    def timetracking(self, issue: Issue) -> dict:
+        from jira_pipeline.fakejira.worklogs import timetracking, worklog_book
+
+        return timetracking(worklog_book(self.data), issue)
 
     def histories(self, issue: Issue) -> list[History]:
         """The generated past of an issue (status walk ending where it is now) plus admin edits."""

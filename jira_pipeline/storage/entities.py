@@ -71,6 +71,19 @@ USERS = EntitySpec(
         "email_address", "is_deleted", "deleted_at", "synced_at",
     ),
 )  # fmt: skip
+# One per worklog, from Jira's worklog feeds; `updated` guards against a stale answer.
+WORKLOGS = EntitySpec(
+    name="worklogs",
+    collection="jira_worklogs",
+    id_field="worklog_id",
+    version_field="updated",
+    datetime_fields=("started", "created", "updated"),
+    key_fields=(
+        "connection_id", "worklog_id", "issue_id", "author_account_id",
+        "update_author_account_id", "started", "time_spent_seconds", "comment", "created",
+        "updated", "is_deleted", "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
 
 # Jira's field catalog (system and custom fields): what field ids in changelogs and issues mean.
 FIELDS = EntitySpec(
@@ -113,6 +126,7 @@ ISSUE_CHANGELOGS = EntitySpec(
     ),
 )  # fmt: skip
 ENTITIES[ISSUE_CHANGELOGS.name] = ISSUE_CHANGELOGS
+ENTITIES[WORKLOGS.name] = WORKLOGS
 CONNECTIONS_COLLECTION = "jira_connections"
 
 

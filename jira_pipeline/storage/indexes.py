@@ -16,6 +16,7 @@ from jira_pipeline.storage.entities import (
     ENTITIES,
     ISSUE_CHANGELOGS,
 )
+from jira_pipeline.storage.sync_cursors import SYNC_CURSORS_COLLECTION
 from jira_pipeline.storage.sync_errors import SYNC_ERRORS_COLLECTION
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,23 @@ INDEXES: dict[str, list[IndexModel]] = {
             [("connection_id", ASCENDING), ("project_key", ASCENDING),
              ("status_name", ASCENDING), ("day", ASCENDING)],
             name="connection_project_status_day_unique",
+            unique=True,
+        ),
+    ],
+    ENTITIES["worklogs"].collection: [
+        IndexModel(
+            [("connection_id", ASCENDING), ("worklog_id", ASCENDING)],
+            name="connection_worklog_unique",
+            unique=True,
+        ),
+        IndexModel([("connection_id", ASCENDING), ("issue_id", ASCENDING)],
+                   name="connection_issue"),
+        IndexModel([("started", ASCENDING)], name="started"),
+    ],
+    SYNC_CURSORS_COLLECTION: [
+        IndexModel(
+            [("connection_id", ASCENDING), ("feed", ASCENDING)],
+            name="connection_feed_unique",
             unique=True,
         ),
     ],

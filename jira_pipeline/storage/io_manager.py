@@ -25,6 +25,7 @@ from jira_pipeline.storage.daily_summary import (
 from jira_pipeline.storage.entities import ENTITIES, EntitySpec, UnknownEntityError
 from jira_pipeline.storage.partitioned_writes import write_per_partition
 from jira_pipeline.storage.resources import MongoResource
+from jira_pipeline.storage.sync_cursors import FeedCursor, write_cursor
 from jira_pipeline.storage.sync_errors import SyncError, UnstorableRecord
 from jira_pipeline.storage.upserts import (
     DEFAULT_BATCH_SIZE,
@@ -66,7 +67,7 @@ class Tombstone:
         return cls(entity, kept=frozenset(kept))
 
 
-WriteItem = Upsert | Tombstone
+WriteItem = Upsert | Tombstone | FeedCursor
 
 
 class WriteStream:
@@ -150,8 +151,9 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
         db = self.mongo.get_database()
         connection_id = declared_connection_id(context.definition_metadata)
         tombstones: list[Tombstone] = []
+        cursors: list[FeedCursor] = []
         # Several partitions in one step: each partition's materialization gets its own counts.
-        watched = odd.watch(_upserted(stream, tombstones))  # consumed by whichever of the two
+        watched = odd.watch(_upserted(stream, tombstones, cursors))  # consumed by either
         counts: UpsertCounts = write_per_partition(
             context, db, spec, watched, batch_size=self.batch_size,
             connection_id=connection_id, on_sync_error=odd.sync_error,
@@ -163,6 +165,10 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
             apply_tombstone(db, spec, connection_id, tombstone, context.log)
             for tombstone in tombstones
         )
+        for cursor in cursors:  # a feed's position, stored once what it covers is written
+            if connection_id is None:
+                raise ValueError(f"a feed cursor needs the asset's {CONNECTION_METADATA_KEY}")
+            write_cursor(db, connection_id, cursor)
         # A dimension written: issues' copies of its names follow in the same step.
         renamed = refresh_copied_names(db, spec.name, connection_id)
         # The stream is read while it is written, so this covers fetching from Jira too.
@@ -284,16 +290,22 @@ class OddRecordReport:
         }
 
 
-def _upserted(stream: WriteStream, tombstones: list[Tombstone]) -> Iterator[Any]:
-    """The stream's records, in order; its tombstones are set aside for after the writes."""
+def _upserted(
+    stream: WriteStream, tombstones: list[Tombstone], cursors: list[FeedCursor]
+) -> Iterator[Any]:
+    """The stream's records, in order; its tombstones (and feed cursors) are set aside for after
+    the writes."""
     for item in stream:
         if isinstance(item, Upsert):
             yield item.record
         elif isinstance(item, Tombstone):
             tombstones.append(item)
+        elif isinstance(item, FeedCursor):
+            cursors.append(item)
         else:
             raise TypeError(
-                f"a WriteStream holds Upsert and Tombstone items, not {type(item).__name__}"
+                f"a WriteStream holds Upsert, Tombstone and FeedCursor items, not "
+                f"{type(item).__name__}"
             )
 
 

@@ -92,8 +92,8 @@ def test_the_run_a_schedule_tick_requests_syncs_yesterday_today_and_the_dimensio
         ("jira_statuses", None), ("jira_users", None), ("jira_issue_daily_summary", yesterday),
         ("jira_issue_daily_summary", today), ("jira_fields", None),
         ("jira_issue_comments", yesterday), ("jira_issue_comments", today),
-        ("jira_issue_daily_summary", today), ("jira_issue_changelogs", yesterday),
-        ("jira_issue_changelogs", today),
+        ("jira_issue_changelogs", yesterday), ("jira_issue_changelogs", today),
+        ("jira_worklogs", None),
     }  # fmt: skip
     window = (day_start(date.fromisoformat(yesterday)), day_start(date.fromisoformat(today))
               + timedelta(days=1))  # fmt: skip

@@ -104,7 +104,7 @@ def test_a_site_declared_in_defs_yaml_materializes_its_projects(
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
     assert keys == {f"acme/{name}" for name in (
         "jira_projects", "jira_statuses", "jira_users", "jira_issues", "jira_issue_daily_summary",
-        "jira_fields", "jira_issue_comments", "jira_issue_changelogs",
+        "jira_fields", "jira_issue_comments", "jira_issue_changelogs", "jira_worklogs",
     )}  # fmt: skip
     assert graph.get(dg.AssetKey(["acme", "jira_projects"])).group_name == "jira_acme"
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(

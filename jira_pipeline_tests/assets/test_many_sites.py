@@ -90,10 +90,11 @@ def issue_requests(data: Any) -> dict[str, dg.RunRequest]:
     """The tick's issue runs, by the site whose `jira_issues` each one selects."""
     found = {}
     for request in data.run_requests or []:
-        # A refresh selects the site's issues and what follows them (comments, changelogs).
-        for key in request.asset_selection or []:
-            if key.path[-1] == "jira_issues":
-                found[key.path[0]] = request
+        # A refresh selects the site's issues and what follows them (comments, changelogs,
+        # worklogs).
+        [key] = [k for k in request.asset_selection or [] if k.path[-1] == "jira_issues"] or [None]
+        if key is not None:
+            found[key.path[0]] = request
     return found
 
 
@@ -130,7 +131,8 @@ def test_one_tick_asks_every_site_and_each_request_syncs_only_its_own_site(sites
     )
     assert result.success
     assert materialized(result) == {
-        "acme/jira_issues", "acme/jira_issue_comments", "acme/jira_issue_changelogs"}
+        "acme/jira_issues", "acme/jira_issue_comments", "acme/jira_issue_changelogs",
+        "acme/jira_worklogs"}
 
     second = sites.tick(defs, first.cursor)
     # acme's change is stored and acknowledged; globex's run never ran: asked again.
@@ -204,6 +206,7 @@ def test_one_schedule_tick_requests_a_daily_run_per_site_of_that_sites_assets(
         "acme/jira_projects", "acme/jira_statuses", "acme/jira_users", "acme/jira_issues",
         "acme/jira_issue_daily_summary", "acme/jira_fields", "acme/jira_issue_comments",
         "acme/jira_issue_changelogs",
+        "acme/jira_worklogs",
     }  # fmt: skip
 
 

@@ -162,6 +162,12 @@ def test_ensure_indexes_creates_exactly_the_design_indexes_and_is_idempotent(sto
             ((("connection_id", 1), ("created", 1)), False),
             ((("connection_id", 1), ("issue_id", 1), ("history_id", 1)), True),
         ],
+        "jira_worklogs": sorted([
+            ((("connection_id", 1), ("worklog_id", 1)), True),
+            ((("connection_id", 1), ("issue_id", 1)), False),
+            ((("started", 1),), False),
+        ]),
+        "jira_sync_cursors": [((("connection_id", 1), ("feed", 1)), True)],
     }  # fmt: skip
 
 
