@@ -61,7 +61,8 @@ def time_in_status_rows(
     # The last day an interval touches: the day holding its last instant (an end at midnight
     # does not reach into that day).
     last_day = pd.Timestamp(hi - pd.Timedelta(DAY))
-    last = (ends - pd.Timedelta(microseconds=1)).dt.floor("D").clip(upper=last_day)
+    last = (ends - pd.Timedelta(microseconds=1)).dt.floor("D")
+    last = last.where(last < last_day, last_day)
     spans = ((last - first) // pd.Timedelta(DAY)).astype("int64") + 1
     spans = spans.clip(lower=0)
     counts = spans.to_numpy()
