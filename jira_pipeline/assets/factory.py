@@ -12,6 +12,11 @@ from dagster._core.execution.build_resources import wrap_resources_for_execution
 
 from jira_pipeline.assets.checks import build_issue_checks
 from jira_pipeline.assets.dimensions import build_dimension_assets
+from jira_pipeline.assets.history import (
+    build_field_history_asset,
+    build_status_transitions_asset,
+    build_time_in_status_asset,
+)
 from jira_pipeline.assets.issues import build_issues_asset
 from jira_pipeline.assets.jobs import RUN_EXECUTOR, build_site_jobs, build_sites_job
 from jira_pipeline.assets.partitions import issue_partitions
@@ -41,6 +46,9 @@ def site_assets_and_checks(
         build_dimension_assets(site, (PROJECTS, STATUSES, USERS), settings),
         issues,
         build_summary_asset(site, partitions),
+        build_field_history_asset(site, partitions, settings),
+        build_status_transitions_asset(site, partitions, settings),
+        build_time_in_status_asset(site, partitions, settings),
     ]
     # The other checks are check_specs of the assets, evaluated in their steps.
     checks = build_issue_checks(site, partitions, settings)

@@ -9,6 +9,8 @@ import dagster as dg
 from jira_pipeline.assets.sites import JiraSite
 
 DIMENSION_ASSETS = ("jira_projects", "jira_statuses", "jira_users")
+HISTORY_ASSETS = ("jira_issue_field_history", "jira_issue_status_transitions",
+                  "jira_time_in_status_daily")
 # Every step of a run runs in the run's own process: the multiprocess executor started a process
 # per asset and per check, each importing Dagster and rebuilding the code location (most of a
 # run's wall time and CPU), while the I/O concurrency a sync needs already lives in the client.
@@ -32,17 +34,19 @@ def build_site_jobs(site: JiraSite) -> SiteJobs:
     dimensions = [site.asset_key(name) for name in DIMENSION_ASSETS]
     issues = site.asset_key("jira_issues")
     summary = site.asset_key("jira_issue_daily_summary")
+    # Derived from each issue delta's changelogs: they follow every issue run.
+    history = [site.asset_key(name) for name in HISTORY_ASSETS]
     return SiteJobs(
         sync=dg.define_asset_job(
             site.object_name("jira_sync_job"),
-            selection=dg.AssetSelection.assets(*dimensions, issues, summary),
+            selection=dg.AssetSelection.assets(*dimensions, issues, summary, *history),
             tags=site.issue_run_tags,
             executor_def=RUN_EXECUTOR,
             description="Dimensions, the chosen issue partitions, and the daily summary.",
         ),
         issues=dg.define_asset_job(
             site.object_name("jira_issues_job"),
-            selection=dg.AssetSelection.assets(issues),
+            selection=dg.AssetSelection.assets(issues, *history),
             tags=site.issue_run_tags,
             executor_def=RUN_EXECUTOR,
             description="Only the chosen `jira_issues` partitions (what the sensor requests).",

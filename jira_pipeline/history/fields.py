@@ -15,7 +15,7 @@ issue's history needs nothing but its changelog and itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -187,6 +187,9 @@ def current_value(issue: Mapping[str, Any], field_id: str, is_array: bool) -> Fi
         return FieldValue(account, _name_of(fields.get("assignee")) if account else None)
     if field_id == "priority" and issue.get("priority") is not None:
         return FieldValue(_id_of(fields.get("priority")) or issue["priority"], issue["priority"])
+    if field_id == "project" and issue.get("project_id") is not None:
+        return FieldValue(str(issue["project_id"]),
+                          _name_of(fields.get("project")) or issue.get("project_key"))
     if field_id == "labels" and isinstance(issue.get("labels"), list):
         return _sorted_set(issue["labels"], {})
     if field_id not in fields:
@@ -314,10 +317,14 @@ def issue_field_intervals(
     changelog: Iterable[Mapping[str, Any]],
     catalog: FieldCatalog | None = None,
     tracked: Sequence[str] = TRACKED_FIELDS,
+    only: Collection[str] | None = None,
 ) -> dict[str, list[Interval]]:
-    """Every field's intervals for one issue: the tracked fields and every changed one."""
+    """Every field's intervals for one issue: the tracked fields and every changed one (or,
+    given `only`, the tracked ones and the changed ones among `only`)."""
     catalog = catalog or FieldCatalog()
     changes = changes_by_field(changelog, catalog)
+    if only is not None:
+        changes = {name: found for name, found in changes.items() if name in only}
     created = parse_jira_datetime(issue.get("created")) if issue.get("created") else None
     creator = _id_of(_raw_fields(issue).get("creator")) or issue.get("reporter_account_id")
     out: dict[str, list[Interval]] = {}

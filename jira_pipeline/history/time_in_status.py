@@ -28,7 +28,7 @@ def transitions_frame(transitions: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         columns=list(TRANSITION_FIELDS),
     )
     for column in ("entered_at", "left_at"):
-        frame[column] = pd.to_datetime(frame[column], utc=True)
+        frame[column] = pd.to_datetime(frame[column], utc=True).dt.as_unit("ns")
     frame["minutes_in_status"] = pd.to_numeric(frame["minutes_in_status"], errors="coerce")
     frame["project_key"] = frame["project_key"].fillna(NO_PROJECT)
     frame["status_id"] = frame["status_id"].fillna("")
