@@ -5,6 +5,7 @@ the fake Jira's issues and changelogs (changelog documents written here in the s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from itertools import pairwise
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -103,7 +104,7 @@ def test_history_follows_the_fakes_changelogs_and_its_check_passes(synced: Pipel
         assert rows[0]["previous_status_id"] is None
         assert all(row["left_at"] == after["entered_at"] and
                    row["status_id"] == after["previous_status_id"]
-                   for row, after in zip(rows, rows[1:], strict=False))
+                   for row, after in pairwise(rows))
         assert {row["status_name"] for row in rows} <= {
             doc["name"] for doc in synced.db.jira_statuses.find()}
         moved += len(rows) > 1
