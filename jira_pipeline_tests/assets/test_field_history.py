@@ -5,8 +5,8 @@ the fake Jira's issues and changelogs (changelog documents written here in the s
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from itertools import pairwise
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import httpx
