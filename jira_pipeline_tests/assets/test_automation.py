@@ -91,6 +91,8 @@ def test_the_run_a_schedule_tick_requests_syncs_yesterday_today_and_the_dimensio
         ("jira_issues", yesterday), ("jira_issues", today), ("jira_projects", None),
         ("jira_statuses", None), ("jira_users", None), ("jira_issue_daily_summary", yesterday),
         ("jira_issue_daily_summary", today),
+        *((name, day) for name in ("jira_issue_field_history", "jira_issue_status_transitions",
+                                   "jira_time_in_status_daily") for day in (yesterday, today)),
     }  # fmt: skip
     window = (day_start(date.fromisoformat(yesterday)), day_start(date.fromisoformat(today))
               + timedelta(days=1))  # fmt: skip

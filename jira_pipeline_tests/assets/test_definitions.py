@@ -18,7 +18,11 @@ from dagster._serdes import serialize_value
 from jira_pipeline.settings import ConfigurationError
 from jira_pipeline_tests.assets.conftest import DIMENSIONS, MADE_UP_TOKEN
 
-ASSETS = {*DIMENSIONS, "jira_issues", "jira_issue_daily_summary"}
+HISTORY = {"jira_issue_field_history", "jira_issue_status_transitions",
+           "jira_time_in_status_daily"}
+ASSETS = {*DIMENSIONS, "jira_issues", "jira_issue_daily_summary", *HISTORY}
+# Upstream of the history assets, built on other branches: stubs in the graph until they merge.
+PENDING = {"jira_issue_changelogs", "jira_fields"}
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).with_name("dagster")
 
@@ -41,7 +45,7 @@ def test_code_location_loads_and_validates_with_every_asset_job_schedule_sensor_
     repository = defs.get_repository_def()
     repository.load_all_definitions()
     graph = repository.asset_graph
-    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == ASSETS
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} - PENDING == ASSETS
     assert {graph.get(dg.AssetKey(name)).group_name for name in ASSETS} == {"jira"}
     assert {job.name for job in repository.get_all_jobs()} >= {
         "jira_sync_job", "jira_issues_job", "jira_dimensions_job",
@@ -53,6 +57,7 @@ def test_code_location_loads_and_validates_with_every_asset_job_schedule_sensor_
         ("jira_issues", "matches_jira_count"), ("jira_issues", "no_duplicate_keys"),
         ("jira_issues", "references_present"), ("jira_issues", "fresh"),
         ("jira_issues", "no_sync_errors"),
+        ("jira_issue_field_history", "field_history_consistent"),
         *((name, check) for name in DIMENSIONS for check in ("not_empty", "no_duplicate_keys")),
     }  # fmt: skip
 

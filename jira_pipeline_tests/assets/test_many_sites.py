@@ -200,7 +200,8 @@ def test_one_schedule_tick_requests_a_daily_run_per_site_of_that_sites_assets(
     assert result.success
     assert materialized(result) == {
         "acme/jira_projects", "acme/jira_statuses", "acme/jira_users", "acme/jira_issues",
-        "acme/jira_issue_daily_summary",
+        "acme/jira_issue_daily_summary", "acme/jira_issue_field_history",
+        "acme/jira_issue_status_transitions", "acme/jira_time_in_status_daily",
     }  # fmt: skip
 
 

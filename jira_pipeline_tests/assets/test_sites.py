@@ -52,7 +52,8 @@ def test_each_registered_connection_gets_its_own_prefixed_group(two_fakes):
     job = defs.resolve_job_def("jira_sites_job")
     assert {key.to_user_string() for key in job.asset_layer.selected_asset_keys} == {
         "acme/jira_projects", "acme/jira_statuses", "acme/jira_users", "acme/jira_issues",
-        "acme/jira_issue_daily_summary",
+        "acme/jira_issue_daily_summary", "acme/jira_issue_field_history",
+        "acme/jira_issue_status_transitions", "acme/jira_time_in_status_daily",
     }  # fmt: skip
     sensor = defs.resolve_sensor_def("jira_sites_refresh_sensor")
     assert {target.job_name for target in sensor.targets} == {"jira_sites_job"}
