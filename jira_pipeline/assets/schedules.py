@@ -11,7 +11,7 @@ from dagster._core.storage.tags import (
 )
 
 from jira_pipeline.assets.census import CENSUS_TAG
-from jira_pipeline.assets.jobs import SiteJobs
+from jira_pipeline.assets.jobs import HISTORY_ASSETS, SiteJobs
 from jira_pipeline.assets.partitions import partition_key_for
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.settings import PipelineSettings
@@ -60,7 +60,7 @@ SITES_DAILY_SCHEDULE = "jira_sites_daily_schedule"
 def site_sync_keys(site: JiraSite) -> list[dg.AssetKey]:
     """What a site's daily run materializes: its dimensions, issues and daily summary."""
     names = ("jira_projects", "jira_statuses", "jira_users", "jira_issues",
-             "jira_issue_daily_summary")
+             "jira_issue_daily_summary", *HISTORY_ASSETS)
     return [site.asset_key(name) for name in names]
 
 

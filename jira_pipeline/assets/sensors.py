@@ -15,7 +15,7 @@ from typing import Any
 import dagster as dg
 from pymongo.database import Database
 
-from jira_pipeline.assets.jobs import SiteJobs
+from jira_pipeline.assets.jobs import HISTORY_ASSETS, SiteJobs
 from jira_pipeline.assets.partitions import partition_keys_between
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.schedules import partition_range_tags
@@ -209,7 +209,9 @@ class RequestTarget:
     narrow: bool = False  # shared jobs: each request selects the site's own assets
 
     def issues_selection(self, site: JiraSite) -> list[dg.AssetKey] | None:
-        return [site.asset_key("jira_issues")] if self.narrow else None
+        # The history assets follow every issue delta, as in the site's own jira_issues_job.
+        names = ("jira_issues", *HISTORY_ASSETS)
+        return [site.asset_key(name) for name in names] if self.narrow else None
 
 
 @dataclass(frozen=True)
