@@ -156,6 +156,8 @@ def seed_store(db: Any, issues: int, start: datetime) -> tuple[int, int, int]:
 
 def measure_size(issues: int) -> dict[str, Any]:
     """One size, in this process: seed, then derive and write as the assets do."""
+    import pandas  # noqa: F401  # imported before the clock starts: a run imports it once
+
     from jira_pipeline.assets.history import (
         IssueHistories,
         TimeInStatusDays,

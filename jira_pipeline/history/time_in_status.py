@@ -78,12 +78,10 @@ def time_in_status_rows(
         .agg(issues_in_status=("issue_id", "nunique"), status_name=("status_name", "last"))
     )
     left = frame[frame["left_at"].notna() & (frame["left_at"] >= lo) & (frame["left_at"] < hi)]
-    moved = (
-        left.assign(day=left["left_at"].dt.floor("D"))
-        .groupby(keys, sort=True)["minutes_in_status"]
-        .agg(transitions="count", mean_minutes="mean", p50_minutes="median",
-             p90_minutes=lambda minutes: minutes.quantile(0.9))
-    )
+    minutes = left.assign(day=left["left_at"].dt.floor("D")).groupby(keys, sort=True)[
+        "minutes_in_status"]
+    moved = minutes.agg(transitions="count", mean_minutes="mean", p50_minutes="median")
+    moved["p90_minutes"] = minutes.quantile(0.9)  # one vectorised pass, not a call per group
     table = present.join(moved, how="outer").reset_index()
     rows = []
     for record in table.to_dict("records"):

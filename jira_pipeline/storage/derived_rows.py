@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ReplaceOne
+from pymongo import InsertOne, ReplaceOne
 from pymongo.database import Database
 
 from jira_pipeline.storage.entities import DerivedSpec, document_id
@@ -108,15 +108,16 @@ def write_derived_rows(db: Database, derived: DerivedRows) -> DerivedWriteCounts
             if before is not None and _same_row(before, doc):
                 counts.unchanged += 1
                 continue
-            if before is None:
+            replacement = {"_id": _id, **doc, "synced_at": now}
+            if before is None:  # an insert: far cheaper than an upsert in the embedded store
                 counts.inserted += 1
+                writes.append(InsertOne(replacement))
             else:
                 counts.updated += 1
-            writes.append(ReplaceOne({"_id": _id}, {"_id": _id, **doc, "synced_at": now},
-                                     upsert=True))
-        if writes:
-            collection.bulk_write(writes, ordered=False)
+                writes.append(ReplaceOne({"_id": _id}, replacement))
         gone = [_id for _id in stored if _id not in kept]
         if gone:
             counts.removed += collection.delete_many({"_id": {"$in": gone}}).deleted_count
+        if writes:
+            collection.bulk_write(writes, ordered=False)
     return counts

@@ -19,8 +19,9 @@ from jira_pipeline.storage.entities import ENTITIES, STATUS_TRANSITIONS
 
 CHANGELOGS_COLLECTION = "jira_issue_changelogs"
 FIELDS_COLLECTION = "jira_fields"
-# Issues per batch: a batch's issues, changelogs and rows are what memory holds.
-DEFAULT_BATCH_ISSUES = 200
+# Issues per batch: a batch's issues, changelogs (10-300 histories an issue) and rows are what
+# memory holds.
+DEFAULT_BATCH_ISSUES = 50
 # What the derivation reads of an issue besides the raw fields of the fields it derives.
 ISSUE_KEY_FIELDS = (
     "issue_id", "key", "project_id", "project_key", "status_id", "status_name", "priority",
