@@ -93,7 +93,7 @@ def write_derived_rows(db: Database, derived: DerivedRows) -> DerivedWriteCounts
         selector = {**scope.scope, "connection_id": derived.connection_id}
         stored = {doc["_id"]: doc for doc in collection.find(selector)}
         now = utc_now()
-        writes = []
+        writes: list[InsertOne[dict[str, Any]] | ReplaceOne[dict[str, Any]]] = []
         kept = set()
         for row in scope.rows:
             doc = {**row, "connection_id": derived.connection_id}
