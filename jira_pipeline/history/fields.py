@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from jira_pipeline.timeutil import parse_jira_datetime
@@ -81,13 +81,13 @@ class FieldCatalog:
         return field_id in ARRAY_FIELDS or field_id in self.arrays
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FieldValue:
     value: Value
     value_string: Value
 
 
-@dataclass
+@dataclass(slots=True)
 class Change:
     """One history entry's change of one field (its items, usually one)."""
 
@@ -98,7 +98,7 @@ class Change:
     items: list[Mapping[str, Any]]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Interval:
     field_id: str
     field_name: str
@@ -110,37 +110,50 @@ class Interval:
     history_id: str | None  # the change that set the value; None for the value at creation
 
 
-def _history_order(entry: Mapping[str, Any]) -> tuple[datetime, int, str]:
-    history_id = str(entry.get("history_id") or "")
-    number = int(history_id) if history_id.isdigit() else 0
-    return parse_jira_datetime(entry["created"]), number, history_id
+def _moment(value: Any) -> datetime:
+    # Stored dates come back aware (tz_aware clients) or naive UTC: parse only what is not.
+    if isinstance(value, datetime) and value.tzinfo is UTC:
+        return value
+    return parse_jira_datetime(value)
 
 
-def ordered_entries(changelog: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Changelog entries oldest first; equal timestamps in history id order (Jira's ids grow),
-    entries without a timestamp left out (they cannot be placed)."""
-    return sorted((entry for entry in changelog if entry.get("created") is not None),
-                  key=_history_order)
+def ordered_entries(
+    changelog: Iterable[Mapping[str, Any]],
+) -> list[tuple[datetime, str, Mapping[str, Any]]]:
+    """(instant, history id, entry) oldest first; equal timestamps in history id order (Jira's
+    ids grow), entries without a timestamp left out (they cannot be placed)."""
+    keyed = []
+    for entry in changelog:
+        created = entry.get("created")
+        if created is None:
+            continue
+        history_id = str(entry.get("history_id") or "")
+        number = int(history_id) if history_id.isdigit() else 0
+        keyed.append((_moment(created), number, history_id, entry))
+    keyed.sort(key=lambda k: k[:3])
+    return [(at, history_id, entry) for at, _, history_id, entry in keyed]
 
 
 def changes_by_field(
-    changelog: Iterable[Mapping[str, Any]], catalog: FieldCatalog
+    changelog: Iterable[Mapping[str, Any]], catalog: FieldCatalog,
+    only: Collection[str] | None = None,
 ) -> dict[str, list[Change]]:
-    """Each field's changes, oldest first (items of one entry for one field grouped)."""
+    """Each field's changes (of the fields in `only`, if given), oldest first (items of one
+    entry for one field grouped)."""
     changes: dict[str, list[Change]] = {}
-    for entry in ordered_entries(changelog):
-        at = parse_jira_datetime(entry["created"])
+    field_id_of = catalog.field_id
+    for at, history_id, entry in ordered_entries(changelog):
         in_entry: dict[str, Change] = {}
         for item in entry.get("items") or ():
             if not isinstance(item, Mapping):
                 continue
-            field_id = catalog.field_id(item)
-            if not field_id:
+            field_id = field_id_of(item)
+            if not field_id or (only is not None and field_id not in only):
                 continue
             change = in_entry.get(field_id)
             if change is None:
                 change = in_entry[field_id] = Change(
-                    at, str(entry.get("history_id")), entry.get("author_account_id"),
+                    at, history_id, entry.get("author_account_id"),
                     str(item.get("field") or field_id), [],
                 )
                 changes.setdefault(field_id, []).append(change)
@@ -221,15 +234,18 @@ def _whole_set(ids: str | None, strings: str | None, field_id: str) -> FieldValu
     return _sorted_set(keys, {})
 
 
-def _before_and_after(
-    change: Change, field_id: str, is_array: bool
-) -> tuple[FieldValue, FieldValue]:
-    first, last = change.items[0], change.items[-1]
+def _before(change: Change, field_id: str, is_array: bool) -> FieldValue:
+    first = change.items[0]
     if is_array:
-        return (_whole_set(first.get("from"), first.get("from_string"), field_id),
-                _whole_set(last.get("to"), last.get("to_string"), field_id))
-    return (FieldValue(first.get("from"), first.get("from_string")),
-            FieldValue(last.get("to"), last.get("to_string")))
+        return _whole_set(first.get("from"), first.get("from_string"), field_id)
+    return FieldValue(first.get("from"), first.get("from_string"))
+
+
+def _after(change: Change, field_id: str, is_array: bool) -> FieldValue:
+    last = change.items[-1]
+    if is_array:
+        return _whole_set(last.get("to"), last.get("to_string"), field_id)
+    return FieldValue(last.get("to"), last.get("to_string"))
 
 
 def _per_value_sets(
@@ -291,8 +307,8 @@ def field_intervals(
     if field_id in PER_VALUE_ARRAY_FIELDS:
         values = _per_value_sets(changes, current)
     else:
-        values = [_before_and_after(changes[0], field_id, is_array)[0]]
-        values.extend(_before_and_after(change, field_id, is_array)[1] for change in changes)
+        values = [_before(changes[0], field_id, is_array)]
+        values.extend(_after(change, field_id, is_array) for change in changes)
     starts: list[tuple[datetime | None, str | None, str | None]] = [
         (created, creator_account_id, None)
     ]
@@ -322,9 +338,7 @@ def issue_field_intervals(
     """Every field's intervals for one issue: the tracked fields and every changed one (or,
     given `only`, the tracked ones and the changed ones among `only`)."""
     catalog = catalog or FieldCatalog()
-    changes = changes_by_field(changelog, catalog)
-    if only is not None:
-        changes = {name: found for name, found in changes.items() if name in only}
+    changes = changes_by_field(changelog, catalog, only)
     created = parse_jira_datetime(issue.get("created")) if issue.get("created") else None
     creator = _id_of(_raw_fields(issue).get("creator")) or issue.get("reporter_account_id")
     out: dict[str, list[Interval]] = {}

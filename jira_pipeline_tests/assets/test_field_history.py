@@ -203,3 +203,27 @@ def test_time_in_status_counts_the_issues_in_each_status_per_day(synced: Pipelin
               for doc in synced.db[TIME_IN_STATUS].find({"day": day})}
     assert stored == {key: len(ids) for key, ids in expected.items()}
     assert stored
+
+
+def test_the_readmes_time_in_status_per_project_is_one_aggregation(synced: Pipeline) -> None:
+    synced.sync_everything()
+    finished = [row for row in synced.db[TRANSITIONS].find() if row["left_at"] is not None]
+    expected: dict[tuple[str, str], list[float]] = {}
+    for row in finished:
+        expected.setdefault((row["project_key"], row["status_name"]), []).append(
+            row["minutes_in_status"])
+
+    rows = list(synced.db[TRANSITIONS].aggregate([
+        {"$match": {"left_at": {"$ne": None}}},
+        {"$group": {"_id": {"project": "$project_key", "status": "$status_name"},
+                    "intervals": {"$sum": 1}, "mean_minutes": {"$avg": "$minutes_in_status"},
+                    "max_minutes": {"$max": "$minutes_in_status"}}},
+        {"$sort": {"_id.project": 1, "mean_minutes": -1}},
+    ]))
+
+    assert finished and len(rows) == len(expected)
+    for row in rows:
+        minutes = expected[(row["_id"]["project"], row["_id"]["status"])]
+        assert row["intervals"] == len(minutes)
+        assert row["mean_minutes"] == pytest.approx(sum(minutes) / len(minutes))
+        assert row["max_minutes"] == max(minutes)
