@@ -54,7 +54,9 @@ def _item(field_id: str, frm: Any, frm_s: Any, to: Any, to_s: Any,
 def seeded_issue(n: int, start: datetime, rng: random.Random) -> tuple[dict, list[dict]]:
     """One issue and its changelog, consistent: each change starts from the value before it."""
     project_id, project_key = PROJECTS[n % len(PROJECTS)]
-    created = start + timedelta(minutes=n)
+    # A steady site: an issue every two hours, so the issues active on a day (and the
+    # transitions a day of time in status reads) do not grow with N; the history does.
+    created = start + timedelta(hours=2 * n)
     status, assignee, priority = 0, None, 2
     labels: set[str] = set()
     components: set[int] = set()
@@ -191,6 +193,7 @@ def measure_size(issues: int) -> dict[str, Any]:
         fields = IssueHistories(source, ids, field_history_deriver(source.catalog()))
         field_counts = write_derived_rows(db, DerivedRows(FIELD_HISTORY, CONNECTION,
                                                           fields.scopes()))
+        rss_fields = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         transitions_source = HistorySource(db, CONNECTION)
         transitions = IssueHistories(
             transitions_source, ids,
@@ -198,6 +201,7 @@ def measure_size(issues: int) -> dict[str, Any]:
             raw_fields=("status", "project"))
         transition_counts = write_derived_rows(db, DerivedRows(STATUS_TRANSITIONS, CONNECTION,
                                                                transitions.scopes()))
+        rss_transitions = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         last = db.jira_issue_changelogs.find_one(sort=[("created", -1)])["created"]
         first_day = start.replace(hour=0, minute=0, second=0, microsecond=0)
         end_day = last.replace(tzinfo=UTC, hour=0, minute=0, second=0,
@@ -222,6 +226,8 @@ def measure_size(issues: int) -> dict[str, Any]:
         "time_in_status_rows": day_counts.rows, "store_queries": source.reads
         + transitions_source.reads + days.source.reads,
         "rss_after_seed_mb": round(rss_seeded, 1),
+        "rss_after_field_history_mb": round(rss_fields, 1),
+        "rss_after_transitions_mb": round(rss_transitions, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }  # fmt: skip
 
