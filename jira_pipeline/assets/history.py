@@ -196,11 +196,14 @@ def current_field_differences(source: HistorySource, issue_ids: list[str]) -> li
         for issue in source._find("jira_issues", {"issue_id": {"$in": ids},
                                                   "is_deleted": {"$ne": True}},
                                   ["issue_id", "key", "status_id", "assignee_account_id",
-                                   "priority"]):
+                                   "priority", "raw.fields.assignee.name"]):
             issue_id = str(issue["issue_id"])
             expected = {"status": issue.get("status_id"),
                         "assignee": issue.get("assignee_account_id"),
                         "priority": issue.get("priority")}
+            # Data Center's changelog names an assignee by username, its issues by user key.
+            assignee = ((issue.get("raw") or {}).get("fields") or {}).get("assignee")
+            username = assignee.get("name") if isinstance(assignee, dict) else None
             for field_id, value in expected.items():
                 row = current.get((issue_id, field_id))
                 if row is None:
@@ -208,6 +211,8 @@ def current_field_differences(source: HistorySource, issue_ids: list[str]) -> li
                         differences.append(f"{issue.get('key')} {field_id}: no current row")
                     continue
                 stored = row.get("value_string" if field_id == "priority" else "value")
+                if field_id == "assignee" and stored is not None and stored == username:
+                    continue
                 if stored != value:
                     differences.append(
                         f"{issue.get('key')} {field_id}: history {stored!r}, issue {value!r}")
