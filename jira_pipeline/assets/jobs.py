@@ -49,7 +49,8 @@ def build_site_jobs(site: JiraSite) -> SiteJobs:
             selection=dg.AssetSelection.assets(issues, *history),
             tags=site.issue_run_tags,
             executor_def=RUN_EXECUTOR,
-            description="Only the chosen `jira_issues` partitions (what the sensor requests).",
+            description="The chosen `jira_issues` partitions and their history (what the sensor "
+            "requests).",
         ),
         dimensions=dg.define_asset_job(
             site.object_name("jira_dimensions_job"),
