@@ -126,15 +126,16 @@ def seeded_issue(n: int, start: datetime, rng: random.Random) -> tuple[dict, lis
     return issue, histories
 
 
-def seed_store(db: Any, issues: int, start: datetime) -> tuple[int, int, int]:
+def seed_store(db: Any, issues: int, start: datetime) -> tuple[int, int, int, datetime]:
     """Issues, changelogs, statuses and projects written in batches; (histories, items,
-    per-issue requests at 100 histories a page)."""
+    per-issue requests at 100 histories a page, the last history's time)."""
     rng = random.Random(13)
     db.jira_statuses.insert_many([{"connection_id": CONNECTION, "status_id": sid, "name": name,
                                    "status_category": cat} for sid, name, cat in STATUSES])
     db.jira_projects.insert_many([{"connection_id": CONNECTION, "project_id": pid, "key": key}
                                   for pid, key in PROJECTS])
     histories = items = per_issue = 0
+    last = start
     issue_batch: list[dict] = []
     history_batch: list[dict] = []
     for n in range(issues):
@@ -144,6 +145,7 @@ def seed_store(db: Any, issues: int, start: datetime) -> tuple[int, int, int]:
         histories += len(changelog)
         items += sum(len(entry["items"]) for entry in changelog)
         per_issue += math.ceil(len(changelog) / 100)
+        last = max([last, *(entry["created"] for entry in changelog)])
         if len(history_batch) >= WRITE_BATCH:
             db.jira_issue_changelogs.insert_many(history_batch)
             history_batch = []
@@ -154,7 +156,7 @@ def seed_store(db: Any, issues: int, start: datetime) -> tuple[int, int, int]:
         db.jira_issue_changelogs.insert_many(history_batch)
     if issue_batch:
         db.jira_issues.insert_many(issue_batch)
-    return histories, items, per_issue
+    return histories, items, per_issue, last
 
 
 def measure_size(issues: int) -> dict[str, Any]:
@@ -183,7 +185,7 @@ def measure_size(issues: int) -> dict[str, Any]:
         ensure_indexes(db)
         start = datetime(2026, 1, 1, tzinfo=UTC)
         seeding = time.perf_counter()
-        histories, items, per_issue = seed_store(db, issues, start)
+        histories, items, per_issue, last = seed_store(db, issues, start)
         seed_s = time.perf_counter() - seeding
         rss_seeded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -203,10 +205,8 @@ def measure_size(issues: int) -> dict[str, Any]:
         transition_counts = write_derived_rows(db, DerivedRows(STATUS_TRANSITIONS, CONNECTION,
                                                                transitions.scopes()))
         rss_transitions = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        last = db.jira_issue_changelogs.find_one(sort=[("created", -1)])["created"]
         first_day = start.replace(hour=0, minute=0, second=0, microsecond=0)
-        end_day = last.replace(tzinfo=UTC, hour=0, minute=0, second=0,
-                               microsecond=0) + timedelta(days=1)
+        end_day = last.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
         days = TimeInStatusDays(HistorySource(db, CONNECTION), first_day, end_day, now)
         day_counts = write_derived_rows(db, DerivedRows(TIME_IN_STATUS_DAILY, CONNECTION,
                                                         days.scopes()))
