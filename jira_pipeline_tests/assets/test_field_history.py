@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from jira_pipeline.assets.factory import build_definitions
 from jira_pipeline.timeutil import parse_jira_datetime
 from jira_pipeline_tests.assets.conftest import Pipeline, check_results, materializations
 
@@ -227,3 +228,46 @@ def test_the_readmes_time_in_status_per_project_is_one_aggregation(synced: Pipel
         assert row["intervals"] == len(minutes)
         assert row["mean_minutes"] == pytest.approx(sum(minutes) / len(minutes))
         assert row["max_minutes"] == max(minutes)
+
+
+def test_a_data_center_site_derives_the_same_history(
+    pipeline_factory: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = pipeline_factory(issues=60, days=3, mode="datacenter")
+    for name in ("JIRA_EMAIL", "JIRA_API_TOKEN"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("JIRA_PAT", pipeline.fake.config.pat)
+    pipeline.defs = build_definitions(mongo=pipeline.mongo)
+    pipeline.sync_everything()
+    # Data Center has no paged changelog: a client reads it with the issue (expand=changelog).
+    headers = {"Authorization": f"Bearer {pipeline.fake.config.pat}"}
+    changelogs: dict[str, list[dict[str, Any]]] = {}
+    with httpx.Client(base_url=pipeline.fake.base_url, headers=headers, timeout=30) as http:
+        for issue_id, issue in pipeline.stored_issues().items():
+            body = http.get(f"/rest/api/2/issue/{issue_id}",
+                            params={"expand": "changelog", "fields": "status"}).json()
+            changelogs[issue_id] = body["changelog"]["histories"]
+            docs = [{
+                "connection_id": issue["connection_id"], "issue_id": issue_id,
+                "issue_key": issue["key"], "history_id": history["id"],
+                "author_account_id": (history.get("author") or {}).get("key"),
+                "created": parse_jira_datetime(history["created"]),
+                "items": [{"field": item.get("field"), "field_id": item.get("fieldId"),
+                           "from": item.get("from"), "from_string": item.get("fromString"),
+                           "to": item.get("to"), "to_string": item.get("toString")}
+                          for item in history["items"]],
+            } for history in changelogs[issue_id]]
+            if docs:
+                pipeline.db.jira_issue_changelogs.insert_many(docs)
+
+    result = pipeline.sync_everything()
+
+    assert result.success
+    assert check_results(result)[(FIELD_HISTORY, "field_history_consistent")].passed
+    moved = 0
+    for issue_id, issue in pipeline.stored_issues().items():
+        rows = transitions_of(pipeline, issue_id)
+        assert [row["status_id"] for row in rows] == (
+            status_walk(changelogs[issue_id]) or [issue["status_id"]]), issue["key"]
+        moved += len(rows) > 1
+    assert moved > 5
