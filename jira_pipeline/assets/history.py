@@ -166,8 +166,12 @@ def _build_field_history_asset(
         context: dg.AssetExecutionContext, mongo: MongoResource
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         source = HistorySource(mongo.get_database(), site.connection_id)
-        ids = source.window_issue_ids(*_window(context, settings.lookback))
-        if key in context.selected_asset_keys:
+        # The check alone runs without the asset's partitions (it is not partitioned): it then
+        # checks every live issue.
+        materializing = key in context.selected_asset_keys
+        ids = (source.window_issue_ids(*_window(context, settings.lookback)) if materializing
+               else source.live_issue_ids())
+        if materializing:
             histories = IssueHistories(source, ids, field_history_deriver(source.catalog()))
             # The IO manager writes the rows before this generator resumes: the check reads them.
             yield dg.Output(

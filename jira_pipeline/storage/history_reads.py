@@ -82,6 +82,12 @@ class HistorySource:
                           {"issue_id": 1, "_id": 0})
         return sorted({str(doc["issue_id"]) for doc in docs})
 
+    def live_issue_ids(self) -> list[str]:
+        """Every live issue of the connection (what the consistency check alone reads)."""
+        docs = self._find(ENTITIES["issues"].collection, {"is_deleted": {"$ne": True}},
+                          {"issue_id": 1, "_id": 0})
+        return sorted({str(doc["issue_id"]) for doc in docs})
+
     def batches(
         self, issue_ids: Sequence[str], raw_fields: Sequence[str] | None = None
     ) -> Iterator[IssueBatch]:
