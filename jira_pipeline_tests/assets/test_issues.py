@@ -284,7 +284,9 @@ def test_thirty_partition_backfill_is_one_run_that_materializes_every_partition(
 
     assert result.success
     assert pipeline.instance.get_runs_count() == 1
-    assert sorted(str(e.partition) for e in result.get_asset_materialization_events()) == keys
+    # The job's history assets follow the same partitions in the same run.
+    assert sorted(str(e.partition) for e in result.get_asset_materialization_events()
+                  if e.asset_key == dg.AssetKey("jira_issues")) == keys
     assert pipeline.instance.get_materialized_partitions(dg.AssetKey("jira_issues")) == set(keys)
     assert_store_mirrors_fake(pipeline)
 
