@@ -176,7 +176,8 @@ class Location:
 
     def site_assets(self, site: str) -> list[dg.AssetKey]:
         """A registered site's assets (its group: keys prefixed by its name)."""
-        return [asset for asset in self.repository_def.asset_graph.get_all_asset_keys()
+        # Materializable only: upstream keys no asset defines yet are stubs in the graph.
+        return [asset for asset in self.repository_def.asset_graph.materializable_asset_keys
                 if asset.path[0] == site]
 
 

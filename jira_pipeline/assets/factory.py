@@ -14,6 +14,11 @@ from jira_pipeline.assets.checks import build_issue_checks
 from jira_pipeline.assets.comments import build_comments_asset
 from jira_pipeline.assets.dimensions import build_dimension_assets
 from jira_pipeline.assets.fields import FIELDS
+from jira_pipeline.assets.history import (
+    build_field_history_asset,
+    build_status_transitions_asset,
+    build_time_in_status_asset,
+)
 from jira_pipeline.assets.issues import build_issues_asset
 from jira_pipeline.assets.jobs import RUN_EXECUTOR, build_site_jobs, build_sites_job
 from jira_pipeline.assets.partitions import issue_partitions
@@ -54,6 +59,9 @@ def site_assets_and_checks(
         build_comments_asset(site, partitions, settings),
         build_changelogs_asset(site, partitions, settings),
         build_worklogs_asset(site, partitions, settings),
+        build_field_history_asset(site, partitions, settings),
+        build_status_transitions_asset(site, partitions, settings),
+        build_time_in_status_asset(site, partitions, settings),
     ]
     # The other checks are check_specs of the assets, evaluated in their steps.
     checks = build_issue_checks(site, partitions, settings)

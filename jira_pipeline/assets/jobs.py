@@ -10,10 +10,14 @@ import dagster as dg
 from jira_pipeline.assets.sites import JiraSite
 
 DIMENSION_ASSETS = ("jira_projects", "jira_statuses", "jira_users", "jira_fields")
-# What every issue run also materializes: the comments and changelogs of the synced issue window
-# (partitioned like jira_issues), and the worklogs (not partitioned: the site-wide worklog feed,
-# which Dagster materializes once in each run of the partitioned jobs).
-ISSUE_FOLLOWERS = ("jira_issue_comments", "jira_issue_changelogs", "jira_worklogs")
+# Derived from the stored issues and their changelogs (no request to Jira).
+HISTORY_ASSETS = ("jira_issue_field_history", "jira_issue_status_transitions",
+                  "jira_time_in_status_daily")
+# What every issue run also materializes: the comments, changelogs and history of the synced
+# issue window (partitioned like jira_issues), and the worklogs (not partitioned: the site-wide
+# worklog feed, which Dagster materializes once in each run of the partitioned jobs).
+ISSUE_FOLLOWERS = ("jira_issue_comments", "jira_issue_changelogs", "jira_worklogs",
+                   *HISTORY_ASSETS)
 # Every step of a run runs in the run's own process: the multiprocess executor started a process
 # per asset and per check, each importing Dagster and rebuilding the code location (most of a
 # run's wall time and CPU), while the I/O concurrency a sync needs already lives in the client.
@@ -54,7 +58,7 @@ def build_site_jobs(site: JiraSite) -> SiteJobs:
             tags=site.issue_run_tags,
             executor_def=RUN_EXECUTOR,
             description="The chosen `jira_issues` partitions and what follows each issue "
-            "(comments, changelogs, worklogs): what the sensor requests.",
+            "(comments, changelogs, worklogs, history): what the sensor requests.",
         ),
         dimensions=dg.define_asset_job(
             site.object_name("jira_dimensions_job"),

@@ -219,7 +219,8 @@ class RequestTarget:
     narrow: bool = False  # shared jobs: each request selects the site's own assets
 
     def issues_selection(self, site: JiraSite) -> list[dg.AssetKey] | None:
-        # What follows each issue (comments, changelogs, worklogs) is re-read with every issue delta.
+        # What follows each issue (comments, changelogs,
+        # worklogs, history) is re-read with every issue delta.
         names = ("jira_issues", *ISSUE_FOLLOWERS)
         return [site.asset_key(name) for name in names] if self.narrow else None
 

@@ -434,6 +434,7 @@ class FakeJiraSite:
         items: list[HistoryItem] = []
         for name, value in fields.items():
             before = self._field_string(issue, name)
+            before_id = self._field_jira_id(issue, name)
             if name == "status":
                 wanted = str(value.get("name") or value.get("id")) if isinstance(value, dict) \
                     else str(value)
@@ -472,12 +473,20 @@ class FakeJiraSite:
                 issue.overrides = {**(issue.overrides or {}), name: value}
             after = self._field_string(issue, name)
             items.append((name, "custom" if name.startswith("customfield_") else "jira", name,
-                          None, before, None, after))
+                          before_id, before, self._field_jira_id(issue, name), after))
         if record and items:
             history = History(id=str(data.next_history_id), author=self.myself_index(),
                               created_ms=now, offset=issue.offset, items=tuple(items))
             data.next_history_id += 1
             issue.extra_histories = [*(issue.extra_histories or []), history]
+
+    def _field_jira_id(self, issue: Issue, name: str) -> str | None:
+        """What Jira writes as an item's `from`/`to`: the account id or priority id."""
+        if name == "assignee":
+            return self.data.users[issue.assignee].account_id if issue.assignee >= 0 else None
+        if name == "priority":
+            return PRIORITIES[issue.priority][0]
+        return None
 
     def _field_string(self, issue: Issue, name: str) -> str | None:
         data = self.data

@@ -169,3 +169,30 @@ DAILY_SUMMARY = DerivedSpec(
     range_field="day",
     count_fields=("issues_updated", "created", "resolved"),
 )
+
+
+# One row per issue, field and interval of its value (`history/fields.py`); an issue's rows are
+# recomputed whole and replace its stored ones (`storage/derived_rows.py`).
+FIELD_HISTORY = DerivedSpec(
+    name="issue_field_history",
+    collection="jira_issue_field_history",
+    key_fields=("connection_id", "issue_id", "field_id", "valid_from"),
+    range_field="issue_id",
+    count_fields=(),
+)
+# One row per issue and status interval (`history/transitions.py`), replaced per issue.
+STATUS_TRANSITIONS = DerivedSpec(
+    name="issue_status_transitions",
+    collection="jira_issue_status_transitions",
+    key_fields=("connection_id", "issue_id", "entered_at"),
+    range_field="issue_id",
+    count_fields=(),
+)
+# One row per UTC day, project and status (`history/time_in_status.py`), replaced per day range.
+TIME_IN_STATUS_DAILY = DerivedSpec(
+    name="time_in_status_daily",
+    collection="jira_time_in_status_daily",
+    key_fields=("connection_id", "project_key", "status_id", "day"),
+    range_field="day",
+    count_fields=("issues_in_status", "transitions"),
+)

@@ -10,6 +10,7 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
+from jira_pipeline.storage import entities as derived  # the derived collections' specs
 from jira_pipeline.storage.entities import (
     CONNECTIONS_COLLECTION,
     DAILY_SUMMARY,
@@ -114,6 +115,38 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel(
             [("connection_id", ASCENDING), ("feed", ASCENDING)],
             name="connection_feed_unique",
+            unique=True,
+        ),
+    ],
+    derived.FIELD_HISTORY.collection: [
+        IndexModel(
+            [("connection_id", ASCENDING), ("issue_id", ASCENDING), ("field_id", ASCENDING),
+             ("valid_from", ASCENDING)],
+            name="connection_issue_field_valid_from_unique",
+            unique=True,
+        ),
+        IndexModel(
+            [("connection_id", ASCENDING), ("field_id", ASCENDING), ("valid_from", ASCENDING)],
+            name="connection_field_valid_from",
+        ),
+    ],
+    derived.STATUS_TRANSITIONS.collection: [
+        IndexModel(
+            [("connection_id", ASCENDING), ("issue_id", ASCENDING), ("entered_at", ASCENDING)],
+            name="connection_issue_entered_at_unique",
+            unique=True,
+        ),
+        IndexModel(
+            [("connection_id", ASCENDING), ("status_id", ASCENDING), ("entered_at", ASCENDING)],
+            name="connection_status_entered_at",
+        ),
+    ],
+    derived.TIME_IN_STATUS_DAILY.collection: [
+        # The day last, as the daily summary's (the embedded store plans on a key's last field).
+        IndexModel(
+            [("connection_id", ASCENDING), ("project_key", ASCENDING),
+             ("status_id", ASCENDING), ("day", ASCENDING)],
+            name="connection_project_status_day_unique",
             unique=True,
         ),
     ],

@@ -22,6 +22,7 @@ from jira_pipeline.storage.daily_summary import (
     stored_issue_days,
     write_daily_summary,
 )
+from jira_pipeline.storage.derived_rows import DerivedRows, write_derived_rows
 from jira_pipeline.storage.entities import ENTITIES, EntitySpec, UnknownEntityError
 from jira_pipeline.storage.partitioned_writes import write_per_partition
 from jira_pipeline.storage.resources import MongoResource
@@ -138,10 +139,14 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
     )
 
     def handle_output(
-        self, context: dg.OutputContext, obj: WriteStream | Iterable[Any] | DailySummary | None
+        self, context: dg.OutputContext,
+        obj: WriteStream | Iterable[Any] | DailySummary | DerivedRows | None,
     ) -> None:
         if isinstance(obj, DailySummary):
             self._write_daily_summary(context, obj)
+            return
+        if isinstance(obj, DerivedRows):
+            self._write_derived_rows(context, obj)
             return
         spec = spec_for_asset(context.asset_key)
         started = time.perf_counter()
@@ -196,6 +201,18 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
         context.add_output_metadata({
             "inserted": counts.inserted, "updated": counts.updated,
             "unchanged": counts.unchanged, "removed": counts.removed,
+        })  # fmt: skip
+
+    def _write_derived_rows(self, context: dg.OutputContext, derived: DerivedRows) -> None:
+        """Each scope's rows replace its stored ones (`storage/derived_rows.py`)."""
+        started = time.perf_counter()
+        counts = write_derived_rows(self.mongo.get_database(), derived)
+        context.add_output_metadata({
+            "inserted": counts.inserted, "updated": counts.updated,
+            "unchanged": counts.unchanged, "removed": counts.removed,
+            "dagster/row_count": counts.rows, "collection": derived.spec.collection,
+            "duration_s": dg.MetadataValue.float(round(time.perf_counter() - started, 3)),
+            **(dict(derived.metadata()) if derived.metadata is not None else {}),
         })  # fmt: skip
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | StoredIssueDays:

@@ -18,8 +18,10 @@ from dagster._serdes import serialize_value
 from jira_pipeline.settings import ConfigurationError
 from jira_pipeline_tests.assets.conftest import DIMENSIONS, MADE_UP_TOKEN
 
+HISTORY = {"jira_issue_field_history", "jira_issue_status_transitions",
+           "jira_time_in_status_daily"}
 ASSETS = {*DIMENSIONS, "jira_issues", "jira_issue_daily_summary", "jira_issue_comments",
-          "jira_issue_changelogs", "jira_worklogs"}
+          "jira_issue_changelogs", "jira_worklogs", *HISTORY}
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).with_name("dagster")
 
@@ -56,6 +58,7 @@ def test_code_location_loads_and_validates_with_every_asset_job_schedule_sensor_
         ("jira_issues", "no_sync_errors"), ("jira_issue_comments", "comments_complete"),
         ("jira_issue_changelogs", "changelog_complete"),
         ("jira_worklogs", "worklog_totals_match"),
+        ("jira_issue_field_history", "field_history_consistent"),
         *((name, check) for name in DIMENSIONS for check in ("not_empty", "no_duplicate_keys")),
     }  # fmt: skip
 

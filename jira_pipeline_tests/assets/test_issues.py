@@ -285,9 +285,11 @@ def test_thirty_partition_backfill_is_one_run_that_materializes_every_partition(
 
     assert result.success
     assert pipeline.instance.get_runs_count() == 1
-    # The job's assets (the issues, their comments and changelogs) each materialize every
-    # partition.
-    for asset in ("jira_issues", "jira_issue_comments", "jira_issue_changelogs"):
+    # The job's assets (the issues, their comments, changelogs and history) each materialize
+    # every partition.
+    for asset in ("jira_issues", "jira_issue_comments", "jira_issue_changelogs",
+                  "jira_issue_field_history", "jira_issue_status_transitions",
+                  "jira_time_in_status_daily"):
         assert sorted(str(e.partition) for e in result.get_asset_materialization_events()
                       if e.asset_key == dg.AssetKey(asset)) == keys
         assert pipeline.instance.get_materialized_partitions(dg.AssetKey(asset)) == set(keys)

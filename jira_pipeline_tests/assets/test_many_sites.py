@@ -91,7 +91,7 @@ def issue_requests(data: Any) -> dict[str, dg.RunRequest]:
     found = {}
     for request in data.run_requests or []:
         # A refresh selects the site's issues and what follows them (comments, changelogs,
-        # worklogs).
+        # worklogs, history).
         [key] = [k for k in request.asset_selection or [] if k.path[-1] == "jira_issues"] or [None]
         if key is not None:
             found[key.path[0]] = request
@@ -132,7 +132,8 @@ def test_one_tick_asks_every_site_and_each_request_syncs_only_its_own_site(sites
     assert result.success
     assert materialized(result) == {
         "acme/jira_issues", "acme/jira_issue_comments", "acme/jira_issue_changelogs",
-        "acme/jira_worklogs"}
+        "acme/jira_worklogs", "acme/jira_issue_field_history",
+        "acme/jira_issue_status_transitions", "acme/jira_time_in_status_daily"}
 
     second = sites.tick(defs, first.cursor)
     # acme's change is stored and acknowledged; globex's run never ran: asked again.
@@ -207,6 +208,7 @@ def test_one_schedule_tick_requests_a_daily_run_per_site_of_that_sites_assets(
         "acme/jira_issue_daily_summary", "acme/jira_fields", "acme/jira_issue_comments",
         "acme/jira_issue_changelogs",
         "acme/jira_worklogs",
+        "acme/jira_issue_status_transitions", "acme/jira_time_in_status_daily",
     }  # fmt: skip
 
 

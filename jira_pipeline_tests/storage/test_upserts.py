@@ -168,6 +168,17 @@ def test_ensure_indexes_creates_exactly_the_design_indexes_and_is_idempotent(sto
             ((("started", 1),), False),
         ]),
         "jira_sync_cursors": [((("connection_id", 1), ("feed", 1)), True)],
+        "jira_issue_field_history": sorted([
+            ((("connection_id", 1), ("issue_id", 1), ("field_id", 1), ("valid_from", 1)), True),
+            ((("connection_id", 1), ("field_id", 1), ("valid_from", 1)), False),
+        ]),
+        "jira_issue_status_transitions": sorted([
+            ((("connection_id", 1), ("issue_id", 1), ("entered_at", 1)), True),
+            ((("connection_id", 1), ("status_id", 1), ("entered_at", 1)), False),
+        ]),
+        "jira_time_in_status_daily": [
+            ((("connection_id", 1), ("project_key", 1), ("status_id", 1), ("day", 1)), True),
+        ],
     }  # fmt: skip
 
 
