@@ -208,7 +208,8 @@ def test_one_schedule_tick_requests_a_daily_run_per_site_of_that_sites_assets(
         "acme/jira_issue_daily_summary", "acme/jira_fields", "acme/jira_issue_comments",
         "acme/jira_issue_changelogs",
         "acme/jira_worklogs",
-        "acme/jira_issue_status_transitions", "acme/jira_time_in_status_daily",
+        "acme/jira_issue_field_history", "acme/jira_issue_status_transitions",
+        "acme/jira_time_in_status_daily",
     }  # fmt: skip
 
 
