@@ -118,24 +118,38 @@ def write_batch(
     spec: EntitySpec,
     batch: list[Any],
     errors: SyncErrorLog,
+    *,
+    per_record: list[UpsertCounts] | None = None,
 ) -> UpsertCounts:
-    """One batch of a record stream: unstorable items become dead letters, the rest upserts."""
-    counts = UpsertCounts()
+    """One batch of a record stream: unstorable items become dead letters, the rest upserts.
+
+    `per_record`, when given, is extended with what happened to each item of `batch`, in order
+    (their sum is the result): how a batch mixing partitions is counted per partition.
+    """
+    outcomes = [UpsertCounts() for _ in batch]
     storable: list[Mapping[str, Any] | BaseModel] = []
-    for item in batch:
+    positions: list[int] = []
+    for position, item in enumerate(batch):
         if isinstance(item, UnstorableRecord):
             errors.record(item, _to_bson_precision(utc_now()))
-            counts.dead_lettered += 1
+            outcomes[position].dead_lettered += 1
         else:
             storable.append(item)
+            positions.append(position)
+    written: list[UpsertCounts] = []
     try:
-        counts += upsert_batch(collection, spec, storable, errors)
+        upsert_batch(collection, spec, storable, errors, per_record=written)
     except _UNENCODABLE:
         # A value JSON holds and BSON cannot: find its record by writing one at a time
         # (a record the failed batch had already written then counts as unchanged).
+        written = []
         for record in storable:
-            counts += upsert_batch(collection, spec, [record], errors, measure=True)
-    return counts
+            upsert_batch(collection, spec, [record], errors, measure=True, per_record=written)
+    for position, outcome in zip(positions, written, strict=True):
+        outcomes[position] = outcome
+    if per_record is not None:
+        per_record.extend(outcomes)
+    return sum(outcomes, UpsertCounts())
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -153,35 +167,40 @@ def upsert_batch(
     errors: SyncErrorLog,
     *,
     measure: bool = False,
+    per_record: list[UpsertCounts] | None = None,
 ) -> UpsertCounts:
     """One read of what is stored, then unordered `bulk_write`s of what must change.
 
     A record that cannot be stored becomes a dead letter in `errors`; `measure` sizes every
     document as BSON, not only those large enough as JSON to possibly exceed 16 MiB.
+    `per_record`, when given, is extended once the batch is written with what happened to each
+    of `records`, in order (their sum is the result).
     """
-    counts = UpsertCounts()
     now = _to_bson_precision(utc_now())
+    outcomes = [UpsertCounts() for _ in records]
     incoming: dict[UUID, dict[str, Any]] = {}
-    for record in records:
+    owner: dict[UUID, int] = {}  # the position of the record each document comes from
+    for position, record in enumerate(records):
         try:
             doc = fitted_record(spec, record, measure=measure)
         except (RecordError, DocumentTooLargeError, *_UNENCODABLE, TypeError) as exc:
             errors.record(_unstorable(spec, record, exc), now)
-            counts.dead_lettered += 1
+            outcomes[position].dead_lettered += 1
             continue
-        counts.raw_truncated += bool(doc.get("raw_truncated"))
+        outcomes[position].raw_truncated += bool(doc.get("raw_truncated"))
         _id = document_id(doc["connection_id"], spec.name, doc[spec.id_field])
         earlier = incoming.get(_id)
         if earlier is not None:
             # The same row twice in one batch: only the newest copy is written.
             if _is_older(spec, doc, earlier):
-                counts.skipped_stale += 1
+                outcomes[position].skipped_stale += 1
                 continue
             if _is_older(spec, earlier, doc):
-                counts.skipped_stale += 1
+                outcomes[owner[_id]].skipped_stale += 1
             else:
-                counts.unchanged += 1
+                outcomes[owner[_id]].unchanged += 1
         incoming[_id] = doc
+        owner[_id] = position
 
     projection = {"content_hash": 1, "is_deleted": 1, "first_seen_at": 1, "key": 1}
     if spec.version_field:
@@ -199,7 +218,7 @@ def upsert_batch(
         if current is None:
             inserts.append(_new_document(_id, doc, now))
         elif _is_older(spec, doc, current):
-            counts.skipped_stale += 1
+            outcomes[owner[_id]].skipped_stale += 1
         elif _same_live_content(current, doc):
             touches.append((_id, UpdateOne({"_id": _id}, {"$set": {"synced_at": now}})))
         else:
@@ -217,26 +236,59 @@ def upsert_batch(
     failed: set[UUID] = set()
     if touches:
         matched, lost = _bulk_write(collection, touches, now, errors, spec, incoming)
-        counts.unchanged += matched
         failed |= lost
+        done = _matched_ids(collection, touches, matched, lost)
+        for _id in done:
+            outcomes[owner[_id]].unchanged += 1
     if replaces:
         matched, lost = _bulk_write(collection, replaces, now, errors, spec, incoming)
-        counts.updated += matched
-        counts.skipped_stale += len(replaces) - matched - len(lost)
         failed |= lost
+        done = _matched_ids(collection, replaces, matched, lost, incoming)
+        for _id, _ in replaces:
+            if _id in done:
+                outcomes[owner[_id]].updated += 1
+            elif _id not in lost:
+                outcomes[owner[_id]].skipped_stale += 1  # a newer version landed since the read
     if inserts:
-        inserted, lost = _insert_new(collection, spec, inserts, now, errors, incoming)
-        counts += inserted
+        raced, lost = _insert_new(collection, spec, inserts, now, errors, incoming)
         failed |= lost
+        for document in inserts:
+            _id = document["_id"]
+            if _id not in lost:
+                outcomes[owner[_id]] += raced.get(_id, UpsertCounts(inserted=1))
     if rekeyed:
         follow_issue_keys(collection, rekeyed)
-    counts.dead_lettered += len(failed)
+    for _id in failed:
+        outcomes[owner[_id]].dead_lettered += 1
     written: dict[str, list[str]] = {}
     for _id, doc in incoming.items():
         if _id not in failed:
             written.setdefault(doc["connection_id"], []).append(doc[spec.id_field])
     errors.clear(written)
-    return counts
+    if per_record is not None:
+        per_record.extend(outcomes)
+    return sum(outcomes, UpsertCounts())
+
+
+def _matched_ids(
+    collection: Collection,
+    requests: list[tuple[UUID, UpdateOne | ReplaceOne]],
+    matched: int,
+    lost: set[UUID],
+    incoming: Mapping[UUID, Mapping[str, Any]] | None = None,
+) -> set[UUID]:
+    """The `_id`s whose write of a bulk write's `requests` matched, its result giving only how
+    many (`matched`). Every request that did not fail matched, unless another writer changed a
+    document since the read (rare): then the stored documents say which writes landed, those
+    whose `content_hash` is the one written (`incoming`), or that still exist (a touch)."""
+    done = {_id for _id, _ in requests if _id not in lost}
+    if matched == len(done):
+        return done
+    found = collection.find({"_id": {"$in": sorted(done, key=str)}}, {"content_hash": 1})
+    return {
+        doc["_id"] for doc in found
+        if incoming is None or doc.get("content_hash") == incoming[doc["_id"]]["content_hash"]
+    }
 
 
 def fitted_record(
@@ -425,25 +477,26 @@ def _insert_new(
     now: datetime,
     errors: SyncErrorLog,
     incoming: Mapping[UUID, dict[str, Any]],
-) -> tuple[UpsertCounts, set[UUID]]:
-    counts = UpsertCounts()
+) -> tuple[dict[UUID, UpsertCounts], set[UUID]]:
+    """Insert new `documents`: (what happened to those another writer inserted first, by
+    `_id`; the `_id`s that failed, each now a dead letter). Every other document is inserted."""
     requests = [InsertOne(document) for document in documents]
     ids = [document["_id"] for document in documents]
     try:
-        counts.inserted = collection.bulk_write(requests, ordered=False).inserted_count
-        return counts, set()
+        collection.bulk_write(requests, ordered=False)
+        return {}, set()
     except BulkWriteError as exc:
         raced = [
             documents[error["index"]]
             for error in exc.details.get("writeErrors", [])
             if _is_id_conflict(error)
         ]
-        counts.inserted = exc.details.get("nInserted", 0)
         failed = _failed_writes(exc.details, ids, now, errors, spec, incoming, inserts=True)
     # Another writer inserted these since we looked: fall back to the guarded upsert.
+    outcomes: dict[UUID, UpsertCounts] = {}
     for document in raced:
         try:
-            counts += _guarded_upsert(collection, spec, document, now)
+            outcomes[document["_id"]] = _guarded_upsert(collection, spec, document, now)
         except WriteError as exc:
             error = {"code": exc.code, "errmsg": str(exc)}
             doc = incoming[document["_id"]]
@@ -451,7 +504,7 @@ def _insert_new(
                 _unstorable(spec, doc, RecordError(write_error_reason(spec, doc, error))), now
             )
             failed.add(document["_id"])
-    return counts, failed
+    return outcomes, failed
 
 
 def _failed_writes(
