@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import itertools
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -50,6 +53,37 @@ _NIN_MAX_IDS = 200_000
 _STORAGE_FIELDS_BYTES = 1024
 # Errors BSON encoding raises for a value MongoDB cannot hold (an 8-byte-overflowing integer).
 _UNENCODABLE = (InvalidDocument, OverflowError)
+
+
+_freezing = threading.Lock()
+_frozen_depth = 0
+
+
+@contextmanager
+def older_objects_frozen() -> Iterator[None]:
+    """While a stream is written, the garbage collector leaves alone the objects that existed
+    before (the definitions, the instance, imported modules: most of a run's heap).
+
+    Writing allocates a page's and a batch's objects again and again, and each full collection
+    traversed the whole heap: 1.2 s of a 5,000-issue sync's CPU, 0.5 s with the heap frozen
+    (sync_bench, in-process). The frozen objects return to the collector afterwards; nested or
+    concurrent writes unfreeze once the last ends, and a heap someone else froze is left as is.
+    """
+    global _frozen_depth
+    with _freezing:
+        if _frozen_depth == 0 and gc.get_freeze_count() == 0:
+            gc.freeze()
+            _frozen_depth = 1
+        elif _frozen_depth:
+            _frozen_depth += 1
+    try:
+        yield
+    finally:
+        with _freezing:
+            if _frozen_depth:
+                _frozen_depth -= 1
+                if _frozen_depth == 0:
+                    gc.unfreeze()
 
 
 class RecordError(ValueError):
