@@ -113,7 +113,10 @@ def upsert_by_partition(
         outcomes: list[UpsertCounts] = []
         write_batch(collection, spec, batch, errors, per_record=outcomes)
         for key, outcome in zip(partitions, outcomes, strict=True):
-            counts[key] = counts.get(key, UpsertCounts()) + outcome
+            total = counts.get(key)
+            if total is None:
+                total = counts[key] = UpsertCounts()
+            total.add(outcome)
         batch.clear()
         partitions.clear()
 

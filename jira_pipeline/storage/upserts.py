@@ -120,6 +120,23 @@ class UpsertCounts:
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
 
+    def add(self, other: UpsertCounts) -> None:
+        """Add `other`'s counts to these, in place (no new object per record of a batch)."""
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.skipped_stale += other.skipped_stale
+        self.dead_lettered += other.dead_lettered
+        self.raw_truncated += other.raw_truncated
+
+
+def summed(counts: Iterable[UpsertCounts]) -> UpsertCounts:
+    """The sum of `counts`, added in place into one new object."""
+    total = UpsertCounts()
+    for each in counts:
+        total.add(each)
+    return total
+
 
 def upsert_records(
     db: Database,
@@ -183,7 +200,7 @@ def write_batch(
         outcomes[position] = outcome
     if per_record is not None:
         per_record.extend(outcomes)
-    return sum(outcomes, UpsertCounts())
+    return summed(outcomes)
 
 
 def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -288,8 +305,10 @@ def upsert_batch(
         failed |= lost
         for document in inserts:
             _id = document["_id"]
-            if _id not in lost:
-                outcomes[owner[_id]] += raced.get(_id, UpsertCounts(inserted=1))
+            if _id in raced:
+                outcomes[owner[_id]].add(raced[_id])
+            elif _id not in lost:
+                outcomes[owner[_id]].inserted += 1
     if rekeyed:
         follow_issue_keys(collection, rekeyed)
     for _id in failed:
@@ -301,7 +320,7 @@ def upsert_batch(
     errors.clear(written)
     if per_record is not None:
         per_record.extend(outcomes)
-    return sum(outcomes, UpsertCounts())
+    return summed(outcomes)
 
 
 def _matched_ids(
