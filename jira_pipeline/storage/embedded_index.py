@@ -676,12 +676,18 @@ def _matcher(filter: Any) -> Callable[[Mapping[str, Any]], bool]:
     return matches
 
 
+def top_level_matches(filter: Any, top: Mapping[str, Any]) -> bool:
+    """Whether a document whose top level (see `IndexedCollectionStore._top_level`) is `top`
+    matches a `top_level_filter`."""
+    return _matcher(filter)(top)
+
+
 def quick_filter(filter: Any) -> Callable[[Mapping[str, Any]], Verdict] | None:
     """A test of a document against `filter` that answers as mongomock does, or None (undecided)
     for values it does not cover; None instead of a test when the filter has other forms.
 
-    Covered: top-level fields equal to a string (`$eq` too), `$in` of strings, `$ne` of a bool,
-    datetime ranges (`$gt`, `$gte`, `$lt`, `$lte`), and `$or` of such filters.
+    Covered: top-level fields equal to a string or null (`$eq` too), `$in` of strings, `$ne` of a
+    bool, datetime ranges (`$gt`, `$gte`, `$lt`, `$lte`), and `$or` of such filters.
     """
     if not isinstance(filter, Mapping):
         return None
@@ -727,6 +733,8 @@ def _field_test(field: str, condition: Any) -> Callable[[Mapping[str, Any]], Ver
         condition = condition["$eq"]
     if type(condition) is str:
         return _equals_string(field, condition)
+    if condition is None:
+        return _is_null(field)
     if not isinstance(condition, Mapping) or not condition:
         return None
     operators = set(condition)
@@ -752,6 +760,16 @@ def _equals_string(field: str, wanted: str) -> Callable[[Mapping[str, Any]], Ver
         if type(value) is str:
             return value == wanted
         return False if _other_scalar(value, str) else None
+
+    return test
+
+
+def _is_null(field: str) -> Callable[[Mapping[str, Any]], Verdict]:
+    def test(doc: Mapping[str, Any]) -> Verdict:
+        value = doc.get(field, _MISSING)
+        if value is None or value is _MISSING:
+            return True
+        return False if type(value) in _DISTINCT_TYPES else None
 
     return test
 

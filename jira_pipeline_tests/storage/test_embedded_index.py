@@ -360,6 +360,7 @@ def test_the_quick_filter_answers_as_mongomock_or_leaves_the_document_to_it() ->
         {"f": {"$gte": early, "$lt": late}}, {"f": {"$gt": early}}, {"f": {"$lte": early}},
         {"f": "a", "g": {"$ne": True}},
         {"$or": [{"f": "a"}, {"f": {"$gte": late}}]},
+        {"f": None}, {"$or": [{"f": {"$lte": early}}, {"f": None}]},
         {"f": {"$ne": True}, "$or": [{"f": "b"}, {"f": {"$lt": late}}]},
     ]
     for filter in filters:
