@@ -102,6 +102,11 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
     _indexed_paths: dict[str, int] | None = None
     _indexed_paths_version: int | None = None
     _batch_depth = 0
+    # Inside a batch this connection holds SQLite's write lock, so no other connection can
+    # commit: the paths read once in the batch stay right until it ends (see `batch`).
+    _batch_paths: dict[str, int] | None = None
+    _batch_declared: dict[str, int] | None = None
+    _batch_index_cache: object = None
     # litemongo declares it `None` until `open()` sets it.
     _documents: DocumentTable
 
@@ -331,10 +336,12 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         self._batch_depth = 1
+        self._batch_paths = self._batch_declared = None
         try:
             yield
         finally:
             self._batch_depth = 0
+            self._batch_paths = self._batch_declared = None
             try:
                 connection.commit()
             except BaseException:
@@ -361,13 +368,19 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
 
     def _current_indexed_paths(self) -> dict[str, int]:
         # data_version changes only when another connection commits, so the cached paths stay
-        # right until then (this connection updates the cache itself when it adds paths).
+        # right until then (this connection updates the cache itself when it adds paths). In a
+        # batch no other connection can commit: it is read once per batch, not per document.
+        if self._batch_depth and self._batch_paths is not None \
+                and self._batch_paths is self._indexed_paths:
+            return self._batch_paths
         version = self._connection.execute("PRAGMA data_version").fetchone()[0]
         if self._indexed_paths is None or version != self._indexed_paths_version:
             self._indexed_paths = dict(
                 self._connection.execute(f"SELECT path, id FROM {PATHS_TABLE}").fetchall()
             )
             self._indexed_paths_version = version
+        if self._batch_depth:
+            self._batch_paths = self._indexed_paths
         return self._indexed_paths
 
     def _clear_index(self) -> None:
@@ -378,9 +391,19 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
 
     def _index_declared_paths(self) -> dict[str, int]:
         """The indexed paths, after indexing any path a declared index uses but no row holds."""
+        # As for `_current_indexed_paths`: once per batch, unless this connection changed its
+        # indexes since (litemongo then drops the cache of index specifications it read).
+        index_cache = getattr(self.indexes, "_cache", None)
+        if self._batch_depth and self._batch_declared is not None \
+                and self._batch_declared is self._indexed_paths \
+                and index_cache is not None and index_cache is self._batch_index_cache:
+            return self._batch_declared
         declared = indexing.index_paths(self.indexes.values()) - {indexing.ID}
         paths = self._current_indexed_paths()
         if declared <= set(paths):
+            if self._batch_depth:
+                self._batch_declared = paths
+                self._batch_index_cache = getattr(self.indexes, "_cache", None)
             return paths
         with self.batch(), self._rwlock.writer():
             for path in sorted(declared - set(self._current_indexed_paths())):
