@@ -14,7 +14,10 @@ then measures, each in a fresh process as the webserver and the daemon load code
 - `tick_s`: one evaluation of every sensor of the code location (the refresh automation),
   against a real instance in the run's DAGSTER_HOME and the fake over HTTP, first tick (no
   cursor); `max_sensor_s` is the slowest single sensor (Dagster's limit is 60 s a sensor);
-  `next_tick_s` the tick after, with the cursors the first left;
+  `next_tick_s` the tick after, with the cursors the first left; further ticks follow until
+  the registered sites' sensor has asked every site (at most 5): `sites_covered_by_tick` is
+  how many sites it had asked after each, `tick_times_s` each tick's time and `tick_cpu_s` its
+  CPU seconds;
 
 It prints one JSON line per count (`sites`, `load_s`, `per_extra_site_ms` against the first
 count, ...), and the top functions of a cProfile of the in-process build to stderr.
@@ -47,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_meter import started_fake_jira
 
 REPO = Path(__file__).resolve().parent.parent
+MAX_TICKS = 5
 EMAIL, TOKEN = "bench@example.com", "bench-token"
 # Settings of a site of the environment: the benchmark's sites are all registered connections.
 FOREIGN_VARIABLES = ("JIRA_BASE_URL", "JIRA_EMAIL", "JIRA_API_TOKEN", "JIRA_PAT",
@@ -113,7 +117,7 @@ def timed_validate(env: dict[str, str]) -> tuple[float, float]:
     return took, children_cpu_s() - cpu
 
 
-def child(profile_top: int) -> None:
+def child(profile_top: int, sites: int) -> None:
     """In a fresh process: load the code location (profiled), then tick every sensor once."""
     started, cpu_started = time.perf_counter(), time.process_time()
     import dagster as dg
@@ -148,11 +152,20 @@ def child(profile_top: int) -> None:
         "schedules": len(repository.schedule_defs),
         "sensors": len(repository.sensor_defs),
     }
+    from jira_pipeline.assets.sensors import SITES_REFRESH_SENSOR, parse_site_cursors
+
     tick_s, max_sensor_s, requests, failures, next_tick_s = 0.0, 0.0, 0, 0, 0.0
     cursors: dict[str, str | None] = {}
+    covered: list[int] = []  # sites with a cursor of their own after each tick
+    tick_times: list[float] = []
+    tick_cpu: list[float] = []  # CPU seconds of each tick (the client's event-loop thread too)
     with dg.DagsterInstance.get() as instance:
-        # The first tick (no cursor), then the next one, carrying the cursor as the daemon does.
-        for round_ in (1, 2):
+        # The first tick (no cursor), then the next ones, carrying the cursor as the daemon
+        # does, until every site has been asked (at most MAX_TICKS).
+        for round_ in range(1, MAX_TICKS + 1):
+            if round_ > 2 and covered and covered[-1] >= sites:
+                break
+            took_round, cpu_began = 0.0, time.process_time()
             for sensor in repository.sensor_defs:
                 began = time.perf_counter()
                 with dg.build_sensor_context(
@@ -168,11 +181,16 @@ def child(profile_top: int) -> None:
                         print(f"scale_bench: sensor {sensor.name} failed: {error}",
                               file=sys.stderr)
                 took = time.perf_counter() - began
+                took_round += took
+                if sensor.name == SITES_REFRESH_SENSOR:
+                    covered.append(len(parse_site_cursors(cursors.get(sensor.name))))
                 if round_ == 1:
                     tick_s += took
                     max_sensor_s = max(max_sensor_s, took)
-                else:
+                elif round_ == 2:
                     next_tick_s += took
+            tick_times.append(round(took_round, 2))
+            tick_cpu.append(round(time.process_time() - cpu_began, 2))
     text = io.StringIO()
     stats = pstats.Stats(profile, stream=text) if profile_top else None
     if stats is None:
@@ -192,6 +210,10 @@ def child(profile_top: int) -> None:
         "tick_s": round(tick_s, 2),
         "max_sensor_s": round(max_sensor_s, 2),
         "next_tick_s": round(next_tick_s, 2),
+        # The registered sites' sensor: how many sites had been asked after each tick.
+        "sites_covered_by_tick": covered,
+        "tick_times_s": tick_times,
+        "tick_cpu_s": tick_cpu,
         "run_requests": requests,
         "failed_sensors": failures,
         **counts,
@@ -203,7 +225,8 @@ def measure(sites: int, base_url: str, now: datetime, scratch: Path, args: argpa
     env = prepare_home(scratch / f"home_{sites}", sites, base_url, now)
     load_s, load_cpu_s = timed_validate(env) if not args.no_validate else (None, None)
     done = subprocess.run(
-        [sys.executable, __file__, "--child", "--profile-top", str(args.profile_top)],
+        [sys.executable, __file__, "--child", "--profile-top", str(args.profile_top),
+         "--child-sites", str(sites)],
         env=env, cwd=REPO, capture_output=True, text=True,
     )
     if done.returncode != 0:
@@ -225,9 +248,10 @@ def main() -> None:
     parser.add_argument("--no-validate", action="store_true",
                         help="skip `dagster definitions validate` (load_s is then null)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child-sites", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.profile_top)
+        child(args.profile_top, args.child_sites)
         return
     counts = [int(n) for n in args.sites.split(",")]
     now = datetime.now(UTC).replace(microsecond=0)

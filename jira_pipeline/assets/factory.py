@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 import dagster as dg
-from dagster._core.execution.build_resources import wrap_resources_for_execution
 
 from jira_pipeline.assets.checks import build_issue_checks
 from jira_pipeline.assets.dimensions import build_dimension_assets
@@ -18,7 +17,14 @@ from jira_pipeline.assets.partitions import issue_partitions
 from jira_pipeline.assets.projects import PROJECTS
 from jira_pipeline.assets.schedules import build_daily_schedule, build_sites_daily_schedule
 from jira_pipeline.assets.sensors import build_refresh_sensor, build_sites_refresh_sensor
-from jira_pipeline.assets.sites import JiraSite, environment_site, registered_site
+from jira_pipeline.assets.site_resource import JiraSitesResource
+from jira_pipeline.assets.site_template import SiteTemplate
+from jira_pipeline.assets.sites import (
+    SHARED_RESOURCE_KEY,
+    JiraSite,
+    environment_site,
+    registered_site,
+)
 from jira_pipeline.assets.statuses import STATUSES
 from jira_pipeline.assets.summary import build_summary_asset
 from jira_pipeline.assets.users import USERS
@@ -63,7 +69,7 @@ def build_site_definitions(
         jobs=jobs.all(),
         schedules=[build_daily_schedule(site, jobs, partitions, settings)],
         sensors=[build_refresh_sensor(site, jobs, partitions, settings)],
-        resources={site.resource_key: site.resource},
+        resources={site.resource_key: site.jira_resource},
     )
 
 
@@ -87,53 +93,33 @@ def configured_sites(mongo: MongoResource, settings: PipelineSettings) -> list[J
     return sites
 
 
-AssetsOrChecks = TypeVar("AssetsOrChecks", dg.AssetsDefinition, dg.AssetChecksDefinition)
-
-
-def bind_site_resource(definition: AssetsOrChecks, site: JiraSite) -> AssetsOrChecks:
-    """`definition` with its site's Jira resource bound to it.
-
-    Dagster binds every top-level resource to every definition and, doing so, matches each
-    definition against each resource: a top-level resource per site made the load grow with the
-    square of the number of sites (100 sites: 331,000 requirement checks). Bound here, a site's
-    resource is checked against its own definitions only; the shared ones (`mongo`, the IO
-    manager) stay top-level, which is why this is not `with_resources` (that insists on every
-    requirement at once).
-    """
-    attributes = definition.get_attributes_dict()
-    attributes["resource_defs"] = {
-        **attributes.get("resource_defs", {}),
-        **wrap_resources_for_execution({site.resource_key: site.resource}),
-    }
-    with warnings.catch_warnings():
-        # Rebuilding passes every attribute back, `execution_type` ("beta") among them.
-        warnings.simplefilter("ignore", dg.BetaWarning)
-        return definition.__class__(**attributes)
-
-
 def build_registered_sites_definitions(
     sites: list[JiraSite], settings: PipelineSettings, partitions: dg.DailyPartitionsDefinition
 ) -> dg.Definitions:
     """Every registered site's group, assembled once, with one job, one schedule and one
     sensor covering them all: what a site adds to the load is its assets and checks only."""
-    assets: list[dg.AssetsDefinition] = []
-    checks: list[dg.AssetChecksDefinition] = []
-    for site in sites:
-        site_assets, site_checks = site_assets_and_checks(site, partitions, settings)
-        # Each site's Jira resource is bound to its own assets and checks, not put among the
-        # top-level resources: Dagster matches every definition against every top-level
-        # resource, which made the load grow with the square of the number of sites.
-        assets.extend(bind_site_resource(asset, site) for asset in site_assets)
-        checks.extend(bind_site_resource(check, site) for check in site_checks)
     if not sites:
         return dg.Definitions()
-    job = build_sites_job(sites)
+    assets: list[dg.AssetsDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
+    # The builders run once, for a template site; each site gets copies under its own names
+    # (Dagster's decorators cost ~11 ms of CPU a site; see site_template.py).
+    template = SiteTemplate(lambda site: site_assets_and_checks(site, partitions, settings))
+    for site in sites:
+        site_assets, site_checks = template.copies_for(site)
+        assets.extend(site_assets)
+        checks.extend(site_checks)
+    job = build_sites_job([key for asset in assets for key in asset.keys])
     return dg.Definitions(
         assets=assets,
         asset_checks=checks,
         jobs=[job],
         schedules=[build_sites_daily_schedule(sites, job, partitions, settings)],
         sensors=[build_sites_refresh_sensor(sites, job, partitions, settings)],
+        # One resource hands each registered site's steps the site's Jira resource: a top-level
+        # resource per site made Dagster match every definition against every site's (the
+        # square of the sites), and one bound per site cost ~30 ms of CPU a site to build.
+        resources={SHARED_RESOURCE_KEY: JiraSitesResource()},
     )
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 import json
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -89,12 +91,20 @@ class Settled:
     rekey: str | None = None  # a suffix making the next request's run key new
 
 
-def settle_pending(instance: dg.DagsterInstance, cursor: RefreshCursor) -> Settled:
-    """Look up the runs of the pending request (by tag: whoever launched them)."""
+def settle_pending(
+    instance: dg.DagsterInstance, cursor: RefreshCursor,
+    runs_by_request: Mapping[str, Sequence[dg.DagsterRun]] | None = None,
+) -> Settled:
+    """Look up the runs of the pending request (by tag: whoever launched them), or find them
+    in `runs_by_request` (every pending request's runs, looked up at once)."""
     pending = cursor.pending
     if pending is None:
         return Settled(cursor.acknowledged_ms)
-    runs = instance.get_runs(dg.RunsFilter(tags={REFRESH_REQUEST_TAG: pending.run_key}))
+    runs = (
+        list(runs_by_request.get(pending.run_key, ()))
+        if runs_by_request is not None
+        else instance.get_runs(dg.RunsFilter(tags={REFRESH_REQUEST_TAG: pending.run_key}))
+    )
     if any(run.status == dg.DagsterRunStatus.SUCCESS for run in runs):
         return Settled(max(cursor.acknowledged_ms, pending.through_ms))
     unfinished = [run for run in runs if run.status in UNFINISHED]
@@ -233,6 +243,7 @@ def plan_site_tick(
     settings: PipelineSettings,
     unfinished: str | None,
     log: Any,
+    runs_by_request: Mapping[str, Sequence[dg.DagsterRun]] | None = None,
 ) -> SiteTick:
     """What the store and the instance decide before Jira is asked (no request is sent)."""
     now = utc_now()
@@ -244,7 +255,7 @@ def plan_site_tick(
         start = stored or now.replace(hour=0, minute=0, second=0, microsecond=0)
         overlap = overlap if stored else timedelta(0)
         cursor = RefreshCursor(to_epoch_ms(start))
-    settled = settle_pending(instance, cursor)
+    settled = settle_pending(instance, cursor, runs_by_request)
     if settled.rekey:
         log.warning(
             f"the run requested as {cursor.pending.run_key if cursor.pending else '?'} did "
@@ -379,6 +390,8 @@ def build_refresh_sensor(
 SITES_REFRESH_SENSOR = "jira_sites_refresh_sensor"
 SITE_FAN_OUT = 16
 TICK_BUDGET_S = 40.0
+# At most this many sites a tick, whatever the budget leaves (the rotation goes on next tick).
+SITES_PER_TICK = 2000
 # Before the combined sensor each registered site had a sensor of its own, named so.
 _LEGACY_SENSOR_SUFFIX = "_jira_refresh_sensor"
 
@@ -397,8 +410,42 @@ def parse_site_cursors(text: str | None) -> dict[str, RefreshCursor]:
     return {name: cursor for name, cursor in parsed.items() if cursor is not None}
 
 
-def dump_site_cursors(cursors: dict[str, RefreshCursor]) -> str:
-    return json.dumps({"sites": {name: asdict(c) for name, c in sorted(cursors.items())}})
+@dataclass(frozen=True)
+class Rotation:
+    """Where the combined sensor's round of the sites stands, kept in its cursor: the tick
+    after `after` (a site name) starts with the sites that ran out of time in the last one
+    (`retry`), then the names after `after` in order, wrapping round. So a tick that cannot
+    reach every site leaves the rest first in line, and a site registered since goes in the
+    round at its name's place."""
+
+    after: str | None = None
+    retry: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str | None) -> Rotation:
+        try:
+            data = json.loads(text) if text else {}
+            after, retry = data.get("after"), data.get("retry") or []
+        except (ValueError, AttributeError):
+            return cls()
+        if not (after is None or isinstance(after, str)) or not isinstance(retry, list):
+            return cls()
+        return cls(after, tuple(name for name in retry if isinstance(name, str)))
+
+    def order(self, names: list[str]) -> list[str]:
+        """`names` (sorted) in the order this tick asks them."""
+        start = bisect.bisect_right(names, self.after) if self.after is not None else 0
+        known = set(names)
+        retry = [name for name in self.retry if name in known]
+        first = set(retry)
+        return retry + [name for name in names[start:] + names[:start] if name not in first]
+
+
+def dump_site_cursors(cursors: dict[str, RefreshCursor], rotation: Rotation | None = None) -> str:
+    data: dict[str, Any] = {"sites": {name: asdict(c) for name, c in sorted(cursors.items())}}
+    if rotation is not None:
+        data.update(after=rotation.after, retry=list(rotation.retry))
+    return json.dumps(data)
 
 
 def legacy_site_cursors(instance: dg.DagsterInstance, names: set[str]) -> dict[str, RefreshCursor]:
@@ -428,6 +475,19 @@ def unfinished_refreshes(instance: dg.DagsterInstance, names: list[str]) -> dict
     found: dict[str, str] = {}
     for run in runs:
         found.setdefault(run.tags.get(REFRESH_TAG, ""), run.run_id)
+    return found
+
+
+def runs_of_requests(
+    instance: dg.DagsterInstance, run_keys: list[str], chunk: int = 500
+) -> dict[str, list[dg.DagsterRun]]:
+    """The runs answering each of `run_keys` (their `jira/refresh_request` tag), newest first:
+    a query per `chunk` keys rather than one per site."""
+    found: dict[str, list[dg.DagsterRun]] = {key: [] for key in run_keys}
+    for start in range(0, len(run_keys), chunk):
+        keys = run_keys[start:start + chunk]
+        for run in instance.get_runs(dg.RunsFilter(tags={REFRESH_REQUEST_TAG: keys})):
+            found.setdefault(run.tags.get(REFRESH_REQUEST_TAG, ""), []).append(run)
     return found
 
 
@@ -471,16 +531,31 @@ class SiteClients:
             if site.name not in self._open:
                 stack = ExitStack()
                 try:
-                    # Given the instance: without one, build_resources makes an ephemeral
-                    # instance each call (two thirds of a 30-site tick).
-                    built = stack.enter_context(
-                        dg.build_resources({"jira": site.resource}, instance=instance)
-                    )
-                    self._open[site.name] = (stack, built.jira.get_client())
+                    self._open[site.name] = (stack, self._client(site, instance, stack))
                 except BaseException:
                     stack.close()
                     raise
             return self._open[site.name][1]
+
+    @staticmethod
+    def _client(site: JiraSite, instance: dg.DagsterInstance, stack: ExitStack) -> JiraClient:
+        if site.open_client is not None:
+            opened = site.open_client()
+            stack.callback(lambda: run_sync(opened.aclose()))
+            return opened
+        resource = site.build_resource() if site.build_resource is not None \
+            else site.jira_resource
+        if any(isinstance(value, dg.EnvVar) for value in resource.__dict__.values()):
+            # Only Dagster's resource set-up reads a `dg.EnvVar` field (OAuth's client id and
+            # secret). Given the instance: without one, build_resources makes an ephemeral
+            # instance each call (two thirds of a 30-site tick).
+            built = stack.enter_context(dg.build_resources({"jira": resource}, instance=instance))
+            return built.jira.get_client()
+        # A resource of its own, used as a plain object: the set-up would copy its `mongo` and
+        # open the store again (and ensure its indexes) for each site, 80% of a first tick.
+        client = resource.get_client()
+        stack.callback(lambda: run_sync(client.aclose()))
+        return client
 
     def drop(self, name: str) -> None:
         with self._lock:
@@ -508,8 +583,8 @@ def build_sites_refresh_sensor(
     """One sensor for every registered site: a tick asks all of them concurrently (bounded)."""
     target = RequestTarget(job.name, job.name, narrow=True)
     by_name = {site.name: site for site in sites}
+    names = sorted(by_name)
     clients = SiteClients()
-    unreached: set[str] = set()
 
     @dg.sensor(
         name=SITES_REFRESH_SENSOR,
@@ -518,34 +593,44 @@ def build_sites_refresh_sensor(
         required_resource_keys={"mongo"},
         description="jira_refresh_sensor for every site registered in jira_connections, in one "
         f"tick: asks up to {SITE_FAN_OUT} sites' Jira at once and keeps a cursor per site. A "
-        "site that fails (401, Jira down) is logged and skipped, its cursor untouched.",
+        "site that fails (401, Jira down) is logged and skipped, its cursor untouched; sites a "
+        "tick has no time for go first on the next (the cursor keeps the round's place).",
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def jira_sites_refresh_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         db = context.resources.mongo.get_database()
         cursors = parse_site_cursors(context.cursor)
+        rotation = Rotation.parse(context.cursor)
         unknown = set(by_name) - set(cursors)
         if unknown:
             cursors.update(legacy_site_cursors(context.instance, unknown))
-        unfinished = unfinished_refreshes(context.instance, sorted(by_name))
+        unfinished = unfinished_refreshes(context.instance, names)
+        pending_runs = runs_of_requests(context.instance, sorted(
+            cursor.pending.run_key for name, cursor in cursors.items()
+            if cursor.pending is not None and name in by_name
+        ))
         started = time.monotonic()
         failed: dict[str, BaseException] = {}
         ticks: list[SiteTick] = []
         looks: list[tuple[str, JiraClient, str]] = []
-        # The sites the last tick did not reach go first, so every site gets its turn.
-        for site in sorted(sites, key=lambda site: site.name not in unreached):
-            if time.monotonic() - started > TICK_BUDGET_S / 2:
-                failed[site.name] = TimeoutError("the tick's time ran out before this site")
-                continue
+        order = rotation.order(names)
+        reached: list[str] = []  # in the round's order: where the next tick goes on from
+        for name in order:
+            if len(reached) >= SITES_PER_TICK or time.monotonic() - started > TICK_BUDGET_S / 2:
+                break
+            reached.append(name)
+            site = by_name[name]
             try:
                 tick = plan_site_tick(context.instance, db, site, cursors.get(site.name),
-                                      settings, unfinished.get(site.name), context.log)
+                                      settings, unfinished.get(site.name), context.log,
+                                      pending_runs)
                 if tick.waiting_for is None:
                     # Built on this thread (stored tokens are read here), kept across ticks.
                     looks.append((site.name, clients.get(site, context.instance), tick.jql))
                 ticks.append(tick)
             except Exception as error:  # a connection without a usable token, say
                 failed[site.name] = error
+        left = order[len(reached):]
         answers: dict[str, list[tuple[str, datetime]] | BaseException] = {}
         if looks:
             budget = max(TICK_BUDGET_S - (time.monotonic() - started), 1.0)
@@ -560,8 +645,6 @@ def build_sites_refresh_sensor(
                 failed[name] = answer
                 answer = None
             if name in failed:
-                if name in cursors:  # untouched: the next tick asks again from the same mark
-                    new_cursors[name] = cursors[name]
                 continue
             seen = None if tick.waiting_for is not None else answer
             try:
@@ -574,28 +657,36 @@ def build_sites_refresh_sensor(
             run_requests.extend(requests)
             if not requests:
                 reasons.append(f"{name}: {reason}")
-        for name in failed:  # never planned or never asked: kept as they were
-            if name in cursors:
-                new_cursors.setdefault(name, cursors[name])
-        unreached.clear()
-        unreached.update(name for name, problem in failed.items()
-                         if isinstance(problem, TimeoutError))
+        # Sites failed, timed out or not reached keep their cursors as they were: the next
+        # tick asks again from the same mark.
+        for name, kept in cursors.items():
+            if name in by_name:  # a site no longer registered leaves the cursor
+                new_cursors.setdefault(name, kept)
+        timed_out = sorted(name for name, problem in failed.items()
+                           if isinstance(problem, TimeoutError))
         for name, problem in failed.items():
             if not isinstance(problem, TimeoutError):
                 clients.drop(name)  # built anew next tick: a rotated token, a fixed URL
         for name, problem in sorted(failed.items()):
-            if name not in unreached:
+            if name not in timed_out:
                 context.log.warning(
                     f"site {name} skipped this tick: {type(problem).__name__}: {problem}"
                 )
-        if unreached:
+        behind = timed_out + left
+        if behind:
             context.log.warning(
-                f"{len(unreached)} site(s) not reached in this tick's {TICK_BUDGET_S:.0f} s: "
-                f"they go first on the next ({', '.join(sorted(unreached)[:5])}, ...)"
+                f"{len(behind)} of {len(names)} site(s) not reached in this tick's "
+                f"{TICK_BUDGET_S:.0f} s: they go first on the next ({', '.join(behind[:5])}"
+                f"{', ...' if len(behind) > 5 else ''})"
             )
-        cursor = dump_site_cursors(new_cursors)
+        # The next tick starts with the timed-out sites, then after the last one reached.
+        next_rotation = Rotation(reached[-1] if reached else rotation.after, tuple(timed_out))
+        cursor = dump_site_cursors(new_cursors, next_rotation)
         if not run_requests:
-            return dg.SensorResult(skip_reason=skip_summary(reasons, failed), cursor=cursor)
+            summary = skip_summary(reasons, failed)
+            if left:
+                summary += f"; {len(left)} site(s) left for the next tick: {', '.join(left[:5])}"
+            return dg.SensorResult(skip_reason=summary, cursor=cursor)
         return dg.SensorResult(run_requests=run_requests, cursor=cursor)
 
     return jira_sites_refresh_sensor

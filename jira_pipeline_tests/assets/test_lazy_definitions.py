@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from dagster._cli import cli as dagster_cli
 from dagster._core.definitions.definitions_load_context import DefinitionsLoadContext
 
+from jira_pipeline.assets.site_template import TEMPLATE_NAME
 from jira_pipeline.fakejira import FakeJiraHandle
 from jira_pipeline.storage.connections import ConnectionRepository
 from jira_pipeline.storage.resources import MongoResource
@@ -57,17 +58,24 @@ def connection_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def site_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The name of each site whose definitions are built."""
     from jira_pipeline.assets import factory
+    from jira_pipeline.assets.site_template import SiteTemplate
 
     built: list[str] = []
     original = factory.site_assets_and_checks
+    original_copies = SiteTemplate.copies_for
 
-    # Every site's assets and checks are built here, the environment's site (with its own jobs)
-    # and the registered ones (sharing one job, schedule and sensor) alike.
+    # The builders run here for the environment's site (with its own jobs) and, once, for the
+    # template the registered sites' definitions are copied from (site_template.py).
     def counted(site, partitions, settings):
         built.append(site.name)
         return original(site, partitions, settings)
 
+    def copied(self, site):
+        built.append(site.name)
+        return original_copies(self, site)
+
     monkeypatch.setattr(factory, "site_assets_and_checks", counted)
+    monkeypatch.setattr(SiteTemplate, "copies_for", copied)
     return built
 
 
@@ -108,5 +116,5 @@ def test_a_load_reads_jira_connections_once_builds_each_site_once_and_sends_jira
         assert "acme/jira_issues" in result.output and "jira_issues" in result.output
     assert connection_reads == [1], "one read of jira_connections, one find()"
     # The command's later passes rebuild from the first one's record: each site is built once.
-    assert sorted(site_builds) == ["acme", "default"]
+    assert sorted(site_builds) == ["acme", "default", TEMPLATE_NAME]
     assert fake_jira.admin.stats()["requests"] == before, "the load sent Jira a request"

@@ -224,3 +224,41 @@ def test_sites_a_tick_has_no_time_for_keep_their_cursor_and_are_asked_on_the_nex
     requests = issue_requests(sites.tick(defs, spent.cursor))
     assert set(requests) == set(SITES)
     assert partition_range(requests["acme"])[0] == noon.date().isoformat()
+
+
+def test_ticks_that_reach_one_site_each_take_the_sites_in_turn(
+    sites: Sites, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("jira_pipeline.assets.sensors.SITES_PER_TICK", 1)
+    defs = sites.defs()
+
+    first = sites.tick(defs)
+    second = sites.tick(defs, first.cursor)
+    third = sites.tick(defs, second.cursor)
+
+    assert set(issue_requests(first)) == {"acme"}
+    assert json.loads(first.cursor)["after"] == "acme"
+    assert set(issue_requests(second)) == {"globex"}
+    # The round starts over; acme's first request never ran, so it is asked again.
+    assert set(issue_requests(third)) == {"acme"}
+    # A site not reached keeps its cursor; each reached one has its own.
+    assert set(parse_site_cursors(first.cursor)) == {"acme"}
+    assert set(parse_site_cursors(second.cursor)) == {"acme", "globex"}
+    assert parse_site_cursors(second.cursor)["acme"] == parse_site_cursors(first.cursor)["acme"]
+
+
+def test_a_site_registered_between_ticks_gets_its_turn_in_the_round(
+    sites: Sites, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("jira_pipeline.assets.sensors.SITES_PER_TICK", 1)
+    first = sites.tick(sites.defs())
+    assert set(issue_requests(first)) == {"acme"}
+
+    sites.register("beta", sites.fakes["acme"])  # between acme and globex in the round
+    defs = sites.defs()
+    second = sites.tick(defs, first.cursor)
+    third = sites.tick(defs, second.cursor)
+
+    assert set(issue_requests(second)) == {"beta"}
+    assert set(issue_requests(third)) == {"globex"}
+    assert set(parse_site_cursors(third.cursor)) == {"acme", "beta", "globex"}
