@@ -12,7 +12,10 @@ issues and measures `time.process_time()` (every thread of this process) around 
 4. `upsert_insert`: the records upserted into a fresh embedded store in batches grouped by daily
    partition, as a multi-partition run writes them (`upsert_by_partition`);
 5. `upsert_unchanged`: the same records upserted again (every one unchanged: a re-run);
-6. `upsert_newer`: every record again with a newer `updated` (every one replaced).
+6. `upsert_newer`: every record again with a newer `updated` (every one replaced);
+7. `store_reads`: the reads of the stored issues a full sync's checks make after writing
+   (`no_duplicate_keys`' pass over the live issues, `matches_jira_count`'s window of
+   `updated`, a `count_documents`), over the store the previous stage filled.
 
 Prints one JSON line per stage: stage, issues, cpu_s, cpu_s_per_1000, wall_s (and, for the
 client, api_calls and mb_received); then one line `split` with each stage's share of the sum of
@@ -43,6 +46,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from jira_pipeline.assets.checks import duplicate_values
 from jira_pipeline.jira import BasicAuth, IssueWindow, JiraClient, RateLimiter, RetryPolicy
 from jira_pipeline.jira.models import IssueRecord
 from jira_pipeline.storage.client import get_mongo_client
@@ -58,7 +62,7 @@ CONNECTION_ID = "cpu-bench"
 # The fields and expansion the issues asset asks for (jira_pipeline/assets/issues.py).
 FIELDS, EXPAND = ("*all",), ("changelog",)
 STAGES = ("client", "extraction", "normalize", "upsert_insert", "upsert_unchanged",
-          "upsert_newer")
+          "upsert_newer", "store_reads")
 
 
 def start_fake(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
@@ -216,6 +220,20 @@ def main() -> None:
             lines[stage] = measured(stage, n, upsert(batch), profile=args.profile,
                                     repeat=args.repeat, prepare=prepare)
             print(json.dumps(lines[stage]), flush=True)
+
+        def reads() -> None:
+            live = {"connection_id": CONNECTION_ID, "is_deleted": {"$ne": True}}
+            duplicate_values(db, ISSUES.collection, CONNECTION_ID, ("issue_id", "key"))
+            window = {**live, "updated": {"$gte": NOW - timedelta(days=args.days + 2),
+                                          "$lt": NOW + timedelta(days=2)}}
+            found = sum(1 for _ in db[ISSUES.collection].find(
+                window, {"issue_id": 1, "updated": 1, "_id": 0}))
+            assert found == n, found
+            assert db[ISSUES.collection].count_documents(live) == n
+
+        lines["store_reads"] = measured("store_reads", n, reads, profile=args.profile,
+                                        repeat=args.repeat)
+        print(json.dumps(lines["store_reads"]), flush=True)
 
     parts = ("client", "extraction", "upsert_insert")
     total = sum(lines[stage]["cpu_s"] for stage in parts)

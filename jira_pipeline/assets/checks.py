@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 from pymongo.database import Database
 
-from jira_pipeline.assets.partitions import partition_key_for
+from jira_pipeline.assets.partitions import PARTITION_KEY_FORMAT
 from jira_pipeline.assets.resources import JiraResource, counter_delta
 from jira_pipeline.assets.sensors import missing_references, newest_updated, stored_newest_updated
 from jira_pipeline.assets.site_resource import with_site_resource
@@ -27,15 +27,27 @@ SAMPLE = 10  # ids shown in check metadata
 
 def duplicate_keys(db: Database, collection: str, connection_id: str, field: str) -> list[str]:
     """Values of `field` held by more than one live document of the connection."""
+    return duplicate_values(db, collection, connection_id, (field,))[field]
+
+
+def duplicate_values(
+    db: Database, collection: str, connection_id: str, fields: tuple[str, ...]
+) -> dict[str, list[str]]:
+    """For each of `fields`, the values held by more than one live document of the connection,
+    from one pass over the documents (a pass per field read the collection again for each)."""
     # A projected scan counted here rather than a $group: the embedded store would otherwise
     # hold every whole document (raw JSON included) in memory at once.
-    counts = Counter(
-        doc.get(field)
-        for doc in db[collection].find(
-            {"connection_id": connection_id, "is_deleted": {"$ne": True}}, {field: 1, "_id": 0}
-        )
-    )
-    return sorted(str(value) for value, n in counts.items() if n > 1)
+    counts: dict[str, Counter[Any]] = {name: Counter() for name in fields}
+    projection = {**dict.fromkeys(fields, 1), "_id": 0}
+    for doc in db[collection].find(
+        {"connection_id": connection_id, "is_deleted": {"$ne": True}}, projection
+    ):
+        for name, seen in counts.items():
+            seen[doc.get(name)] += 1
+    return {
+        name: sorted(str(value) for value, n in seen.items() if n > 1)
+        for name, seen in counts.items()
+    }
 
 
 # The checks evaluated in the `jira_issues` step, right after the IO manager has written the
@@ -103,8 +115,8 @@ def issue_check_results(
     if "matches_jira_count" in selected:
         yield from matches_jira_count(context, jira, db, site, settings, partitions)
     if "no_duplicate_keys" in selected:
-        by_id = duplicate_keys(db, "jira_issues", site.connection_id, "issue_id")
-        by_key = duplicate_keys(db, "jira_issues", site.connection_id, "key")
+        duplicates = duplicate_values(db, "jira_issues", site.connection_id, ("issue_id", "key"))
+        by_id, by_key = duplicates["issue_id"], duplicates["key"]
         yield dg.AssetCheckResult(
             asset_key=issues_key,
             check_name="no_duplicate_keys",
@@ -285,7 +297,9 @@ def count_by_partition(
     counts = {key: PartitionCount() for key in keys}
 
     def bucket(moment: datetime | None) -> PartitionCount:
-        key = partition_key_for(partitions, moment) if moment else keys[-1]
+        # The UTC day's key, clamped to the run's keys (as `partition_key_for`, whose clamp to
+        # the first partition asks Dagster to walk the partitions: per issue, most of the check).
+        key = moment.astimezone(UTC).strftime(PARTITION_KEY_FORMAT) if moment else keys[-1]
         return counts[min(max(key, keys[0]), keys[-1])]
 
     stored: set[str] = set()

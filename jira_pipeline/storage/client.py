@@ -38,6 +38,7 @@ from jira_pipeline.storage.embedded_index import (
     IndexedServerStore,
     included_top_level_fields,
     top_level_filter,
+    top_level_matches,
 )
 
 APP_NAME = "jira-pipeline"
@@ -416,10 +417,15 @@ class EmbeddedCollection(mongomock_collection.Collection):
             "connectionId": self.database.client._id, "err": None, "n": 0, "nModified": 0,
             "ok": 1, "upserted": None, "updatedExisting": False,
         }
-        if set(spec) == {"_id"} and type(spec["_id"]) in _EXACT_ID_TYPES:
-            # The primary key answers a filter on `_id` alone: nothing to match.
+        if type(spec.get("_id")) in _EXACT_ID_TYPES:
+            # The primary key finds the one candidate; the rest of the filter (an upsert's
+            # version guard) is matched on its top level, with no query planned per write.
             object_id = spec["_id"]
             before = store.encoded_document(object_id)
+            if before is not None and set(spec) != {"_id"} and not top_level_matches(
+                spec, store._top_level(before)
+            ):
+                before = None
         else:
             found = next(iter(store.matching_documents(spec, {"_id"})), None)
             object_id = None if found is None else found["_id"]

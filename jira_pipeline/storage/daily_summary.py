@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
-from pymongo import ReplaceOne
+from pymongo import InsertOne, ReplaceOne
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from jira_pipeline.storage.entities import DAILY_SUMMARY, ENTITIES, document_id
+from jira_pipeline.storage.upserts import DUPLICATE_KEY
 from jira_pipeline.timeutil import utc_now
 
 # What the summary needs of an issue: nothing else is read (never `raw`).
@@ -154,6 +156,7 @@ def _replace_range(
         scope[DAILY_SUMMARY.range_field] = bounds
     stored = {doc["_id"]: doc for doc in collection.find(scope)}
     writes = []
+    inserts: list[dict[str, Any]] = []
     kept = set()
     for row in summary_range.rows:
         doc = {**row, "connection_id": connection_id}
@@ -165,15 +168,37 @@ def _replace_range(
             continue
         if before is None:
             counts.inserted += 1
+            inserts.append({"_id": _id, **doc})
         else:
             counts.updated += 1
-        writes.append(ReplaceOne({"_id": _id}, {"_id": _id, **doc}, upsert=True))
+            writes.append(ReplaceOne({"_id": _id}, {"_id": _id, **doc}, upsert=True))
+    # New rows (every row of a first run) go in as inserts, which the embedded store writes in
+    # one statement, not as upserts (one lookup and write each); a row another run inserted
+    # since the read is replaced instead.
+    writes.extend(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True)
+                  for doc in _inserted_unless_raced(collection, inserts))
     if writes:
         collection.bulk_write(writes, ordered=False)
     gone = [_id for _id in stored if _id not in kept]
     if gone:
         counts.removed += collection.delete_many({"_id": {"$in": gone}}).deleted_count
     return counts
+
+
+def _inserted_unless_raced(
+    collection: Collection, documents: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Insert `documents`; those whose `_id` another writer inserted first are returned."""
+    if not documents:
+        return []
+    try:
+        collection.bulk_write([InsertOne(doc) for doc in documents], ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(error.get("code") != DUPLICATE_KEY for error in errors):
+            raise
+        return [documents[error["index"]] for error in errors]
+    return []
 
 
 def _same_row(stored: Mapping[str, Any], doc: Mapping[str, Any]) -> bool:

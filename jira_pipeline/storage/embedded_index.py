@@ -102,6 +102,11 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
     _indexed_paths: dict[str, int] | None = None
     _indexed_paths_version: int | None = None
     _batch_depth = 0
+    # Inside a batch this connection holds SQLite's write lock, so no other connection can
+    # commit: the paths read once in the batch stay right until it ends (see `batch`).
+    _batch_paths: dict[str, int] | None = None
+    _batch_declared: dict[str, int] | None = None
+    _batch_index_cache: object = None
     # litemongo declares it `None` until `open()` sets it.
     _documents: DocumentTable
 
@@ -331,10 +336,12 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
         connection = self._connection
         connection.execute("BEGIN IMMEDIATE")
         self._batch_depth = 1
+        self._batch_paths = self._batch_declared = None
         try:
             yield
         finally:
             self._batch_depth = 0
+            self._batch_paths = self._batch_declared = None
             try:
                 connection.commit()
             except BaseException:
@@ -361,13 +368,19 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
 
     def _current_indexed_paths(self) -> dict[str, int]:
         # data_version changes only when another connection commits, so the cached paths stay
-        # right until then (this connection updates the cache itself when it adds paths).
+        # right until then (this connection updates the cache itself when it adds paths). In a
+        # batch no other connection can commit: it is read once per batch, not per document.
+        if self._batch_depth and self._batch_paths is not None \
+                and self._batch_paths is self._indexed_paths:
+            return self._batch_paths
         version = self._connection.execute("PRAGMA data_version").fetchone()[0]
         if self._indexed_paths is None or version != self._indexed_paths_version:
             self._indexed_paths = dict(
                 self._connection.execute(f"SELECT path, id FROM {PATHS_TABLE}").fetchall()
             )
             self._indexed_paths_version = version
+        if self._batch_depth:
+            self._batch_paths = self._indexed_paths
         return self._indexed_paths
 
     def _clear_index(self) -> None:
@@ -378,9 +391,19 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
 
     def _index_declared_paths(self) -> dict[str, int]:
         """The indexed paths, after indexing any path a declared index uses but no row holds."""
+        # As for `_current_indexed_paths`: once per batch, unless this connection changed its
+        # indexes since (litemongo then drops the cache of index specifications it read).
+        index_cache = getattr(self.indexes, "_cache", None)
+        if self._batch_depth and self._batch_declared is not None \
+                and self._batch_declared is self._indexed_paths \
+                and index_cache is not None and index_cache is self._batch_index_cache:
+            return self._batch_declared
         declared = indexing.index_paths(self.indexes.values()) - {indexing.ID}
         paths = self._current_indexed_paths()
         if declared <= set(paths):
+            if self._batch_depth:
+                self._batch_declared = paths
+                self._batch_index_cache = getattr(self.indexes, "_cache", None)
             return paths
         with self.batch(), self._rwlock.writer():
             for path in sorted(declared - set(self._current_indexed_paths())):
@@ -469,12 +492,13 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
 
     def _matching(self, filter: Any, kept: set[str] | None) -> Iterator[dict[str, Any]]:
         exact = self._exact_id_plan(filter)
+        matches = _matcher(filter)
         for encoded in self._candidate_bytes(filter, exact):
             if exact is not None and kept is None:
                 yield self._documents._decode_doc(encoded)
                 continue
             top = self._top_level(encoded)
-            if exact is None and not filter_applies(filter, top):
+            if exact is None and not matches(top):
                 continue
             if kept is not None and not any(
                 type(top.get(name)) in _OPAQUE_TYPES and _holds_document(top[name])
@@ -490,9 +514,9 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
         exact = self._exact_id_plan(filter)
         if exact is not None:
             return len(self._ids_in(exact))
+        matches = _matcher(filter)
         return sum(
-            1 for encoded in self._candidate_bytes(filter)
-            if filter_applies(filter, self._top_level(encoded))
+            1 for encoded in self._candidate_bytes(filter) if matches(self._top_level(encoded))
         )
 
     def _reject_if_malformed(self, filter: Any) -> None:
@@ -642,6 +666,186 @@ def _scalar_operand(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(isinstance(item, _SCALARS) for item in value)
     return isinstance(value, _SCALARS)
+
+
+# -- matching a document's top level -----------------------------------------------------------
+#
+# mongomock's `filter_applies` walks a filter per document in Python, about a third of a
+# projected scan's cost (checks, the summary and the refresh sensor scan the issues). The
+# filters those scans use (a connection's live issues, a window of `updated`, ids `$in`) are
+# decided here for the common values: a string, a bool, a datetime, null or a missing field.
+# Any other value (an array, a number, ...) is left to mongomock, so the answer is always its.
+
+Verdict = bool | None  # None: undecided, mongomock decides
+_MISSING = object()
+_COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    "$gt": lambda value, bound: value > bound,
+    "$gte": lambda value, bound: value >= bound,
+    "$lt": lambda value, bound: value < bound,
+    "$lte": lambda value, bound: value <= bound,
+}
+
+
+def _matcher(filter: Any) -> Callable[[Mapping[str, Any]], bool]:
+    """`filter_applies(filter, doc)` as a function of `doc`, deciding the common cases itself."""
+    quick = quick_filter(filter)
+    if quick is None:
+        return lambda doc: filter_applies(filter, doc)
+
+    def matches(doc: Mapping[str, Any]) -> bool:
+        verdict = quick(doc)
+        return filter_applies(filter, doc) if verdict is None else verdict
+
+    return matches
+
+
+def top_level_matches(filter: Any, top: Mapping[str, Any]) -> bool:
+    """Whether a document whose top level (see `IndexedCollectionStore._top_level`) is `top`
+    matches a `top_level_filter`."""
+    return _matcher(filter)(top)
+
+
+def quick_filter(filter: Any) -> Callable[[Mapping[str, Any]], Verdict] | None:
+    """A test of a document against `filter` that answers as mongomock does, or None (undecided)
+    for values it does not cover; None instead of a test when the filter has other forms.
+
+    Covered: top-level fields equal to a string or null (`$eq` too), `$in` of strings, `$ne` of a
+    bool, datetime ranges (`$gt`, `$gte`, `$lt`, `$lte`), and `$or` of such filters.
+    """
+    if not isinstance(filter, Mapping):
+        return None
+    tests: list[Callable[[Mapping[str, Any]], Verdict]] = []
+    for field, condition in filter.items():
+        if field == "$or" and isinstance(condition, (list, tuple)) and condition:
+            parts = [quick_filter(part) for part in condition]
+            if not all(part is not None for part in parts):
+                return None
+            tests.append(_any_of(cast(list[Callable[[Mapping[str, Any]], Verdict]], parts)))
+            continue
+        if not isinstance(field, str) or field.startswith("$") or "." in field:
+            return None
+        test = _field_test(field, condition)
+        if test is None:
+            return None
+        tests.append(test)
+
+    def decide(doc: Mapping[str, Any]) -> Verdict:
+        undecided = False
+        for test in tests:
+            verdict = test(doc)
+            if verdict is False:
+                return False
+            undecided = undecided or verdict is None
+        return None if undecided else True
+
+    return decide
+
+
+def _any_of(parts: list[Callable[[Mapping[str, Any]], Verdict]]) -> Callable[..., Verdict]:
+    def decide(doc: Mapping[str, Any]) -> Verdict:
+        verdicts = [part(doc) for part in parts]
+        if True in verdicts:
+            return True
+        return None if None in verdicts else False
+
+    return decide
+
+
+def _field_test(field: str, condition: Any) -> Callable[[Mapping[str, Any]], Verdict] | None:
+    if isinstance(condition, Mapping) and set(condition) == {"$eq"}:
+        condition = condition["$eq"]
+    if type(condition) is str:
+        return _equals_string(field, condition)
+    if condition is None:
+        return _is_null(field)
+    if not isinstance(condition, Mapping) or not condition:
+        return None
+    operators = set(condition)
+    if operators == {"$in"}:
+        values = condition["$in"]
+        if isinstance(values, (list, tuple)) and all(type(value) is str for value in values):
+            return _in_strings(field, frozenset(values))
+        return None
+    if operators == {"$ne"} and type(condition["$ne"]) is bool:
+        return _not_bool(field, condition["$ne"])
+    if operators <= set(_COMPARISONS):
+        bounds = list(condition.items())
+        if all(type(bound) is datetime.datetime for _, bound in bounds):
+            aware = {bound.tzinfo is not None for _, bound in bounds}
+            if len(aware) == 1:
+                return _datetime_range(field, bounds, aware.pop())
+    return None
+
+
+def _equals_string(field: str, wanted: str) -> Callable[[Mapping[str, Any]], Verdict]:
+    def test(doc: Mapping[str, Any]) -> Verdict:
+        value = doc.get(field, _MISSING)
+        if type(value) is str:
+            return value == wanted
+        return False if _other_scalar(value, str) else None
+
+    return test
+
+
+def _is_null(field: str) -> Callable[[Mapping[str, Any]], Verdict]:
+    def test(doc: Mapping[str, Any]) -> Verdict:
+        value = doc.get(field, _MISSING)
+        if value is None or value is _MISSING:
+            return True
+        return False if type(value) in _DISTINCT_TYPES else None
+
+    return test
+
+
+def _in_strings(field: str, wanted: frozenset[str]) -> Callable[[Mapping[str, Any]], Verdict]:
+    def test(doc: Mapping[str, Any]) -> Verdict:
+        value = doc.get(field, _MISSING)
+        if type(value) is str:
+            return value in wanted
+        return False if _other_scalar(value, str) else None
+
+    return test
+
+
+def _not_bool(field: str, excluded: bool) -> Callable[[Mapping[str, Any]], Verdict]:
+    def test(doc: Mapping[str, Any]) -> Verdict:
+        value = doc.get(field, _MISSING)
+        if type(value) is bool:
+            return value is not excluded
+        return True if _other_scalar(value, bool) else None
+
+    return test
+
+
+def _datetime_range(
+    field: str, bounds: list[tuple[str, datetime.datetime]], aware: bool
+) -> Callable[[Mapping[str, Any]], Verdict]:
+    checks = [(_COMPARISONS[operator], bound) for operator, bound in bounds]
+
+    def test(doc: Mapping[str, Any]) -> Verdict:
+        value = doc.get(field, _MISSING)
+        if type(value) is datetime.datetime:
+            if (value.tzinfo is not None) != aware:
+                return None
+            return all(compare(value, bound) for compare, bound in checks)
+        return False if _other_scalar(value, datetime.datetime) else None
+
+    return test
+
+
+# Values of these types compare equal only to values of their own type (MongoDB's type
+# bracketing: a string is never equal to a bool, nor in a date range); numbers are left out
+# (mongomock takes `1` for `True`).
+_DISTINCT_TYPES = (str, bool, datetime.datetime)
+
+
+def _other_scalar(value: Any, than: type) -> bool:
+    """True for null, a missing field, or a value of one of `_DISTINCT_TYPES` other than
+    `than`: none of them can equal, or fall in a range of, a `than` value."""
+    if value is None or value is _MISSING:
+        return True
+    kind = type(value)
+    return kind is not than and kind in _DISTINCT_TYPES
 
 
 # What a shallow decode gives for a nested document or an array, and what `_opaque` makes of it.

@@ -31,6 +31,7 @@ from jira_pipeline.storage.upserts import (
     UpsertCounts,
     mark_deleted_except,
     mark_deleted_ids,
+    older_objects_frozen,
     upsert_records,
 )
 
@@ -136,6 +137,7 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
         default=False, description="load_input also returns rows marked is_deleted"
     )
 
+    @older_objects_frozen()
     def handle_output(
         self, context: dg.OutputContext, obj: WriteStream | Iterable[Any] | DailySummary | None
     ) -> None:

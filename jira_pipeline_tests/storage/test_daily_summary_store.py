@@ -12,8 +12,10 @@ from jira_pipeline.storage.daily_summary import (
     UPDATED_CHUNK,
     DailySummary,
     SummaryRange,
+    _inserted_unless_raced,
     partition_ranges,
     stored_issue_days,
+    summary_row_id,
     write_daily_summary,
 )
 from jira_pipeline.storage.upserts import upsert_records
@@ -90,3 +92,27 @@ def test_a_written_range_replaces_its_rows_and_leaves_other_days_alone(store: St
     stored = {(doc["day"].replace(tzinfo=UTC), doc["project_key"], doc["status_name"]):
               doc["issues_updated"] for doc in store.db.jira_issue_daily_summary.find()}
     assert stored == {(DAY, "A", "To Do"): 3, (NEXT, "A", "To Do"): 4}
+
+
+def test_a_row_another_run_inserted_since_the_read_is_replaced_not_lost(store: Store) -> None:
+    rows = [row(DAY, "A", "To Do", 2), row(DAY, "B", "Done", 1)]
+    # Another run of the same day wrote row A between this run's read and its write: the
+    # insert of A clashes on `_id` and A is written again as a replacement; B goes in.
+    racing = {**row(DAY, "A", "To Do", 9), "connection_id": "conn-1"}
+    racing_id = summary_row_id("conn-1", racing)
+    documents = [{"_id": summary_row_id("conn-1", doc), **doc}
+                 for doc in ({**r, "connection_id": "conn-1"} for r in rows)]
+    store.db.jira_issue_daily_summary.insert_one({"_id": racing_id, **racing})
+
+    clashed = _inserted_unless_raced(store.db.jira_issue_daily_summary, documents)
+
+    assert [doc["_id"] for doc in clashed] == [racing_id]
+    assert store.db.jira_issue_daily_summary.count_documents({}) == 2
+
+    summary = DailySummary("conn-1", [SummaryRange((DAY, NEXT), rows)])
+    counts = write_daily_summary(store.db, summary)
+
+    assert (counts.inserted, counts.updated, counts.removed) == (0, 1, 0)
+    stored = {doc["project_key"]: doc["issues_updated"]
+              for doc in store.db.jira_issue_daily_summary.find()}
+    assert stored == {"A": 2, "B": 1}

@@ -19,7 +19,7 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from jira_pipeline.storage.client import get_mongo_client
-from jira_pipeline.storage.embedded_index import IndexedCollectionStore
+from jira_pipeline.storage.embedded_index import IndexedCollectionStore, _matcher, quick_filter
 from jira_pipeline.storage.indexes import ensure_indexes
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -345,3 +345,56 @@ def test_checking_a_batch_against_the_unique_index_costs_the_same_at_any_size(
     # Same batch, ~750 times the stored issues: at most a few times the work (B-tree depth).
     assert large <= 3 * max(small, 1) + 5, (small, large)
     client.close()
+
+
+def test_the_quick_filter_answers_as_mongomock_or_leaves_the_document_to_it() -> None:
+    early, late = datetime(2026, 1, 5, 9), datetime(2026, 1, 6, 9)
+    values: list[Any] = [
+        None, "a", "b", "", True, False, 0, 1, 1.5, early, late,
+        ["a"], ["a", "b"], [True], [], {}, {"a": 1}, [early], uuid.UUID(int=1),
+    ]
+    documents: list[dict[str, Any]] = [{}] + [{"f": value} for value in values]
+    filters: list[dict[str, Any]] = [
+        {"f": "a"}, {"f": {"$eq": "a"}}, {"f": ""}, {"f": {"$in": ["a", "x"]}}, {"f": {"$in": []}},
+        {"f": {"$ne": True}}, {"f": {"$ne": False}},
+        {"f": {"$gte": early, "$lt": late}}, {"f": {"$gt": early}}, {"f": {"$lte": early}},
+        {"f": "a", "g": {"$ne": True}},
+        {"$or": [{"f": "a"}, {"f": {"$gte": late}}]},
+        {"f": None}, {"$or": [{"f": {"$lte": early}}, {"f": None}]},
+        {"f": {"$ne": True}, "$or": [{"f": "b"}, {"f": {"$lt": late}}]},
+    ]
+    for filter in filters:
+        quick = quick_filter(filter)
+        assert quick is not None, filter
+        for document in documents:
+            expected = filter_applies(filter, document)
+            verdict = quick(document)
+            assert verdict in (None, expected), (filter, document)
+            assert _matcher(filter)(document) == expected, (filter, document)
+            # What the scans meet (a string, a bool, a date, null, nothing) is decided here.
+            if type(document.get("f")) in (str, bool, datetime, type(None)):
+                assert verdict is not None, (filter, document)
+    # Other forms are left to mongomock whole.
+    for filter in ({"f": 1}, {"f": {"$exists": True}}, {"f.g": "a"}, {"$and": [{"f": "a"}]},
+                   {"f": {"$in": ["a", 1]}}, {"f": {"$ne": "a"}}, {"f": {"$gt": 1}}):
+        assert quick_filter(filter) is None, filter
+
+
+def test_scans_with_quick_filters_return_what_mongomock_matches(tmp_path: Path) -> None:
+    db = get_mongo_client(folder=tmp_path / "mongo").get_database("jira")
+    collection = db["things"]
+    day = datetime(2026, 1, 5, tzinfo=UTC)
+    collection.insert_many([
+        {"_id": n, "c": "conn" if n % 3 else "other", "gone": [None, True, False, [True]][n % 4],
+         "at": day + timedelta(hours=n), "tags": ["x", "y"][: n % 3]}
+        for n in range(40)
+    ])
+    selector = {"c": "conn", "gone": {"$ne": True}, "at": {"$gte": day + timedelta(hours=5)},
+                "$or": [{"tags": "x"}, {"c": {"$in": ["conn"]}}]}
+    everything = list(collection.find({}))
+    expected = sorted(doc["_id"] for doc in everything if filter_applies(selector, doc))
+
+    found = sorted(doc["_id"] for doc in collection.find(selector, {"c": 1}))
+
+    assert found == expected and 0 < len(found) < 40
+    assert collection.count_documents(selector) == len(expected)

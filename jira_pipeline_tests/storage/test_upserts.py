@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -13,7 +14,11 @@ from jira_pipeline.storage import upserts
 from jira_pipeline.storage.client import get_mongo_client
 from jira_pipeline.storage.entities import document_id
 from jira_pipeline.storage.indexes import INDEXES, ensure_indexes
-from jira_pipeline.storage.upserts import mark_deleted_except, upsert_records
+from jira_pipeline.storage.upserts import (
+    mark_deleted_except,
+    older_objects_frozen,
+    upsert_records,
+)
 from jira_pipeline_tests.storage.conftest import T0, Store, issue
 
 
@@ -252,3 +257,23 @@ def test_two_processes_upserting_the_same_keys_keep_one_row_each_at_the_newest_v
         winner = next(p for p in (0, 1) if _version(p, last, k) == newest)
         assert doc["updated"] == newest, doc
         assert doc["summary"] == f"p{winner} r{last}", doc
+
+
+def test_writing_freezes_the_older_heap_once_and_gives_it_back_after_the_last_write() -> None:
+    assert gc.get_freeze_count() == 0
+    with older_objects_frozen():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0  # what existed before the write is left out of collections
+        with older_objects_frozen():  # a nested write neither refreezes nor unfreezes
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen
+    assert gc.get_freeze_count() == 0
+
+    gc.freeze()  # a heap frozen by someone else stays frozen
+    try:
+        before = gc.get_freeze_count()
+        with older_objects_frozen():
+            pass
+        assert gc.get_freeze_count() == before
+    finally:
+        gc.unfreeze()
