@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
@@ -11,6 +13,14 @@ import pytest
 
 from jira_pipeline.fakejira import FakeJiraConfig, FakeJiraHandle, run_fake_jira
 from jira_pipeline_tests.postgres import INSTANCE_FILES, instance_overrides
+
+
+def python_output(code: str) -> str:
+    """What `code` prints, run in a fresh interpreter (what it imports, freezes or leaves
+    behind is that process's own, not the test process's)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
 
 # Pinned so the seeded dataset (relative to the fake's clock) is the same on every run.
 FAKE_JIRA_NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)

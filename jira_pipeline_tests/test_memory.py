@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +17,7 @@ from jira_pipeline.storage.client import get_mongo_client
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline.storage.partitioned_writes import HELD_BATCHES, upsert_by_partition
 from jira_pipeline.storage.upserts import DEFAULT_BATCH_SIZE, upsert_records
-from jira_pipeline_tests.conftest import FakeJiraHandle
+from jira_pipeline_tests.conftest import FakeJiraHandle, python_output
 from jira_pipeline_tests.jira.test_client import WHOLE_DATASET
 from jira_pipeline_tests.storage.conftest import T0, issue
 
@@ -32,8 +30,7 @@ def test_storage_layer_and_client_load_without_pandas() -> None:
         "import jira_pipeline.jira.client, jira_pipeline.assets.streams\n"
         "print(sorted(m for m in ('pandas', 'numpy') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert python_output(code).strip() == "[]"
 
 
 def test_a_write_holds_at_most_one_batch_of_the_stream(tmp_path: Path) -> None:

@@ -6,8 +6,6 @@ seconds)."""
 from __future__ import annotations
 
 import gc
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import date
 
@@ -16,6 +14,7 @@ import pytest
 from jira_pipeline import heap
 from jira_pipeline.definitions import PROJECT_PATH, load_project
 from jira_pipeline_tests.assets.conftest import Pipeline, materializations
+from jira_pipeline_tests.conftest import python_output
 
 
 def test_importing_the_package_freezes_the_heap_before_the_interpreter_tears_it_down() -> None:
@@ -27,8 +26,8 @@ def test_importing_the_package_freezes_the_heap_before_the_interpreter_tears_it_
         "import jira_pipeline\n"
         "print('frozen before exit:', gc.get_freeze_count() > 0)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split("\n")[:2] == ["frozen before exit: False", "frozen at exit: True"]
+    lines = python_output(code).split("\n")[:2]
+    assert lines == ["frozen before exit: False", "frozen at exit: True"]
 
 
 def test_loading_the_code_location_imports_neither_pandas_nor_cryptography(
@@ -43,8 +42,7 @@ def test_loading_the_code_location_imports_neither_pandas_nor_cryptography(
         "load_project(PROJECT_PATH)\n"
         "print(sorted(m for m in ('pandas', 'numpy', 'cryptography') if m in sys.modules))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert python_output(code).strip() == "[]"
 
 
 def test_the_first_load_of_a_process_freezes_what_it_built_and_later_loads_do_not(
