@@ -1,25 +1,28 @@
 """`jira_issue_daily_summary`: per UTC day, project and status, counted from the stored issues
-into the MongoDB collection of the same name, partitioned like `jira_issues`.
+and their history into the MongoDB collection of the same name, partitioned like `jira_issues`.
 
 What a partition's rows mean: the rows of its UTC day, each complete whatever partition its
-issues sit in. `issues_updated` counts the issues last updated that day in each status (their
-current status); `created` and `resolved` count the project's issues created and resolved that
-day, though those issues are usually updated later (another `jira_issues` partition). So a
-partition reads the issues whose `updated`, `created` or `resolution_date` falls on its day
-(projected to five key fields; see `StoredIssueDays` for the queries) and replaces that day's
-rows. The first partition also holds the days before it (issues created before the sync start
-date) and the last the days after it, as `jira_issues` does.
+issues sit in. `issues_updated` counts the issues changed that day (a history entry, or their
+last update), each under the project and status it was in at the end of that day: read from
+status history (`jira_issue_status_transitions`), so an issue edited again later still counts on
+the earlier day, in the status it had then. `created` and `resolved` count the project's issues
+created and resolved that day, though those issues are usually updated later (another
+`jira_issues` partition). So a partition reads the issues whose `updated`, `created` or
+`resolution_date` falls on its day (projected to five key fields; see `StoredIssueDays` for the
+queries), the history entries of its day and the status intervals of their issues, and replaces
+that day's rows. The first partition also holds the days before it (issues created before the
+sync start date) and the last the days after it, as `jira_issues` does.
 
-A day's rows are as fresh as the day's last run: an issue edited today leaves its earlier
-day's `issues_updated` when that day's partition runs again (the daily schedule reruns yesterday and
-today; a backfill reruns its range), and a status renamed in Jira shows under its new name on
-the days summarised after the rename.
+Status and project names are the stored ones now (a status renamed in Jira shows under its new
+name on every day summarised after the rename). A day's rows are as fresh as the day's last run;
+the daily schedule reruns yesterday and today, a backfill its range. An issue deleted in Jira
+leaves the days summarised after its deletion.
 """
 
 import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
@@ -32,7 +35,7 @@ from jira_pipeline.storage.daily_summary import (
     DayRange,
     StoredIssueDays,
     SummaryRange,
-    aware,
+    day_of,
     in_range,
 )
 from jira_pipeline.storage.entities import DAILY_SUMMARY
@@ -44,21 +47,25 @@ NONE_UPDATED = "(none updated)"
 PREVIEW_ROWS = 10
 
 
-def day_of(moment: datetime) -> datetime:
-    moment = aware(moment)
-    return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
-
-
-def summarise(issues: Iterable[Mapping[str, Any]], days: DayRange) -> list[dict[str, Any]]:
+def summarise(
+    issues: Iterable[Mapping[str, Any]], days: DayRange,
+    changes: Iterable[tuple[datetime, str | None, str | None]] | None = None,
+) -> list[dict[str, Any]]:
     """The summary rows of the days in `days`, from issues holding at least those whose
-    `updated`, `created` or `resolution_date` lies in it (others are ignored), sorted by day,
-    project and status. Memory holds the rows, never the issues."""
+    `updated`, `created` or `resolution_date` lies in it (others are ignored) and the changes of
+    those days (`StoredIssueDays.changes`: day, project and status at the end of the day, once
+    per issue and day); without `changes`, each issue counts on its last update's day in its
+    current status. Sorted by day, project and status. Memory holds the rows, never the
+    issues."""
     updated: dict[tuple[datetime, str], Counter[str]] = defaultdict(Counter)
     created: Counter[tuple[datetime, str]] = Counter()
     resolved: Counter[tuple[datetime, str]] = Counter()
+    for day, project_key, status_name in changes or ():
+        if in_range(day, days):
+            updated[(day, project_key or NO_STATUS)][status_name or NO_STATUS] += 1
     for issue in issues:
         project = issue.get("project_key") or NO_STATUS
-        if in_range(issue.get("updated"), days):
+        if changes is None and in_range(issue.get("updated"), days):
             updated[(day_of(issue["updated"]), project)][issue.get("status_name") or NO_STATUS] += 1
         if in_range(issue.get("created"), days):
             created[(day_of(issue["created"]), project)] += 1
@@ -97,15 +104,20 @@ def _build_summary_asset(
             )
         },
         # Issues carry copies of status names and project keys that these assets' runs refresh:
-        # in a run with them, the summary counts under the new names.
-        deps=[site.asset_key("jira_projects"), site.asset_key("jira_statuses")],
+        # in a run with them, the summary counts under the new names. The changelogs and status
+        # history say what each issue was on the days it changed: in a run with them, the
+        # summary reads what they just wrote.
+        deps=[site.asset_key("jira_projects"), site.asset_key("jira_statuses"),
+              site.asset_key("jira_issue_changelogs"),
+              site.asset_key("jira_issue_status_transitions")],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),
         io_manager_key=IO_MANAGER_KEY,
-        description="Per UTC day, project and status: issues last updated that day (in their "
-        "current status), and the project's issues created and resolved that day. A partition "
-        "replaces its day's rows in the MongoDB collection jira_issue_daily_summary, read from "
-        "the issues whose updated, created or resolution date falls on that day.",
+        description="Per UTC day, project and status: issues changed that day (in the status "
+        "they had at the end of it, from status history), and the project's issues created and "
+        "resolved that day. A partition replaces its day's rows in the MongoDB collection "
+        "jira_issue_daily_summary, read from the issues whose updated, created or resolution "
+        "date falls on that day, that day's changelog entries and their status intervals.",
         metadata={
             CONNECTION_METADATA_KEY: site.connection_id,
             "mongo/collection": DAILY_SUMMARY.collection,
@@ -117,7 +129,8 @@ def _build_summary_asset(
         context: dg.AssetExecutionContext, issues: StoredIssueDays
     ) -> dg.Output[DailySummary]:
         keys = list(context.partition_keys)
-        ranges = [SummaryRange(days, summarise(issues.issues_touching(days), days))
+        ranges = [SummaryRange(days, summarise(issues.issues_touching(days), days,
+                                               issues.changes(days)))
                   for days in issues.ranges]  # fmt: skip
         rows = [row for summary_range in ranges for row in summary_range.rows]
         context.log.info(
@@ -142,6 +155,7 @@ def _build_summary_asset(
                 **summary_figures(rows),
                 "issues_read": issues.documents_read,
                 "issue_queries": issues.queries,
+                "change_queries": issues.change_queries,
             },
         )
 

@@ -1,8 +1,11 @@
 """`jira_issue_daily_summary` in MongoDB: what the summary reads of the stored issues (one
-projected query per range of days) and how the IO manager replaces a range's rows."""
+projected query per range of days), of their changelogs and status history (the status each
+issue had on each day it changed), and how the IO manager replaces a range's rows."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,7 +17,13 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
-from jira_pipeline.storage.entities import DAILY_SUMMARY, ENTITIES, document_id
+from jira_pipeline.storage.entities import (
+    DAILY_SUMMARY,
+    ENTITIES,
+    ISSUE_CHANGELOGS,
+    STATUS_TRANSITIONS,
+    document_id,
+)
 from jira_pipeline.storage.upserts import DUPLICATE_KEY
 from jira_pipeline.timeutil import utc_now
 
@@ -22,13 +31,25 @@ from jira_pipeline.timeutil import utc_now
 SUMMARY_ISSUE_FIELDS = ("project_key", "status_name", "created", "updated", "resolution_date")
 # The days a summary covers: [start, end), either side open (None) at the partitions' edges.
 DayRange = tuple[datetime | None, datetime | None]
-# How much of `updated` one query of the summary reads.
+# How much of `updated` one query of the summary reads; also the days of changes (history
+# entries, last updates) read, and held, at once.
 UPDATED_CHUNK = timedelta(days=7)
+DAY = timedelta(days=1)
+# Issues whose status history one query reads.
+HISTORY_BATCH = 500
+# What the summary reads of a status interval.
+INTERVAL_FIELDS = ("issue_id", "status_id", "status_name", "project_id", "project_key",
+                   "entered_at", "left_at")
 
 
 def aware(moment: datetime) -> datetime:
     """A stored datetime as an aware UTC one (a client without tz_aware returns naive UTC)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def day_of(moment: datetime) -> datetime:
+    moment = aware(moment)
+    return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
 
 
 def in_range(moment: Any, days: DayRange) -> bool:
@@ -60,6 +81,7 @@ class StoredIssueDays:
     origin: datetime | None = None  # the first partition's start: an open range's first chunk
     documents_read: int = 0
     queries: int = 0
+    change_queries: int = 0  # what reading the changes (`changes`) asked
 
     def issues_touching(self, days: DayRange) -> Iterator[dict[str, Any]]:
         for chunk in self.updated_chunks(days):
@@ -67,6 +89,123 @@ class StoredIssueDays:
             for doc in self.collection.find(self.selector(days, chunk), list(SUMMARY_ISSUE_FIELDS)):
                 self.documents_read += 1
                 yield doc
+
+    def changes(self, days: DayRange) -> Iterator[tuple[datetime, str | None, str | None]]:
+        """`(day, project_key, status_name)` once per live issue and UTC day of `days` on which
+        the issue changed: a history entry (`jira_issue_changelogs`) or its last update. An
+        issue is named by what it was at the end of that day: on the day of its last update,
+        its current project and status; on an earlier day, its status interval then
+        (`jira_issue_status_transitions`), named as the stored status and project are now (so
+        renames show on every day), or its current ones when no interval covers the day (its
+        history not derived yet). Read a week of days at a time: memory holds one week's
+        changes and their issues' intervals, never the range's."""
+        for chunk in self._change_chunks(days):
+            yield from self._changes_in(chunk)
+
+    def _change_chunks(self, days: DayRange) -> list[tuple[datetime, datetime]]:
+        start, end = days
+        if start is None:  # the first partition: from the oldest change stored
+            start = self._oldest_change()
+            if start is None:
+                return []
+            start = day_of(start)
+        last = end if end is not None else utc_now() + DAY
+        chunks = []
+        while start < last:
+            chunks.append((start, min(start + UPDATED_CHUNK, last)))
+            start += UPDATED_CHUNK
+        return chunks
+
+    def _scope(self) -> dict[str, Any]:
+        return {} if self.connection_id is None else {"connection_id": self.connection_id}
+
+    def _oldest_change(self) -> datetime | None:
+        oldest = []
+        for collection, name in ((self.collection, "updated"),
+                                 (self._changelogs, "created")):
+            self.change_queries += 1
+            for doc in collection.find({**self._scope(), name: {"$ne": None}}, [name]) \
+                    .sort(name, 1).limit(1):
+                if isinstance(doc.get(name), datetime):
+                    oldest.append(aware(doc[name]))
+        return min(oldest, default=None)
+
+    @property
+    def _changelogs(self) -> Collection:
+        return self.collection.database[ISSUE_CHANGELOGS.collection]
+
+    def _changes_in(
+        self, chunk: tuple[datetime, datetime]
+    ) -> Iterator[tuple[datetime, str | None, str | None]]:
+        bounds = {"$gte": chunk[0], "$lt": chunk[1]}
+        live = {**self._scope(), "is_deleted": {"$ne": True}}
+        current: dict[str, tuple[str | None, str | None]] = {}
+        last_update: dict[str, datetime] = {}
+        changed: set[tuple[datetime, str]] = set()
+        self.change_queries += 1
+        for doc in self.collection.find({**live, "updated": bounds},
+                                        ["issue_id", "updated", "project_key", "status_name"]):
+            issue_id = str(doc["issue_id"])
+            current[issue_id] = (doc.get("project_key"), doc.get("status_name"))
+            last_update[issue_id] = day_of(doc["updated"])
+            changed.add((last_update[issue_id], issue_id))
+        self.change_queries += 1
+        for entry in self._changelogs.find({**live, "created": bounds}, ["issue_id", "created"]):
+            changed.add((day_of(entry["created"]), str(entry["issue_id"])))
+        earlier = sorted({issue_id for day, issue_id in changed
+                          if last_update.get(issue_id) != day})
+        # An issue changed on an earlier day of the chunk and last updated after it.
+        unknown = [issue_id for issue_id in earlier if issue_id not in current]
+        for offset in range(0, len(unknown), HISTORY_BATCH):
+            self.change_queries += 1
+            for doc in self.collection.find(
+                    {**live, "issue_id": {"$in": unknown[offset:offset + HISTORY_BATCH]}},
+                    ["issue_id", "project_key", "status_name"]):
+                current[str(doc["issue_id"])] = (doc.get("project_key"), doc.get("status_name"))
+        intervals = self._intervals([issue_id for issue_id in earlier if issue_id in current])
+        names = self._names() if intervals else ({}, {})
+        now = utc_now()
+        for day, issue_id in sorted(changed):
+            if issue_id not in current:  # deleted, or its changelog outlived it
+                continue
+            if last_update.get(issue_id) == day:
+                yield day, *current[issue_id]
+                continue
+            found = _interval_at(intervals.get(issue_id, []), min(day + DAY, now))
+            if found is None:
+                yield day, *current[issue_id]
+                continue
+            statuses, projects = names
+            yield (day,
+                   projects.get(str(found.get("project_id")), found.get("project_key")),
+                   statuses.get(str(found.get("status_id")), found.get("status_name")))
+
+    def _intervals(self, issue_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The issues' status intervals, each issue's by `entered_at`."""
+        found: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        transitions = self.collection.database[STATUS_TRANSITIONS.collection]
+        for offset in range(0, len(issue_ids), HISTORY_BATCH):
+            batch = issue_ids[offset:offset + HISTORY_BATCH]
+            self.change_queries += 1
+            for doc in transitions.find({**self._scope(), "issue_id": {"$in": batch}},
+                                        list(INTERVAL_FIELDS)):
+                if isinstance(doc.get("entered_at"), datetime):
+                    found[str(doc["issue_id"])].append(doc)
+        for docs in found.values():
+            docs.sort(key=lambda doc: aware(doc["entered_at"]))
+        return found
+
+    def _names(self) -> tuple[dict[str, str], dict[str, str]]:
+        """The stored statuses' names and projects' keys by id (what the issues are named by)."""
+        db = self.collection.database
+        self.change_queries += 2
+        statuses = {str(doc["status_id"]): doc["name"] for doc in db[
+            ENTITIES["statuses"].collection].find(self._scope(), ["status_id", "name"])
+            if doc.get("name")}
+        projects = {str(doc["project_id"]): doc["key"] for doc in db[
+            ENTITIES["projects"].collection].find(self._scope(), ["project_id", "key"])
+            if doc.get("key")}
+        return statuses, projects
 
     def updated_chunks(self, days: DayRange) -> list[DayRange]:
         """Consecutive ranges of `updated` from the range's start on; the last is open."""
@@ -93,6 +232,17 @@ class StoredIssueDays:
         if bounds:
             selector["$or"] = [{name: bounds} for name in ("updated", "created", "resolution_date")]
         return selector
+
+
+def _interval_at(intervals: list[dict[str, Any]], moment: datetime) -> dict[str, Any] | None:
+    """The interval holding the instant just before `moment` (an issue's status at the end of
+    a day is the one it entered before midnight and had not left by then)."""
+    index = bisect_left([aware(doc["entered_at"]) for doc in intervals], moment) - 1
+    if index < 0:
+        return None
+    found = intervals[index]
+    left = found.get("left_at")
+    return found if left is None or aware(left) >= moment else None
 
 
 def _bounds(days: DayRange) -> dict[str, datetime]:

@@ -1,12 +1,14 @@
 """`jira_issue_daily_summary` through Dagster against the fake Jira: one MongoDB row per day,
 project and status, partitioned like `jira_issues`, each partition reading only its day's issues
-and replacing its day's rows."""
+and history and replacing its day's rows; an issue counts on each day it changed, in the status
+it had at the end of that day."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -44,14 +46,38 @@ def midnight(moment: datetime) -> datetime:
     return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
 
 
+def status_at_end_of_days(pipeline: Pipeline, issue: dict[str, Any]) -> dict[datetime, str]:
+    """The issue's status name at the end of each day it changed, replayed from its stored
+    changelog entries (the last update's day: its current status)."""
+    names = {doc["status_id"]: doc["name"] for doc in pipeline.db["jira_statuses"].find()}
+    moves = sorted(
+        (aware(entry["created"]), item)
+        for entry in pipeline.db["jira_issue_changelogs"].find(
+            {"issue_id": issue["issue_id"], "is_deleted": {"$ne": True}})
+        for item in entry["items"] if item.get("field_id") == "status"
+    )  # fmt: skip
+    days = {midnight(entry["created"]) for entry in pipeline.db["jira_issue_changelogs"].find(
+        {"issue_id": issue["issue_id"], "is_deleted": {"$ne": True}})}
+    statuses = {}
+    for day in days:
+        before = [item for at, item in moves if at < day + timedelta(days=1)]
+        status_id = before[-1]["to"] if before else moves[0][1]["from"] if moves else None
+        statuses[day] = names.get(status_id, issue["status_name"]) if status_id else \
+            issue["status_name"]
+    statuses[midnight(issue["updated"])] = issue["status_name"]
+    return statuses
+
+
 def expected_rows(pipeline: Pipeline, day: datetime | None = None) -> dict[Row, tuple[int, ...]]:
-    """The summary as specified, counted from every stored live issue (optionally one day's)."""
+    """The summary as specified, counted from every stored live issue and its changelog
+    (optionally one day's)."""
     updated: Counter[Row] = Counter()
     created: Counter[tuple[datetime, str]] = Counter()
     resolved: Counter[tuple[datetime, str]] = Counter()
     for issue in pipeline.stored_issues().values():
         project = issue["project_key"]
-        updated[(midnight(issue["updated"]), project, issue["status_name"])] += 1
+        for changed, status in status_at_end_of_days(pipeline, issue).items():
+            updated[(changed, project, status)] += 1
         created[(midnight(issue["created"]), project)] += 1
         if issue.get("resolution_date") is not None:
             resolved[(midnight(issue["resolution_date"]), project)] += 1
@@ -78,7 +104,9 @@ def test_the_summary_is_one_row_per_day_project_and_status_of_the_stored_issues(
     assert result.success
     rows = stored_rows(pipeline)
     assert rows == expected_rows(pipeline)
-    assert sum(counts[0] for counts in rows.values()) == len(pipeline.fake_issues())
+    # Each issue counts once on each day it changed: at least once (its last update), more
+    # often for the issues with history on other days.
+    assert sum(counts[0] for counts in rows.values()) > len(pipeline.fake_issues())
     doc = pipeline.db[SUMMARY].find_one()
     assert doc is not None and doc["_id"] == summary_row_id(doc["connection_id"], doc)
     assert aware(doc["day"]) == midnight(doc["day"])
@@ -197,3 +225,35 @@ def test_a_renamed_status_leaves_no_row_under_its_old_name_on_a_summarised_day(
         == count
     assert rows == expected_rows(pipeline, day)
 
+
+
+def test_an_issue_edited_again_still_counts_on_the_earlier_day_in_the_status_it_had_then(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    pipeline = pipeline_factory(issues=60, days=4)
+    assert pipeline.sync_everything().success
+    keys = pipeline.partition_keys()
+    admin = pipeline.fake.admin
+    issue = min((issue for issue in pipeline.stored_issues().values()
+                 if issue["status_name"] not in ("In Progress", "Done")),
+                key=lambda issue: aware(issue["updated"]))
+    # A day after the issue's last update and before today.
+    day = midnight(issue["updated"]) + timedelta(days=1)
+    key = day.date().isoformat()
+    assert key in keys[:-1], (key, keys)
+    # On the earlier day the issue moves to In Progress; today it is done.
+    admin.set_clock(day + timedelta(hours=12))
+    admin.touch_issue(issue["key"], {"status": {"name": "In Progress"}})
+    admin.set_clock(datetime.now(UTC))
+    assert pipeline.run("jira_sync_job", key).success
+    assert stored_rows(pipeline, day).get((day, issue["project_key"], "In Progress"))
+    before = stored_rows(pipeline, day)
+
+    admin.touch_issue(issue["key"], {"status": {"name": "Done"}})
+    assert pipeline.run("jira_sync_job", key, keys[-1]).success
+
+    # The earlier day's rows are what they were: the issue is still counted there, in progress.
+    assert stored_rows(pipeline, day) == before
+    today = midnight(datetime.now(UTC))
+    assert stored_rows(pipeline, today)[(today, issue["project_key"], "Done")][0] >= 1
+    assert stored_rows(pipeline) == expected_rows(pipeline)

@@ -14,6 +14,7 @@ import pytest
 from jira_pipeline.assets.factory import build_definitions
 from jira_pipeline.assets.sites import site_connection_id
 from jira_pipeline.fakejira import FakeJiraAdmin
+from jira_pipeline.storage.daily_summary import day_of
 from jira_pipeline.timeutil import parse_jira_datetime
 from jira_pipeline_tests.assets.conftest import (
     Pipeline,
@@ -92,12 +93,18 @@ def test_each_issue_in_jira_is_stored_with_its_ids_keys_updated_and_key_fields(
                  "records_per_s", "preview"):
         assert name in today, name
     assert today["api_calls"] >= 1 and today["retries"] == 0
-    # Each issue is counted once, on the day it was last updated.
+    # Each issue is counted once on each UTC day it changed: its history entries' days and
+    # its last update's.
+    changed_days = {(issue_id, day_of(issue["updated"]))
+                    for issue_id, issue in pipeline.stored_issues().items()}
+    changed_days |= {(entry["issue_id"], day_of(entry["created"]))
+                     for entry in pipeline.db["jira_issue_changelogs"].find()}
+    assert len(changed_days) > len(pipeline.fake_issues())
     summary = materializations(result, "jira_issue_daily_summary")
     assert len(summary) == len(partitions)
-    assert sum(p["issues_updated"] for p in summary) == len(pipeline.fake_issues())
+    assert sum(p["issues_updated"] for p in summary) == len(changed_days)
     rows = pipeline.db["jira_issue_daily_summary"].find()
-    assert sum(row["issues_updated"] for row in rows) == len(pipeline.fake_issues())
+    assert sum(row["issues_updated"] for row in rows) == len(changed_days)
 
 
 def place_issues_at(admin: FakeJiraAdmin, project_key: str, moments: list[datetime]) -> list[str]:

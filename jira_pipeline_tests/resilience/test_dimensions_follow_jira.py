@@ -101,13 +101,14 @@ def test_renamed_status_renames_it_in_every_stored_issue(
     assert in_status and {doc["status_name"] for doc in in_status} == {"Being Worked On"}
     assert not [doc["key"] for doc in live_issues(db) if doc["status_name"] == old_name]
     assert run_metadata(result, "jira_statuses")["issues_renamed"] > 0
-    # The days the run summarised count the status once, under its new name.
+    # The days the run summarised count the status under its new name only: at least every
+    # issue last updated then in it (and those changed then that were in it at the day's end).
     since = datetime.combine(datetime.now(UTC).date() - timedelta(days=1), datetime.min.time(),
                              tzinfo=UTC)
     rows = list(db["jira_issue_daily_summary"].find({"day": {"$gte": since}}))
     assert rows and old_name not in {row["status_name"] for row in rows}
     assert sum(row["issues_updated"] for row in rows if row["status_name"] == "Being Worked On") \
-        == len([doc for doc in in_status if doc["updated"] >= since])
+        >= len([doc for doc in in_status if doc["updated"] >= since]) > 0
 
 
 def test_recategorised_status_updates_issue_status_category(

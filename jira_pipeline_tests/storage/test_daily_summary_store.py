@@ -116,3 +116,46 @@ def test_a_row_another_run_inserted_since_the_read_is_replaced_not_lost(store: S
     stored = {doc["project_key"]: doc["issues_updated"]
               for doc in store.db.jira_issue_daily_summary.find()}
     assert stored == {"A": 2, "B": 1}
+
+
+def test_changes_name_each_issue_by_its_status_at_the_end_of_each_day_it_changed(
+    store: Store,
+) -> None:
+    """A day of history names the issue by its status interval then (named as the stored
+    status is now); the last update's day by its current status; an issue with no intervals
+    by its current status; a deleted issue's history counts nowhere."""
+    later = DAY + timedelta(days=2)
+    upsert_records(store.db, "issues", [
+        issue("moved", later + timedelta(hours=9), status_id="3", status_name="Done"),
+        issue("no-history", later + timedelta(hours=1)),
+        issue("gone", later),
+    ])  # fmt: skip
+    store.db.jira_issues.update_one({"issue_id": "gone"}, {"$set": {"is_deleted": True}})
+    store.db.jira_statuses.insert_many([
+        {"connection_id": "conn-1", "status_id": "2", "name": "Being Worked On"},
+        {"connection_id": "conn-1", "status_id": "3", "name": "Done"},
+    ])
+    entries = [("moved", DAY + timedelta(hours=10)), ("moved", DAY + timedelta(hours=20)),
+               ("moved", later + timedelta(hours=9)), ("no-history", DAY + timedelta(hours=4)),
+               ("gone", DAY + timedelta(hours=5))]
+    store.db.jira_issue_changelogs.insert_many([
+        {"connection_id": "conn-1", "issue_id": issue_id, "history_id": str(n), "created": at}
+        for n, (issue_id, at) in enumerate(entries)])
+    store.db.jira_issue_status_transitions.insert_many([
+        {"connection_id": "conn-1", "issue_id": "moved", "status_id": status_id,
+         "status_name": name, "project_key": "ACME", "entered_at": entered, "left_at": left}
+        for status_id, name, entered, left in [
+            ("1", "To Do", DAY - timedelta(days=9), DAY + timedelta(hours=10)),
+            ("2", "In Progress", DAY + timedelta(hours=10), later + timedelta(hours=9)),
+            ("3", "Done", later + timedelta(hours=9), None)]])  # fmt: skip
+    reader = stored_issue_days(store.db, "conn-1", [(DAY, later + timedelta(days=1))])
+
+    changes = sorted(reader.changes(reader.ranges[0]), key=str)
+
+    assert changes == sorted([
+        (DAY, "ACME", "Being Worked On"),  # in progress at the day's end, under today's name
+        (DAY, "ACME", "To Do"),  # no intervals: its current status
+        (later, "ACME", "Done"),  # the last update's day
+        (later, "ACME", "To Do"),  # no-history's last update
+    ], key=str)  # fmt: skip
+    assert reader.change_queries > 0 and reader.queries == 0
