@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from run_meter import TreeMeter, started_fake_jira
 
-from jira_pipeline.assets.changelogs import ChangelogStream, StoredWindow
+from jira_pipeline.assets.changelogs import ChangelogStream
+from jira_pipeline.assets.issue_window import StoredWindow
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.fakejira.admin import FakeJiraAdmin
 from jira_pipeline.jira.changelogs import BULK_CHANGELOG_ISSUES, BULK_CHANGELOG_PAGE

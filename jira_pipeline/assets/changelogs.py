@@ -20,9 +20,14 @@ from typing import Any
 import dagster as dg
 from pymongo.database import Database
 
-from jira_pipeline.assets.census import census_enabled
 from jira_pipeline.assets.checks import jira_spent, run_started, selected_checks
 from jira_pipeline.assets.dimensions import NETWORK_RETRY_POLICY
+from jira_pipeline.assets.issue_window import (
+    StoredWindow,
+    live_children_of_deleted_issues,
+    run_window,
+    window_issues,
+)
 from jira_pipeline.assets.partitions import partition_key_for
 from jira_pipeline.assets.resources import JiraResource, counter_delta
 from jira_pipeline.assets.site_resource import with_site_resource
@@ -34,7 +39,7 @@ from jira_pipeline.assets.streams import (
     markdown_table,
     reported_as_itself,
 )
-from jira_pipeline.jira import IssueWindow, JiraClient
+from jira_pipeline.jira import JiraClient
 from jira_pipeline.jira.changelogs import (
     BULK_CHANGELOG_ISSUES,
     ChangelogTail,
@@ -115,10 +120,8 @@ def _build_changelogs_asset(
     def jira_issue_changelogs(
         context: dg.AssetExecutionContext, jira: JiraResource, mongo: MongoResource
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        window = run_window(context, partitions, settings)
-        if census_ran(context, issues_key):
-            # The census stored the issues MongoDB lacked, whatever their `updated`: theirs too.
-            window.stored_since = run_started(context.instance, context.run.run_id)
+        # With a census in the run, also the issues it stored whatever their `updated`.
+        window = run_window(context, partitions, settings, issues_key)
         db = mongo.get_database()
         if key in context.selected_asset_keys:
             context.log.info(f"fetching the changelogs of the issues updated in {window}")
@@ -143,83 +146,13 @@ def _build_changelogs_asset(
     return jira_issue_changelogs
 
 
-def run_window(
-    context: dg.AssetExecutionContext,
-    partitions: dg.DailyPartitionsDefinition,
-    settings: PipelineSettings,
-) -> "StoredWindow":
-    """The run's partitions' window widened by the lookback, open-ended at the partition set's
-    ends (the first partition holds what came before it, the last what came after); a run
-    of the check alone (no partition) judges the whole site's issues."""
-    try:
-        time_window = context.partition_time_window
-    except dg.DagsterInvariantViolationError:  # the check alone: not a partitioned step
-        return StoredWindow(None, None)
-    widened = IssueWindow(time_window.start, time_window.end).widened(settings.lookback)
-    first, last = partitions.get_first_partition_key(), partitions.get_last_partition_key()
-    keys = context.partition_keys
-    return StoredWindow(
-        None if keys[0] == first else widened.start,
-        None if keys[-1] == last else widened.end,
-    )
-
-
-def census_ran(context: dg.AssetExecutionContext, issues_key: dg.AssetKey) -> bool:
-    """Whether this run's `jira_issues` step takes the census (its run config, else the daily
-    schedule's tag)."""
-    run_config: dict[str, Any] = dict(context.run.run_config or {})
-    ops: dict[str, Any] = run_config.get("ops") or {}
-    config: dict[str, Any] = (ops.get(issues_key.to_python_identifier()) or {}).get("config") or {}
-    return census_enabled(config.get("reconcile_deletions"), context.run.tags)
-
-
-class StoredWindow:
-    """A range of stored issues' `updated` ([start, end); None: unbounded on that side), and
-    with `stored_since`, also the issues first stored since then outside it (what a census
-    brought in from other days)."""
-
-    def __init__(self, start: datetime | None, end: datetime | None) -> None:
-        self.start, self.end = start, end
-        self.stored_since: datetime | None = None
-
-    def newly_stored_selector(self, connection_id: str) -> dict[str, Any] | None:
-        """The issues first stored since `stored_since` whose `updated` is outside the range."""
-        if self.stored_since is None or (self.start is None and self.end is None):
-            return None
-        outside: list[dict[str, Any]] = []
-        if self.start is not None:
-            outside.append({"updated": {"$lt": self.start}})
-        if self.end is not None:
-            outside.append({"updated": {"$gte": self.end}})
-        return {"connection_id": connection_id, "is_deleted": {"$ne": True},
-                "first_seen_at": {"$gte": self.stored_since}, "$or": outside}
-
-    def selector(self, connection_id: str) -> dict[str, Any]:
-        selector: dict[str, Any] = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
-        bounds: dict[str, datetime] = {}
-        if self.start is not None:
-            bounds["$gte"] = self.start
-        if self.end is not None:
-            bounds["$lt"] = self.end
-        if bounds:
-            selector["updated"] = bounds
-        return selector
-
-    def __str__(self) -> str:
-        start = self.start.isoformat() if self.start else "the beginning"
-        end = self.end.isoformat() if self.end else "now"
-        return f"[{start}, {end})"
-
-
 def window_issue_chunks(
     db: Database, connection_id: str, window: StoredWindow, size: int = BULK_CHANGELOG_ISSUES
 ) -> Iterator[dict[str, tuple[str | None, datetime | None]]]:
     """The window's stored issues, `size` at a time, as {issue id: (key, updated)}: read from
     one projected cursor (the `updated` index narrows it), so memory holds a chunk."""
     projection = {"issue_id": 1, "key": 1, "updated": 1, "_id": 0}
-    selectors = [window.selector(connection_id), window.newly_stored_selector(connection_id)]
-    docs = (doc for selector in selectors if selector is not None
-            for doc in db["jira_issues"].find(selector, projection))
+    docs = window_issues(db, connection_id, window, projection)
     chunk: dict[str, tuple[str | None, datetime | None]] = {}
     for doc in docs:
         issue_id = doc.get("issue_id")
@@ -271,25 +204,11 @@ class ChangelogStream(WriteStream):
                     if len(self._preview) < PREVIEW_ROWS:
                         self._preview.append({name: doc.get(name) for name in PREVIEW_FIELDS})
                     yield Upsert(doc)
-            gone = self._histories_of_deleted_issues()
+            gone = live_children_of_deleted_issues(
+                self._db, self._connection_id, self._window, ISSUE_CHANGELOGS.collection,
+                "history_id")
             if gone:
                 yield Tombstone(ISSUE_CHANGELOGS.name, frozenset(gone))
-
-    def _histories_of_deleted_issues(self) -> list[str]:
-        """The live histories of the issues this run's census proved gone (marked deleted
-        since the run started): gone from Jira with their issue. Other runs prove nothing."""
-        since = self._window.stored_since
-        if since is None:
-            return []
-        deleted = [str(doc["issue_id"]) for doc in self._db["jira_issues"].find(
-            {"connection_id": self._connection_id, "is_deleted": True,
-             "deleted_at": {"$gte": since}}, {"issue_id": 1, "_id": 0})
-            if doc.get("issue_id") is not None]
-        if not deleted:
-            return []
-        return [str(doc["history_id"]) for doc in self._db[ISSUE_CHANGELOGS.collection].find(
-            {"connection_id": self._connection_id, "issue_id": {"$in": deleted},
-             "is_deleted": {"$ne": True}}, {"history_id": 1, "_id": 0})]
 
     def by_partition(self, partitions: dg.DailyPartitionsDefinition,
                      keys: list[str]) -> dict[str, dict[str, Any]]:

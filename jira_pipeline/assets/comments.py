@@ -10,7 +10,9 @@ from `/issue/{id}/comment`, 100 a request, several issues at once. An issue edit
 added, edited or deleted bumps its `updated`) is re-read with its partition, so its comments
 follow. A listing is complete when it holds exactly Jira's `total`, each comment once; one that
 is not (a page came back short) is fetched once more, and if still incomplete its comments are
-stored but none is marked deleted.
+stored but none is marked deleted. In a run whose `jira_issues` takes the census
+(`assets/issue_window.py`), the issues the census stored from other days are read too, and the
+comments of the issues it proved deleted are marked deleted (Jira deletes them with the issue).
 """
 
 import asyncio
@@ -25,6 +27,12 @@ import dagster as dg
 from pymongo.database import Database
 
 from jira_pipeline.assets.dimensions import NETWORK_RETRY_POLICY
+from jira_pipeline.assets.issue_window import (
+    StoredWindow,
+    live_children_of_deleted_issues,
+    run_window,
+    window_issues,
+)
 from jira_pipeline.assets.resources import JiraResource, counter_delta
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
@@ -50,33 +58,6 @@ SAMPLE_SIZE = 20  # issues the `comments_complete` check asks Jira about
 COMMENTS = entity_spec("comments")
 
 
-class IssueWindowSelector:
-    """The stored issues of a step's partitions, as a MongoDB selector."""
-
-    def __init__(self, site: JiraSite, partitions: dg.DailyPartitionsDefinition,
-                 settings: PipelineSettings) -> None:
-        self.site, self.partitions, self.settings = site, partitions, settings
-
-    def selector(self, context: dg.AssetExecutionContext) -> dict[str, Any]:
-        """Without partitions (the check run alone, unpartitioned): every stored issue."""
-        updated: dict[str, datetime] = {}
-        try:
-            keys = list(context.partition_keys)
-        except dg.DagsterInvariantViolationError:  # a step of the (unpartitioned) check alone
-            keys = []
-        if keys:
-            window = context.partition_time_window
-            if keys[0] != self.partitions.get_first_partition_key():
-                updated["$gte"] = window.start - self.settings.lookback
-            if keys[-1] != self.partitions.get_last_partition_key():
-                updated["$lt"] = window.end
-        selector: dict[str, Any] = {"connection_id": self.site.connection_id,
-                                    "is_deleted": {"$ne": True}}
-        if updated:
-            selector["updated"] = updated
-        return selector
-
-
 def build_comments_asset(
     site: JiraSite, partitions: dg.DailyPartitionsDefinition, settings: PipelineSettings
 ) -> dg.AssetsDefinition:
@@ -90,7 +71,7 @@ def _build_comments_asset(
     site: JiraSite, partitions: dg.DailyPartitionsDefinition, settings: PipelineSettings
 ) -> dg.AssetsDefinition:
     key = site.asset_key(ASSET_NAME)
-    window = IssueWindowSelector(site, partitions, settings)
+    issues_key = site.asset_key("jira_issues")
 
     @dg.multi_asset(
         name=key.to_python_identifier(),
@@ -128,14 +109,17 @@ def _build_comments_asset(
         context: dg.AssetExecutionContext, jira: JiraResource, mongo: MongoResource
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         db = mongo.get_database()
+        # With a census in the run, also the issues it stored whatever their `updated`, and the
+        # comments of the issues it proved deleted.
+        window = run_window(context, partitions, settings, issues_key)
         if key in context.selected_asset_keys:
             # handle_output drains and writes the stream before this generator resumes.
             yield dg.Output(
-                CommentStream(context, jira, db, site, window.selector(context)),
+                CommentStream(context, jira, db, site, window),
                 output_name=context.assets_def.get_output_name_for_asset_key(key),
             )
         if any(check.name == "comments_complete" for check in context.selected_asset_check_keys):
-            yield comments_complete(jira, db, site, window.selector(context))
+            yield comments_complete(jira, db, site, window)
 
     return jira_issue_comments
 
@@ -145,10 +129,10 @@ class CommentStream(WriteStream):
     tombstones of the stored comments complete listings no longer hold."""
 
     def __init__(self, context: dg.AssetExecutionContext, jira: JiraResource, db: Database,
-                 site: JiraSite, selector: Mapping[str, Any]) -> None:
+                 site: JiraSite, window: StoredWindow) -> None:
         super().__init__(self._comment_items(), self._report)
         self._log, self._jira, self._db, self._site = context.log, jira, db, site
-        self._selector = dict(selector)
+        self._window = window
         self.figures: Counter[str] = Counter()
         self._started = time.perf_counter()
         with failing_fast():  # the first use of the resource builds its client
@@ -157,7 +141,7 @@ class CommentStream(WriteStream):
     def _comment_items(self) -> Iterator[WriteItem]:
         with reported_as_itself():
             vanished: list[str] = []
-            for batch in stored_issue_batches(self._db, self._selector):
+            for batch in stored_issue_batches(self._db, self._site.connection_id, self._window):
                 threads = self._threads(batch)
                 live = stored_live_comments(self._db, self._site.connection_id,
                                             [issue["issue_id"] for issue in batch])
@@ -169,6 +153,11 @@ class CommentStream(WriteStream):
                         yield Upsert(self._record(issue, comment))
                     if thread.complete:
                         vanished.extend(sorted(live.get(issue["issue_id"], set()) - listed))
+            with_their_issue = live_children_of_deleted_issues(
+                self._db, self._site.connection_id, self._window, COMMENTS.collection,
+                "comment_id")
+            self.figures["deleted_with_their_issue"] = len(with_their_issue)
+            vanished.extend(with_their_issue)
             if vanished:
                 yield Tombstone(COMMENTS.name, ids=frozenset(vanished))
 
@@ -216,7 +205,7 @@ class CommentStream(WriteStream):
             spent = counter_delta(self._before, self._jira.counters())
         figures = {name: self.figures[name] for name in (
             "issues_read", "threads_from_embedded_block", "threads_fetched", "comment_requests",
-            "listings_incomplete")}  # fmt: skip
+            "listings_incomplete", "deleted_with_their_issue")}  # fmt: skip
         return {
             "records_fetched": self.figures["comments"],
             **figures,
@@ -248,12 +237,13 @@ async def fetch_threads(client: JiraClient, issue_ids: list[str]) -> list[Commen
 
 
 def stored_issue_batches(
-    db: Database, selector: Mapping[str, Any], size: int = ISSUE_BATCH
+    db: Database, connection_id: str, window: StoredWindow, size: int = ISSUE_BATCH
 ) -> Iterator[list[dict[str, Any]]]:
-    """The selected stored issues, projected to their ids and comment block, a batch at a time."""
+    """The window's stored issues, projected to their ids and comment block, a batch at a
+    time."""
     projection = {"issue_id": 1, "key": 1, "updated": 1, "raw.fields.comment": 1, "_id": 0}
     batch: list[dict[str, Any]] = []
-    for issue in db["jira_issues"].find(dict(selector), projection):
+    for issue in window_issues(db, connection_id, window, projection):
         batch.append(issue)
         if len(batch) >= size:
             yield batch
@@ -275,16 +265,15 @@ def stored_live_comments(
 
 
 def comments_complete(
-    jira: JiraResource, db: Database, site: JiraSite, selector: Mapping[str, Any]
+    jira: JiraResource, db: Database, site: JiraSite, window: StoredWindow
 ) -> dg.AssetCheckResult:
     """For a sample of the partitions' issues, the stored live comments against Jira's thread:
     as many as its `total`, the same ids, none edited since it was stored."""
     issues = [
         (doc["issue_id"], doc.get("key"), doc.get("updated"),
          (((doc.get("raw") or {}).get("fields") or {}).get("comment") or {}).get("total") or 0)
-        for doc in db["jira_issues"].find(
-            dict(selector), {"issue_id": 1, "key": 1, "updated": 1,
-                             "raw.fields.comment.total": 1, "_id": 0})
+        for doc in window_issues(db, site.connection_id, window, {
+            "issue_id": 1, "key": 1, "updated": 1, "raw.fields.comment.total": 1, "_id": 0})
     ]
     recent = sorted(issues, key=lambda issue: str(issue[2]), reverse=True)[: SAMPLE_SIZE // 2]
     busiest = sorted(issues, key=lambda issue: issue[3], reverse=True)

@@ -2,7 +2,7 @@
 per issue updated since the last run (Data Center), deletions marked; check
 `worklog_totals_match`."""
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +11,7 @@ from pymongo.database import Database
 
 from jira_pipeline.assets.checks import SAMPLE, selected_checks
 from jira_pipeline.assets.dimensions import NETWORK_RETRY_POLICY
+from jira_pipeline.assets.issue_window import live_children_of_deleted_issues, run_window
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
@@ -151,10 +152,17 @@ class WorklogWalk:
         self.figures["changes_listed"] = len(self.listed)
         self.dc_issues_since = newest
 
-    def tombstones(self, db: Database, connection_id: str) -> Iterator[Tombstone]:
+    def tombstones(self, db: Database, connection_id: str,
+                   with_their_issue: Callable[[], list[str]]) -> Iterator[Tombstone]:
         """Cloud: the deleted feed's ids. Data Center: the stored live worklogs of the walked
-        issues that their complete lists left out (and no other issue listed: a move)."""
+        issues that their complete lists left out (and no other issue listed: a move). Both:
+        the stored live worklogs of the issues the run's census proved deleted
+        (`with_their_issue`): Jira deletes them with the issue, and its deleted feed need not
+        list them."""
         gone = set(self.deleted)
+        deleted_issues_worklogs = set(with_their_issue()) - self.listed
+        self.figures["deleted_with_their_issue"] = len(deleted_issues_worklogs)
+        gone |= deleted_issues_worklogs
         for start in range(0, len(self.walked_issues), 1000):
             chunk = self.walked_issues[start:start + 1000]
             for doc in db[WORKLOGS.collection].find(
@@ -198,6 +206,8 @@ def worklog_stream(context: dg.AssetExecutionContext, jira: JiraResource, mongo:
     new position (a `FeedCursor`), which the IO manager stores only after all of them; and the
     walk, which knows afterwards what it read."""
     db = mongo.get_database()
+    # No partition: the whole site's; with a census in the run, its proven deletions.
+    window = run_window(context, None, settings, site.asset_key("jira_issues"))
     position = read_cursor(db, site.connection_id, FEED)
     walk = WorklogWalk(position, settings,
                        issues_in_scope(db, site.connection_id, tuple(settings.projects)))
@@ -208,7 +218,9 @@ def worklog_stream(context: dg.AssetExecutionContext, jira: JiraResource, mongo:
         lambda raw: WorklogRecord.from_raw(raw, site.connection_id),
         preview_fields=("worklog_id", "issue_id", "author_account_id", "time_spent_seconds",
                         "updated"),
-        deletions=lambda: walk.tombstones(db, site.connection_id),
+        deletions=lambda: walk.tombstones(db, site.connection_id, lambda: (
+            live_children_of_deleted_issues(db, site.connection_id, window,
+                                            WORKLOGS.collection, "worklog_id"))),
         report=lambda: {**walk.figures, "cursor_before": dg.MetadataValue.json(position),
                         "cursor_after": dg.MetadataValue.json(walk.position())},
     )

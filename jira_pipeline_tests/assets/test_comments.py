@@ -239,3 +239,27 @@ def test_data_center_threads_are_paged_from_rest_api_2_as_plain_text(
     assert requests["GET /rest/api/2/issue/{key}/comment"]["200"] == (
         meta["comment_requests"] + comments_complete(result).metadata["api_calls"].value)
     assert comments_complete(result).passed
+
+
+def test_the_comments_of_an_issue_the_census_proves_deleted_are_marked_deleted(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    pipeline = pipeline_factory(issues=60, days=3)
+    assert pipeline.sync_everything().success
+    kept = stored_threads(pipeline)
+    issue_id = next(i for i, thread in sorted(kept.items()) if len(thread) >= 2)
+    pipeline.fake.admin.delete_issue(pipeline.stored_issues()[issue_id]["key"])
+
+    # A delta proves nothing: the issue is only missing from a search.
+    assert pipeline.run("jira_issues_job", pipeline.today).success
+    assert stored_threads(pipeline).keys() == kept.keys()
+    result = pipeline.run("jira_sync_job", pipeline.today, reconcile_deletions=True)
+
+    assert result.success
+    assert issue_id not in stored_threads(pipeline)
+    assert set(stored_threads(pipeline, deleted=True)[issue_id]) == set(kept[issue_id])
+    assert without_sync_times(stored_threads(pipeline)) == without_sync_times(
+        {i: t for i, t in kept.items() if i != issue_id})
+    [figures] = materializations(result, "jira_issue_comments")
+    assert figures["deleted_with_their_issue"] == len(kept[issue_id])
+    assert comments_complete(result).passed

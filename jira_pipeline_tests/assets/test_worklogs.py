@@ -301,3 +301,28 @@ def test_the_daily_schedule_and_the_refresh_sensor_materialize_it(
         instance=pipeline.instance, tags=request.tags)
     assert materializations(result, "jira_worklogs")
     assert stored_worklogs(pipeline)[added["id"]]["seconds"] == 420
+
+
+def test_the_worklogs_of_an_issue_the_census_proves_deleted_are_marked_deleted(
+    synced: Pipeline,
+) -> None:
+    """Jira deletes an issue's worklogs with it and its deleted feed need not list them: the
+    census's proof that the issue is gone is the evidence."""
+    kept = stored_worklogs(synced)
+    issue_id = next(iter({doc["issue_id"] for doc in kept.values()}))
+    theirs = {wid for wid, doc in kept.items() if doc["issue_id"] == issue_id}
+    key = synced.stored_issues()[issue_id]["key"]
+    synced.fake.admin.delete_issue(key)
+    minute_passes(synced)
+
+    # A delta proves nothing: the issue is only missing from a search.
+    assert synced.run("jira_issues_job", synced.today).success
+    assert set(stored_worklogs(synced)) == set(kept)
+    result = synced.run("jira_sync_job", synced.today, reconcile_deletions=True)
+
+    assert result.success
+    assert set(stored_worklogs(synced)) == set(kept) - theirs
+    assert set(stored_worklogs(synced, deleted=True)) >= theirs
+    [figures] = materializations(result, "jira_worklogs")
+    assert figures["deleted_with_their_issue"] == len(theirs)
+    assert check_results(result)[CHECK].passed
