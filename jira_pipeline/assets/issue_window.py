@@ -14,6 +14,7 @@ from jira_pipeline.assets.census import census_enabled
 from jira_pipeline.assets.checks import run_started
 from jira_pipeline.jira import IssueWindow
 from jira_pipeline.settings import PipelineSettings
+from jira_pipeline.timeutil import parse_jira_datetime
 
 ISSUES_COLLECTION = "jira_issues"
 # Issue ids per `$in` of a query (a server's command stays far below its 16 MiB).
@@ -129,3 +130,19 @@ def live_children_of_deleted_issues(
             {"connection_id": connection_id, "issue_id": {"$in": issues},
              "is_deleted": {"$ne": True}}, {id_field: 1, "_id": 0}))
     return found
+
+
+def issues_the_census_stored(
+    db: Database, connection_id: str, window: StoredWindow
+) -> list[tuple[str, datetime | None]]:
+    """(issue id, `updated`) of the live issues first stored since the run started, when the
+    run's census ran (what it brought in: issues revealed by a permission or a restored
+    project, or missed; and the run's new issues). Nothing without a census."""
+    if window.stored_since is None:
+        return []
+    return [(str(doc["issue_id"]), parse_jira_datetime(doc.get("updated")))
+            for doc in db[ISSUES_COLLECTION].find(
+                {"connection_id": connection_id, "is_deleted": {"$ne": True},
+                 "first_seen_at": {"$gte": window.stored_since}},
+                {"issue_id": 1, "updated": 1, "_id": 0})
+            if doc.get("issue_id") is not None]

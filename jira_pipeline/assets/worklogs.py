@@ -11,7 +11,11 @@ from pymongo.database import Database
 
 from jira_pipeline.assets.checks import SAMPLE, selected_checks
 from jira_pipeline.assets.dimensions import NETWORK_RETRY_POLICY
-from jira_pipeline.assets.issue_window import live_children_of_deleted_issues, run_window
+from jira_pipeline.assets.issue_window import (
+    issues_the_census_stored,
+    live_children_of_deleted_issues,
+    run_window,
+)
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
@@ -70,11 +74,15 @@ class WorklogWalk:
         self.scope = scope
         self.deployment = "cloud"
         self.deleted: set[str] = set()
-        self.listed: set[str] = set()  # worklog ids Jira listed this run (Data Center)
+        # Worklog ids the walked issues' own lists held (Data Center; issues the census revealed).
+        self.listed: set[str] = set()
         self.walked_issues: list[str] = []
         self.touched: set[str] = set()  # issue ids of the worklogs this run stored
+        # (issue id, updated) of the issues this run's census stored (`_revealed_issues`).
+        self.census_stored: list[tuple[str, datetime | None]] = []
         self.figures: dict[str, Any] = {"changes_listed": 0, "deletions_listed": 0,
-                                        "out_of_scope": 0, "issues_walked": 0}
+                                        "out_of_scope": 0, "issues_walked": 0,
+                                        "revealed_issues_walked": 0}
 
     def position(self) -> dict[str, Any]:
         return {"updated_since": self.updated_since,
@@ -85,7 +93,10 @@ class WorklogWalk:
         self.deployment = client.deployment
         self.figures["deployment"] = client.deployment
         if client.deployment == "datacenter":
+            before = self.dc_issues_since
             async for worklog in self._per_issue(client):
+                yield worklog
+            async for worklog in self._revealed_issues(client, before):
                 yield worklog
             return
         newest, boundary = self.updated_since, set(self.boundary)
@@ -108,6 +119,8 @@ class WorklogWalk:
             self.deleted.update(wid for wid, _ in page.changes)
             newest_deleted = max([newest_deleted, *(ms for _, ms in page.changes)])
         self.figures["deletions_listed"] = len(self.deleted)
+        async for worklog in self._revealed_issues(client, self.updated_since):
+            yield worklog
         # Only once both feeds were read to their last page: the walk got this far.
         self.updated_since, self.boundary = newest, boundary
         self.deleted_since = newest_deleted
@@ -132,6 +145,24 @@ class WorklogWalk:
         self.figures["out_of_scope"] += len(worklogs) - len(kept)
         return kept
 
+    async def _revealed_issues(self, client: JiraClient, position_ms: int
+                               ) -> AsyncIterator[dict[str, Any]]:
+        """Every worklog of each issue the census stored whose `updated` is older than the
+        position the walk started from (a project restored, a permission granted): the feeds
+        list only changes since the position, so their earlier worklogs come from the issue's
+        own list, whose completeness is also the evidence for its stored worklogs' deletion.
+        An issue Jira created since the position is the feed's (a first run reads it all)."""
+        walked = set(self.walked_issues)
+        for issue_id, updated in self.census_stored:
+            if issue_id in walked or updated is None or to_epoch_ms(updated) >= position_ms:
+                continue
+            self.figures["revealed_issues_walked"] += 1
+            self.walked_issues.append(issue_id)
+            self.touched.add(issue_id)
+            async for worklog in issue_worklogs(client, issue_id):
+                self.listed.add(str(worklog.get("id")))
+                yield worklog
+
     async def _per_issue(self, client: JiraClient) -> AsyncIterator[dict[str, Any]]:
         start = datetime.fromtimestamp(self.dc_issues_since / 1000, UTC)
         window = IssueWindow(start, datetime.now(UTC) + _DC_HORIZON)
@@ -154,8 +185,9 @@ class WorklogWalk:
 
     def tombstones(self, db: Database, connection_id: str,
                    with_their_issue: Callable[[], list[str]]) -> Iterator[Tombstone]:
-        """Cloud: the deleted feed's ids. Data Center: the stored live worklogs of the walked
-        issues that their complete lists left out (and no other issue listed: a move). Both:
+        """Cloud: the deleted feed's ids. Data Center, and the issues the census revealed: the
+        stored live worklogs of the walked issues that their complete lists left out (and no
+        other issue listed: a move). Both:
         the stored live worklogs of the issues the run's census proved deleted
         (`with_their_issue`): Jira deletes them with the issue, and its deleted feed need not
         list them."""
@@ -211,6 +243,7 @@ def worklog_stream(context: dg.AssetExecutionContext, jira: JiraResource, mongo:
     position = read_cursor(db, site.connection_id, FEED)
     walk = WorklogWalk(position, settings,
                        issues_in_scope(db, site.connection_id, tuple(settings.projects)))
+    walk.census_stored = issues_the_census_stored(db, site.connection_id, window)
     context.log.info(f"worklog changes since {position or 'the beginning (since=0)'}")
     records = JiraRecordStream(
         jira,

@@ -326,3 +326,27 @@ def test_the_worklogs_of_an_issue_the_census_proves_deleted_are_marked_deleted(
     [figures] = materializations(result, "jira_worklogs")
     assert figures["deleted_with_their_issue"] == len(theirs)
     assert check_results(result)[CHECK].passed
+
+
+def test_an_issue_the_census_brings_back_from_another_day_gets_its_earlier_worklogs(
+    synced: Pipeline,
+) -> None:
+    """The feeds list only changes since the stored position: the worklogs of an issue the
+    store lacked (a permission granted, a project restored), older than it, come from the
+    issue's own list."""
+    fake = fake_worklogs(synced)
+    issue_id = min({w["issue_id"] for w in fake.values()},
+                   key=lambda i: synced.stored_issues()[i]["updated"])
+    theirs = {wid: w for wid, w in fake.items() if w["issue_id"] == issue_id}
+    synced.db["jira_issues"].delete_one({"issue_id": issue_id})  # as if never stored
+    synced.db["jira_worklogs"].delete_many({"issue_id": issue_id})
+    minute_passes(synced)
+
+    result = synced.run("jira_sync_job", synced.today, reconcile_deletions=True)
+
+    assert result.success
+    assert {wid: w for wid, w in stored_worklogs(synced).items()
+            if w["issue_id"] == issue_id} == theirs
+    assert stored_worklogs(synced) == fake_worklogs(synced)
+    [figures] = materializations(result, "jira_worklogs")
+    assert figures["revealed_issues_walked"] == 1
