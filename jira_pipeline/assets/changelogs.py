@@ -33,11 +33,11 @@ from jira_pipeline.assets.resources import JiraResource, counter_delta
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.assets.streams import (
-    IO_MANAGER_KEY,
     PREVIEW_ROWS,
     failing_fast,
     markdown_table,
     reported_as_itself,
+    stored_asset_spec,
 )
 from jira_pipeline.jira import JiraClient
 from jira_pipeline.jira.changelogs import (
@@ -50,7 +50,6 @@ from jira_pipeline.jira.changelogs import (
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import ISSUE_CHANGELOGS
 from jira_pipeline.storage.io_manager import (
-    CONNECTION_METADATA_KEY,
     Tombstone,
     Upsert,
     WriteItem,
@@ -89,23 +88,14 @@ def _build_changelogs_asset(
     @dg.multi_asset(
         name=key.to_python_identifier(),
         specs=[
-            dg.AssetSpec(
-                key=key,
-                group_name=site.group_name,
+            stored_asset_spec(
+                site, ISSUE_CHANGELOGS.collection,
+                "Every history entry of the partition's issues (one document each: who "
+                "changed which fields when, from and to what), complete however long the "
+                "changelog: Cloud changelog/bulkfetch, 1,000 issues a call; Data Center "
+                "one request per issue.",
                 deps=[dg.AssetDep(issues_key, partition_mapping=dg.IdentityPartitionMapping())],
-                description=(
-                    "Every history entry of the partition's issues (one document each: who "
-                    "changed which fields when, from and to what), complete however long the "
-                    "changelog: Cloud changelog/bulkfetch, 1,000 issues a call; Data Center "
-                    "one request per issue."
-                ),
-                metadata={
-                    CONNECTION_METADATA_KEY: site.connection_id,
-                    "mongo/collection": ISSUE_CHANGELOGS.collection,
-                },
-                kinds={"jira", "mongodb"},
-                tags={"jira/connection": site.name},
-            ).with_io_manager_key(IO_MANAGER_KEY)
+            )
         ],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),

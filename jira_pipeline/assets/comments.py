@@ -36,13 +36,12 @@ from jira_pipeline.assets.issue_window import (
 from jira_pipeline.assets.resources import JiraResource, counter_delta
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.assets.streams import IO_MANAGER_KEY, failing_fast, reported_as_itself
+from jira_pipeline.assets.streams import failing_fast, reported_as_itself, stored_asset_spec
 from jira_pipeline.jira import JiraClient, JiraNotFound
 from jira_pipeline.jira.comments import CommentRecord, CommentThread, comment_thread
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline.storage.io_manager import (
-    CONNECTION_METADATA_KEY,
     Tombstone,
     Upsert,
     WriteItem,
@@ -76,21 +75,14 @@ def _build_comments_asset(
     @dg.multi_asset(
         name=key.to_python_identifier(),
         specs=[
-            dg.AssetSpec(
-                key=key,
+            stored_asset_spec(
+                site, COMMENTS.collection,
+                "One document per issue comment (body as Jira sent it, ADF on Cloud, and as "
+                "plain text), for the issues a partition of jira_issues holds: from the "
+                "embedded comment block when complete, else paged from Jira. Comments a "
+                "complete listing no longer has are kept with is_deleted: true.",
                 deps=[site.asset_key("jira_issues")],
-                group_name=site.group_name,
-                description=(
-                    "One document per issue comment (body as Jira sent it, ADF on Cloud, and "
-                    "as plain text), for the issues a partition of jira_issues holds: from "
-                    "the embedded comment block when complete, else paged from Jira. Comments "
-                    "a complete listing no longer has are kept with is_deleted: true."
-                ),
-                metadata={CONNECTION_METADATA_KEY: site.connection_id,
-                          "mongo/collection": COMMENTS.collection},
-                kinds={"jira", "mongodb"},
-                tags={"jira/connection": site.name},
-            ).with_io_manager_key(IO_MANAGER_KEY)
+            )
         ],
         partitions_def=partitions,
         backfill_policy=dg.BackfillPolicy.single_run(),

@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.assets.streams import IO_MANAGER_KEY
+from jira_pipeline.assets.streams import stored_asset_spec
 from jira_pipeline.history.fields import (
     FieldCatalog,
     field_history_rows,
@@ -35,7 +35,6 @@ from jira_pipeline.storage.entities import (
     DerivedSpec,
 )
 from jira_pipeline.storage.history_reads import HistorySource, IssueBatch
-from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY
 from jira_pipeline.storage.resources import MongoResource
 from jira_pipeline.timeutil import utc_now
 
@@ -55,15 +54,7 @@ def _upstream(site: JiraSite) -> list[dg.AssetKey]:
 
 def _spec(site: JiraSite, spec: DerivedSpec, description: str,
           deps: list[dg.AssetKey]) -> dg.AssetSpec:
-    return dg.AssetSpec(
-        key=site.asset_key(spec.collection),
-        group_name=site.group_name,
-        description=description,
-        deps=deps,
-        metadata={CONNECTION_METADATA_KEY: site.connection_id, "mongo/collection": spec.collection},
-        kinds={"mongodb"},
-        tags={"jira/connection": site.name},
-    ).with_io_manager_key(IO_MANAGER_KEY)
+    return stored_asset_spec(site, spec.collection, description, deps=deps, kinds=("mongodb",))
 
 
 def _window(context: dg.AssetExecutionContext, lookback: timedelta) -> tuple[datetime, datetime]:

@@ -13,10 +13,9 @@ from jira_pipeline.assets.dimensions import NETWORK_RETRY_POLICY
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.assets.streams import IO_MANAGER_KEY, JiraRecordStream
+from jira_pipeline.assets.streams import JiraRecordStream, stored_asset_spec
 from jira_pipeline.jira import IssueRecord, IssueWindow, build_issue_jql
 from jira_pipeline.settings import PipelineSettings
-from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY
 from jira_pipeline.storage.resources import MongoResource
 from jira_pipeline.storage.sync_errors import UnstorableRecord
 
@@ -49,22 +48,14 @@ def build_issues_asset(
     @dg.multi_asset(
         name=issues_key.to_python_identifier(),
         specs=[
-            dg.AssetSpec(
-                key=issues_key,
-                group_name=site.group_name,
-                description=(
-                    "Jira issues with every field under `raw`. A daily "
-                    "partition holds the issues whose `updated` falls on that UTC day; today's "
-                    "partition is the delta the schedule and the refresh sensor keep current."
-                ),
-                metadata={
-                    CONNECTION_METADATA_KEY: site.connection_id,
-                    "mongo/collection": "jira_issues",
-                    "jira/projects": ", ".join(settings.projects) or "all visible projects",
-                },
-                kinds={"jira", "mongodb"},
-                tags={"jira/connection": site.name},
-            ).with_io_manager_key(IO_MANAGER_KEY)
+            stored_asset_spec(
+                site, "jira_issues",
+                "Jira issues with every field under `raw`. A daily partition holds the issues "
+                "whose `updated` falls on that UTC day; today's partition is the delta the "
+                "schedule and the refresh sensor keep current.",
+                metadata={"jira/projects": ", ".join(settings.projects)
+                          or "all visible projects"},
+            )
         ],
         partitions_def=partitions,
         # A backfill of any length is one run: memory is bounded by a batch, not by the range.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from pydantic import BaseModel
@@ -16,11 +16,39 @@ from jira_pipeline.assets.resources import JiraResource, counter_delta
 from jira_pipeline.jira import JiraClient
 from jira_pipeline.jira.retry import cannot_succeed
 from jira_pipeline.storage.connections import JiraConnectionError, StaleRefreshTokenError
-from jira_pipeline.storage.io_manager import Tombstone, Upsert, WriteItem, WriteStream
+from jira_pipeline.storage.io_manager import (
+    CONNECTION_METADATA_KEY,
+    Tombstone,
+    Upsert,
+    WriteItem,
+    WriteStream,
+)
 from jira_pipeline.storage.sync_errors import UnstorableRecord
 
 PREVIEW_ROWS = 5
 IO_MANAGER_KEY = "mongo_io_manager"
+
+if TYPE_CHECKING:
+    from jira_pipeline.assets.sites import JiraSite
+
+
+def stored_asset_spec(
+    site: JiraSite, collection: str, description: str, *,
+    deps: Iterable[dg.AssetKey | dg.AssetDep] = (), metadata: Mapping[str, Any] | None = None,
+    kinds: Iterable[str] = ("jira", "mongodb"),
+) -> dg.AssetSpec:
+    """The spec of a site's asset named after the MongoDB collection the IO manager writes its
+    output to, under the site's connection (its metadata says which)."""
+    return dg.AssetSpec(
+        key=site.asset_key(collection),
+        deps=list(deps),
+        group_name=site.group_name,
+        description=description,
+        metadata={CONNECTION_METADATA_KEY: site.connection_id, "mongo/collection": collection,
+                  **(metadata or {})},
+        kinds=set(kinds),
+        tags={"jira/connection": site.name},
+    ).with_io_manager_key(IO_MANAGER_KEY)
 
 
 def _as_failure(error: Exception) -> dg.Failure:

@@ -19,7 +19,7 @@ from jira_pipeline.assets.issue_window import (
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.assets.streams import IO_MANAGER_KEY, JiraRecordStream
+from jira_pipeline.assets.streams import JiraRecordStream, stored_asset_spec
 from jira_pipeline.jira import IssueWindow, JiraClient, build_issue_jql
 from jira_pipeline.jira.worklogs import (
     WorklogRecord,
@@ -29,7 +29,7 @@ from jira_pipeline.jira.worklogs import (
 )
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import WORKLOGS
-from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY, Tombstone, WriteStream
+from jira_pipeline.storage.io_manager import Tombstone, WriteStream
 from jira_pipeline.storage.resources import MongoResource
 from jira_pipeline.storage.sync_cursors import FeedCursor, read_cursor
 from jira_pipeline.timeutil import parse_jira_datetime, to_epoch_ms
@@ -396,23 +396,15 @@ def build_worklogs_asset(
     @dg.multi_asset(
         name=key.to_python_identifier(),
         specs=[
-            dg.AssetSpec(
-                key=key,
+            stored_asset_spec(
+                site, WORKLOGS.collection,
+                "Every worklog (who logged how long, on which issue, started when), from "
+                "Jira's worklog feeds since the stored position; deleted worklogs are kept "
+                "with is_deleted. Filtered by JIRA_PROJECTS through the issues' projects.",
                 deps=[site.asset_key("jira_issues")],
-                group_name=site.group_name,
-                description=(
-                    "Every worklog (who logged how long, on which issue, started when), from "
-                    "Jira's worklog feeds since the stored position; deleted worklogs are kept "
-                    "with is_deleted. Filtered by JIRA_PROJECTS through the issues' projects."
-                ),
-                metadata={
-                    CONNECTION_METADATA_KEY: site.connection_id,
-                    "mongo/collection": WORKLOGS.collection,
-                    "jira/projects": ", ".join(settings.projects) or "all visible projects",
-                },
-                kinds={"jira", "mongodb"},
-                tags={"jira/connection": site.name},
-            ).with_io_manager_key(IO_MANAGER_KEY)
+                metadata={"jira/projects": ", ".join(settings.projects)
+                          or "all visible projects"},
+            )
         ],
         check_specs=[dg.AssetCheckSpec(
             CHECK, asset=key,

@@ -17,6 +17,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError
 
+from jira_pipeline.storage.derived_rows import DerivedWriteCounts
 from jira_pipeline.storage.entities import (
     DAILY_SUMMARY,
     ENTITIES,
@@ -267,18 +268,6 @@ class DailySummary:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class SummaryWriteCounts:
-    inserted: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    removed: int = 0
-
-    @property
-    def rows(self) -> int:
-        return self.inserted + self.updated + self.unchanged
-
-
 def summary_row_id(connection_id: str, row: Mapping[str, Any]) -> Any:
     day = aware(row["day"]).strftime("%Y-%m-%d")
     return document_id(
@@ -286,11 +275,11 @@ def summary_row_id(connection_id: str, row: Mapping[str, Any]) -> Any:
     )
 
 
-def write_daily_summary(db: Database, summary: DailySummary) -> SummaryWriteCounts:
+def write_daily_summary(db: Database, summary: DailySummary) -> DerivedWriteCounts:
     """Upsert each range's rows and remove the range's other rows (a day's rows for a project
     or status no issue has there any more): a range is replaced, never merged."""
     collection = db[DAILY_SUMMARY.collection]
-    counts = SummaryWriteCounts()
+    counts = DerivedWriteCounts()
     for summary_range in summary.ranges:
         counts = _replace_range(collection, summary.connection_id, summary_range, counts)
     return counts
@@ -298,8 +287,8 @@ def write_daily_summary(db: Database, summary: DailySummary) -> SummaryWriteCoun
 
 def _replace_range(
     collection: Collection, connection_id: str, summary_range: SummaryRange,
-    counts: SummaryWriteCounts,
-) -> SummaryWriteCounts:
+    counts: DerivedWriteCounts,
+) -> DerivedWriteCounts:
     scope: dict[str, Any] = {"connection_id": connection_id}
     bounds = _bounds(summary_range.days)
     if bounds:
