@@ -99,60 +99,51 @@ class StoredIssueDays:
         (`jira_issue_status_transitions`), named as the stored status and project are now (so
         renames show on every day), or its current ones when no interval covers the day (its
         history not derived yet). Read a week of days at a time: memory holds one week's
-        changes and their issues' intervals, never the range's."""
-        for chunk in self._change_chunks(days):
-            yield from self._changes_in(chunk)
+        changes and their issues' intervals, never the range's.
 
-    def _change_chunks(self, days: DayRange) -> list[tuple[datetime, datetime]]:
+        History is read from the first partition's start (`origin`) on: the days before it
+        (the first partition's open past, the site's whole history before the sync start date)
+        count each issue on its last update only, in one query of `updated` (a site's whole
+        changelog would be read otherwise)."""
         start, end = days
-        if start is None:  # the first partition: from the oldest change stored
-            start = self._oldest_change()
-            if start is None:
-                return []
-            start = day_of(start)
+        if start is None:
+            if self.origin is None:
+                yield from self._changes_in((None, end), with_history=False)
+                return
+            yield from self._changes_in((None, self.origin), with_history=False)
+            start = self.origin
         last = end if end is not None else utc_now() + DAY
-        chunks = []
         while start < last:
-            chunks.append((start, min(start + UPDATED_CHUNK, last)))
+            yield from self._changes_in((start, min(start + UPDATED_CHUNK, last)))
             start += UPDATED_CHUNK
-        return chunks
 
     def _scope(self) -> dict[str, Any]:
         return {} if self.connection_id is None else {"connection_id": self.connection_id}
-
-    def _oldest_change(self) -> datetime | None:
-        oldest = []
-        for collection, name in ((self.collection, "updated"),
-                                 (self._changelogs, "created")):
-            self.change_queries += 1
-            for doc in collection.find({**self._scope(), name: {"$ne": None}}, [name]) \
-                    .sort(name, 1).limit(1):
-                if isinstance(doc.get(name), datetime):
-                    oldest.append(aware(doc[name]))
-        return min(oldest, default=None)
 
     @property
     def _changelogs(self) -> Collection:
         return self.collection.database[ISSUE_CHANGELOGS.collection]
 
     def _changes_in(
-        self, chunk: tuple[datetime, datetime]
+        self, chunk: DayRange, with_history: bool = True
     ) -> Iterator[tuple[datetime, str | None, str | None]]:
-        bounds = {"$gte": chunk[0], "$lt": chunk[1]}
+        bounds = _bounds(chunk)
         live = {**self._scope(), "is_deleted": {"$ne": True}}
         current: dict[str, tuple[str | None, str | None]] = {}
         last_update: dict[str, datetime] = {}
         changed: set[tuple[datetime, str]] = set()
         self.change_queries += 1
-        for doc in self.collection.find({**live, "updated": bounds},
+        for doc in self.collection.find({**live, **({"updated": bounds} if bounds else {})},
                                         ["issue_id", "updated", "project_key", "status_name"]):
             issue_id = str(doc["issue_id"])
             current[issue_id] = (doc.get("project_key"), doc.get("status_name"))
             last_update[issue_id] = day_of(doc["updated"])
             changed.add((last_update[issue_id], issue_id))
-        self.change_queries += 1
-        for entry in self._changelogs.find({**live, "created": bounds}, ["issue_id", "created"]):
-            changed.add((day_of(entry["created"]), str(entry["issue_id"])))
+        if with_history:
+            self.change_queries += 1
+            for entry in self._changelogs.find({**live, "created": bounds},
+                                               ["issue_id", "created"]):
+                changed.add((day_of(entry["created"]), str(entry["issue_id"])))
         earlier = sorted({issue_id for day, issue_id in changed
                           if last_update.get(issue_id) != day})
         # An issue changed on an earlier day of the chunk and last updated after it.

@@ -48,7 +48,9 @@ def midnight(moment: datetime) -> datetime:
 
 def status_at_end_of_days(pipeline: Pipeline, issue: dict[str, Any]) -> dict[datetime, str]:
     """The issue's status name at the end of each day it changed, replayed from its stored
-    changelog entries (the last update's day: its current status)."""
+    changelog entries (the last update's day: its current status); history is read from the
+    first partition's day on."""
+    origin = day_of_key(pipeline.partition_keys()[0])
     names = {doc["status_id"]: doc["name"] for doc in pipeline.db["jira_statuses"].find()}
     moves = sorted(
         (aware(entry["created"]), item)
@@ -57,7 +59,8 @@ def status_at_end_of_days(pipeline: Pipeline, issue: dict[str, Any]) -> dict[dat
         for item in entry["items"] if item.get("field_id") == "status"
     )  # fmt: skip
     days = {midnight(entry["created"]) for entry in pipeline.db["jira_issue_changelogs"].find(
-        {"issue_id": issue["issue_id"], "is_deleted": {"$ne": True}})}
+        {"issue_id": issue["issue_id"], "is_deleted": {"$ne": True}})
+        if aware(entry["created"]) >= origin}
     statuses = {}
     for day in days:
         before = [item for at, item in moves if at < day + timedelta(days=1)]

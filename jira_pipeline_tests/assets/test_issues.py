@@ -93,12 +93,14 @@ def test_each_issue_in_jira_is_stored_with_its_ids_keys_updated_and_key_fields(
                  "records_per_s", "preview"):
         assert name in today, name
     assert today["api_calls"] >= 1 and today["retries"] == 0
-    # Each issue is counted once on each UTC day it changed: its history entries' days and
-    # its last update's.
+    # Each issue is counted once on each UTC day it changed: its history entries' days (from
+    # the first partition's on) and its last update's.
     changed_days = {(issue_id, day_of(issue["updated"]))
                     for issue_id, issue in pipeline.stored_issues().items()}
+    origin = datetime.fromisoformat(pipeline.partition_keys()[0]).replace(tzinfo=UTC)
     changed_days |= {(entry["issue_id"], day_of(entry["created"]))
-                     for entry in pipeline.db["jira_issue_changelogs"].find()}
+                     for entry in pipeline.db["jira_issue_changelogs"].find()
+                     if day_of(entry["created"]) >= origin}
     assert len(changed_days) > len(pipeline.fake_issues())
     summary = materializations(result, "jira_issue_daily_summary")
     assert len(summary) == len(partitions)

@@ -159,3 +159,27 @@ def test_changes_name_each_issue_by_its_status_at_the_end_of_each_day_it_changed
         (later, "ACME", "To Do"),  # no-history's last update
     ], key=str)  # fmt: skip
     assert reader.change_queries > 0 and reader.queries == 0
+
+
+def test_before_the_first_partition_an_issue_counts_on_its_last_update_only(store: Store) -> None:
+    """The first partition's open past is read from `updated` alone: a site's whole changelog
+    before the sync start date is never read."""
+    origin = DAY
+    upsert_records(store.db, "issues", [
+        issue("old", DAY - timedelta(days=3, hours=-2)),
+        issue("recent", DAY + timedelta(hours=5)),
+    ])  # fmt: skip
+    store.db.jira_issue_changelogs.insert_many([
+        {"connection_id": "conn-1", "issue_id": "old", "history_id": "1",
+         "created": DAY - timedelta(days=9)},
+        {"connection_id": "conn-1", "issue_id": "recent", "history_id": "2",
+         "created": DAY - timedelta(days=1)},
+        {"connection_id": "conn-1", "issue_id": "recent", "history_id": "3",
+         "created": DAY + timedelta(hours=5)},
+    ])
+    reader = stored_issue_days(store.db, "conn-1", [(None, NEXT)], origin=origin)
+
+    changes = sorted(reader.changes(reader.ranges[0]), key=str)
+
+    assert changes == sorted([(DAY - timedelta(days=3), "ACME", "To Do"),
+                              (DAY, "ACME", "To Do")], key=str)
