@@ -111,7 +111,7 @@ def _build_changelogs_asset(
         context: dg.AssetExecutionContext, jira: JiraResource, mongo: MongoResource
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         # With a census in the run, also the issues it stored whatever their `updated`.
-        window = run_window(context, partitions, settings, issues_key)
+        window = run_window(context, partitions, settings, issues_key, key)
         db = mongo.get_database()
         if key in context.selected_asset_keys:
             context.log.info(f"fetching the changelogs of the issues updated in {window}")

@@ -103,7 +103,7 @@ def _build_comments_asset(
         db = mongo.get_database()
         # With a census in the run, also the issues it stored whatever their `updated`, and the
         # comments of the issues it proved deleted.
-        window = run_window(context, partitions, settings, issues_key)
+        window = run_window(context, partitions, settings, issues_key, key)
         if key in context.selected_asset_keys:
             # handle_output drains and writes the stream before this generator resumes.
             yield dg.Output(

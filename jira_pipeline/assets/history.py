@@ -2,8 +2,9 @@
 derived from the stored issues and their changelogs, partitioned like `jira_issues`.
 
 A partition recomputes the history of every issue updated in its window (widened by the
-lookback, as `jira_issues` reads it) and of every issue marked deleted then, whole, and the IO
-manager replaces that issue's stored rows: an interval that no longer exists (a history entry
+lookback and open at the partition set's ends, as `jira_issue_changelogs` reads it; the asset's
+first run ever covers every stored issue) and of every issue marked deleted then, whole, and the
+IO manager replaces that issue's stored rows: an interval that no longer exists (a history entry
 gone, a deleted issue) leaves no row, and a rerun writes nothing new. Changelog entries are
 immutable and an issue edited gets a newer `updated`, so an issue's history is recomputed in the
 partition of its last change. The daily time in status replaces the partition's UTC days.
@@ -12,11 +13,12 @@ partition of its last change. The daily time in status replaces the partition's 
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import dagster as dg
 
+from jira_pipeline.assets.issue_window import run_window
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.assets.streams import stored_asset_spec
 from jira_pipeline.history.fields import (
@@ -57,9 +59,13 @@ def _spec(site: JiraSite, spec: DerivedSpec, description: str,
     return stored_asset_spec(site, spec.collection, description, deps=deps, kinds=("mongodb",))
 
 
-def _window(context: dg.AssetExecutionContext, lookback: timedelta) -> tuple[datetime, datetime]:
-    window = context.partition_time_window
-    return window.start - lookback, window.end
+def _window(context: dg.AssetExecutionContext, site: JiraSite,
+            partitions: dg.DailyPartitionsDefinition, settings: PipelineSettings,
+            key: dg.AssetKey) -> tuple[datetime | None, datetime | None]:
+    """The `updated` range of the step's issues, as the changelogs' step reads it: open at the
+    partition set's ends, and whole on the asset's first run (`issue_window.run_window`)."""
+    window = run_window(context, partitions, settings, site.asset_key("jira_issues"), key)
+    return window.start, window.end
 
 
 class IssueHistories:
@@ -160,8 +166,8 @@ def _build_field_history_asset(
         # The check alone runs without the asset's partitions (it is not partitioned): it then
         # checks every live issue.
         materializing = key in context.selected_asset_keys
-        ids = (source.window_issue_ids(*_window(context, settings.lookback)) if materializing
-               else source.live_issue_ids())
+        ids = (source.window_issue_ids(*_window(context, site, partitions, settings, key))
+               if materializing else source.live_issue_ids())
         if materializing:
             histories = IssueHistories(source, ids, field_history_deriver(source.catalog()))
             # The IO manager writes the rows before this generator resumes: the check reads them.
@@ -254,7 +260,7 @@ def _build_status_transitions_asset(
         context: dg.AssetExecutionContext, mongo: MongoResource
     ) -> DerivedRows:
         source = HistorySource(mongo.get_database(), site.connection_id)
-        ids = source.window_issue_ids(*_window(context, settings.lookback))
+        ids = source.window_issue_ids(*_window(context, site, partitions, settings, spec.key))
         histories = IssueHistories(
             source, ids, status_transition_deriver(source.catalog(), source.directory()),
             raw_fields=("status", "project"),

@@ -69,15 +69,24 @@ def run_window(
     partitions: dg.DailyPartitionsDefinition | None,
     settings: PipelineSettings,
     issues_key: dg.AssetKey,
+    asset_key: dg.AssetKey | None = None,
 ) -> StoredWindow:
     """The run's partitions' window widened by the lookback, open-ended at the partition set's
     ends (the first partition holds what came before it, the last what came after); a run
     of the check alone (no partition), or an unpartitioned step, judges the whole site's
-    issues. When the run's `jira_issues` step takes the census, `stored_since` is the run's
-    start: the census stored issues from other days, and proved others deleted, since then."""
+    issues. So does the first run of `asset_key` ever (`first_materialization`): a
+    deployment upgraded to a version that adds the asset has issues stored long ago, which
+    the daily run's window would never reach. When the run's `jira_issues` step takes the
+    census, `stored_since` is the run's start: the census stored issues from other days, and
+    proved others deleted, since then."""
     try:
         time_window = context.partition_time_window if partitions is not None else None
     except dg.DagsterInvariantViolationError:  # the check alone: not a partitioned step
+        time_window = None
+    if asset_key is not None and time_window is not None and first_materialization(
+            context, asset_key):
+        context.log.info(f"{asset_key.to_user_string()} was never materialized: this run "
+                         "covers every stored issue (an upgrade's first run)")
         time_window = None
     if time_window is None or partitions is None:
         window = StoredWindow(None, None)
@@ -90,6 +99,11 @@ def run_window(
     if census_ran(context, issues_key):
         window.stored_since = run_started(context.instance, context.run.run_id)
     return window
+
+
+def first_materialization(context: dg.AssetExecutionContext, asset_key: dg.AssetKey) -> bool:
+    """Whether `asset_key` has no materialization yet, in any partition (one event-log read)."""
+    return context.instance.get_latest_materialization_event(asset_key) is None
 
 
 def census_ran(context: dg.AssetExecutionContext, issues_key: dg.AssetKey) -> bool:

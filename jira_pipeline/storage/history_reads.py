@@ -74,12 +74,12 @@ class HistorySource:
             self._find(ENTITIES["projects"].collection, {}, ["project_id", "key"]),
         )
 
-    def window_issue_ids(self, start: datetime, end: datetime) -> list[str]:
-        """The issues updated in [start, end), or marked deleted then (their rows must go)."""
-        bounds = {"$gte": start, "$lt": end}
-        docs = self._find(ENTITIES["issues"].collection,
-                          {"$or": [{"updated": bounds}, {"deleted_at": bounds}]},
-                          {"issue_id": 1, "_id": 0})
+    def window_issue_ids(self, start: datetime | None, end: datetime | None) -> list[str]:
+        """The issues updated in [start, end), or marked deleted then (their rows must go);
+        None leaves that side open (both: every stored issue)."""
+        bounds = {op: value for op, value in (("$gte", start), ("$lt", end)) if value is not None}
+        selector = {"$or": [{"updated": bounds}, {"deleted_at": bounds}]} if bounds else {}
+        docs = self._find(ENTITIES["issues"].collection, selector, {"issue_id": 1, "_id": 0})
         return sorted({str(doc["issue_id"]) for doc in docs})
 
     def live_issue_ids(self) -> list[str]:

@@ -226,3 +226,36 @@ def test_the_histories_of_an_issue_the_census_proves_deleted_are_marked_deleted(
         i: h for i, h in kept.items() if i != gone["id"]}
     [figures] = materializations(result, CHANGELOGS)
     assert figures["marked_deleted"] == len(kept[gone["id"]])
+
+
+def test_an_upgrades_first_daily_run_covers_every_stored_issue_then_only_its_window(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    """A deployment from before the history assets: its issues are stored, nothing else. The
+    first daily run (today's partition only) fetches every stored issue's history once and
+    derives every issue's history; the next daily run reads only its window again."""
+    pipeline = pipeline_factory(issues=60, days=4, histories=(3, 20))
+    keys = pipeline.partition_keys()
+    assert pipeline.run("jira_sync_job", keys[0], keys[-1], assets=("jira_issues",)).success
+    assert pipeline.db[CHANGELOGS].count_documents({}) == 0
+    issues = pipeline.stored_issues()
+    outside_today = [i for i, doc in issues.items()
+                     if doc["updated"].date().isoformat() < keys[-2]]
+    assert outside_today
+
+    first = pipeline.run("jira_sync_job", pipeline.today)
+
+    assert first.success
+    assert stored_histories(pipeline) == jira_histories(pipeline)
+    [figures] = materializations(first, CHANGELOGS)
+    assert figures["issues"] == len(issues)
+    for collection in ("jira_issue_field_history", "jira_issue_status_transitions"):
+        assert set(pipeline.db[collection].distinct("issue_id")) == set(issues), collection
+    commented = {i for i in outside_today if issues[i]["raw"]["fields"]["comment"]["total"]}
+    assert commented and commented <= set(pipeline.db["jira_issue_comments"].distinct("issue_id"))
+
+    second = pipeline.run("jira_sync_job", pipeline.today)
+
+    assert second.success
+    [figures] = materializations(second, CHANGELOGS)
+    assert figures["issues"] < len(issues)
