@@ -63,7 +63,7 @@ def test_priority_and_resolution_searches_page_and_filter_per_the_document(
     reader: httpx.Client,
 ) -> None:
     priorities, pages = walk_offset_pages(reader, "/rest/api/3/priority/search", 2)
-    assert [len(page["values"]) for page in pages] == [2, 2, 1]
+    assert [len(page["values"]) for page in pages] == [2, 2, 1] and len(priorities) == 5
     assert all(page["total"] == 5 for page in pages)
     assert "nextPage" in pages[0] and "nextPage" not in pages[-1]
     assert ok_json(reader.get(pages[0]["nextPage"]))["values"] == pages[1]["values"]
