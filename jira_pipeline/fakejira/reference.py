@@ -68,6 +68,16 @@ def status_categories(renderer: SiteRenderer) -> list[dict]:
     return [unused, *(renderer.status_category(category) for category in STATUS_CATEGORIES)]
 
 
+def reference_counts(renderer: SiteRenderer) -> dict[str, int]:
+    """How many rows each reference collection should hold (the demo's expected counts)."""
+    return {
+        "jira_issue_types": len(issue_types(renderer)),
+        "jira_priorities": len(priorities(renderer)),
+        "jira_resolutions": len(resolutions(renderer)),
+        "jira_status_categories": len(status_categories(renderer)),
+    }
+
+
 async def issue_type_list(call: Call) -> object:
     return _listed(call, "issuetype", issue_types(call.renderer))
 
