@@ -160,6 +160,29 @@ def build_issue_checks(
 
     @dg.asset_check(
         asset=site.asset_key("jira_issues"),
+        name="reference_data_present",
+        description="Every issue type, priority and resolution that a live issue references (by "
+        "id, in its raw fields) is stored live in jira_issue_types, jira_priorities and "
+        "jira_resolutions.",
+        additional_deps=[site.asset_key(f"jira_{entity}") for entity, _ in ISSUE_REFERENCE_DATA],
+    )
+    def reference_data_present(
+        context: dg.AssetCheckExecutionContext, mongo: MongoResource
+    ) -> dg.AssetCheckResult:
+        missing = missing_reference_data(mongo.get_database(), site.connection_id)
+        return dg.AssetCheckResult(
+            passed=not any(missing.values()),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                **{f"missing_{entity}": len(ids) for entity, ids in missing.items()},
+                "sample": ", ".join(
+                    f"{entity}/{row_id}" for entity, ids in missing.items() for row_id in ids
+                )[:500],
+            },
+        )
+
+    @dg.asset_check(
+        asset=site.asset_key("jira_issues"),
         name="fresh",
         description="The newest stored `updated` is within JIRA_FRESHNESS_TOLERANCE_MINUTES of "
         "the newest `updated` in Jira.",
@@ -192,7 +215,32 @@ def build_issue_checks(
             },
         )
 
-    return [references_present, fresh]
+    return [references_present, reference_data_present, fresh]
+
+
+# The reference data an issue names by id: (entity, the field of `raw.fields` that holds it).
+ISSUE_REFERENCE_DATA = (("issue_types", "issuetype"), ("priorities", "priority"),
+                        ("resolutions", "resolution"))
+
+
+def missing_reference_data(db: Database, connection_id: str) -> dict[str, list[str]]:
+    """Issue types, priorities and resolutions that live issues reference but that are not
+    stored live: one projected pass over the issues (three ids each), the distinct ids kept."""
+    live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
+    referenced: dict[str, set[str]] = {entity: set() for entity, _ in ISSUE_REFERENCE_DATA}
+    projection = {f"raw.fields.{name}.id": 1 for _, name in ISSUE_REFERENCE_DATA}
+    for doc in db["jira_issues"].find(live, {**projection, "_id": 0}):
+        fields = (doc.get("raw") or {}).get("fields") or {}
+        for entity, name in ISSUE_REFERENCE_DATA:
+            value = fields.get(name)
+            if isinstance(value, dict) and value.get("id") not in (None, ""):
+                referenced[entity].add(str(value["id"]))
+    missing: dict[str, list[str]] = {}
+    for entity, ids in referenced.items():
+        spec = entity_spec(entity)
+        stored = {str(i) for i in db[spec.collection].distinct(spec.id_field, live)}
+        missing[entity] = sorted(ids - stored)
+    return missing
 
 
 def matches_jira_count(
@@ -335,10 +383,16 @@ def dimension_check_specs(site: JiraSite, asset_name: str) -> list[dg.AssetCheck
     key = site.asset_key(asset_name)
     return [
         dg.AssetCheckSpec("not_empty", asset=key,
-                          description=f"At least one live {spec.name[:-1]} is stored."),
+                          description=f"At least one live {_singular(spec.name)} is stored."),
         dg.AssetCheckSpec("no_duplicate_keys", asset=key,
                           description=f"No {spec.id_field} is held by two live documents."),
     ]
+
+
+def _singular(entity: str) -> str:
+    """ "priorities" -> "priority", "issue_types" -> "issue type"."""
+    one = entity[:-3] + "y" if entity.endswith("ies") else entity[:-1]
+    return one.replace("_", " ")
 
 
 def dimension_check_results(

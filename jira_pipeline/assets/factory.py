@@ -23,6 +23,7 @@ from jira_pipeline.assets.issues import build_issues_asset
 from jira_pipeline.assets.jobs import RUN_EXECUTOR, build_site_jobs, build_sites_job
 from jira_pipeline.assets.partitions import issue_partitions
 from jira_pipeline.assets.projects import PROJECTS
+from jira_pipeline.assets.reference_data import REFERENCE_DATA
 from jira_pipeline.assets.schedules import build_daily_schedule, build_sites_daily_schedule
 from jira_pipeline.assets.sensors import build_refresh_sensor, build_sites_refresh_sensor
 from jira_pipeline.assets.site_resource import JiraSitesResource
@@ -53,7 +54,9 @@ def site_assets_and_checks(
         warnings.simplefilter("ignore", dg.BetaWarning)
         issues = build_issues_asset(site, partitions, settings)
     assets = [
-        build_dimension_assets(site, (PROJECTS, STATUSES, USERS, FIELDS), settings),
+        build_dimension_assets(
+            site, (PROJECTS, STATUSES, USERS, FIELDS, *REFERENCE_DATA), settings
+        ),
         issues,
         build_summary_asset(site, partitions),
         build_comments_asset(site, partitions, settings),

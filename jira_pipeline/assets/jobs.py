@@ -9,7 +9,9 @@ import dagster as dg
 
 from jira_pipeline.assets.sites import JiraSite
 
-DIMENSION_ASSETS = ("jira_projects", "jira_statuses", "jira_users", "jira_fields")
+DIMENSION_ASSETS = ("jira_projects", "jira_statuses", "jira_users", "jira_fields",
+                    "jira_issue_types", "jira_priorities", "jira_resolutions",
+                    "jira_status_categories")
 # Derived from the stored issues and their changelogs (no request to Jira).
 HISTORY_ASSETS = ("jira_issue_field_history", "jira_issue_status_transitions",
                   "jira_time_in_status_daily")
@@ -65,7 +67,8 @@ def build_site_jobs(site: JiraSite) -> SiteJobs:
             selection=dg.AssetSelection.assets(*dimensions),
             tags=site.run_tags,
             executor_def=RUN_EXECUTOR,
-            description="Projects, statuses and users (full refresh).",
+            description="Projects, statuses, users, fields and the reference data (issue types, "
+            "priorities, resolutions, status categories): full refresh.",
         ),
     )
 

@@ -175,6 +175,15 @@ class FakeJiraAdmin:
 
     def restore_field(self, field_id: str) -> None:
         self._call("POST", f"/fields/{field_id}/restore")
+
+    def remove_reference(self, kind: str, row_id: str) -> None:
+        """Drop a reference row (kind: issuetype, priority, resolution, statuscategory) from its
+        listing; issues keep carrying it."""
+        self._call("DELETE", f"/reference/{kind}/{row_id}")
+
+    def restore_reference(self, kind: str, row_id: str) -> None:
+        self._call("POST", f"/reference/{kind}/{row_id}/restore")
+
     def configure_changelog(self, **knobs: Any) -> dict:
         """How `POST /changelog/bulkfetch` pages misbehave: glitch_next_page ("no_token" |
         "short" | "repeat_token", one-shot) and page_cap (histories a page at most; 0: as

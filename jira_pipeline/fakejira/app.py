@@ -34,6 +34,11 @@ from jira_pipeline.fakejira.history import (
 from jira_pipeline.fakejira.jql import JqlError
 from jira_pipeline.fakejira.limits import GATEWAY_502, GATEWAY_503, RateDecision
 from jira_pipeline.fakejira.oauth import SCOPES, OAuthError
+from jira_pipeline.fakejira.reference import (
+    CLOUD_REFERENCE_ENDPOINTS,
+    DATACENTER_REFERENCE_ENDPOINTS,
+    reference_admin_routes,
+)
 from jira_pipeline.fakejira.render import SiteRenderer, jira_time
 from jira_pipeline.fakejira.site import AdminError, FakeJiraSite, SearchResult
 from jira_pipeline.timeutil import parse_jira_datetime, to_epoch_ms
@@ -897,6 +902,7 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         Route("/_fake/stats", admin(stats), methods=["GET"]),
         *comment_admin_routes(site),
         *field_trash_routes(site),
+        *reference_admin_routes(site),
         Route("/_fake/changelog", admin(changelog), methods=["POST"]),
         *worklog_admin_routes(site, admin, body_of),
     ]
@@ -954,7 +960,8 @@ def build_app(site: FakeJiraSite) -> Starlette:
         # Cloud serves v2 beside v3 (same operations, rich text as plain strings), for clients
         # written against v2 such as the Singer tap.
         for version in ("3", "2"):
-            for suffix, handler, methods in (*CLOUD_ENDPOINTS, *WORKLOG_ENDPOINTS):
+            for suffix, handler, methods in (*CLOUD_ENDPOINTS, *WORKLOG_ENDPOINTS,
+                                             *CLOUD_REFERENCE_ENDPOINTS):
                 routes.append(api_route(f"/rest/api/{version}{suffix}", handler, api=version,
                                         scheme="basic", methods=methods, site=site))
                 routes.append(api_route(f"/ex/jira/{{cloud_id}}/rest/api/{version}{suffix}",
@@ -962,7 +969,7 @@ def build_app(site: FakeJiraSite) -> Starlette:
                                         site=site))
         routes.extend(oauth_routes(site))
     else:
-        for suffix, handler, methods in DATACENTER_ENDPOINTS:
+        for suffix, handler, methods in (*DATACENTER_ENDPOINTS, *DATACENTER_REFERENCE_ENDPOINTS):
             routes.append(api_route(f"/rest/api/2{suffix}", handler, api="2", scheme="pat",
                                     methods=methods, site=site))
     routes.extend(admin_routes(site))

@@ -50,6 +50,14 @@ PRIORITIES: tuple[tuple[str, str, str], ...] = (
     ("5", "Lowest", "#999999"),
 )
 
+# (id, name, description); issues resolved in a DONE status carry the first.
+RESOLUTIONS: tuple[tuple[str, str, str], ...] = (
+    ("10000", "Done", "Work has been completed on this issue."),
+    ("10001", "Won't Do", "This issue won't be actioned."),
+    ("10002", "Duplicate", "The problem is a duplicate of an existing issue."),
+    ("10003", "Cannot Reproduce", "All attempts at reproducing this issue failed."),
+)
+
 PROJECT_WORDS = (
     ("CORE", "Core Platform"), ("WEB", "Web Storefront"), ("OPS", "Operations"),
     ("DATA", "Data Warehouse"), ("MOB", "Mobile Apps"), ("INFRA", "Infrastructure"),
@@ -284,6 +292,8 @@ class Dataset:
     comment_ledger: CommentLedger | None = None
     # Custom fields moved to Jira's trash: /field no longer lists them (fakejira/field_trash.py).
     trashed_fields: set[str] = field(default_factory=set)
+    # Reference rows (kind, id) removed from their listings (fakejira/reference.py).
+    removed_reference: set[tuple[str, str]] = field(default_factory=set)
     history_range: tuple[int, int] | None = None  # FakeJiraConfig.histories
     worklog_book: Any = None  # fakejira.worklogs.WorklogBook, built on first use
 

@@ -15,6 +15,7 @@ from jira_pipeline.fakejira.dataset import (
     ISSUE_TYPES,
     OPTIONS,
     PRIORITIES,
+    RESOLUTIONS,
     STATUS_CATEGORIES,
     TEAMS,
     WORDS,
@@ -156,8 +157,9 @@ class SiteRenderer:
                         for oid, value in OPTIONS]
         self.teams = [{"self": f"{self.rest}/customFieldOption/{oid}", "value": value, "id": oid}
                       for oid, value in TEAMS]
-        self.resolution = {"self": f"{self.rest}/resolution/10000", "id": "10000",
-                           "description": "Work has been completed on this issue.", "name": "Done"}
+        rid, rname, rdescription = RESOLUTIONS[0]
+        self.resolution = {"self": f"{self.rest}/resolution/{rid}", "id": rid,
+                           "description": rdescription, "name": rname}
 
     # --- reference data ---------------------------------------------------------------
 

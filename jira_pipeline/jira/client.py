@@ -386,6 +386,36 @@ class JiraClient:
             for status in page:
                 yield status
 
+    async def issue_types(self) -> list[dict[str, Any]]:
+        """Every issue type (one unpaged list on Cloud and Data Center)."""
+        return await self._array("GET", f"{self.api_prefix}/issuetype")
+
+    # 50 a page: the OpenAPI document's default `maxResults` of both searches.
+    async def priorities(self, page_size: int = 50) -> AsyncIterator[dict[str, Any]]:
+        """Every priority: Cloud's paged /priority/search, Data Center's unpaged /priority."""
+        async for priority in self._reference_rows("priority", page_size):
+            yield priority
+
+    async def resolutions(self, page_size: int = 50) -> AsyncIterator[dict[str, Any]]:
+        """Every resolution: Cloud's paged /resolution/search, Data Center's /resolution."""
+        async for resolution in self._reference_rows("resolution", page_size):
+            yield resolution
+
+    async def status_categories(self) -> list[dict[str, Any]]:
+        """Every status category (one unpaged list on Cloud and Data Center)."""
+        return await self._array("GET", f"{self.api_prefix}/statuscategory")
+
+    async def _reference_rows(self, resource: str, page_size: int) -> AsyncIterator[dict[str, Any]]:
+        if self.deployment == "datacenter":
+            for row in await self._array("GET", f"{self.api_prefix}/{resource}"):
+                yield row
+            return
+        path = f"{self.api_prefix}/{resource}/search"
+        async for page in offset_pages(self._getter(path), page_size=page_size,
+                                       where=f"GET {path}"):
+            for row in page:
+                yield row
+
     async def users(self, page_size: int = 1000) -> AsyncIterator[dict[str, Any]]:
         """Every user, active or not, each once.
 

@@ -127,6 +127,53 @@ ISSUE_CHANGELOGS = EntitySpec(
 )  # fmt: skip
 ENTITIES[ISSUE_CHANGELOGS.name] = ISSUE_CHANGELOGS
 ENTITIES[WORKLOGS.name] = WORKLOGS
+# The reference data issues point at by id (issue 14): full-refresh dimensions.
+ISSUE_TYPES = EntitySpec(
+    name="issue_types",
+    collection="jira_issue_types",
+    id_field="issue_type_id",
+    version_field=None,
+    datetime_fields=(),
+    key_fields=(
+        "connection_id", "issue_type_id", "name", "description", "subtask", "hierarchy_level",
+        "scope_project_id", "is_deleted", "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+PRIORITIES = EntitySpec(
+    name="priorities",
+    collection="jira_priorities",
+    id_field="priority_id",
+    version_field=None,
+    datetime_fields=(),
+    key_fields=(
+        "connection_id", "priority_id", "name", "description", "status_color", "is_default",
+        "is_deleted", "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+RESOLUTIONS = EntitySpec(
+    name="resolutions",
+    collection="jira_resolutions",
+    id_field="resolution_id",
+    version_field=None,
+    datetime_fields=(),
+    key_fields=(
+        "connection_id", "resolution_id", "name", "description", "is_default", "is_deleted",
+        "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+STATUS_CATEGORIES = EntitySpec(
+    name="status_categories",
+    collection="jira_status_categories",
+    id_field="status_category_id",
+    version_field=None,
+    datetime_fields=(),
+    key_fields=(
+        "connection_id", "status_category_id", "key", "name", "color_name", "is_deleted",
+        "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+REFERENCE_ENTITIES = (ISSUE_TYPES, PRIORITIES, RESOLUTIONS, STATUS_CATEGORIES)
+ENTITIES.update({spec.name: spec for spec in REFERENCE_ENTITIES})
 CONNECTIONS_COLLECTION = "jira_connections"
 
 

@@ -16,6 +16,7 @@ from jira_pipeline.storage.entities import (
     DAILY_SUMMARY,
     ENTITIES,
     ISSUE_CHANGELOGS,
+    REFERENCE_ENTITIES,
 )
 from jira_pipeline.storage.sync_cursors import SYNC_CURSORS_COLLECTION
 from jira_pipeline.storage.sync_errors import SYNC_ERRORS_COLLECTION
@@ -169,6 +170,19 @@ INDEXES[ISSUE_CHANGELOGS.collection] = [
     ),
     IndexModel([("connection_id", ASCENDING), ("created", ASCENDING)], name="connection_created"),
 ]
+# The reference data (issue types, priorities, resolutions, status categories): one unique
+# (connection, Jira id) index each, under these fixed names.
+REFERENCE_INDEX_NAMES = {
+    "jira_issue_types": "connection_issue_type_unique",
+    "jira_priorities": "connection_priority_unique",
+    "jira_resolutions": "connection_resolution_unique",
+    "jira_status_categories": "connection_status_category_unique",
+}
+for _spec in REFERENCE_ENTITIES:
+    INDEXES[_spec.collection] = [
+        IndexModel([("connection_id", ASCENDING), (_spec.id_field, ASCENDING)],
+                   name=REFERENCE_INDEX_NAMES[_spec.collection], unique=True),
+    ]
 
 
 class IndexConflictError(RuntimeError):

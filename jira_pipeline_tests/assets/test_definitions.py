@@ -55,6 +55,7 @@ def test_code_location_loads_and_validates_with_every_asset_job_schedule_sensor_
     assert checks == {
         ("jira_issues", "matches_jira_count"), ("jira_issues", "no_duplicate_keys"),
         ("jira_issues", "references_present"), ("jira_issues", "fresh"),
+        ("jira_issues", "reference_data_present"),
         ("jira_issues", "no_sync_errors"), ("jira_issue_comments", "comments_complete"),
         ("jira_issue_changelogs", "changelog_complete"),
         ("jira_worklogs", "worklog_totals_match"),

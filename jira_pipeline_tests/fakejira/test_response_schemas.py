@@ -27,6 +27,12 @@ from jira_pipeline_tests.openapi import assert_valid_response
         ("/rest/api/3/status", {}),
         ("/rest/api/3/users/search", {"maxResults": 1000}),
         ("/rest/api/3/field", {}),
+        ("/rest/api/3/issuetype", {}),
+        ("/rest/api/3/priority/search", {"maxResults": 2}),
+        ("/rest/api/3/priority", {}),
+        ("/rest/api/3/resolution/search", {"maxResults": 2}),
+        ("/rest/api/3/resolution", {}),
+        ("/rest/api/3/statuscategory", {}),
     ],
 )
 def test_get_endpoint_answers_documented_body(
@@ -151,6 +157,10 @@ def test_non_numeric_page_size_answers_400(reader: httpx.Client) -> None:
         ("/rest/api/2/user/search", "/rest/api/3/user/search",
          {"username": ".", "maxResults": 1000}),
         ("/rest/api/2/field", "/rest/api/3/field", {}),
+        ("/rest/api/2/issuetype", "/rest/api/3/issuetype", {}),
+        ("/rest/api/2/priority", "/rest/api/3/priority", {}),
+        ("/rest/api/2/resolution", "/rest/api/3/resolution", {}),
+        ("/rest/api/2/statuscategory", "/rest/api/3/statuscategory", {}),
         ("/rest/api/2/search", "/rest/api/3/search",
          {"jql": "created >= 0", "fields": "*all", "expand": "changelog", "maxResults": 1000}),
     ],

@@ -122,6 +122,23 @@ def test_dimensions_are_walked_completely(fake_jira):
     assert any(field["id"] == "summary" for field in fields)
 
 
+def test_priorities_and_resolutions_are_walked_over_their_search_pages(fake_jira):
+    async def scenario():
+        async with basic_client(fake_jira) as client:
+            priorities = [p async for p in client.priorities(page_size=2)]
+            resolutions = [r async for r in client.resolutions(page_size=3)]
+            return priorities, resolutions, await client.issue_types(), \
+                await client.status_categories()
+
+    priorities, resolutions, types, categories = asyncio.run(scenario())
+    assert [p["id"] for p in priorities] == ["1", "2", "3", "4", "5"]
+    assert [r["name"] for r in resolutions] == ["Done", "Won't Do", "Duplicate",
+                                                 "Cannot Reproduce"]
+    assert requests_to(fake_jira, "/rest/api/3/priority/search", 200) == 3
+    assert requests_to(fake_jira, "/rest/api/3/resolution/search", 200) == 2
+    assert len(types) == 5 and len(categories) == 4
+
+
 def test_data_center_pat_uses_rest_api_2_and_start_at_paging(fake_jira_factory):
     fake = fake_jira_factory(issues=150, mode="datacenter")
 

@@ -159,6 +159,10 @@ def test_ensure_indexes_creates_exactly_the_design_indexes_and_is_idempotent(sto
             ((("connection_id", 1), ("project_key", 1), ("status_name", 1), ("day", 1)), True),
         ],
         "jira_fields": [((("connection_id", 1), ("field_id", 1)), True)],
+        "jira_issue_types": [((("connection_id", 1), ("issue_type_id", 1)), True)],
+        "jira_priorities": [((("connection_id", 1), ("priority_id", 1)), True)],
+        "jira_resolutions": [((("connection_id", 1), ("resolution_id", 1)), True)],
+        "jira_status_categories": [((("connection_id", 1), ("status_category_id", 1)), True)],
         "jira_issue_comments": [
             ((("connection_id", 1), ("comment_id", 1)), True),
             ((("connection_id", 1), ("issue_id", 1)), False),
