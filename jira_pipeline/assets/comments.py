@@ -232,16 +232,21 @@ def stored_issue_batches(
     db: Database, connection_id: str, window: StoredWindow, size: int = ISSUE_BATCH
 ) -> Iterator[list[dict[str, Any]]]:
     """The window's stored issues, projected to their ids and comment block, a batch at a
-    time."""
+    time. The window's ids are read first and the blocks a batch of ids at a time: the
+    embedded store's cursor holds a query's whole answer, and the blocks of a whole site
+    (20 comments an issue, ADF bodies) are tens of MB."""
+    ids = [str(doc["issue_id"]) for doc in window_issues(
+        db, connection_id, window, {"issue_id": 1, "_id": 0}) if doc.get("issue_id") is not None]
     projection = {"issue_id": 1, "key": 1, "updated": 1, "raw.fields.comment": 1, "_id": 0}
-    batch: list[dict[str, Any]] = []
-    for issue in window_issues(db, connection_id, window, projection):
-        batch.append(issue)
-        if len(batch) >= size:
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
+        by_id = {str(doc["issue_id"]): doc for doc in db["jira_issues"].find(
+            {"connection_id": connection_id, "issue_id": {"$in": chunk},
+             "is_deleted": {"$ne": True}}, projection)}
+        # In the window's order (a later edit may have moved an issue out: read as stored).
+        batch = [by_id[issue_id] for issue_id in chunk if issue_id in by_id]
+        if batch:
             yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def stored_live_comments(

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
+from pymongo.database import Database
 
 from jira_pipeline_tests.assets.conftest import Pipeline, check_results, materializations
 from jira_pipeline_tests.fakejira.jira_pages import basic_client, ok_json
@@ -263,3 +264,48 @@ def test_the_comments_of_an_issue_the_census_proves_deleted_are_marked_deleted(
     [figures] = materializations(result, "jira_issue_comments")
     assert figures["deleted_with_their_issue"] == len(kept[issue_id])
     assert comments_complete(result).passed
+
+
+class _CountingCollection:
+    """A collection whose `find` answers are counted: how many comment blocks each held."""
+
+    def __init__(self, collection: Any, blocks_per_answer: list[int]) -> None:
+        self._collection, self._blocks = collection, blocks_per_answer
+
+    def find(self, selector: dict, projection: dict) -> list[dict]:
+        answer = list(self._collection.find(selector, projection))
+        if "raw.fields.comment" in projection:
+            self._blocks.append(len(answer))
+        return answer
+
+
+class _CountingDb:
+    def __init__(self, db: Any) -> None:
+        self._db = db
+        self.blocks_per_answer: list[int] = []
+
+    def __getitem__(self, name: str) -> _CountingCollection:
+        return _CountingCollection(self._db[name], self.blocks_per_answer)
+
+
+def test_comment_blocks_are_read_a_batch_of_issues_at_a_time(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    """The embedded store's cursor holds a query's whole answer: the window's comment blocks
+    (a whole site's, in a full sync) are never one answer."""
+    from jira_pipeline.assets.comments import stored_issue_batches
+    from jira_pipeline.assets.issue_window import StoredWindow
+
+    pipeline = pipeline_factory(issues=50, days=2)
+    keys = pipeline.partition_keys()
+    assert pipeline.run("jira_sync_job", keys[0], keys[-1], assets=("jira_issues",)).success
+    db = _CountingDb(pipeline.db)
+    connection_id = next(iter(pipeline.stored_issues().values()))["connection_id"]
+
+    batches = list(stored_issue_batches(cast(Database, db), connection_id,
+                                        StoredWindow(None, None), size=7))
+
+    assert [len(batch) for batch in batches[:-1]] == [7] * (len(batches) - 1)
+    assert sorted(i["issue_id"] for b in batches for i in b) == sorted(pipeline.stored_issues())
+    assert all("comment" in issue["raw"]["fields"] for batch in batches for issue in batch)
+    assert db.blocks_per_answer and max(db.blocks_per_answer) <= 7
