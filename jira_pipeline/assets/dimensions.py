@@ -12,12 +12,12 @@ from jira_pipeline.assets.checks import dimension_check_results, dimension_check
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.assets.streams import IO_MANAGER_KEY, JiraRecordStream
+from jira_pipeline.assets.streams import JiraRecordStream, stored_asset_spec
 from jira_pipeline.jira import JiraClient
 from jira_pipeline.jira.models import JiraRecord
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import entity_spec
-from jira_pipeline.storage.io_manager import CONNECTION_METADATA_KEY, Tombstone
+from jira_pipeline.storage.io_manager import Tombstone
 from jira_pipeline.storage.resources import MongoResource
 
 # Network-bound assets retry a failed step (after the client's own request retries gave up),
@@ -68,21 +68,12 @@ DIMENSIONS_STEP = "jira_dimensions"
 
 
 def dimension_spec(site: JiraSite, dimension: Dimension) -> dg.AssetSpec:
-    spec = entity_spec(dimension.entity)
-    return dg.AssetSpec(
-        key=site.asset_key(dimension.asset_name),
+    return stored_asset_spec(
+        site, entity_spec(dimension.entity).collection, dimension.description,
         # A dimension that completes its listing from the references of stored issues (users)
         # reads them: it follows the issues step, so this run's issues' references are fetched.
         deps=[site.asset_key("jira_issues")] if dimension.completion is not None else [],
-        group_name=site.group_name,
-        description=dimension.description,
-        metadata={
-            CONNECTION_METADATA_KEY: site.connection_id,
-            "mongo/collection": spec.collection,
-        },
-        kinds={"jira", "mongodb"},
-        tags={"jira/connection": site.name},
-    ).with_io_manager_key(IO_MANAGER_KEY)
+    )
 
 
 def build_dimension_assets(

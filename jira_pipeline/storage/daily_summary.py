@@ -83,6 +83,7 @@ class StoredIssueDays:
     documents_read: int = 0
     queries: int = 0
     change_queries: int = 0  # what reading the changes (`changes`) asked
+    _names_read: tuple[dict[str, str], dict[str, str]] | None = field(default=None, repr=False)
 
     def issues_touching(self, days: DayRange) -> Iterator[dict[str, Any]]:
         for chunk in self.updated_chunks(days):
@@ -188,7 +189,13 @@ class StoredIssueDays:
         return found
 
     def _names(self) -> tuple[dict[str, str], dict[str, str]]:
-        """The stored statuses' names and projects' keys by id (what the issues are named by)."""
+        """The stored statuses' names and projects' keys by id (what the issues are named by),
+        read once per reader."""
+        if self._names_read is None:
+            self._names_read = self._read_names()
+        return self._names_read
+
+    def _read_names(self) -> tuple[dict[str, str], dict[str, str]]:
         db = self.collection.database
         self.change_queries += 2
         statuses = {str(doc["status_id"]): doc["name"] for doc in db[
