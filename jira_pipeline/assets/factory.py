@@ -34,6 +34,7 @@ from jira_pipeline.assets.sites import (
     environment_site,
     registered_site,
 )
+from jira_pipeline.assets.sprints import build_sprint_issues_asset, build_sprint_report_asset
 from jira_pipeline.assets.statuses import STATUSES
 from jira_pipeline.assets.summary import build_summary_asset
 from jira_pipeline.assets.users import USERS
@@ -65,6 +66,8 @@ def site_assets_and_checks(
         build_field_history_asset(site, partitions, settings),
         build_status_transitions_asset(site, partitions, settings),
         build_time_in_status_asset(site, partitions, settings),
+        build_sprint_issues_asset(site, partitions, settings),
+        build_sprint_report_asset(site),
     ]
     # The other checks are check_specs of the assets, evaluated in their steps.
     checks = build_issue_checks(site, partitions, settings)

@@ -59,7 +59,7 @@ def _spec(site: JiraSite, spec: DerivedSpec, description: str,
     return stored_asset_spec(site, spec.collection, description, deps=deps, kinds=("mongodb",))
 
 
-def _window(context: dg.AssetExecutionContext, site: JiraSite,
+def history_window(context: dg.AssetExecutionContext, site: JiraSite,
             partitions: dg.DailyPartitionsDefinition, settings: PipelineSettings,
             key: dg.AssetKey) -> tuple[datetime | None, datetime | None]:
     """The `updated` range of the step's issues, as the changelogs' step reads it: open at the
@@ -166,7 +166,8 @@ def _build_field_history_asset(
         # The check alone runs without the asset's partitions (it is not partitioned): it then
         # checks every live issue.
         materializing = key in context.selected_asset_keys
-        ids = (source.window_issue_ids(*_window(context, site, partitions, settings, key))
+        ids = (source.window_issue_ids(
+            *history_window(context, site, partitions, settings, key))
                if materializing else source.live_issue_ids())
         if materializing:
             histories = IssueHistories(source, ids, field_history_deriver(source.catalog()))
@@ -260,7 +261,8 @@ def _build_status_transitions_asset(
         context: dg.AssetExecutionContext, mongo: MongoResource
     ) -> DerivedRows:
         source = HistorySource(mongo.get_database(), site.connection_id)
-        ids = source.window_issue_ids(*_window(context, site, partitions, settings, spec.key))
+        ids = source.window_issue_ids(
+            *history_window(context, site, partitions, settings, spec.key))
         histories = IssueHistories(
             source, ids, status_transition_deriver(source.catalog(), source.directory()),
             raw_fields=("status", "project"),

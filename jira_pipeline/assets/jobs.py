@@ -14,7 +14,7 @@ DIMENSION_ASSETS = ("jira_projects", "jira_statuses", "jira_users", "jira_fields
                     "jira_status_categories")
 # Derived from the stored issues and their changelogs (no request to Jira).
 HISTORY_ASSETS = ("jira_issue_field_history", "jira_issue_status_transitions",
-                  "jira_time_in_status_daily")
+                  "jira_time_in_status_daily", "jira_sprint_issues", "jira_sprint_report")
 # What every issue run also materializes: the comments, changelogs and history of the synced
 # issue window (partitioned like jira_issues), and the worklogs (not partitioned: the site-wide
 # worklog feed, which Dagster materializes once in each run of the partitioned jobs).

@@ -665,6 +665,18 @@ class JiraClient:
                 for issue in page:
                     yield issue
 
+    async def sprint_issues(
+        self, sprint_id: str, page_size: int = 50
+    ) -> AsyncIterator[tuple[str, str]]:
+        """(id, key) of each issue in a sprint now (Jira Software's `/sprint/{id}/issue`, the
+        same on Cloud and Data Center): what the sprint membership check compares with."""
+        path = f"/rest/agile/1.0/sprint/{sprint_id}/issue"
+        async for page in offset_pages(self._getter(path, {"fields": "id"}),
+                                       page_size=page_size, items_key="issues",
+                                       where=f"GET {path}"):
+            for issue in page:
+                yield str(issue["id"]), str(issue.get("key") or "")
+
     # --- plumbing -------------------------------------------------------------------------
 
     def _getter(self, path: str, extra: Mapping[str, Any] | None = None) -> Any:

@@ -71,8 +71,10 @@ def derived_row_id(spec: DerivedSpec, row: Mapping[str, Any]) -> Any:
 def _comparable(value: Any) -> Any:
     if isinstance(value, datetime):
         return _aware(value)
-    if isinstance(value, tuple):
-        return list(value)
+    if isinstance(value, list | tuple):  # rows may hold lists of sub-documents with dates
+        return [_comparable(element) for element in value]
+    if isinstance(value, dict):
+        return {name: _comparable(element) for name, element in value.items()}
     return value
 
 

@@ -243,3 +243,22 @@ TIME_IN_STATUS_DAILY = DerivedSpec(
     range_field="day",
     count_fields=("issues_in_status", "transitions"),
 )
+# One row per sprint and issue ever in it (`history/sprints.py`), replaced per issue.
+SPRINT_ISSUES = DerivedSpec(
+    name="sprint_issues",
+    collection="jira_sprint_issues",
+    key_fields=("connection_id", "sprint_id", "issue_id"),
+    range_field="issue_id",
+    count_fields=(),
+)
+# One row per sprint and project of its issues, recomputed whole each run.
+SPRINT_REPORT = DerivedSpec(
+    name="sprint_report",
+    collection="jira_sprint_report",
+    key_fields=("connection_id", "sprint_id", "project_key"),
+    range_field="sprint_id",
+    count_fields=(
+        "issues_committed", "issues_added", "issues_removed", "issues_completed",
+        "issues_carried_over", "story_points_committed", "story_points_completed",
+    ),
+)  # fmt: skip

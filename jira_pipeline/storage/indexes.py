@@ -151,6 +151,25 @@ INDEXES: dict[str, list[IndexModel]] = {
             unique=True,
         ),
     ],
+    # The issue last: it is the key's selective field; (connection, sprint) answers "a
+    # sprint's issues". The issue index answers the per-issue replacement.
+    derived.SPRINT_ISSUES.collection: [
+        IndexModel(
+            [("connection_id", ASCENDING), ("sprint_id", ASCENDING), ("issue_id", ASCENDING)],
+            name="connection_sprint_issue_unique",
+            unique=True,
+        ),
+        IndexModel([("connection_id", ASCENDING), ("issue_id", ASCENDING)],
+                   name="connection_issue"),
+    ],
+    derived.SPRINT_REPORT.collection: [
+        IndexModel(
+            [("connection_id", ASCENDING), ("sprint_id", ASCENDING),
+             ("project_key", ASCENDING)],
+            name="connection_sprint_project_unique",
+            unique=True,
+        ),
+    ],
     SYNC_ERRORS_COLLECTION: [
         IndexModel(
             [("connection_id", ASCENDING), ("entity", ASCENDING), ("jira_id", ASCENDING)],
