@@ -189,3 +189,23 @@ class FakeJiraAdmin:
         "short" | "repeat_token", one-shot) and page_cap (histories a page at most; 0: as
         asked). Returns both (fakejira/history.py)."""
         return self._call("POST", "/changelog", knobs)
+
+    def move_to_sprint(self, sprint_id: int, *, add: list[str] | None = None,
+                       remove: list[str] | None = None) -> list[dict]:
+        """Move issues into a sprint (out of their other open sprint) or out of it, now: their
+        sprint field, changelog and `updated` change (fakejira/agile.py)."""
+        body = {"add": add or [], "remove": remove or []}
+        return self._call("POST", f"/agile/sprints/{sprint_id}/issues", body)["moved"]
+
+    def remove_board(self, board_id: int) -> None:
+        """Drop a board from /rest/agile/1.0/board (its sprints stay readable by id)."""
+        self._call("DELETE", f"/agile/boards/{board_id}")
+
+    def restore_board(self, board_id: int) -> None:
+        self._call("POST", f"/agile/boards/{board_id}/restore")
+
+    def fail_board_sprints(self, board_id: int, status: int | None,
+                           message: str = "Bad request") -> None:
+        """Make a board's sprint list answer `status` with `message` (None: answer again)."""
+        self._call("POST", f"/agile/boards/{board_id}/fail",
+                   {"status": status, "message": message})

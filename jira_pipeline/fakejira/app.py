@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from jira_pipeline.fakejira.agile import AGILE_ENDPOINTS, agile_admin_routes
 from jira_pipeline.fakejira.comments import COMMENT_ORDERS, comment_admin_routes, comment_page
 from jira_pipeline.fakejira.dataset import (
     FIELD_IDS,
@@ -903,6 +904,7 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         *comment_admin_routes(site),
         *field_trash_routes(site),
         *reference_admin_routes(site),
+        *agile_admin_routes(site),
         Route("/_fake/changelog", admin(changelog), methods=["POST"]),
         *worklog_admin_routes(site, admin, body_of),
     ]
@@ -968,9 +970,17 @@ def build_app(site: FakeJiraSite) -> Starlette:
                                         handler, api=version, scheme="oauth", methods=methods,
                                         site=site))
         routes.extend(oauth_routes(site))
+        for suffix, handler, methods in AGILE_ENDPOINTS:  # the agile API renders issues as v2
+            routes.append(api_route(f"/rest/agile/1.0{suffix}", handler, api="2",
+                                    scheme="basic", methods=methods, site=site))
+            routes.append(api_route(f"/ex/jira/{{cloud_id}}/rest/agile/1.0{suffix}", handler,
+                                    api="2", scheme="oauth", methods=methods, site=site))
     else:
         for suffix, handler, methods in (*DATACENTER_ENDPOINTS, *DATACENTER_REFERENCE_ENDPOINTS):
             routes.append(api_route(f"/rest/api/2{suffix}", handler, api="2", scheme="pat",
+                                    methods=methods, site=site))
+        for suffix, handler, methods in AGILE_ENDPOINTS:
+            routes.append(api_route(f"/rest/agile/1.0{suffix}", handler, api="2", scheme="pat",
                                     methods=methods, site=site))
     routes.extend(admin_routes(site))
     return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_found})

@@ -245,7 +245,8 @@ FIELDS: tuple[FieldDef, ...] = (
     FieldDef("timetracking", "Time tracking", {"type": "timetracking", "system": "timetracking"},
              navigable=True, orderable=True, searchable=False),
     FieldDef("customfield_10016", "Story point estimate",
-             {"type": "number", "custom": _CF + "float", "customId": 10016}),
+             {"type": "number", "custom": "com.pyxis.greenhopper.jira:jsw-story-points",
+              "customId": 10016}),
     FieldDef("customfield_10030", "Impact",
              {"type": "option", "custom": _CF + "select", "customId": 10030}),
     FieldDef("customfield_10031", "Teams",
@@ -261,7 +262,7 @@ FIELDS: tuple[FieldDef, ...] = (
              {"type": "datetime", "custom": _CF + "datetime", "customId": 10035}),
     FieldDef("customfield_10036", "Customer reference",
              {"type": "string", "custom": _CF + "textfield", "customId": 10036}),
-    # Jira Software's sprint field: every site with boards has it (the fake's issues: none yet).
+    # Jira Software's sprint field (values and history: fakejira/agile.py).
     FieldDef("customfield_10020", "Sprint",
              {"type": "array", "items": "json", "custom": "com.pyxis.greenhopper.jira:gh-sprint",
               "customId": 10020}),
@@ -296,6 +297,7 @@ class Dataset:
     removed_reference: set[tuple[str, str]] = field(default_factory=set)
     history_range: tuple[int, int] | None = None  # FakeJiraConfig.histories
     worklog_book: Any = None  # fakejira.worklogs.WorklogBook, built on first use
+    agile: Any = None  # fakejira.agile.AgileBook: boards, sprints, sprint histories
 
     def index(self) -> None:
         self.by_key = {issue.key: issue for issue in self.issues}
@@ -392,6 +394,9 @@ def build_dataset(config: FakeJiraConfig, now: datetime) -> Dataset:
                     parent.children = []
                 parent.children.append(issue.num)
     data.index()
+    from jira_pipeline.fakejira.agile import build_agile
+
+    data.agile = build_agile(data, config.seed, now_ms, config.days)
     return data
 
 

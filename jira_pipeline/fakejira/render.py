@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
+from jira_pipeline.fakejira.agile import sprint_field, with_sprint_histories
 from jira_pipeline.fakejira.dataset import (
     FIELD_IDS,
     FIELD_NAMES,
@@ -352,7 +353,7 @@ class SiteRenderer:
             "customfield_10034": list(services),
             "customfield_10035": jira_time(go_live, off) if go_live else None,
             "customfield_10036": reference,
-            "customfield_10020": None,  # the sprint field: no generated issue is in a sprint
+            "customfield_10020": sprint_field(self, issue),
         }
         if parent is not None:
             fields["parent"] = self.issue_ref(parent)
@@ -420,7 +421,8 @@ class SiteRenderer:
     def histories(self, issue: Issue) -> list[History]:
         """The generated past of an issue (status walk ending where it is now) plus admin edits."""
         if self.data.history_range is not None:  # the `histories` knob: many per issue
-            return generated_histories(self.data, issue) + (issue.extra_histories or [])
+            return (with_sprint_histories(self.data, issue, generated_histories(self.data, issue))
+                    + (issue.extra_histories or []))
         rng = random.Random(issue.seed ^ 0xC4A9)
         statuses = self.data.statuses
         done: list[History] = []
@@ -442,7 +444,7 @@ class SiteRenderer:
                             after.id, after.name),),
                 ))
                 previous = status_index
-        return done + (issue.extra_histories or [])
+        return with_sprint_histories(self.data, issue, done) + (issue.extra_histories or [])
 
     def history(self, history: History) -> dict:
         return {
