@@ -8,12 +8,15 @@ Phases (each also runs alone, with more options, as its own script):
 - `worklog_delta` (benchmarks/history_worklog_delta.py): `jira_worklogs` after 100 worklog
   changes and 10 deletions;
 - `field_history` (benchmarks/history_field_history.py): field history, status transitions and
-  time in status derived from stored changelogs, items per second and memory at two sizes.
+  time in status derived from stored changelogs, items per second and memory at two sizes;
+- `sprints` (benchmarks/history_sprints.py, issue 14): sprint membership of N issues derived
+  from the issue sync, its requests (the target: none beyond the issue sync and the sprint
+  list) beside what asking each board's sprints for their issues would cost.
 
 A phase's own process keeps its peak RSS its own, and a failing phase does not hide the
 others' lines (the exit status says one failed).
 
-    python benchmarks/history_bench.py [--phases changelogs,worklog_delta,field_history]
+    python benchmarks/history_bench.py [--phases changelogs,worklog_delta,field_history,sprints]
         [--issues N]  (N for every phase; each phase's own default otherwise)
 """
 
@@ -29,6 +32,7 @@ PHASES = {
     "changelogs": "history_changelogs.py",
     "worklog_delta": "history_worklog_delta.py",
     "field_history": "history_field_history.py",
+    "sprints": "history_sprints.py",
 }
 
 

@@ -3,7 +3,6 @@
 issue sync stored: no request to Jira beyond the issue sync and the sprint list, except the
 membership check's sample of closed sprints (`history/sprints.py` says how)."""
 
-from __future__ import annotations
 
 import warnings
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping

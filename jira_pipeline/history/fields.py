@@ -44,7 +44,7 @@ Value = str | tuple[str, ...] | None
 
 @dataclass(frozen=True)
 class FieldCatalog:
-    """Field names and kinds from `jira_fields` ({field_id, name, schema, ...}): the history's
+    """Field names and kinds from `jira_fields` ({field_id, name, schema_type, ...}): the history's
     `field_name`, and which fields are arrays. Empty: the changelog's names are used."""
 
     names: Mapping[str, str] = field(default_factory=dict)
@@ -64,8 +64,10 @@ class FieldCatalog:
             if doc.get("name"):
                 names[field_id] = str(doc["name"])
                 ids_by_name.setdefault(str(doc["name"]).lower(), field_id)
+            # Stored `jira_fields` documents hold `schema_type`; Jira's own field JSON `schema`.
             schema = doc.get("schema")
-            if isinstance(schema, Mapping) and schema.get("type") == "array":
+            if doc.get("schema_type") == "array" or (
+                    isinstance(schema, Mapping) and schema.get("type") == "array"):
                 arrays.add(field_id)
         return cls(names, frozenset(arrays), ids_by_name)
 

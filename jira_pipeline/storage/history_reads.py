@@ -65,7 +65,7 @@ class HistorySource:
 
     def catalog(self) -> FieldCatalog:
         return FieldCatalog.from_documents(
-            self._find(FIELDS_COLLECTION, {}, ["field_id", "name", "schema"]))
+            self._find(FIELDS_COLLECTION, {}, ["field_id", "name", "schema_type"]))
 
     def directory(self) -> Directory:
         return Directory.from_documents(

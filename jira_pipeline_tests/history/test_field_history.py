@@ -208,3 +208,13 @@ def test_rows_carry_the_issue_and_one_current_row_per_field() -> None:
     assert sorted(row["field_id"] for row in current) == [
         "assignee", "labels", "priority", "status"]
     assert all(row["valid_until"] is None for row in current)
+
+
+def test_stored_field_documents_mark_their_arrays() -> None:
+    # jira_fields documents keep Jira's schema as `schema_type`, not the raw `schema` object.
+    catalog = FieldCatalog.from_documents([
+        {"field_id": "customfield_10020", "name": "Sprint", "schema_type": "array"},
+        {"field_id": "customfield_10016", "name": "Story point estimate",
+         "schema_type": "number"},
+    ])
+    assert catalog.is_array("customfield_10020") and not catalog.is_array("customfield_10016")
