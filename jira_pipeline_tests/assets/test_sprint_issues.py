@@ -161,6 +161,17 @@ def test_the_sprint_report_follows_from_the_membership_and_the_check_passes(
                 {"sprint_id": row["sprint_id"], "project_key": row["project_key"],
                  "in_sprint_at_end": True})
             assert row["issues_completed"] + row["issues_carried_over"] == ends
+    # The README's scope-creep query: one aggregation over the membership.
+    added: dict[str, int] = {}
+    for doc in pipeline.db["jira_sprint_issues"].find({"added_during_sprint": True}):
+        added[doc["sprint_id"]] = added.get(doc["sprint_id"], 0) + 1
+    rows = list(pipeline.db["jira_sprint_issues"].aggregate([
+        {"$match": {"added_during_sprint": True}},
+        {"$group": {"_id": "$sprint_id", "added": {"$sum": 1},
+                    "points": {"$sum": "$story_points_at_end"}}},
+        {"$sort": {"added": -1}}, {"$limit": 5}]))
+    assert added and [row["added"] for row in rows] == sorted(added.values(), reverse=True)[:5]
+    assert all(added[row["_id"]] == row["added"] for row in rows)
 
 
 def test_the_membership_check_fails_when_a_stored_member_is_missing(
