@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any, Self
 
 from jira_pipeline.jira._exceptions import JiraError
+from jira_pipeline.jira.comments import _moment
 from jira_pipeline.jira.models import JiraRecord, RecordRejected, _required_id
-from jira_pipeline.timeutil import TimestampError, parse_jira_datetime
+from jira_pipeline.jira.reference import _text
 
 # The schema `custom` of Jira Software's sprint field, whatever its customfield id.
 SPRINT_FIELD_CUSTOM = "com.pyxis.greenhopper.jira:gh-sprint"
@@ -52,23 +53,10 @@ def sprint_ids(value: Any) -> list[str]:
     return found
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 def _id_text(value: Any) -> str | None:
     if isinstance(value, bool) or value in (None, ""):
         return None
     return str(value) if isinstance(value, int | str) else None
-
-
-def _when(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_jira_datetime(value)
-    except TimestampError:
-        return None
 
 
 class BoardRecord(JiraRecord):
@@ -126,9 +114,9 @@ class SprintRecord(JiraRecord):
             board_ids=sorted(boards, key=lambda b: (len(b), b)),
             origin_board_id=_id_text(sprint.get("originBoardId")),
             goal=_text(sprint.get("goal")),
-            start_date=_when(sprint.get("startDate")),
-            end_date=_when(sprint.get("endDate")),
-            complete_date=_when(sprint.get("completeDate")),
-            activated_date=_when(sprint.get("activatedDate")),
-            created_date=_when(sprint.get("createdDate")),
+            start_date=_moment(sprint.get("startDate")),
+            end_date=_moment(sprint.get("endDate")),
+            complete_date=_moment(sprint.get("completeDate")),
+            activated_date=_moment(sprint.get("activatedDate")),
+            created_date=_moment(sprint.get("createdDate")),
         )

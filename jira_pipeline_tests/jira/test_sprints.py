@@ -81,3 +81,24 @@ def test_data_center_serves_the_same_agile_paths(fake_jira_factory):
     assert all(r.board_ids == ["1", "10"] and r.created_date is not None for r in records)
     assert all(r.activated_date is None for r in records)  # Data Center sends none
     assert {r.state for r in records} >= {"closed", "active"}
+
+
+def test_pages_without_is_last_are_walked_to_their_end_each_row_once(fake_jira_factory):
+    fake = fake_jira_factory(issues=10)
+    fake.admin.omit_agile_is_last()
+    truth = agile.boards(fake.site.data)
+    own = [s.id for s in agile.sprints(fake.site.data) if s.board_id == 1]
+
+    async def scenario():
+        async with basic_client(fake) as client:
+            boards = [b["id"] async for b in client.boards(page_size=4)]
+            sprints = [s["id"] async for s in client.board_sprints("1", page_size=3)]
+            return boards, sprints
+
+    boards, sprints = asyncio.run(scenario())
+    assert boards == [b.id for b in truth]
+    assert sorted(sprints) == own and len(own) > 3
+    # Boards pages state `total`: the walk stops there; sprint pages say nothing, so the walk
+    # reads on to an empty page.
+    assert requests_to(fake, "/rest/agile/1.0/board", 200) == -(-len(truth) // 4)
+    assert requests_to(fake, "/board/{boardId}/sprint", 200) == -(-len(own) // 3) + 1
