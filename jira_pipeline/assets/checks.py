@@ -19,6 +19,7 @@ from jira_pipeline.jira import ClientCounters, IssueWindow, JiraClient, build_is
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline.storage.resources import MongoResource
+from jira_pipeline.storage.sprint_references import missing_sprints
 from jira_pipeline.storage.sync_errors import dead_lettered_ids, sync_errors
 from jira_pipeline.timeutil import parse_jira_datetime, utc_now
 
@@ -386,7 +387,18 @@ def dimension_check_specs(site: JiraSite, asset_name: str) -> list[dg.AssetCheck
                           description=f"At least one live {_singular(spec.name)} is stored."),
         dg.AssetCheckSpec("no_duplicate_keys", asset=key,
                           description=f"No {spec.id_field} is held by two live documents."),
+        *EXTRA_DIMENSION_CHECKS.get(asset_name, lambda key: [])(key),
     ]
+
+
+# Checks of one dimension beyond not_empty and no_duplicate_keys, evaluated in the same step.
+EXTRA_DIMENSION_CHECKS: dict[str, Callable[[dg.AssetKey], list[dg.AssetCheckSpec]]] = {
+    "jira_sprints": lambda key: [dg.AssetCheckSpec(
+        "referenced_sprints_stored", asset=key,
+        description="Every sprint a live issue's sprint field holds (the field jira_fields "
+        "names com.pyxis.greenhopper.jira:gh-sprint; Cloud objects and Data Center strings) is "
+        "stored live in jira_sprints.")],
+}
 
 
 def _singular(entity: str) -> str:
@@ -414,6 +426,14 @@ def dimension_check_results(
             check_name="no_duplicate_keys",
             passed=not duplicates,
             metadata={"duplicates": len(duplicates), "sample": ", ".join(duplicates[:SAMPLE])},
+        )
+    if "referenced_sprints_stored" in selected:
+        missing = missing_sprints(db, site.connection_id)
+        yield dg.AssetCheckResult(
+            asset_key=key,
+            check_name="referenced_sprints_stored",
+            passed=not missing,
+            metadata={"missing_sprints": len(missing), "sample": ", ".join(missing[:SAMPLE])},
         )
 
 

@@ -62,6 +62,11 @@ class Dimension:
     walk: Callable[[JiraClient, PipelineSettings], AsyncIterable[dict[str, Any]]]
     preview_fields: tuple[str, ...]
     completion: DimensionCompletion | None = field(default=None)
+    # A walk that also counts into the materialization's metadata (the sprints' skipped
+    # boards); used instead of `walk` when set.
+    counted_walk: Callable[
+        [JiraClient, PipelineSettings, dict[str, int]], AsyncIterable[dict[str, Any]]
+    ] | None = field(default=None)
 
 
 DIMENSIONS_STEP = "jira_dimensions"
@@ -144,7 +149,9 @@ def dimension_stream(
 
     async def walk(client: JiraClient) -> AsyncIterator[dict[str, Any]]:
         listed: set[str] = set()
-        async for raw in dimension.walk(client, settings):
+        rows = (dimension.counted_walk(client, settings, completed)
+                if dimension.counted_walk is not None else dimension.walk(client, settings))
+        async for raw in rows:
             if referenced:
                 listed.add(jira_id(raw))
             yield raw

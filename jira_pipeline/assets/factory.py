@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from jira_pipeline.assets.agile import AGILE_DIMENSIONS
 from jira_pipeline.assets.changelogs import build_changelogs_asset
 from jira_pipeline.assets.checks import build_issue_checks
 from jira_pipeline.assets.comments import build_comments_asset
@@ -56,7 +57,8 @@ def site_assets_and_checks(
         issues = build_issues_asset(site, partitions, settings)
     assets = [
         build_dimension_assets(
-            site, (PROJECTS, STATUSES, USERS, FIELDS, *REFERENCE_DATA), settings
+            site, (PROJECTS, STATUSES, USERS, FIELDS, *REFERENCE_DATA, *AGILE_DIMENSIONS),
+            settings,
         ),
         issues,
         build_summary_asset(site, partitions),

@@ -11,7 +11,7 @@ from jira_pipeline.assets.sites import JiraSite
 
 DIMENSION_ASSETS = ("jira_projects", "jira_statuses", "jira_users", "jira_fields",
                     "jira_issue_types", "jira_priorities", "jira_resolutions",
-                    "jira_status_categories")
+                    "jira_status_categories", "jira_boards", "jira_sprints")
 # Derived from the stored issues and their changelogs (no request to Jira).
 HISTORY_ASSETS = ("jira_issue_field_history", "jira_issue_status_transitions",
                   "jira_time_in_status_daily", "jira_sprint_issues", "jira_sprint_report")

@@ -209,3 +209,7 @@ class FakeJiraAdmin:
         """Make a board's sprint list answer `status` with `message` (None: answer again)."""
         self._call("POST", f"/agile/boards/{board_id}/fail",
                    {"status": status, "message": message})
+
+    def omit_agile_is_last(self, omit: bool = True) -> None:
+        """Leave `isLast` out of board and sprint pages (fakejira/agile.py)."""
+        self._call("POST", "/agile/config", {"omit_is_last": omit})

@@ -51,7 +51,9 @@ Admin routes: `POST /_fake/agile/sprints/{id}/issues` with `{"add": [keys]}` or
 updating the field, the changelog and `updated`; `DELETE /_fake/agile/boards/{id}` removes a
 board from the listing (its sprint list answers 404, its sprints stay readable by id) and
 `POST /_fake/agile/boards/{id}/restore` brings it back; `POST /_fake/agile/boards/{id}/fail`
-with `{"status": 400, "message": ...}` makes that board's sprint list answer that error.
+with `{"status": 400, "message": ...}` makes that board's sprint list answer that error;
+`POST /_fake/agile/config` with `{"omit_is_last": true}` leaves `isLast` out of board and
+sprint pages.
 """
 
 from __future__ import annotations
@@ -143,6 +145,9 @@ class AgileBook:
     # Per issue number: sprint field changes in order, and the generated histories they made.
     events: dict[int, list[SprintEvent]] = field(default_factory=dict)
     histories: dict[int, list[History]] = field(default_factory=dict)
+    # Board and sprint pages leave `isLast` out (`POST /_fake/agile/config`), as some proxies
+    # and old servers do: a client must page on until a short or empty page.
+    omit_is_last: bool = False
 
     def sprint(self, sprint_id: int) -> Sprint | None:
         return self.sprints[sprint_id - 1] if 1 <= sprint_id <= len(self.sprints) else None
@@ -495,9 +500,12 @@ async def board_list(call: Call) -> object:
         rows = [b for b in rows if name in b.name.lower()]
     start, size = _paging(call, BOARD_PAGE_CAP, BOARD_PAGE_CAP)
     page = rows[start:start + size]
-    return {"maxResults": size, "startAt": start, "total": len(rows),
+    body = {"maxResults": size, "startAt": start, "total": len(rows),
             "isLast": start + size >= len(rows),
             "values": [board_json(call.renderer, b) for b in page]}
+    if book.omit_is_last:
+        del body["isLast"]
+    return body
 
 
 def _board(call: Call) -> Board:
@@ -529,8 +537,11 @@ async def board_sprints(call: Call) -> object:
         shown = [s for s in shown if s.state in states]
     start, size = _paging(call, SPRINT_PAGE_CAP, SPRINT_PAGE_CAP)
     page = shown[start:start + size]
-    return {"maxResults": size, "startAt": start, "isLast": start + size >= len(shown),
+    body = {"maxResults": size, "startAt": start, "isLast": start + size >= len(shown),
             "values": [sprint_json(call.renderer, s) for s in page]}
+    if agile_book(call.site.data).omit_is_last:
+        del body["isLast"]
+    return body
 
 
 def _sprint(call: Call) -> Sprint:
@@ -678,7 +689,17 @@ def agile_admin_routes(site: FakeJiraSite) -> list[Route]:
             return {"id": board.id, "fail": board.fail}
         return await guarded(request, work)
 
+    async def config(request: Request) -> Response:
+        def work(body: dict) -> object:
+            book = agile_book(site.data)
+            if set(body) - {"omit_is_last"}:
+                raise AdminError(400, "The agile knob is omit_is_last")
+            book.omit_is_last = bool(body.get("omit_is_last", book.omit_is_last))
+            return {"omit_is_last": book.omit_is_last}
+        return await guarded(request, work)
+
     return [
+        Route("/_fake/agile/config", config, methods=["POST"]),
         Route("/_fake/agile/sprints/{id}/issues", move, methods=["POST"]),
         Route("/_fake/agile/boards/{id}", listing, methods=["DELETE"]),
         Route("/_fake/agile/boards/{id}/restore", listing, methods=["POST"]),

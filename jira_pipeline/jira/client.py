@@ -16,6 +16,7 @@ import orjson
 from jira_pipeline import __version__
 from jira_pipeline.jira._exceptions import (
     JiraAuthError,
+    JiraBadRequest,
     JiraError,
     JiraGatewayError,
     JiraMalformedBody,
@@ -46,12 +47,14 @@ from jira_pipeline.jira.pagination import (
 )
 from jira_pipeline.jira.ratelimit import RateLimiter, pause_from_headers
 from jira_pipeline.jira.retry import RetryPolicy
+from jira_pipeline.jira.sprints import NO_SPRINTS_MESSAGE, SprintsNotSupported
 from jira_pipeline.settings import PipelineSettings
 
 USER_AGENT = f"jira-pipeline/{__version__}"
 FULL_PAGE_SIZE = 100  # Jira's maximum for full issues: half the calls of the default 50
 ID_PAGE_SIZE = 5000  # Cloud serves this many when only ids are asked for
 DC_ID_PAGE_SIZE = 1000  # Data Center's maxResults ceiling
+AGILE_PREFIX = "/rest/agile/1.0"  # Jira Software's API, the same path on Cloud and Data Center
 BULK_FETCH_SIZE = 100  # issues per Cloud bulkfetch (its maximum) or Data Center `id in` search
 
 RequestKind = Literal["api", "search", "count"]
@@ -415,6 +418,48 @@ class JiraClient:
                                        where=f"GET {path}"):
             for row in page:
                 yield row
+
+    # --- Jira Software (/rest/agile/1.0, served alike by Cloud and Data Center) ------------
+
+    async def boards(self, page_size: int = 50) -> AsyncIterator[dict[str, Any]]:
+        """Every board the account can see (scrum, kanban, simple), 50 a page; none on a site
+        without Jira Software, whose agile API answers 404 at its first page."""
+        path = f"{AGILE_PREFIX}/board"
+        served = 0
+        try:
+            async for page in offset_pages(self._getter(path), page_size=page_size,
+                                           where=f"GET {path}"):
+                for board in page:
+                    served += 1
+                    yield board
+        except JiraNotFound:
+            if served:
+                raise
+
+    async def board_sprints(
+        self, board_id: str, page_size: int = 50
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every sprint a board shows, all states (a board whose filter spans another board's
+        project shows that board's sprints too). SprintsNotSupported when Jira answers 400
+        "The board does not support sprints"; any other 400 is raised as it came."""
+        path = f"{AGILE_PREFIX}/board/{board_id}/sprint"
+        try:
+            async for page in offset_pages(self._getter(path), page_size=page_size,
+                                           where=f"GET {path}"):
+                for sprint in page:
+                    yield sprint
+        except JiraBadRequest as error:
+            if any(NO_SPRINTS_MESSAGE in message for message in error.error_messages):
+                raise SprintsNotSupported(board_id) from None
+            raise
+
+    async def sprint(self, sprint_id: str) -> dict[str, Any] | None:
+        """One sprint by id; None when Jira has no such sprint (or the account cannot see it)."""
+        try:
+            found = await self.request_json("GET", f"{AGILE_PREFIX}/sprint/{sprint_id}")
+        except JiraNotFound:
+            return None
+        return found if isinstance(found, dict) else None
 
     async def users(self, page_size: int = 1000) -> AsyncIterator[dict[str, Any]]:
         """Every user, active or not, each once.

@@ -174,6 +174,32 @@ STATUS_CATEGORIES = EntitySpec(
 )  # fmt: skip
 REFERENCE_ENTITIES = (ISSUE_TYPES, PRIORITIES, RESOLUTIONS, STATUS_CATEGORIES)
 ENTITIES.update({spec.name: spec for spec in REFERENCE_ENTITIES})
+# Jira Software's boards and sprints (issue 14): full-refresh dimensions.
+BOARDS = EntitySpec(
+    name="boards",
+    collection="jira_boards",
+    id_field="board_id",
+    version_field=None,
+    datetime_fields=(),
+    key_fields=(
+        "connection_id", "board_id", "name", "type", "project_id", "project_key", "is_deleted",
+        "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+SPRINTS = EntitySpec(
+    name="sprints",
+    collection="jira_sprints",
+    id_field="sprint_id",
+    version_field=None,
+    datetime_fields=("start_date", "end_date", "complete_date", "activated_date",
+                     "created_date"),
+    key_fields=(
+        "connection_id", "sprint_id", "name", "state", "board_ids", "origin_board_id", "goal",
+        "start_date", "end_date", "complete_date", "activated_date", "created_date",
+        "is_deleted", "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+ENTITIES.update({spec.name: spec for spec in (BOARDS, SPRINTS)})
 CONNECTIONS_COLLECTION = "jira_connections"
 
 

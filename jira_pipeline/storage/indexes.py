@@ -203,6 +203,12 @@ for _spec in REFERENCE_ENTITIES:
                    name=REFERENCE_INDEX_NAMES[_spec.collection], unique=True),
     ]
 
+# Boards and sprints (issue 14): one unique (connection, Jira id) index each.
+INDEXES["jira_boards"] = [IndexModel([("connection_id", ASCENDING), ("board_id", ASCENDING)],
+                                     name="connection_board_unique", unique=True)]
+INDEXES["jira_sprints"] = [IndexModel([("connection_id", ASCENDING), ("sprint_id", ASCENDING)],
+                                      name="connection_sprint_unique", unique=True)]
+
 
 class IndexConflictError(RuntimeError):
     """An existing index stands where one of ours must be: same keys with other options, or

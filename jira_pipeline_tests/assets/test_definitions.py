@@ -60,6 +60,7 @@ def test_code_location_loads_and_validates_with_every_asset_job_schedule_sensor_
         ("jira_issue_changelogs", "changelog_complete"),
         ("jira_worklogs", "worklog_totals_match"),
         ("jira_issue_field_history", "field_history_consistent"),
+        ("jira_sprints", "referenced_sprints_stored"),
         *((name, check) for name in DIMENSIONS for check in ("not_empty", "no_duplicate_keys")),
     }  # fmt: skip
 

@@ -211,7 +211,7 @@ def test_one_schedule_tick_requests_a_daily_run_per_site_of_that_sites_assets(
         "acme/jira_issue_field_history", "acme/jira_issue_status_transitions",
         "acme/jira_time_in_status_daily",
         "acme/jira_issue_types", "acme/jira_priorities", "acme/jira_resolutions",
-        "acme/jira_status_categories",
+        "acme/jira_status_categories", "acme/jira_boards", "acme/jira_sprints",
     }  # fmt: skip
 
 

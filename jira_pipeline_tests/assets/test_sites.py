@@ -58,7 +58,7 @@ def test_each_registered_connection_gets_its_own_prefixed_group(two_fakes):
         "acme/jira_issue_field_history", "acme/jira_issue_status_transitions",
         "acme/jira_time_in_status_daily",
         "acme/jira_issue_types", "acme/jira_priorities", "acme/jira_resolutions",
-        "acme/jira_status_categories",
+        "acme/jira_status_categories", "acme/jira_boards", "acme/jira_sprints",
     }  # fmt: skip
     sensor = defs.resolve_sensor_def("jira_sites_refresh_sensor")
     assert {target.job_name for target in sensor.targets} == {"jira_sites_job"}
