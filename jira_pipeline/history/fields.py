@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from jira_pipeline.jira.sprints import data_center_sprint
 from jira_pipeline.timeutil import parse_jira_datetime
 
 # Fields every issue gets a history of, changed or not (the check compares the first three).
@@ -170,6 +171,8 @@ def _raw_fields(issue: Mapping[str, Any]) -> Mapping[str, Any]:
 
 
 def _id_of(value: Any) -> str | None:
+    if isinstance(value, str) and (sprint := data_center_sprint(value)) is not None:
+        return sprint[0]  # a Data Center sprint field element
     if isinstance(value, Mapping):
         for key in _ID_KEYS:
             if value.get(key) is not None:
@@ -179,6 +182,8 @@ def _id_of(value: Any) -> str | None:
 
 
 def _name_of(value: Any) -> str | None:
+    if isinstance(value, str) and (sprint := data_center_sprint(value)) is not None:
+        return sprint[1] or sprint[0]
     if isinstance(value, Mapping):
         for key in _NAME_KEYS:
             if value.get(key) is not None:

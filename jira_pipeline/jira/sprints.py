@@ -53,6 +53,23 @@ def sprint_ids(value: Any) -> list[str]:
     return found
 
 
+DC_SPRINT_PREFIX = "com.atlassian.greenhopper.service.sprint.Sprint@"
+_DC_NAME = re.compile(r"[\[,]name=(.*?),(?:startDate|endDate|completeDate|activatedDate|"
+                      r"sequence|goal|rapidViewId|state)=")
+
+
+def data_center_sprint(value: str) -> tuple[str, str | None] | None:
+    """(id, name) of one of Data Center's `Sprint@...[id=..,name=..,...]` strings (a name may
+    hold commas: it runs to the next known key); None for any other text."""
+    if not value.startswith(DC_SPRINT_PREFIX):
+        return None
+    found = _DC_ID.search(value)
+    if found is None:
+        return None
+    name = _DC_NAME.search(value)
+    return found[1], name[1] if name else None
+
+
 def _id_text(value: Any) -> str | None:
     if isinstance(value, bool) or value in (None, ""):
         return None

@@ -21,8 +21,9 @@ from jira_pipeline_tests.assets.conftest import (
 )
 
 # What the membership needs: the field catalog, the issues and their changelogs.
-MEMBERSHIP_ASSETS = ["jira_fields", "jira_statuses", "jira_projects", "jira_issues",
-                     "jira_issue_changelogs", "jira_sprint_issues"]
+MEMBERSHIP_ASSETS = ["jira_fields", "jira_statuses", "jira_projects", "jira_boards",
+                     "jira_sprints", "jira_issues", "jira_issue_changelogs",
+                     "jira_sprint_issues"]
 
 
 def stored_membership(pipeline: Pipeline) -> dict[int, dict[str, list[tuple[int, int | None]]]]:
@@ -195,3 +196,34 @@ def test_the_membership_check_fails_when_a_stored_member_is_missing(
     assert not check.passed
     assert f"issue {row['issue_id']} in Jira, not stored" in check.metadata["sample"].value
     assert check.metadata["sprints_checked"].value >= 1
+
+
+def test_rows_follow_a_sprint_that_closed_after_they_were_written(
+    pipeline_factory: Callable[..., Pipeline],
+) -> None:
+    pipeline = pipeline_factory(issues=150, days=45)
+    keys = pipeline.partition_keys()
+    pipeline.run("jira_sync_job", keys[0], keys[-1], assets=MEMBERSHIP_ASSETS)
+    closed = max((s for s in agile.sprints(pipeline.fake.site.data) if s.state == "closed"),
+                 key=lambda s: (s.complete_ms or 0, s.id))
+    rows = pipeline.db["jira_sprint_issues"]
+    written = {row["issue_id"]: row for row in rows.find({"sprint_id": str(closed.id)})}
+    assert written
+    # The rows as they were written while the sprint ran (closing a sprint updates none of its
+    # issues, so no partition window brings them back).
+    rows.update_many({"sprint_id": str(closed.id)}, {"$set": {
+        "sprint_completed_at": None, "in_sprint_at_end": False, "carried_over": False,
+        "completed_in_sprint": False}})
+
+    result = pipeline.run("jira_sync_job", pipeline.today, assets=["jira_sprint_issues"])
+
+    meta = materializations(result, "jira_sprint_issues")[0]
+    # (Those also updated in today's window are recomputed as such, not counted here.)
+    assert 1 <= meta["issues_of_restarted_sprints"] <= len(written)
+    after = {row["issue_id"]: row for row in rows.find({"sprint_id": str(closed.id)})}
+    assert after.keys() == written.keys()
+    for issue_id, row in after.items():
+        assert to_epoch_ms(parse_jira_datetime(row["sprint_completed_at"])) == closed.complete_ms
+        assert {k: row[k] for k in ("in_sprint_at_end", "carried_over", "completed_in_sprint")} == {
+            k: written[issue_id][k] for k in ("in_sprint_at_end", "carried_over",
+                                              "completed_in_sprint")}

@@ -198,3 +198,17 @@ def test_the_report_counts_each_sprint_and_project() -> None:
     assert isinstance(one["start_date"], datetime)
     # A sprint nobody was in still has its row, every figure zero.
     assert report["9"]["project_key"] == "(none)" and report["9"]["issues_committed"] == 0
+
+
+def test_a_data_center_sprint_field_without_a_change_is_read_from_its_strings() -> None:
+    doc = issue()
+    doc["raw"]["fields"][SPRINT] = [
+        "com.atlassian.greenhopper.service.sprint.Sprint@1f2e[id=1,rapidViewId=3,state=CLOSED,"
+        "name=Sprint 1, the long one,startDate=2026-03-01T09:00:00.000Z,endDate=<null>,"
+        "completeDate=<null>,activatedDate=<null>,sequence=1,goal=]"]
+    only = FIELDS.derived
+    intervals = issue_field_intervals(doc, [], CATALOG, tracked=only, only=only)
+    assert intervals[SPRINT][0].value == ("1",)
+    assert intervals[SPRINT][0].value_string == ("Sprint 1, the long one",)
+    (row,) = sprint_issue_rows(doc, intervals, FIELDS, WINDOWS, DIRECTORY)
+    assert row["sprint_id"] == "1" and row["in_sprint_at_start"] is True
