@@ -94,7 +94,8 @@ def test_the_run_a_schedule_tick_requests_syncs_yesterday_today_and_the_dimensio
         ("jira_issue_comments", yesterday), ("jira_issue_comments", today),
         ("jira_issue_changelogs", yesterday), ("jira_issue_changelogs", today),
         ("jira_worklogs", None), ("jira_issue_types", None), ("jira_priorities", None),
-        ("jira_resolutions", None), ("jira_status_categories", None),
+        ("jira_resolutions", None), ("jira_status_categories", None), ("jira_boards", None),
+        ("jira_sprints", None),
         *((name, day) for name in ("jira_issue_field_history", "jira_issue_status_transitions",
                                    "jira_time_in_status_daily") for day in (yesterday, today)),
     }  # fmt: skip

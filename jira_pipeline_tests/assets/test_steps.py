@@ -45,7 +45,7 @@ def test_the_dimensions_are_one_step_and_each_keeps_its_own_materialization_and_
     evaluations = check_results(result)
     assert set(evaluations) == {
         (name, check) for name in DIMENSIONS for check in ("not_empty", "no_duplicate_keys")
-    }
+    } | {("jira_sprints", "referenced_sprints_stored")}
     assert all(evaluation.passed for evaluation in evaluations.values())
     spec = pipeline.defs.resolve_assets_def("jira_users").specs_by_key[dg.AssetKey("jira_users")]
     assert (spec.group_name, set(spec.kinds)) == ("jira", {"jira", "mongodb"})
