@@ -33,7 +33,13 @@ from jira_pipeline.fakejira.history import (
 )
 from jira_pipeline.fakejira.jql import JqlError
 from jira_pipeline.fakejira.limits import GATEWAY_502, GATEWAY_503, RateDecision
+from jira_pipeline.fakejira.links import LINK_TYPE_ENDPOINTS, link_admin_routes
 from jira_pipeline.fakejira.oauth import SCOPES, OAuthError
+from jira_pipeline.fakejira.project_parts import (
+    CLOUD_PROJECT_PART_ENDPOINTS,
+    DATACENTER_PROJECT_PART_ENDPOINTS,
+    project_part_admin_routes,
+)
 from jira_pipeline.fakejira.reference import (
     CLOUD_REFERENCE_ENDPOINTS,
     DATACENTER_REFERENCE_ENDPOINTS,
@@ -903,6 +909,8 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         *comment_admin_routes(site),
         *field_trash_routes(site),
         *reference_admin_routes(site),
+        *project_part_admin_routes(site),
+        *link_admin_routes(site),
         Route("/_fake/changelog", admin(changelog), methods=["POST"]),
         *worklog_admin_routes(site, admin, body_of),
     ]
@@ -961,7 +969,9 @@ def build_app(site: FakeJiraSite) -> Starlette:
         # written against v2 such as the Singer tap.
         for version in ("3", "2"):
             for suffix, handler, methods in (*CLOUD_ENDPOINTS, *WORKLOG_ENDPOINTS,
-                                             *CLOUD_REFERENCE_ENDPOINTS):
+                                             *CLOUD_REFERENCE_ENDPOINTS,
+                                             *CLOUD_PROJECT_PART_ENDPOINTS,
+                                             *LINK_TYPE_ENDPOINTS):
                 routes.append(api_route(f"/rest/api/{version}{suffix}", handler, api=version,
                                         scheme="basic", methods=methods, site=site))
                 routes.append(api_route(f"/ex/jira/{{cloud_id}}/rest/api/{version}{suffix}",
@@ -969,7 +979,9 @@ def build_app(site: FakeJiraSite) -> Starlette:
                                         site=site))
         routes.extend(oauth_routes(site))
     else:
-        for suffix, handler, methods in (*DATACENTER_ENDPOINTS, *DATACENTER_REFERENCE_ENDPOINTS):
+        for suffix, handler, methods in (*DATACENTER_ENDPOINTS, *DATACENTER_REFERENCE_ENDPOINTS,
+                                         *DATACENTER_PROJECT_PART_ENDPOINTS,
+                                         *LINK_TYPE_ENDPOINTS):
             routes.append(api_route(f"/rest/api/2{suffix}", handler, api="2", scheme="pat",
                                     methods=methods, site=site))
     routes.extend(admin_routes(site))

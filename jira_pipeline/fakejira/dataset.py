@@ -237,6 +237,9 @@ FIELDS: tuple[FieldDef, ...] = (
     FieldDef("subtasks", "Sub-tasks",
              {"type": "array", "items": "issuelinks", "system": "subtasks"},
              orderable=False, clause_names=("subtasks",)),
+    FieldDef("issuelinks", "Linked Issues",
+             {"type": "array", "items": "issuelinks", "system": "issuelinks"},
+             orderable=False, clause_names=("issue",)),
     FieldDef("comment", "Comment", {"type": "comments-page", "system": "comment"},
              navigable=False, orderable=False),
     # Jira's catalog calls this an array, yet sends a page object; the fake names what it sends.
@@ -296,6 +299,7 @@ class Dataset:
     removed_reference: set[tuple[str, str]] = field(default_factory=set)
     history_range: tuple[int, int] | None = None  # FakeJiraConfig.histories
     worklog_book: Any = None  # fakejira.worklogs.WorklogBook, built on first use
+    link_book: Any = None  # fakejira.links.LinkBook, built on first use
 
     def index(self) -> None:
         self.by_key = {issue.key: issue for issue in self.issues}

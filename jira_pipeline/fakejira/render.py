@@ -354,6 +354,9 @@ class SiteRenderer:
             "customfield_10036": reference,
             "customfield_10020": None,  # the sprint field: no generated issue is in a sprint
         }
+        from jira_pipeline.fakejira.links import issue_links  # it renders through us
+
+        fields["issuelinks"] = issue_links(self, issue)
         if parent is not None:
             fields["parent"] = self.issue_ref(parent)
         if issue.overrides:
