@@ -184,11 +184,11 @@ class FakeJiraAdmin:
     def restore_reference(self, kind: str, row_id: str) -> None:
         self._call("POST", f"/reference/{kind}/{row_id}/restore")
 
-    def remove_project_part(self, kind: str, row_id: str) -> None:
+    def remove_project_part(self, kind: str, row_id: str, status: int = 404) -> None:
         """Drop a version or component (kind: version, component) from its project's listings;
         issues keep carrying it. kind "project" (row_id a key or id): the project's version and
-        component requests answer 404 while /project still lists it."""
-        self._call("DELETE", f"/project-parts/{kind}/{row_id}")
+        component requests answer `status` (404: deleted) while /project still lists it."""
+        self._call("DELETE", f"/project-parts/{kind}/{row_id}?status={status}")
 
     def restore_project_part(self, kind: str, row_id: str) -> None:
         self._call("POST", f"/project-parts/{kind}/{row_id}/restore")

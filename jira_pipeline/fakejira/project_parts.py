@@ -26,6 +26,7 @@ PAGE_DEFAULT, PAGE_MAX = 50, 100  # maxResults of the paged lists (the document'
 KINDS = ("version", "component")
 # Projects whose version and component requests answer 404 though /project still lists them.
 GONE = "project_lists_gone"
+FAIL = "project_lists_fail_"  # + the status they answer instead (never retried away)
 VERSION_ORDERS = ("description", "name", "releaseDate", "sequence", "startDate")
 VERSION_STATUSES = ("released", "unreleased", "archived")
 
@@ -39,6 +40,9 @@ def _project_index(call: Call) -> int:
     gone = site.data.removed_reference
     for index, project in enumerate(site.data.projects):
         if ref.upper() == project.key or ref == project.id:
+            failing = [kind for kind, pid in gone if pid == project.id and kind.startswith(FAIL)]
+            if failing:
+                raise ApiError(int(failing[0][len(FAIL):]), "Internal server error")
             if project.key not in site.knobs.forbidden_projects and (GONE, project.id) not in gone:
                 return index
             break
@@ -228,7 +232,8 @@ def project_part_admin_routes(site: FakeJiraSite) -> list[Route]:
     """`DELETE /_fake/project-parts/{version|component}/{id}` removes a version or component
     from its listings (issues keep carrying it); `POST .../restore` brings it back.
     `DELETE /_fake/project-parts/project/{key}` makes the project's version and component
-    requests answer 404 while /project still lists it; `POST .../restore` undoes it."""
+    requests answer 404 while /project still lists it (`?status=N`: answer N instead, an error
+    no retry gets past); `POST .../restore` undoes it."""
 
     def known(kind: str, row_id: str) -> str | None:
         for project in site.data.projects:
@@ -245,11 +250,20 @@ def project_part_admin_routes(site: FakeJiraSite) -> list[Route]:
         if found is None:
             body = {"errorMessages": [f"No {kind} {row_id}"], "errors": {}}
             return Response(orjson.dumps(body), status_code=404, media_type=_JSON)
-        entry = (GONE if kind == "project" else kind, found)
+        status = request.query_params.get("status", "404")
+        if kind == "project" and status != "404":
+            if not status.isdigit():
+                body = {"errorMessages": [f"status must be a number, not {status}"], "errors": {}}
+                return Response(orjson.dumps(body), status_code=400, media_type=_JSON)
+        entry = (kind if kind != "project" else GONE if status == "404" else FAIL + status,
+                 found)
         if request.method == "DELETE":
             site.data.removed_reference.add(entry)
         else:
-            site.data.removed_reference.discard(entry)
+            site.data.removed_reference.difference_update(
+                {row for row in site.data.removed_reference
+                 if row[1] == found and (row[0] == kind or (kind == "project"
+                                         and row[0].startswith((GONE, FAIL))))})
         site.data.version += 1
         removed = sorted(f"{k}/{i}" for k, i in site.data.removed_reference)
         return Response(orjson.dumps({"removed": removed}), media_type=_JSON)

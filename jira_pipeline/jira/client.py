@@ -416,6 +416,34 @@ class JiraClient:
             for row in page:
                 yield row
 
+    async def project_versions(
+        self, project: str, page_size: int = 50
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every version of a project (id or key), archived ones included: the paged
+        /project/{key}/version on Cloud and Data Center alike. JiraNotFound when Jira has no
+        such project (any more)."""
+        path = f"{self.api_prefix}/project/{project}/version"
+        async for page in offset_pages(self._getter(path), page_size=page_size,
+                                       where=f"GET {path}"):
+            for version in page:
+                yield version
+
+    async def project_components(
+        self, project: str, page_size: int = 50
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every component of a project (id or key): Cloud's paged /project/{key}/component,
+        Data Center's unpaged /components. JiraNotFound when Jira has no such project."""
+        if self.deployment == "datacenter":
+            for component in await self._array("GET",
+                                               f"{self.api_prefix}/project/{project}/components"):
+                yield component
+            return
+        path = f"{self.api_prefix}/project/{project}/component"
+        async for page in offset_pages(self._getter(path), page_size=page_size,
+                                       where=f"GET {path}"):
+            for component in page:
+                yield component
+
     async def users(self, page_size: int = 1000) -> AsyncIterator[dict[str, Any]]:
         """Every user, active or not, each once.
 

@@ -188,6 +188,7 @@ class IssueRecord(JiraRecord):
     updated: datetime
     resolution_date: datetime | None
     parent_key: str | None
+    parent_id: str | None = None  # epics' children and sub-tasks alike (Cloud's `parent`)
 
     @classmethod
     def from_raw(cls, raw: dict[str, Any], connection_id: str) -> Self:
@@ -241,6 +242,7 @@ class IssueRecord(JiraRecord):
             updated=updated,
             resolution_date=read.timestamp("resolution_date", "resolutiondate"),
             parent_key=read.text_in("parent_key", "parent", "key"),
+            parent_id=read.text_in("parent_id", "parent", "id"),
             nulled_fields=tuple(dict.fromkeys(read.nulled)),
         )
 

@@ -107,6 +107,7 @@ def test_a_site_declared_in_defs_yaml_materializes_its_projects(
         "jira_fields", "jira_issue_comments", "jira_issue_changelogs", "jira_worklogs",
         "jira_issue_field_history", "jira_issue_status_transitions", "jira_time_in_status_daily",
         "jira_issue_types", "jira_priorities", "jira_resolutions", "jira_status_categories",
+        "jira_project_versions", "jira_project_components", "jira_issue_links",
     )}  # fmt: skip
     assert graph.get(dg.AssetKey(["acme", "jira_projects"])).group_name == "jira_acme"
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(

@@ -59,6 +59,7 @@ def test_each_registered_connection_gets_its_own_prefixed_group(two_fakes):
         "acme/jira_time_in_status_daily",
         "acme/jira_issue_types", "acme/jira_priorities", "acme/jira_resolutions",
         "acme/jira_status_categories",
+        "acme/jira_project_versions", "acme/jira_project_components", "acme/jira_issue_links",
     }  # fmt: skip
     sensor = defs.resolve_sensor_def("jira_sites_refresh_sensor")
     assert {target.job_name for target in sensor.targets} == {"jira_sites_job"}
