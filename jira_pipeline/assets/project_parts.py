@@ -17,10 +17,11 @@ SKIPPED = "projects_not_found"  # listed, then 404 when asked (deleted in betwee
 async def _listed_projects(
     client: JiraClient, settings: PipelineSettings
 ) -> AsyncIterator[dict[str, Any]]:
-    """The projects Jira lists now (those in JIRA_PROJECTS when set), as jira_projects holds
-    them: asked of Jira, not read from the store, so a project created since the last
-    projects run has its versions too (one request per 50 projects)."""
-    async for project in client.projects():
+    """The projects Jira lists now, archived ones included (their versions still name the
+    fix versions of their issues), or those in JIRA_PROJECTS: asked of Jira, not read from
+    jira_projects, so a project created since the last projects run has its versions too, and
+    the walk never reads the store from its event loop (one request per 50 projects)."""
+    async for project in client.projects(archived=True):
         if not settings.projects or project.get("key") in settings.projects:
             yield project
 

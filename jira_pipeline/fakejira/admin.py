@@ -193,6 +193,14 @@ class FakeJiraAdmin:
     def restore_project_part(self, kind: str, row_id: str) -> None:
         self._call("POST", f"/project-parts/{kind}/{row_id}/restore")
 
+    def archive_project(self, key: str) -> None:
+        """Archive a project: /project/search lists it only with status=archived, Data
+        Center's /project only with includeArchived=true; its issues and lists stay."""
+        self._call("DELETE", f"/project-parts/archive/{key}")
+
+    def unarchive_project(self, key: str) -> None:
+        self._call("POST", f"/project-parts/archive/{key}/restore")
+
     def link_issues(self, link_type: str, outward: str, inward: str) -> str:
         """Link two issues now (`outward` blocks `inward` for type Blocks): both issues'
         `updated` moves and each gets a "Link" history. Returns the link id."""

@@ -38,6 +38,7 @@ from jira_pipeline.fakejira.oauth import SCOPES, OAuthError
 from jira_pipeline.fakejira.project_parts import (
     CLOUD_PROJECT_PART_ENDPOINTS,
     DATACENTER_PROJECT_PART_ENDPOINTS,
+    listed_projects,
     project_part_admin_routes,
 )
 from jira_pipeline.fakejira.reference import (
@@ -236,7 +237,9 @@ async def project_search(call: Call) -> object:
     request, site = call.request, call.site
     start = max(0, _int_param(request, "startAt", 0))
     size = min(max(1, _int_param(request, "maxResults", 50)), 50)
-    indexes = site.visible_project_indexes()
+    statuses = {s.strip() for v in request.query_params.getlist("status") for s in v.split(",")
+                if s.strip()} or {"live"}
+    indexes = listed_projects(site, statuses)
     projects = site.data.projects
     keys = {k.strip().upper() for v in request.query_params.getlist("keys") for k in v.split(",")
             if k.strip()}
@@ -291,7 +294,9 @@ async def project_get(call: Call) -> object:
 
 
 async def project_list(call: Call) -> object:
-    return [call.renderer.project(i) for i in call.site.visible_project_indexes()]
+    archived = _bool_param(call.request, "includeArchived", False)
+    return [call.renderer.project(i)
+            for i in listed_projects(call.site, {"live", "archived"} if archived else {"live"})]
 
 
 async def statuses_search(call: Call) -> object:

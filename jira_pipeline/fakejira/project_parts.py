@@ -27,6 +27,15 @@ KINDS = ("version", "component")
 # Projects whose version and component requests answer 404 though /project still lists them.
 GONE = "project_lists_gone"
 FAIL = "project_lists_fail_"  # + the status they answer instead (never retried away)
+ARCHIVED = "project_archived"  # listed only when archived projects are asked for
+
+
+def listed_projects(site: FakeJiraSite, statuses: set[str]) -> list[int]:
+    """The visible projects in `statuses` ("live", "archived"): what /project/search lists
+    (`status`, default live) and Data Center's /project (`includeArchived`)."""
+    archived = {pid for kind, pid in site.data.removed_reference if kind == ARCHIVED}
+    return [i for i in site.visible_project_indexes()
+            if ("archived" if site.data.projects[i].id in archived else "live") in statuses]
 VERSION_ORDERS = ("description", "name", "releaseDate", "sequence", "startDate")
 VERSION_STATUSES = ("released", "unreleased", "archived")
 
@@ -233,11 +242,13 @@ def project_part_admin_routes(site: FakeJiraSite) -> list[Route]:
     from its listings (issues keep carrying it); `POST .../restore` brings it back.
     `DELETE /_fake/project-parts/project/{key}` makes the project's version and component
     requests answer 404 while /project still lists it (`?status=N`: answer N instead, an error
-    no retry gets past); `POST .../restore` undoes it."""
+    no retry gets past); `POST .../restore` undoes it. `DELETE /_fake/project-parts/archive/{key}`
+    archives the project (listed only when archived projects are asked for); `POST
+    .../restore` unarchives it."""
 
     def known(kind: str, row_id: str) -> str | None:
         for project in site.data.projects:
-            if kind == "project" and row_id.upper() in (project.key, project.id):
+            if kind in ("project", "archive") and row_id.upper() in (project.key, project.id):
                 return project.id
             rows = project.versions if kind == "version" else project.components
             if kind in KINDS and any(row[0] == row_id for row in rows):
@@ -255,14 +266,14 @@ def project_part_admin_routes(site: FakeJiraSite) -> list[Route]:
             if not status.isdigit():
                 body = {"errorMessages": [f"status must be a number, not {status}"], "errors": {}}
                 return Response(orjson.dumps(body), status_code=400, media_type=_JSON)
-        entry = (kind if kind != "project" else GONE if status == "404" else FAIL + status,
-                 found)
+        entry = (ARCHIVED if kind == "archive" else kind if kind != "project"
+                 else GONE if status == "404" else FAIL + status, found)
         if request.method == "DELETE":
             site.data.removed_reference.add(entry)
         else:
             site.data.removed_reference.difference_update(
                 {row for row in site.data.removed_reference
-                 if row[1] == found and (row[0] == kind or (kind == "project"
+                 if row[1] == found and (row[0] == entry[0] or (kind == "project"
                                          and row[0].startswith((GONE, FAIL))))})
         site.data.version += 1
         removed = sorted(f"{k}/{i}" for k, i in site.data.removed_reference)

@@ -364,14 +364,22 @@ class JiraClient:
             raise JiraResponseError("answer has no list `comments`", method="GET", path=path)
         return body
 
-    async def projects(self) -> AsyncIterator[dict[str, Any]]:
-        """Every project the account can browse."""
+    async def projects(self, *, archived: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """Every project the account can browse; `archived`: archived ones too (Cloud's
+        `status=live&status=archived`, Data Center's `includeArchived=true`)."""
         if self.deployment == "datacenter":
-            for project in await self._array("GET", f"{self.api_prefix}/project"):
+            path = f"{self.api_prefix}/project"
+            body = await self.request_json(
+                "GET", path, params={"includeArchived": "true"} if archived else None)
+            if not isinstance(body, list):
+                raise JiraResponseError("expected a JSON array", method="GET", path=path)
+            for project in body:
                 yield project
             return
         path = f"{self.api_prefix}/project/search"
-        async for page in offset_pages(self._getter(path), page_size=50, where=f"GET {path}"):
+        extra = {"status": ["live", "archived"]} if archived else None
+        async for page in offset_pages(self._getter(path, extra), page_size=50,
+                                       where=f"GET {path}"):
             for project in page:
                 yield project
 

@@ -174,6 +174,25 @@ def test_a_project_that_404s_is_skipped_and_counted(
         assert any(d["project_key"] == "CORE" for d in docs.values())
 
 
+@pytest.mark.parametrize("mode", ["cloud", "datacenter"])
+def test_an_archived_project_s_versions_and_components_are_kept_live(
+    pipeline_factory: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch, mode: str,
+) -> None:
+    if mode == "datacenter":
+        monkeypatch.setenv("JIRA_PAT", "demo-pat")
+    pipeline = pipeline_factory(issues=20, days=2, mode=mode, pat="demo-pat")
+    pipeline.run("jira_dimensions_job")
+    pipeline.fake.admin.archive_project("WEB")
+
+    result = pipeline.run("jira_dimensions_job")
+
+    assert result.success
+    for collection in ID_FIELDS:
+        web = [d for d in stored(pipeline, collection).values() if d["project_key"] == "WEB"]
+        assert len(web) == 3 and all(d["is_deleted"] is False for d in web), collection
+        assert materializations(result, collection)[0]["marked_deleted"] == 0
+
+
 def test_an_error_other_than_404_fails_the_walk(
     pipeline_factory: Callable[..., Pipeline],
 ) -> None:

@@ -135,6 +135,36 @@ def test_removed_version_and_component_leave_their_listings_until_restored(
         fake.admin.remove_project_part("version", "99")
 
 
+def test_an_archived_project_is_listed_only_when_archived_projects_are_asked_for(
+    fake_jira_factory: Any,
+) -> None:
+    fake = fake_jira_factory(issues=10, projects=3)
+    fake.admin.archive_project("WEB")
+    with basic_client(fake) as client:
+        live = walk_offset_pages(client, "/rest/api/3/project/search", 50)[0]
+        both = walk_offset_pages(client, "/rest/api/3/project/search", 50,
+                                 {"status": ["live", "archived"]})[0]
+        archived = ok_json(client.get("/rest/api/3/project/search",
+                                      params={"status": "archived"}))["values"]
+        versions = ok_json(client.get("/rest/api/3/project/WEB/versions"))
+    dc = fake_jira_factory(mode="datacenter", issues=10, projects=3)
+    dc.admin.archive_project("WEB")
+    headers = {"Authorization": f"Bearer {dc.config.pat}"}
+    with httpx.Client(base_url=dc.base_url, headers=headers) as client:
+        dc_live = ok_json(client.get("/rest/api/2/project"))
+        dc_all = ok_json(client.get("/rest/api/2/project", params={"includeArchived": "true"}))
+    fake.admin.unarchive_project("WEB")
+    with basic_client(fake) as client:
+        back = walk_offset_pages(client, "/rest/api/3/project/search", 50)[0]
+    assert [p["key"] for p in live] == ["CORE", "OPS"]
+    assert [p["key"] for p in both] == ["CORE", "OPS", "WEB"]
+    assert [p["key"] for p in archived] == ["WEB"]
+    assert len(versions) == 3, "an archived project keeps its versions"
+    assert [p["key"] for p in dc_live] == ["CORE", "OPS"]
+    assert sorted(p["key"] for p in dc_all) == ["CORE", "OPS", "WEB"]
+    assert [p["key"] for p in back] == ["CORE", "OPS", "WEB"]
+
+
 def test_data_center_serves_versions_and_components_under_api_2(fake_jira_factory: Any) -> None:
     fake = fake_jira_factory(mode="datacenter", issues=10, projects=2)
     headers = {"Authorization": f"Bearer {fake.config.pat}"}
