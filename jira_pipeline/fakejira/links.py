@@ -160,3 +160,13 @@ def link_admin_routes(site: FakeJiraSite) -> list[Route]:
         Route("/_fake/links", add, methods=["POST"]),
         Route("/_fake/links/{id}", remove, methods=["DELETE"]),
     ]
+
+
+def link_row_count(renderer: SiteRenderer) -> dict[str, int]:
+    """How many rows `jira_issue_links` should hold: each live link once on each live issue
+    (the demo's expected count)."""
+    data = renderer.data
+    book = link_book(data)
+    rows = sum(1 for _, outward, inward in book.links.values()
+               if not data.issues[outward].deleted and not data.issues[inward].deleted)
+    return {"jira_issue_links": 2 * rows}
