@@ -240,6 +240,10 @@ FIELDS: tuple[FieldDef, ...] = (
     FieldDef("issuelinks", "Linked Issues",
              {"type": "array", "items": "issuelinks", "system": "issuelinks"},
              orderable=False, clause_names=("issue",)),
+    # Company-managed epics' children name their epic here on Data Center (Cloud: `parent`).
+    FieldDef("customfield_10014", "Epic Link",
+             {"type": "any", "custom": "com.pyxis.greenhopper.jira:gh-epic-link",
+              "customId": 10014}),
     FieldDef("comment", "Comment", {"type": "comments-page", "system": "comment"},
              navigable=False, orderable=False),
     # Jira's catalog calls this an array, yet sends a page object; the fake names what it sends.

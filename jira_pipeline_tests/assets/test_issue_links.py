@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from jira_pipeline.assets.sites import site_connection_id
 from jira_pipeline_tests.assets.conftest import Pipeline, materializations
 
@@ -41,6 +43,27 @@ def test_sub_tasks_and_epic_children_carry_their_parent(
     assert all(by_id[d["parent_id"]]["issue_type"] != "Sub-task" for d in subtasks)
     orphans = [d for d in issues.values() if "parent" not in d["raw"]["fields"]]
     assert orphans and all(d["parent_id"] is None and d["parent_key"] is None for d in orphans)
+
+
+def test_data_center_epic_children_name_their_epic_through_the_epic_link_field(
+    pipeline_factory: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("JIRA_PAT", "demo-pat")
+    pipeline = pipeline_factory(issues=120, days=5, mode="datacenter", pat="demo-pat")
+    pipeline.sync_everything()
+
+    issues = pipeline.stored_issues()
+    by_id = {doc["issue_id"]: doc for doc in issues.values()}
+    by_key = {doc["key"]: doc for doc in issues.values()}
+    epic_children = [d for d in issues.values() if d["raw"]["fields"].get("customfield_10014")]
+    subtasks = [d for d in issues.values() if d["issue_type"] == "Sub-task"]
+    assert epic_children and subtasks
+    for child in epic_children:
+        assert "parent" not in child["raw"]["fields"], "Data Center: no parent for epic children"
+        assert by_key[child["parent_key"]]["issue_type"] == "Epic"
+        assert child["parent_id"] is None  # Epic Link holds a key only: the id is not resolved
+    for child in subtasks:
+        assert by_id[child["parent_id"]]["key"] == child["parent_key"]
 
 
 def test_each_link_is_stored_from_both_sides_with_one_id_and_opposite_directions(
