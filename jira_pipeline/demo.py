@@ -224,6 +224,8 @@ def query_command(site: DemoSite) -> str:
 
 def _fake_counts(fake: Any) -> dict[str, int]:
     from jira_pipeline.fakejira.agile import agile_counts, sprint_membership
+    from jira_pipeline.fakejira.links import link_row_count
+    from jira_pipeline.fakejira.project_parts import project_part_counts
     from jira_pipeline.fakejira.reference import reference_counts
     from jira_pipeline.fakejira.worklogs import live_worklogs
 
@@ -240,6 +242,8 @@ def _fake_counts(fake: Any) -> dict[str, int]:
                                      for issue in data.issues if not issue.deleted),
         "jira_worklogs": live_worklogs(data),
         **reference_counts(fake.site.renderer(fake.base_url)),
+        **project_part_counts(fake.site.renderer(fake.base_url)),
+        **link_row_count(fake.site.renderer(fake.base_url)),
         **agile_counts(fake.site.renderer(fake.base_url)),
         # Derived, and checked against the fake's ground truth: one row per sprint and issue.
         "jira_sprint_issues": sum(len(issues) for issues in sprint_membership(data).values()),

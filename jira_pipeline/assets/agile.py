@@ -50,12 +50,6 @@ async def _sprints(
         yield {"sprint": sprint, "board_ids": sorted(boards)}
 
 
-def _sprints_uncounted(
-    client: JiraClient, settings: PipelineSettings
-) -> AsyncIterator[dict[str, Any]]:
-    return _sprints(client, settings, {})
-
-
 @dataclass
 class ReferencedSprints:
     ids: set[str]
@@ -94,7 +88,6 @@ SPRINTS = Dimension(
     "with board_ids (full refresh; sprints issues reference that no board lists are fetched "
     "one by one).",
     record_type=SprintRecord,
-    walk=_sprints_uncounted,
     counted_walk=_sprints,
     preview_fields=("sprint_id", "name", "state", "board_ids", "start_date"),
     completion=UnlistedSprints(),

@@ -184,6 +184,31 @@ def build_issue_checks(
 
     @dg.asset_check(
         asset=site.asset_key("jira_issues"),
+        name="project_parts_present",
+        description="Every version (fixVersions, versions) and component that a live issue "
+        "references (by id, in its raw fields) is stored live in jira_project_versions and "
+        "jira_project_components.",
+        additional_deps=[site.asset_key("jira_project_versions"),
+                         site.asset_key("jira_project_components")],
+    )
+    def project_parts_present(
+        context: dg.AssetCheckExecutionContext, mongo: MongoResource
+    ) -> dg.AssetCheckResult:
+        missing = missing_referenced_ids(mongo.get_database(), site.connection_id,
+                                         ISSUE_PROJECT_PARTS)
+        return dg.AssetCheckResult(
+            passed=not any(missing.values()),
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                **{f"missing_{entity}": len(ids) for entity, ids in missing.items()},
+                "sample": ", ".join(
+                    f"{entity}/{row_id}" for entity, ids in missing.items() for row_id in ids
+                )[:500],
+            },
+        )
+
+    @dg.asset_check(
+        asset=site.asset_key("jira_issues"),
         name="fresh",
         description="The newest stored `updated` is within JIRA_FRESHNESS_TOLERANCE_MINUTES of "
         "the newest `updated` in Jira.",
@@ -216,7 +241,7 @@ def build_issue_checks(
             },
         )
 
-    return [references_present, reference_data_present, fresh]
+    return [references_present, reference_data_present, project_parts_present, fresh]
 
 
 # The reference data an issue names by id: (entity, the field of `raw.fields` that holds it).
@@ -227,15 +252,30 @@ ISSUE_REFERENCE_DATA = (("issue_types", "issuetype"), ("priorities", "priority")
 def missing_reference_data(db: Database, connection_id: str) -> dict[str, list[str]]:
     """Issue types, priorities and resolutions that live issues reference but that are not
     stored live: one projected pass over the issues (three ids each), the distinct ids kept."""
+    return missing_referenced_ids(db, connection_id, ISSUE_REFERENCE_DATA)
+
+
+# The versions and components an issue names by id, in lists of `raw.fields`.
+ISSUE_PROJECT_PARTS = (("project_versions", "fixVersions"), ("project_versions", "versions"),
+                       ("project_components", "components"))
+
+
+def missing_referenced_ids(
+    db: Database, connection_id: str, references: tuple[tuple[str, str], ...]
+) -> dict[str, list[str]]:
+    """For each entity, the ids live issues name in `raw.fields.<field>` (an object, or a list
+    of them) that are not stored live: one projected pass over the issues, the distinct ids
+    kept (as many as the site has rows, never one per issue)."""
     live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
-    referenced: dict[str, set[str]] = {entity: set() for entity, _ in ISSUE_REFERENCE_DATA}
-    projection = {f"raw.fields.{name}.id": 1 for _, name in ISSUE_REFERENCE_DATA}
+    referenced: dict[str, set[str]] = {entity: set() for entity, _ in references}
+    projection = {f"raw.fields.{name}.id": 1 for _, name in references}
     for doc in db["jira_issues"].find(live, {**projection, "_id": 0}):
         fields = (doc.get("raw") or {}).get("fields") or {}
-        for entity, name in ISSUE_REFERENCE_DATA:
+        for entity, name in references:
             value = fields.get(name)
-            if isinstance(value, dict) and value.get("id") not in (None, ""):
-                referenced[entity].add(str(value["id"]))
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, dict) and item.get("id") not in (None, ""):
+                    referenced[entity].add(str(item["id"]))
     missing: dict[str, list[str]] = {}
     for entity, ids in referenced.items():
         spec = entity_spec(entity)

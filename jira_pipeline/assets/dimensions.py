@@ -51,22 +51,34 @@ class DimensionCompletion(Protocol):
     def fetch(self, client: JiraClient, ids: list[str]) -> AsyncIterable[dict[str, Any]]: ...
 
 
-@dataclass(frozen=True)
+Walk = Callable[[JiraClient, PipelineSettings], AsyncIterable[dict[str, Any]]]
+# A walk that also counts what it skipped into the dict it is given (the run's metadata).
+CountedWalk = Callable[[JiraClient, PipelineSettings, dict[str, int]],
+                       AsyncIterable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, kw_only=True)
 class Dimension:
-    """What differs between the projects, statuses and users assets."""
+    """What differs between the projects, statuses and users assets: each has a `walk`, or a
+    `counted_walk` when it reports what it skipped."""
 
     asset_name: str
     entity: str
     description: str
     record_type: type[JiraRecord]
-    walk: Callable[[JiraClient, PipelineSettings], AsyncIterable[dict[str, Any]]]
+    walk: Walk | None = None
+    counted_walk: CountedWalk | None = None
     preview_fields: tuple[str, ...]
     completion: DimensionCompletion | None = field(default=None)
-    # A walk that also counts into the materialization's metadata (the sprints' skipped
-    # boards); used instead of `walk` when set.
-    counted_walk: Callable[
-        [JiraClient, PipelineSettings, dict[str, int]], AsyncIterable[dict[str, Any]]
-    ] | None = field(default=None)
+
+    def rows(
+        self, client: JiraClient, settings: PipelineSettings, counts: dict[str, int]
+    ) -> AsyncIterable[dict[str, Any]]:
+        if self.counted_walk is not None:
+            return self.counted_walk(client, settings, counts)
+        if self.walk is None:
+            raise TypeError(f"dimension {self.asset_name} has no walk")
+        return self.walk(client, settings)
 
 
 DIMENSIONS_STEP = "jira_dimensions"
@@ -149,9 +161,7 @@ def dimension_stream(
 
     async def walk(client: JiraClient) -> AsyncIterator[dict[str, Any]]:
         listed: set[str] = set()
-        rows = (dimension.counted_walk(client, settings, completed)
-                if dimension.counted_walk is not None else dimension.walk(client, settings))
-        async for raw in rows:
+        async for raw in dimension.rows(client, settings, completed):
             if referenced:
                 listed.add(jira_id(raw))
             yield raw

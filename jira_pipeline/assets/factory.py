@@ -20,9 +20,11 @@ from jira_pipeline.assets.history import (
     build_status_transitions_asset,
     build_time_in_status_asset,
 )
+from jira_pipeline.assets.issue_links import build_issue_links_asset
 from jira_pipeline.assets.issues import build_issues_asset
 from jira_pipeline.assets.jobs import RUN_EXECUTOR, build_site_jobs, build_sites_job
 from jira_pipeline.assets.partitions import issue_partitions
+from jira_pipeline.assets.project_parts import PROJECT_PARTS
 from jira_pipeline.assets.projects import PROJECTS
 from jira_pipeline.assets.reference_data import REFERENCE_DATA
 from jira_pipeline.assets.schedules import build_daily_schedule, build_sites_daily_schedule
@@ -57,8 +59,8 @@ def site_assets_and_checks(
         issues = build_issues_asset(site, partitions, settings)
     assets = [
         build_dimension_assets(
-            site, (PROJECTS, STATUSES, USERS, FIELDS, *REFERENCE_DATA, *AGILE_DIMENSIONS),
-            settings,
+            site, (PROJECTS, STATUSES, USERS, FIELDS, *REFERENCE_DATA, *AGILE_DIMENSIONS,
+                   *PROJECT_PARTS), settings
         ),
         issues,
         build_summary_asset(site, partitions),
@@ -70,6 +72,7 @@ def site_assets_and_checks(
         build_time_in_status_asset(site, partitions, settings),
         build_sprint_issues_asset(site, partitions, settings),
         build_sprint_report_asset(site),
+        build_issue_links_asset(site, partitions, settings),
     ]
     # The other checks are check_specs of the assets, evaluated in their steps.
     checks = build_issue_checks(site, partitions, settings)

@@ -1,6 +1,6 @@
 """`jira_issues`: issues by daily partition of `updated`, each partition a delta-sync window."""
 
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +14,7 @@ from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.assets.streams import JiraRecordStream, stored_asset_spec
-from jira_pipeline.jira import IssueRecord, IssueWindow, build_issue_jql
+from jira_pipeline.jira import IssueRecord, IssueWindow, JiraClient, build_issue_jql
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.resources import MongoResource
 from jira_pipeline.storage.sync_errors import UnstorableRecord
@@ -118,16 +118,29 @@ def issue_stream(
         f"({len(context.partition_keys)} partition(s), lookback {lookback})"
     )
 
+    # Data Center names epics' children's epic in the Epic Link custom field: its id, asked of
+    # Jira by the walk before its first issue (one /field request; Cloud uses `parent`).
+    epic_link: dict[str, str | None] = {"field": None}
+
+    async def walk(client: JiraClient) -> AsyncIterator[dict[str, Any]]:
+        if client.deployment == "datacenter":
+            epic_link["field"] = epic_link_field(await client.fields())
+        async for issue in client.search_window(
+            window, projects=settings.projects or None, fields=ISSUE_FIELDS,
+            expand=ISSUE_EXPAND,
+        ):
+            yield issue
+
     def window_record(raw: dict[str, Any]) -> IssueRecord:
         if census is not None and str(raw.get("id", "")).isdigit():
             written.add(int(raw["id"]))
-        return IssueRecord.from_raw(raw, site.connection_id)
+        return IssueRecord.from_raw(raw, site.connection_id, epic_link["field"])
 
     def census_records() -> Iterator[IssueRecord | UnstorableRecord]:
         assert census is not None
         for raw in census.missing_issues(written):
             try:
-                yield IssueRecord.from_raw(raw, site.connection_id)
+                yield IssueRecord.from_raw(raw, site.connection_id, epic_link["field"])
             except ValueError as error:  # files it in jira_sync_errors, as the window does
                 yield UnstorableRecord.from_error(raw, error)
 
@@ -136,10 +149,7 @@ def issue_stream(
 
     return JiraRecordStream(
         jira,
-        lambda client: client.search_window(
-            window, projects=settings.projects or None, fields=ISSUE_FIELDS,
-            expand=ISSUE_EXPAND,
-        ),
+        walk,
         window_record,
         preview_fields=("key", "summary", "status_name", "updated"),
         then=census_records if census is not None else None,
@@ -148,3 +158,15 @@ def issue_stream(
         progress=jira.walk_progress(context.log, "issues", jql=build_issue_jql(
             window, projects=settings.projects or None)),
     )
+
+
+EPIC_LINK_SCHEMA = "com.pyxis.greenhopper.jira:gh-epic-link"
+
+
+def epic_link_field(fields: list[dict[str, Any]]) -> str | None:
+    """The id of the Epic Link custom field in Jira's field list, if the site has one."""
+    for field in fields:
+        schema = field.get("schema") if isinstance(field, dict) else None
+        if isinstance(schema, dict) and schema.get("custom") == EPIC_LINK_SCHEMA:
+            return str(field.get("id")) if field.get("id") else None
+    return None

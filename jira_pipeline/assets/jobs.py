@@ -11,7 +11,8 @@ from jira_pipeline.assets.sites import JiraSite
 
 DIMENSION_ASSETS = ("jira_projects", "jira_statuses", "jira_users", "jira_fields",
                     "jira_issue_types", "jira_priorities", "jira_resolutions",
-                    "jira_status_categories", "jira_boards", "jira_sprints")
+                    "jira_status_categories", "jira_boards", "jira_sprints",
+                    "jira_project_versions", "jira_project_components")
 # Derived from the stored issues and their changelogs (no request to Jira).
 HISTORY_ASSETS = ("jira_issue_field_history", "jira_issue_status_transitions",
                   "jira_time_in_status_daily", "jira_sprint_issues", "jira_sprint_report")
@@ -19,7 +20,8 @@ HISTORY_ASSETS = ("jira_issue_field_history", "jira_issue_status_transitions",
 # issue window (partitioned like jira_issues), and the worklogs (not partitioned: the site-wide
 # worklog feed, which Dagster materializes once in each run of the partitioned jobs).
 ISSUE_FOLLOWERS = ("jira_issue_comments", "jira_issue_changelogs", "jira_worklogs",
-                   *HISTORY_ASSETS)
+                   *HISTORY_ASSETS,
+                   "jira_issue_links")
 # Every step of a run runs in the run's own process: the multiprocess executor started a process
 # per asset and per check, each importing Dagster and rebuilding the code location (most of a
 # run's wall time and CPU), while the I/O concurrency a sync needs already lives in the client.

@@ -184,6 +184,33 @@ class FakeJiraAdmin:
     def restore_reference(self, kind: str, row_id: str) -> None:
         self._call("POST", f"/reference/{kind}/{row_id}/restore")
 
+    def remove_project_part(self, kind: str, row_id: str, status: int = 404) -> None:
+        """Drop a version or component (kind: version, component) from its project's listings;
+        issues keep carrying it. kind "project" (row_id a key or id): the project's version and
+        component requests answer `status` (404: deleted) while /project still lists it."""
+        self._call("DELETE", f"/project-parts/{kind}/{row_id}?status={status}")
+
+    def restore_project_part(self, kind: str, row_id: str) -> None:
+        self._call("POST", f"/project-parts/{kind}/{row_id}/restore")
+
+    def archive_project(self, key: str) -> None:
+        """Archive a project: /project/search lists it only with status=archived, Data
+        Center's /project only with includeArchived=true; its issues and lists stay."""
+        self._call("DELETE", f"/project-parts/archive/{key}")
+
+    def unarchive_project(self, key: str) -> None:
+        self._call("POST", f"/project-parts/archive/{key}/restore")
+
+    def link_issues(self, link_type: str, outward: str, inward: str) -> str:
+        """Link two issues now (`outward` blocks `inward` for type Blocks): both issues'
+        `updated` moves and each gets a "Link" history. Returns the link id."""
+        return self._call("POST", "/links", {"type": link_type, "outward": outward,
+                                             "inward": inward})["id"]
+
+    def unlink_issues(self, link_id: str) -> None:
+        """Remove a link now: both issues' `updated` moves and each gets a "Link" history."""
+        self._call("DELETE", f"/links/{link_id}")
+
     def configure_changelog(self, **knobs: Any) -> dict:
         """How `POST /changelog/bulkfetch` pages misbehave: glitch_next_page ("no_token" |
         "short" | "repeat_token", one-shot) and page_cap (histories a page at most; 0: as

@@ -34,7 +34,14 @@ from jira_pipeline.fakejira.history import (
 )
 from jira_pipeline.fakejira.jql import JqlError
 from jira_pipeline.fakejira.limits import GATEWAY_502, GATEWAY_503, RateDecision
+from jira_pipeline.fakejira.links import LINK_TYPE_ENDPOINTS, link_admin_routes
 from jira_pipeline.fakejira.oauth import SCOPES, OAuthError
+from jira_pipeline.fakejira.project_parts import (
+    CLOUD_PROJECT_PART_ENDPOINTS,
+    DATACENTER_PROJECT_PART_ENDPOINTS,
+    listed_projects,
+    project_part_admin_routes,
+)
 from jira_pipeline.fakejira.reference import (
     CLOUD_REFERENCE_ENDPOINTS,
     DATACENTER_REFERENCE_ENDPOINTS,
@@ -231,7 +238,9 @@ async def project_search(call: Call) -> object:
     request, site = call.request, call.site
     start = max(0, _int_param(request, "startAt", 0))
     size = min(max(1, _int_param(request, "maxResults", 50)), 50)
-    indexes = site.visible_project_indexes()
+    statuses = {s.strip() for v in request.query_params.getlist("status") for s in v.split(",")
+                if s.strip()} or {"live"}
+    indexes = listed_projects(site, statuses)
     projects = site.data.projects
     keys = {k.strip().upper() for v in request.query_params.getlist("keys") for k in v.split(",")
             if k.strip()}
@@ -286,7 +295,9 @@ async def project_get(call: Call) -> object:
 
 
 async def project_list(call: Call) -> object:
-    return [call.renderer.project(i) for i in call.site.visible_project_indexes()]
+    archived = _bool_param(call.request, "includeArchived", False)
+    return [call.renderer.project(i)
+            for i in listed_projects(call.site, {"live", "archived"} if archived else {"live"})]
 
 
 async def statuses_search(call: Call) -> object:
@@ -905,6 +916,8 @@ def admin_routes(site: FakeJiraSite) -> list[Route]:
         *field_trash_routes(site),
         *reference_admin_routes(site),
         *agile_admin_routes(site),
+        *project_part_admin_routes(site),
+        *link_admin_routes(site),
         Route("/_fake/changelog", admin(changelog), methods=["POST"]),
         *worklog_admin_routes(site, admin, body_of),
     ]
@@ -963,7 +976,9 @@ def build_app(site: FakeJiraSite) -> Starlette:
         # written against v2 such as the Singer tap.
         for version in ("3", "2"):
             for suffix, handler, methods in (*CLOUD_ENDPOINTS, *WORKLOG_ENDPOINTS,
-                                             *CLOUD_REFERENCE_ENDPOINTS):
+                                             *CLOUD_REFERENCE_ENDPOINTS,
+                                             *CLOUD_PROJECT_PART_ENDPOINTS,
+                                             *LINK_TYPE_ENDPOINTS):
                 routes.append(api_route(f"/rest/api/{version}{suffix}", handler, api=version,
                                         scheme="basic", methods=methods, site=site))
                 routes.append(api_route(f"/ex/jira/{{cloud_id}}/rest/api/{version}{suffix}",
@@ -976,7 +991,9 @@ def build_app(site: FakeJiraSite) -> Starlette:
             routes.append(api_route(f"/ex/jira/{{cloud_id}}/rest/agile/1.0{suffix}", handler,
                                     api="2", scheme="oauth", methods=methods, site=site))
     else:
-        for suffix, handler, methods in (*DATACENTER_ENDPOINTS, *DATACENTER_REFERENCE_ENDPOINTS):
+        for suffix, handler, methods in (*DATACENTER_ENDPOINTS, *DATACENTER_REFERENCE_ENDPOINTS,
+                                         *DATACENTER_PROJECT_PART_ENDPOINTS,
+                                         *LINK_TYPE_ENDPOINTS):
             routes.append(api_route(f"/rest/api/2{suffix}", handler, api="2", scheme="pat",
                                     methods=methods, site=site))
         for suffix, handler, methods in AGILE_ENDPOINTS:

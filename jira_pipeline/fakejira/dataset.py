@@ -237,6 +237,13 @@ FIELDS: tuple[FieldDef, ...] = (
     FieldDef("subtasks", "Sub-tasks",
              {"type": "array", "items": "issuelinks", "system": "subtasks"},
              orderable=False, clause_names=("subtasks",)),
+    FieldDef("issuelinks", "Linked Issues",
+             {"type": "array", "items": "issuelinks", "system": "issuelinks"},
+             orderable=False, clause_names=("issue",)),
+    # Company-managed epics' children name their epic here on Data Center (Cloud: `parent`).
+    FieldDef("customfield_10014", "Epic Link",
+             {"type": "any", "custom": "com.pyxis.greenhopper.jira:gh-epic-link",
+              "customId": 10014}),
     FieldDef("comment", "Comment", {"type": "comments-page", "system": "comment"},
              navigable=False, orderable=False),
     # Jira's catalog calls this an array, yet sends a page object; the fake names what it sends.
@@ -298,6 +305,7 @@ class Dataset:
     history_range: tuple[int, int] | None = None  # FakeJiraConfig.histories
     worklog_book: Any = None  # fakejira.worklogs.WorklogBook, built on first use
     agile: Any = None  # fakejira.agile.AgileBook: boards, sprints, sprint histories
+    link_book: Any = None  # fakejira.links.LinkBook, built on first use
 
     def index(self) -> None:
         self.by_key = {issue.key: issue for issue in self.issues}

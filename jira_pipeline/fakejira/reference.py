@@ -112,7 +112,7 @@ async def resolution_search(call: Call) -> object:
 
 def _search_page(call: Call, kind: str, rows: list[dict]) -> dict:
     """A PageBean of `rows` after the `id` and `onlyDefault` filters both searches take."""
-    from jira_pipeline.fakejira.app import _bool_param, _int_param
+    from jira_pipeline.fakejira.app import _bool_param
 
     request = call.request
     ids = set(request.query_params.getlist("id"))
@@ -121,11 +121,20 @@ def _search_page(call: Call, kind: str, rows: list[dict]) -> dict:
     if _bool_param(request, "onlyDefault", False):
         default = "isDefault" if kind == "priority" else "default"
         rows = [row for row in rows if row.get(default)]
+    return page_bean(call, f"{call.renderer.rest}/{kind}/search", rows, SEARCH_DEFAULT,
+                     SEARCH_MAX)
+
+
+def page_bean(call: Call, base: str, rows: list[dict], default: int, cap: int) -> dict:
+    """The startAt/maxResults page of `rows` as a PageBean, `self` and `nextPage` keeping the
+    request's other parameters."""
+    from jira_pipeline.fakejira.app import _int_param
+
+    request = call.request
     start = max(0, _int_param(request, "startAt", 0))
-    size = min(max(1, _int_param(request, "maxResults", SEARCH_DEFAULT)), SEARCH_MAX)
+    size = min(max(1, _int_param(request, "maxResults", default)), cap)
     page = rows[start:start + size]
     is_last = start + size >= len(rows)
-    base = f"{call.renderer.rest}/{kind}/search"
     params = [(k, v) for k, v in request.query_params.multi_items()
               if k not in ("startAt", "maxResults")]
     body: dict = {

@@ -18,6 +18,7 @@ from jira_pipeline.fakejira.dataset import (
     PRIORITIES,
     RESOLUTIONS,
     STATUS_CATEGORIES,
+    SUBTASK,
     TEAMS,
     WORDS,
     Dataset,
@@ -355,7 +356,13 @@ class SiteRenderer:
             "customfield_10036": reference,
             "customfield_10020": sprint_field(self, issue),
         }
-        if parent is not None:
+        from jira_pipeline.fakejira.links import issue_links  # it renders through us
+
+        fields["issuelinks"] = issue_links(self, issue)
+        # Data Center names an epic child's epic by key in Epic Link, not in `parent`.
+        epic_link = parent is not None and issue.type != SUBTASK and not self.cloud
+        fields["customfield_10014"] = parent.key if epic_link and parent is not None else None
+        if parent is not None and not epic_link:
             fields["parent"] = self.issue_ref(parent)
         if issue.overrides:
             for name, value in issue.overrides.items():

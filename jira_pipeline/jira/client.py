@@ -367,14 +367,22 @@ class JiraClient:
             raise JiraResponseError("answer has no list `comments`", method="GET", path=path)
         return body
 
-    async def projects(self) -> AsyncIterator[dict[str, Any]]:
-        """Every project the account can browse."""
+    async def projects(self, *, archived: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """Every project the account can browse; `archived`: archived ones too (Cloud's
+        `status=live&status=archived`, Data Center's `includeArchived=true`)."""
         if self.deployment == "datacenter":
-            for project in await self._array("GET", f"{self.api_prefix}/project"):
+            path = f"{self.api_prefix}/project"
+            body = await self.request_json(
+                "GET", path, params={"includeArchived": "true"} if archived else None)
+            if not isinstance(body, list):
+                raise JiraResponseError("expected a JSON array", method="GET", path=path)
+            for project in body:
                 yield project
             return
         path = f"{self.api_prefix}/project/search"
-        async for page in offset_pages(self._getter(path), page_size=50, where=f"GET {path}"):
+        extra = {"status": ["live", "archived"]} if archived else None
+        async for page in offset_pages(self._getter(path, extra), page_size=50,
+                                       where=f"GET {path}"):
             for project in page:
                 yield project
 
@@ -418,6 +426,34 @@ class JiraClient:
                                        where=f"GET {path}"):
             for row in page:
                 yield row
+
+    async def project_versions(
+        self, project: str, page_size: int = 50
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every version of a project (id or key), archived ones included: the paged
+        /project/{key}/version on Cloud and Data Center alike. JiraNotFound when Jira has no
+        such project (any more)."""
+        path = f"{self.api_prefix}/project/{project}/version"
+        async for page in offset_pages(self._getter(path), page_size=page_size,
+                                       where=f"GET {path}"):
+            for version in page:
+                yield version
+
+    async def project_components(
+        self, project: str, page_size: int = 50
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every component of a project (id or key): Cloud's paged /project/{key}/component,
+        Data Center's unpaged /components. JiraNotFound when Jira has no such project."""
+        if self.deployment == "datacenter":
+            for component in await self._array("GET",
+                                               f"{self.api_prefix}/project/{project}/components"):
+                yield component
+            return
+        path = f"{self.api_prefix}/project/{project}/component"
+        async for page in offset_pages(self._getter(path), page_size=page_size,
+                                       where=f"GET {path}"):
+            for component in page:
+                yield component
 
     # --- Jira Software (/rest/agile/1.0, served alike by Cloud and Data Center) ------------
 

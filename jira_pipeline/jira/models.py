@@ -188,9 +188,12 @@ class IssueRecord(JiraRecord):
     updated: datetime
     resolution_date: datetime | None
     parent_key: str | None
+    parent_id: str | None = None  # epics' children and sub-tasks alike (Cloud's `parent`)
 
     @classmethod
-    def from_raw(cls, raw: dict[str, Any], connection_id: str) -> Self:
+    def from_raw(
+        cls, raw: dict[str, Any], connection_id: str, epic_link_field: str | None = None
+    ) -> Self:
         """The record of one issue; RecordRejected (dead-lettered by the sync) when the issue has
         no id, no key or no usable `updated`.
 
@@ -240,7 +243,11 @@ class IssueRecord(JiraRecord):
             created=read.timestamp("created", "created"),
             updated=updated,
             resolution_date=read.timestamp("resolution_date", "resolutiondate"),
-            parent_key=read.text_in("parent_key", "parent", "key"),
+            # Data Center's company-managed epics name their children's epic by key in the
+            # Epic Link field (`epic_link_field`), not in `parent`: its id stays unknown.
+            parent_key=read.text_in("parent_key", "parent", "key") or (
+                read.text("parent_key", epic_link_field) if epic_link_field else None),
+            parent_id=read.text_in("parent_id", "parent", "id"),
             nulled_fields=tuple(dict.fromkeys(read.nulled)),
         )
 

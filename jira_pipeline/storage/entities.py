@@ -35,7 +35,7 @@ ISSUES = EntitySpec(
         "connection_id", "issue_id", "key", "project_id", "project_key", "summary", "issue_type",
         "status_id", "status_name", "status_category", "priority", "assignee_account_id",
         "reporter_account_id", "labels", "created", "updated", "resolution_date", "parent_key",
-        "is_deleted", "deleted_at", "synced_at",
+        "parent_id", "is_deleted", "deleted_at", "synced_at",
     ),
 )  # fmt: skip
 PROJECTS = EntitySpec(
@@ -200,6 +200,32 @@ SPRINTS = EntitySpec(
     ),
 )  # fmt: skip
 ENTITIES.update({spec.name: spec for spec in (BOARDS, SPRINTS)})
+# A project's versions and components (issue 14): full-refresh dimensions.
+PROJECT_VERSIONS = EntitySpec(
+    name="project_versions",
+    collection="jira_project_versions",
+    id_field="version_id",
+    version_field=None,
+    datetime_fields=("release_date", "start_date"),
+    key_fields=(
+        "connection_id", "version_id", "project_id", "project_key", "name", "description",
+        "released", "archived", "overdue", "release_date", "start_date", "is_deleted",
+        "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+PROJECT_COMPONENTS = EntitySpec(
+    name="project_components",
+    collection="jira_project_components",
+    id_field="component_id",
+    version_field=None,
+    datetime_fields=(),
+    key_fields=(
+        "connection_id", "component_id", "project_id", "project_key", "name", "description",
+        "lead_account_id", "assignee_type", "is_deleted", "deleted_at", "synced_at",
+    ),
+)  # fmt: skip
+PROJECT_PART_ENTITIES = (PROJECT_VERSIONS, PROJECT_COMPONENTS)
+ENTITIES.update({spec.name: spec for spec in PROJECT_PART_ENTITIES})
 CONNECTIONS_COLLECTION = "jira_connections"
 
 
@@ -258,6 +284,15 @@ STATUS_TRANSITIONS = DerivedSpec(
     name="issue_status_transitions",
     collection="jira_issue_status_transitions",
     key_fields=("connection_id", "issue_id", "entered_at"),
+    range_field="issue_id",
+    count_fields=(),
+)
+# One row per issue and issue link, as that issue sees it (`assets/issue_links.py`), replaced
+# per issue.
+ISSUE_LINKS = DerivedSpec(
+    name="issue_links",
+    collection="jira_issue_links",
+    key_fields=("connection_id", "issue_id", "link_id"),
     range_field="issue_id",
     count_fields=(),
 )

@@ -16,6 +16,7 @@ from jira_pipeline.storage.entities import (
     DAILY_SUMMARY,
     ENTITIES,
     ISSUE_CHANGELOGS,
+    PROJECT_PART_ENTITIES,
     REFERENCE_ENTITIES,
 )
 from jira_pipeline.storage.sync_cursors import SYNC_CURSORS_COLLECTION
@@ -142,6 +143,16 @@ INDEXES: dict[str, list[IndexModel]] = {
             name="connection_status_entered_at",
         ),
     ],
+    derived.ISSUE_LINKS.collection: [
+        IndexModel(
+            [("connection_id", ASCENDING), ("issue_id", ASCENDING), ("link_id", ASCENDING)],
+            name="connection_issue_link_unique",
+            unique=True,
+        ),
+        # Which issues link to a changed or deleted one (their rows are recomputed with it).
+        IndexModel([("connection_id", ASCENDING), ("other_issue_id", ASCENDING)],
+                   name="connection_other_issue"),
+    ],
     derived.TIME_IN_STATUS_DAILY.collection: [
         # The day last, as the daily summary's (the embedded store plans on a key's last field).
         IndexModel(
@@ -201,6 +212,16 @@ for _spec in REFERENCE_ENTITIES:
     INDEXES[_spec.collection] = [
         IndexModel([("connection_id", ASCENDING), (_spec.id_field, ASCENDING)],
                    name=REFERENCE_INDEX_NAMES[_spec.collection], unique=True),
+    ]
+# A project's versions and components: unique (connection, version / component id).
+PROJECT_PART_INDEX_NAMES = {
+    "jira_project_versions": "connection_version_unique",
+    "jira_project_components": "connection_component_unique",
+}
+for _spec in PROJECT_PART_ENTITIES:
+    INDEXES[_spec.collection] = [
+        IndexModel([("connection_id", ASCENDING), (_spec.id_field, ASCENDING)],
+                   name=PROJECT_PART_INDEX_NAMES[_spec.collection], unique=True),
     ]
 
 # Boards and sprints (issue 14): one unique (connection, Jira id) index each.

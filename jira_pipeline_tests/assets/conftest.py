@@ -33,7 +33,7 @@ PIPELINE_VARIABLES = (
 )  # fmt: skip
 DIMENSIONS = ("jira_projects", "jira_statuses", "jira_users", "jira_fields", "jira_issue_types",
               "jira_priorities", "jira_resolutions", "jira_status_categories", "jira_boards",
-              "jira_sprints")
+              "jira_sprints", "jira_project_versions", "jira_project_components")
 # For tests that only load definitions: nothing may contact this site.
 MADE_UP_SITE = "https://acme-test.atlassian.net"
 MADE_UP_TOKEN = "made-up-api-token-4f1c9e"

@@ -95,9 +95,12 @@ def test_the_run_a_schedule_tick_requests_syncs_yesterday_today_and_the_dimensio
         ("jira_issue_changelogs", yesterday), ("jira_issue_changelogs", today),
         ("jira_worklogs", None), ("jira_issue_types", None), ("jira_priorities", None),
         ("jira_resolutions", None), ("jira_status_categories", None), ("jira_boards", None),
-        ("jira_sprints", None),
+        ("jira_sprints", None), ("jira_project_versions", None),
+        ("jira_project_components", None), ("jira_sprint_report", None),
         *((name, day) for name in ("jira_issue_field_history", "jira_issue_status_transitions",
-                                   "jira_time_in_status_daily") for day in (yesterday, today)),
+                                   "jira_time_in_status_daily", "jira_issue_links",
+                                   "jira_sprint_issues")
+          for day in (yesterday, today)),
     }  # fmt: skip
     window = (day_start(date.fromisoformat(yesterday)), day_start(date.fromisoformat(today))
               + timedelta(days=1))  # fmt: skip

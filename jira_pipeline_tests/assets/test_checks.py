@@ -55,9 +55,9 @@ def synced(pipeline_factory: Callable[..., Pipeline]) -> Pipeline:
     result = pipeline.sync_everything()
     assert result.success
     evaluations = check_results(result)
-    # 9 issue and follower checks, 2 per dimension (10 dimensions), reference_data_present,
-    # referenced_sprints_stored.
-    assert len(evaluations) == 31 and all(e.passed for e in evaluations.values())
+    # 9 issue and follower checks, 2 per dimension (12 dimensions), reference_data_present,
+    # project_parts_present, referenced_sprints_stored and sprint_membership_matches_jira.
+    assert len(evaluations) == 37 and all(e.passed for e in evaluations.values())
     return pipeline
 
 
@@ -68,7 +68,7 @@ def yesterday() -> str:
 def test_every_check_passes_on_a_faithful_copy(synced: Pipeline) -> None:
     evaluations = run_checks(synced, yesterday())
 
-    assert len(evaluations) == 31 and not failing(evaluations)
+    assert len(evaluations) == 37 and not failing(evaluations)
 
 
 def test_an_issue_missing_from_the_store_fails_the_count_check_of_its_partition(

@@ -19,9 +19,9 @@ from jira_pipeline.settings import ConfigurationError
 from jira_pipeline_tests.assets.conftest import DIMENSIONS, MADE_UP_TOKEN
 
 HISTORY = {"jira_issue_field_history", "jira_issue_status_transitions",
-           "jira_time_in_status_daily"}
+           "jira_time_in_status_daily", "jira_sprint_issues", "jira_sprint_report"}
 ASSETS = {*DIMENSIONS, "jira_issues", "jira_issue_daily_summary", "jira_issue_comments",
-          "jira_issue_changelogs", "jira_worklogs", *HISTORY}
+          "jira_issue_changelogs", "jira_worklogs", *HISTORY, "jira_issue_links"}
 REPO = Path(__file__).resolve().parents[2]
 DAGSTER = Path(sys.executable).with_name("dagster")
 
@@ -55,12 +55,13 @@ def test_code_location_loads_and_validates_with_every_asset_job_schedule_sensor_
     assert checks == {
         ("jira_issues", "matches_jira_count"), ("jira_issues", "no_duplicate_keys"),
         ("jira_issues", "references_present"), ("jira_issues", "fresh"),
-        ("jira_issues", "reference_data_present"),
+        ("jira_issues", "reference_data_present"), ("jira_issues", "project_parts_present"),
         ("jira_issues", "no_sync_errors"), ("jira_issue_comments", "comments_complete"),
         ("jira_issue_changelogs", "changelog_complete"),
         ("jira_worklogs", "worklog_totals_match"),
         ("jira_issue_field_history", "field_history_consistent"),
         ("jira_sprints", "referenced_sprints_stored"),
+        ("jira_sprint_issues", "sprint_membership_matches_jira"),
         *((name, check) for name in DIMENSIONS for check in ("not_empty", "no_duplicate_keys")),
     }  # fmt: skip
 

@@ -108,6 +108,8 @@ def test_a_site_declared_in_defs_yaml_materializes_its_projects(
         "jira_issue_field_history", "jira_issue_status_transitions", "jira_time_in_status_daily",
         "jira_issue_types", "jira_priorities", "jira_resolutions", "jira_status_categories",
         "jira_boards", "jira_sprints",
+        "jira_project_versions", "jira_project_components", "jira_issue_links",
+        "jira_sprint_issues", "jira_sprint_report",
     )}  # fmt: skip
     assert graph.get(dg.AssetKey(["acme", "jira_projects"])).group_name == "jira_acme"
     result = defs.resolve_implicit_global_asset_job_def().execute_in_process(

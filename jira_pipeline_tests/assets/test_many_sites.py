@@ -133,7 +133,8 @@ def test_one_tick_asks_every_site_and_each_request_syncs_only_its_own_site(sites
     assert materialized(result) == {
         "acme/jira_issues", "acme/jira_issue_comments", "acme/jira_issue_changelogs",
         "acme/jira_worklogs", "acme/jira_issue_field_history",
-        "acme/jira_issue_status_transitions", "acme/jira_time_in_status_daily"}
+        "acme/jira_issue_status_transitions", "acme/jira_time_in_status_daily",
+        "acme/jira_issue_links", "acme/jira_sprint_issues", "acme/jira_sprint_report"}
 
     second = sites.tick(defs, first.cursor)
     # acme's change is stored and acknowledged; globex's run never ran: asked again.
@@ -212,6 +213,8 @@ def test_one_schedule_tick_requests_a_daily_run_per_site_of_that_sites_assets(
         "acme/jira_time_in_status_daily",
         "acme/jira_issue_types", "acme/jira_priorities", "acme/jira_resolutions",
         "acme/jira_status_categories", "acme/jira_boards", "acme/jira_sprints",
+        "acme/jira_project_versions", "acme/jira_project_components", "acme/jira_issue_links",
+        "acme/jira_sprint_issues", "acme/jira_sprint_report",
     }  # fmt: skip
 
 

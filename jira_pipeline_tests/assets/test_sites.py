@@ -59,6 +59,8 @@ def test_each_registered_connection_gets_its_own_prefixed_group(two_fakes):
         "acme/jira_time_in_status_daily",
         "acme/jira_issue_types", "acme/jira_priorities", "acme/jira_resolutions",
         "acme/jira_status_categories", "acme/jira_boards", "acme/jira_sprints",
+        "acme/jira_project_versions", "acme/jira_project_components", "acme/jira_issue_links",
+        "acme/jira_sprint_issues", "acme/jira_sprint_report",
     }  # fmt: skip
     sensor = defs.resolve_sensor_def("jira_sites_refresh_sensor")
     assert {target.job_name for target in sensor.targets} == {"jira_sites_job"}

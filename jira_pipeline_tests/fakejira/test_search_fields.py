@@ -80,7 +80,10 @@ def matches_declared_type(value: Any, schema: dict) -> bool:
         "option": lambda v: isinstance(v, dict) and {"id", "value"} <= v.keys(),
         "component": lambda v: isinstance(v, dict) and {"id", "name"} <= v.keys(),
         "version": lambda v: isinstance(v, dict) and {"id", "name"} <= v.keys(),
-        "issuelinks": lambda v: isinstance(v, dict) and {"id", "key"} <= v.keys(),
+        # Items of `subtasks` (an issue: id, key) and of `issuelinks` (a link: id, type and
+        # the other issue on one side).
+        "issuelinks": lambda v: isinstance(v, dict) and "id" in v and (
+            "key" in v or ("type" in v and bool({"inwardIssue", "outwardIssue"} & v.keys()))),
         "issuelink": lambda v: isinstance(v, dict) and {"id", "key"} <= v.keys(),
     }
     check = checks.get(kind, lambda v: isinstance(v, dict))

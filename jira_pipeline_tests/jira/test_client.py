@@ -16,6 +16,7 @@ from jira_pipeline.jira import (
     IssueWindow,
     JiraAuthError,
     JiraClient,
+    JiraNotFound,
     JiraResponseError,
     JiraServerError,
     JiraTokenError,
@@ -137,6 +138,22 @@ def test_priorities_and_resolutions_are_walked_over_their_search_pages(fake_jira
     assert requests_to(fake_jira, "/rest/api/3/priority/search", 200) == 3
     assert requests_to(fake_jira, "/rest/api/3/resolution/search", 200) == 2
     assert len(types) == 5 and len(categories) == 4
+
+
+def test_versions_and_components_are_walked_over_pages_smaller_than_their_count(fake_jira):
+    async def scenario():
+        async with basic_client(fake_jira) as client:
+            versions = [v async for v in client.project_versions("CORE", page_size=2)]
+            components = [c async for c in client.project_components("10000", page_size=1)]
+            with pytest.raises(JiraNotFound):
+                [v async for v in client.project_versions("NOPE")]
+            return versions, components
+
+    versions, components = asyncio.run(scenario())
+    assert [v["name"] for v in versions] == ["core-1.0", "core-1.1", "core-1.2"]
+    assert [c["id"] for c in components] == ["10000", "10001", "10002"]
+    assert requests_to(fake_jira, "/project/{key}/version", 200) == 2
+    assert requests_to(fake_jira, "/project/{key}/component", 200) == 3
 
 
 def test_data_center_pat_uses_rest_api_2_and_start_at_paging(fake_jira_factory):

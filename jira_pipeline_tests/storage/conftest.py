@@ -95,6 +95,7 @@ def issue(
         "updated": updated,
         "resolution_date": None,
         "parent_key": None,
+        "parent_id": None,
         "raw": {"id": issue_id, "fields": {"summary": summary, "updated": updated_text}},
     }
     record.update(fields)

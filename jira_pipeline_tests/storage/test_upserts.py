@@ -165,6 +165,19 @@ def test_ensure_indexes_creates_exactly_the_design_indexes_and_is_idempotent(sto
         "jira_status_categories": [((("connection_id", 1), ("status_category_id", 1)), True)],
         "jira_boards": [((("connection_id", 1), ("board_id", 1)), True)],
         "jira_sprints": [((("connection_id", 1), ("sprint_id", 1)), True)],
+        "jira_project_versions": [((("connection_id", 1), ("version_id", 1)), True)],
+        "jira_project_components": [((("connection_id", 1), ("component_id", 1)), True)],
+        "jira_issue_links": [
+            ((("connection_id", 1), ("issue_id", 1), ("link_id", 1)), True),
+            ((("connection_id", 1), ("other_issue_id", 1)), False),
+        ],
+        "jira_sprint_issues": sorted([
+            ((("connection_id", 1), ("sprint_id", 1), ("issue_id", 1)), True),
+            ((("connection_id", 1), ("issue_id", 1)), False),
+        ]),
+        "jira_sprint_report": [
+            ((("connection_id", 1), ("sprint_id", 1), ("project_key", 1)), True),
+        ],
         "jira_issue_comments": [
             ((("connection_id", 1), ("comment_id", 1)), True),
             ((("connection_id", 1), ("issue_id", 1)), False),
