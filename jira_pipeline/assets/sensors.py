@@ -24,6 +24,12 @@ from jira_pipeline.assets.schedules import partition_range_tags
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.jira import IssueWindow, JiraClient, build_issue_jql, run_sync
 from jira_pipeline.settings import PipelineSettings
+from jira_pipeline.storage.issue_references import (
+    ISSUE_PROJECT_PARTS,
+    ISSUE_REFERENCE_DATA,
+    missing_referenced_ids,
+)
+from jira_pipeline.storage.sprint_references import missing_sprints
 from jira_pipeline.timeutil import from_epoch_ms, parse_jira_datetime, to_epoch_ms, utc_now
 
 # Past this look-back, stored_newest_updated searches everything (1, 8, 64, ... days before).
@@ -210,6 +216,17 @@ def missing_references(db: Database, connection_id: str) -> dict[str, list[str]]
     }
 
 
+def missing_dimension_rows(db: Database, connection_id: str) -> dict[str, list[str]]:
+    """Per dimension entity (`jira_<entity>` is its asset), the rows live issues reference that
+    it does not store live: statuses and users, the reference data, versions and components,
+    and sprints (three projected passes over the issues)."""
+    missing = missing_references(db, connection_id)
+    missing.update(missing_referenced_ids(db, connection_id,
+                                          ISSUE_REFERENCE_DATA + ISSUE_PROJECT_PARTS))
+    missing["sprints"] = missing_sprints(db, connection_id)
+    return missing
+
+
 @dataclass(frozen=True)
 class RequestTarget:
     """Where a site's refresh runs go: a job of its own, or a shared job narrowed to its assets."""
@@ -328,7 +345,7 @@ def finish_site_tick(
             # Everything Jira shows is stored: acknowledged without a run.
             new_cursor = RefreshCursor(max(settled.acknowledged_ms, newest_ms))
 
-    missing = missing_references(db, site.connection_id)
+    missing = missing_dimension_rows(db, site.connection_id)
     for entity, ids in missing.items():
         if not ids:
             continue
@@ -364,7 +381,8 @@ def build_refresh_sensor(
         "JIRA_CONSISTENCY_LAG_MINUTES behind it) that MongoDB lacks, and requests a run of their "
         "jira_issues partitions; a change counts as seen only once such a run succeeded (a "
         "failed run's changes are requested again). Requests a dimension refresh when synced "
-        "issues reference a status or user missing from MongoDB.",
+        "issues reference a row a dimension lacks (a status, user, issue type, priority, "
+        "resolution, version, component or sprint).",
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def jira_refresh_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:

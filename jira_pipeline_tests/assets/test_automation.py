@@ -248,8 +248,10 @@ def test_sensor_requests_a_dimension_refresh_when_issues_reference_missing_rows(
     sensor = SensorTicks(pipeline)
 
     first = dimension_requests(sensor.tick())
+    # No jira_fields yet either: the sprint field is unknown, so no sprint is missed.
     assert {tuple(k.to_user_string() for k in r.asset_selection or []) for r in first} == {
-        ("jira_statuses",), ("jira_users",),
+        ("jira_statuses",), ("jira_users",), ("jira_issue_types",), ("jira_priorities",),
+        ("jira_resolutions",), ("jira_project_versions",), ("jira_project_components",),
     }  # fmt: skip
     assert all(r.run_key and r.run_key.startswith("dimension:default:") for r in first)
     # Still missing on the next tick: the same run keys, so Dagster launches each refresh once.
@@ -262,6 +264,17 @@ def test_sensor_requests_a_dimension_refresh_when_issues_reference_missing_rows(
     pipeline.db["jira_users"].delete_one({"account_id": referenced})
     [users_only] = dimension_requests(sensor.tick())
     assert [k.to_user_string() for k in users_only.asset_selection or []] == ["jira_users"]
+
+    pipeline.run("jira_dimensions_job")
+    priority = next(iter(pipeline.stored_issues().values()))["raw"]["fields"]["priority"]["id"]
+    pipeline.db["jira_priorities"].delete_one({"priority_id": priority})
+    referenced = {s["id"] for issue in pipeline.stored_issues().values()
+                  for s in issue["raw"]["fields"].get("customfield_10020") or ()}
+    assert referenced, "some issue of the fake is in a sprint"
+    pipeline.db["jira_sprints"].delete_one({"sprint_id": str(min(referenced))})
+    assert {tuple(k.to_user_string() for k in r.asset_selection or [])
+            for r in dimension_requests(sensor.tick())} == {
+        ("jira_priorities",), ("jira_sprints",)}
 
 
 @pytest.fixture

@@ -1,0 +1,48 @@
+"""What stored live issues name by id in their raw fields (issue types, priorities,
+resolutions, versions, components) and the dimension collections lack: read by the checks
+and by the refresh sensor, which requests a refresh of the dimension that lacks them."""
+
+from __future__ import annotations
+
+from pymongo.database import Database
+
+from jira_pipeline.storage.entities import entity_spec
+
+# The reference data an issue names by id: (entity, the field of `raw.fields` that holds it).
+ISSUE_REFERENCE_DATA = (("issue_types", "issuetype"), ("priorities", "priority"),
+                        ("resolutions", "resolution"))
+
+
+def missing_reference_data(db: Database, connection_id: str) -> dict[str, list[str]]:
+    """Issue types, priorities and resolutions that live issues reference but that are not
+    stored live: one projected pass over the issues (three ids each), the distinct ids kept."""
+    return missing_referenced_ids(db, connection_id, ISSUE_REFERENCE_DATA)
+
+
+# The versions and components an issue names by id, in lists of `raw.fields`.
+ISSUE_PROJECT_PARTS = (("project_versions", "fixVersions"), ("project_versions", "versions"),
+                       ("project_components", "components"))
+
+
+def missing_referenced_ids(
+    db: Database, connection_id: str, references: tuple[tuple[str, str], ...]
+) -> dict[str, list[str]]:
+    """For each entity, the ids live issues name in `raw.fields.<field>` (an object, or a list
+    of them) that are not stored live: one projected pass over the issues, the distinct ids
+    kept (as many as the site has rows, never one per issue)."""
+    live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
+    referenced: dict[str, set[str]] = {entity: set() for entity, _ in references}
+    projection = {f"raw.fields.{name}.id": 1 for _, name in references}
+    for doc in db["jira_issues"].find(live, {**projection, "_id": 0}):
+        fields = (doc.get("raw") or {}).get("fields") or {}
+        for entity, name in references:
+            value = fields.get(name)
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, dict) and item.get("id") not in (None, ""):
+                    referenced[entity].add(str(item["id"]))
+    missing: dict[str, list[str]] = {}
+    for entity, ids in referenced.items():
+        spec = entity_spec(entity)
+        stored = {str(i) for i in db[spec.collection].distinct(spec.id_field, live)}
+        missing[entity] = sorted(ids - stored)
+    return missing
