@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_meter import started_fake_jira
+from run_meter import point_pipeline_at, started_fake_jira
 
 EMAIL, TOKEN = "bench@example.com", "bench-token"
 SPRINT_ISSUE_PAGE = 50  # /sprint/{id}/issue's default page
@@ -60,13 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="sprint_bench_") as home, started_fake_jira(
         options, now, email=EMAIL, api_token=TOKEN, who="history_sprints"
     ) as (_fake, base_url):
-        os.environ.update({
-            "DAGSTER_HOME": home, "JIRA_BASE_URL": base_url, "JIRA_EMAIL": EMAIL,
-            "JIRA_API_TOKEN": TOKEN, "JIRA_MIN_REQUEST_INTERVAL_MS": "0",
-            "JIRA_SYNC_START_DATE": (now - timedelta(days=args.days + 1)).date().isoformat(),
-        })
-        for name in ("MONGODB_URI", "MONGODB_DATABASE", "JIRA_PAT", "JIRA_PROJECTS"):
-            os.environ.pop(name, None)
+        point_pipeline_at(home, base_url, (now - timedelta(days=args.days + 1)).date(),
+                          email=EMAIL, api_token=TOKEN)
         print(json.dumps(measure(args, base_url, now)))
 
 

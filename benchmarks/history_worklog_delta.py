@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run_meter import TreeMeter, started_fake_jira  # the sibling benchmarks' helpers
+from run_meter import TreeMeter, point_pipeline_at, started_fake_jira  # sibling helpers
 
 EMAIL, TOKEN = "bench@example.com", "bench-token"
 PAGE_SIZE = 1000
@@ -70,13 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="worklog_bench_") as home, started_fake_jira(
         options, now, email=EMAIL, api_token=TOKEN, who="history_worklog_delta"
     ) as (fake, base_url):
-        os.environ.update({
-            "DAGSTER_HOME": home, "JIRA_BASE_URL": base_url, "JIRA_EMAIL": EMAIL,
-            "JIRA_API_TOKEN": TOKEN, "JIRA_MIN_REQUEST_INTERVAL_MS": "0",
-            "JIRA_SYNC_START_DATE": (now - timedelta(days=args.days + 1)).date().isoformat(),
-        })
-        for name in ("MONGODB_URI", "MONGODB_DATABASE", "JIRA_PAT", "JIRA_PROJECTS"):
-            os.environ.pop(name, None)
+        point_pipeline_at(home, base_url, (now - timedelta(days=args.days + 1)).date(),
+                          email=EMAIL, api_token=TOKEN)
         print(json.dumps(measure(args, base_url, fake.pid)))
 
 

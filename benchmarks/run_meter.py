@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import IO, Any
 
 import psutil
@@ -58,6 +58,20 @@ def started_fake_jira(
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def point_pipeline_at(home: str, base_url: str, start: date, *, email: str,
+                      api_token: str) -> None:
+    """Set this process's environment as a benchmark's in-process runs read it: the fake Jira
+    at `base_url` (no request spacing), DAGSTER_HOME and the embedded store in `home`, the
+    partitions from `start`; any configured server, PAT or project filter unset."""
+    os.environ.update({
+        "DAGSTER_HOME": home, "JIRA_BASE_URL": base_url, "JIRA_EMAIL": email,
+        "JIRA_API_TOKEN": api_token, "JIRA_MIN_REQUEST_INTERVAL_MS": "0",
+        "JIRA_SYNC_START_DATE": start.isoformat(),
+    })
+    for name in ("MONGODB_URI", "MONGODB_DATABASE", "JIRA_PAT", "JIRA_PROJECTS"):
+        os.environ.pop(name, None)
 
 
 def import_dagster_seconds(repeat: int = 3) -> float:
