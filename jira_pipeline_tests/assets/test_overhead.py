@@ -71,16 +71,21 @@ def test_only_a_code_servers_first_load_builds_the_component_type_catalog(
         DefinitionsLoadType,
     )
 
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
     site_env(None, days=3)
     catalog = "plugin_component_types_json"
-    monkeypatch.setattr("jira_pipeline.definitions._last_build", None)
-    with DefinitionsLoadContext.scoped(None):  # type: ignore[arg-type]
-        command = load_project(PROJECT_PATH)
-    monkeypatch.setattr("jira_pipeline.definitions._last_build", None)
-    with DefinitionsLoadContext.scoped(
-        DefinitionsLoadContext(DefinitionsLoadType.INITIALIZATION)
-    ):
-        served = load_project(PROJECT_PATH)
+    # No state storage: an earlier test of this worker may have left the current one bound to
+    # an instance since collected (a load context reads it at construction).
+    with set_defs_state_storage(None):
+        monkeypatch.setattr("jira_pipeline.definitions._last_build", None)
+        with DefinitionsLoadContext.scoped(None):  # type: ignore[arg-type]
+            command = load_project(PROJECT_PATH)
+        monkeypatch.setattr("jira_pipeline.definitions._last_build", None)
+        with DefinitionsLoadContext.scoped(
+            DefinitionsLoadContext(DefinitionsLoadType.INITIALIZATION)
+        ):
+            served = load_project(PROJECT_PATH)
 
     assert catalog not in (command.metadata or {})
     assert catalog in (served.metadata or {})
