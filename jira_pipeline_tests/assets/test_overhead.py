@@ -70,7 +70,6 @@ def test_only_a_code_servers_first_load_builds_the_component_type_catalog(
         DefinitionsLoadContext,
         DefinitionsLoadType,
     )
-
     from dagster._core.storage.defs_state.base import set_defs_state_storage
 
     site_env(None, days=3)
