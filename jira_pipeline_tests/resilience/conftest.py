@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -61,8 +61,10 @@ class SyncTarget:
         *,
         defs: dg.Definitions | None = None,
         instance: dg.DagsterInstance | None = None,
+        assets: Sequence[str] | None = None,
     ) -> dg.ExecuteInProcessResult:
-        """Every partition (and the job's other assets) in one run, as a backfill runs."""
+        """Every partition (and the job's other assets, or only `assets` of them) in one run,
+        as a backfill runs."""
         defs = defs or self.definitions()
         owned = instance is None
         instance = instance or dg.DagsterInstance.ephemeral()
@@ -70,17 +72,20 @@ class SyncTarget:
             return defs.resolve_job_def(job).execute_in_process(
                 instance=instance, tags=partition_range_tags(*self.partition_range()),
                 raise_on_error=False,
+                asset_selection=[dg.AssetKey(name) for name in assets] if assets else None,
             )
         finally:
             if owned:
                 instance.dispose()
 
-    def sync_process(self, job: str = "jira_issues_job") -> subprocess.Popen:
+    def sync_process(
+        self, job: str = "jira_issues_job", assets: Sequence[str] = ()
+    ) -> subprocess.Popen:
         """The same sync in a child process against the persistent instance in `home`."""
         first, last = self.partition_range()
         return subprocess.Popen(
             [sys.executable, "-m", "jira_pipeline_tests.resilience.sync_process", job, first,
-             last],
+             last, *assets],
             cwd=REPO, env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True,
         )

@@ -27,8 +27,13 @@ from jira_pipeline_tests.resilience.conftest import (
 PAGE_CAP = 50
 
 
+# Convergence is the issues step's (its walks, census and reconciliation): the runs here
+# materialize it alone, without the dimensions' and followers' steps that only stretch them.
+ISSUES_ONLY = ("jira_issues",)
+
 def daily_run(target: SyncTarget) -> dg.ExecuteInProcessResult:
-    """The run `jira_daily_schedule` requests now: its job, partitions and tags."""
+    """The run `jira_daily_schedule` requests now: its job, partitions and tags (its issues:
+    what these tests converge; the followers' steps are tested on their own)."""
     defs = target.definitions()
     schedule = defs.resolve_schedule_def("jira_daily_schedule")
     with dg.DagsterInstance.ephemeral() as instance:
@@ -38,7 +43,8 @@ def daily_run(target: SyncTarget) -> dg.ExecuteInProcessResult:
         requests = schedule.evaluate_tick(context).run_requests
         assert requests is not None and len(requests) == 1
         return defs.resolve_job_def("jira_sync_job").execute_in_process(
-            instance=instance, tags=requests[0].tags, raise_on_error=False
+            instance=instance, tags=requests[0].tags, raise_on_error=False,
+            asset_selection=[dg.AssetKey(name) for name in ISSUES_ONLY],
         )
 
 
@@ -69,7 +75,7 @@ def synced(
 ) -> tuple[FakeJiraHandle, SyncTarget]:
     fake = fake_jira_factory(**{"issues": 300, "days": 30, "now": this_hour(), **config})
     target = point_at(fake)
-    assert target.sync().success
+    assert target.sync(assets=ISSUES_ONLY).success
     return fake, target
 
 
@@ -107,7 +113,7 @@ def test_issues_revealed_with_old_updated_are_fetched(
     revealed = issues_of(fake, project)
     fake.admin.configure(forbidden_projects=[project])  # Browse permission granted later
     target = point_at(fake)
-    assert target.sync().success
+    assert target.sync(assets=ISSUES_ONLY).success
     db = open_store(target.store_folder)
     assert not revealed & set(stored_issues(db))
 
@@ -151,7 +157,7 @@ def test_a_short_page_fails_the_walk_and_deletes_nothing(
     target = point_at(fake, basic_auth=False)
     monkeypatch.setenv("JIRA_BASE_URL", fake.base_url)
     monkeypatch.setenv("JIRA_PAT", fake.config.pat)
-    assert target.sync().success
+    assert target.sync(assets=ISSUES_ONLY).success
     db = open_store(target.store_folder)
     fake.admin.configure(search_page_cap=PAGE_CAP, glitch_next_page="short")
 
@@ -195,7 +201,7 @@ def test_deleting_during_a_dc_id_walk_marks_only_the_deleted_issue(
     target = point_at(fake, basic_auth=False)
     monkeypatch.setenv("JIRA_BASE_URL", fake.base_url)
     monkeypatch.setenv("JIRA_PAT", fake.config.pat)
-    assert target.sync().success
+    assert target.sync(assets=ISSUES_ONLY).success
     db = open_store(target.store_folder)
     by_key = sorted(
         fake.admin.issues(), key=lambda i: (i["project_key"], int(i["key"].split("-")[1]))
