@@ -209,7 +209,9 @@ def build_agile(data: Dataset, seed: int, now_ms: int, days: int) -> AgileBook:
                     own.append(sprint)
                 break
             if end <= now_ms:
-                complete = min(end + 30 * MINUTE_MS + j * MINUTE_MS, now_ms - MINUTE_MS)
+                # Closed on its last day, before the next sprint starts: what it carries over
+                # is in the next one when that one is activated (committed to it).
+                complete = min(end - HOUR_MS + j * MINUTE_MS, now_ms - MINUTE_MS)
                 sprint = Sprint(sid, board.id, name, "closed", start, end, complete,
                                 start + 2 * MINUTE_MS, created, goal)
             else:
@@ -231,6 +233,10 @@ def build_agile(data: Dataset, seed: int, now_ms: int, days: int) -> AgileBook:
     return book
 
 
+# Of the issues taken into a running sprint's time, the share planned into the next sprint
+# instead (added before it starts, so committed at its start).
+PLANNED_SHARE = 0.6
+
 def _sprint_history(book: AgileBook, issue: Issue, own: list[Sprint],
                     rng: random.Random) -> None:
     lo, hi = issue.created + MINUTE_MS, issue.seeded
@@ -241,6 +247,11 @@ def _sprint_history(book: AgileBook, issue: Issue, own: list[Sprint],
                   if s.complete_ms is None or s.complete_ms > added), None)
     if index is None:
         return
+    sprint = own[index]
+    if (sprint.start_ms is not None and sprint.start_ms < added and index + 1 < len(own)
+            and rng.random() < PLANNED_SHARE):
+        # Most work is planned: put into the next sprint before that one starts.
+        index += 1
     names = {s.id: s.name for s in book.sprints}
     events: list[SprintEvent] = [(added, (), (own[index].id,))]
     points = issue.custom[0]

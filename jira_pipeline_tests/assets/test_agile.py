@@ -119,28 +119,36 @@ def test_a_sprint_only_issues_reference_is_fetched_one_by_one(
     data = pipeline.fake.site.data
     synced = pipeline.sync_everything()
     assert check_results(synced)[("jira_sprints", "referenced_sprints_stored")].passed
-    # Board 3 (OPS) is no other board's: once deleted, nothing lists its sprints.
-    own = {str(s.id) for s in agile.sprints(data) if s.board_id == 3}
-    referenced = {str(sid) for issue in data.issues for sid in
-                  agile.current_sprint_ids(data, issue)} & own
-    assert referenced and referenced != own, "some of its sprints are referenced, not all"
+    # A board no other board shows (once deleted, nothing lists its sprints) some of whose
+    # sprints issues still reference, not all.
+    in_field = {str(sid) for issue in data.issues for sid in
+                agile.current_sprint_ids(data, issue)}
+    shown_elsewhere = {b for board in agile.boards(data) for b in board.shows
+                       if b != board.id}
+    candidates = []
+    for board in agile.boards(data):
+        own = {str(s.id) for s in agile.sprints(data) if s.board_id == board.id}
+        if board.id not in shown_elsewhere and own and set() < own & in_field < own:
+            candidates.append((board.id, own, own & in_field))
+    assert candidates, "some board's sprints are referenced, not all"
+    board_id, own, referenced = candidates[0]
     before = sum(requests(pipeline, ONE_SPRINT).values())
 
-    pipeline.fake.admin.remove_board(3)
+    pipeline.fake.admin.remove_board(board_id)
     result = pipeline.run("jira_dimensions_job")
 
     sprints = stored(pipeline, "jira_sprints", "sprint_id")
     for sprint_id in referenced:
         assert sprints[sprint_id]["is_deleted"] is False
         assert sprints[sprint_id]["board_ids"] == []  # no board listed it this run
-        assert sprints[sprint_id]["origin_board_id"] == "3"
+        assert sprints[sprint_id]["origin_board_id"] == str(board_id)
     for sprint_id in own - referenced:
         assert sprints[sprint_id]["is_deleted"] is True
     assert sum(requests(pipeline, ONE_SPRINT).values()) - before == len(referenced)
     [meta] = materializations(result, "jira_sprints")
     assert meta["referenced_not_listed"] == meta["fetched_one_by_one"] == len(referenced)
     assert check_results(result)[("jira_sprints", "referenced_sprints_stored")].passed
-    assert stored(pipeline, "jira_boards", "board_id")["3"]["is_deleted"] is True
+    assert stored(pipeline, "jira_boards", "board_id")[str(board_id)]["is_deleted"] is True
 
 
 def test_a_referenced_sprint_jira_does_not_have_fails_the_check(
