@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 from typing import Any, Self
 
 from jira_pipeline.jira.models import JiraRecord, _required_id, _user_id
-from jira_pipeline.jira.reference import _text
+from jira_pipeline.jira.reference import _id_text, _text
 
 
 class VersionRecord(JiraRecord):
@@ -65,13 +65,6 @@ class ComponentRecord(JiraRecord):
             lead_account_id=lead,
             assignee_type=_text(raw.get("assigneeType")),
         )
-
-
-def _id_text(value: Any) -> str | None:
-    """Ids Jira sends as numbers (`projectId`), stored as text like every other id."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value if isinstance(value, str) and value else None
 
 
 def _flag(value: Any) -> bool | None:

@@ -98,3 +98,11 @@ def _text(value: Any) -> str | None:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _id_text(value: Any) -> str | None:
+    """An id Jira may send as a number (`projectId`, a board's or sprint's id), as text like
+    every other stored id; None for anything else (booleans and empty strings included)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value if isinstance(value, str) and value else None

@@ -10,7 +10,7 @@ from typing import Any, Self
 from jira_pipeline.jira._exceptions import JiraError
 from jira_pipeline.jira.comments import _moment
 from jira_pipeline.jira.models import JiraRecord, RecordRejected, _required_id
-from jira_pipeline.jira.reference import _text
+from jira_pipeline.jira.reference import _id_text, _text
 
 # The schema `custom` of Jira Software's sprint field, whatever its customfield id.
 SPRINT_FIELD_CUSTOM = "com.pyxis.greenhopper.jira:gh-sprint"
@@ -68,12 +68,6 @@ def data_center_sprint(value: str) -> tuple[str, str | None] | None:
         return None
     name = _DC_NAME.search(value)
     return found[1], name[1] if name else None
-
-
-def _id_text(value: Any) -> str | None:
-    if isinstance(value, bool) or value in (None, ""):
-        return None
-    return str(value) if isinstance(value, int | str) else None
 
 
 class BoardRecord(JiraRecord):
