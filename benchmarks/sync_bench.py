@@ -18,8 +18,12 @@ Phases, one JSON line each:
 1. `overhead`: the first `jira_issues` partition, a day before the fake's first issue (fetches
    nothing);
 2. `full`: the sync job (dimensions and every partition in one run), after a bare `JiraClient`
-   fetch of the same issues (benchmarks/client_bench.py: same window, fields, expand and JQL as
-   `jira_issues` asks) whose wall and CPU seconds are `client_fetch_s`/`client_cpu_s`;
+   fetch of the same issues; with `--scope issues` the job's dimensions, `jira_issues` and its
+   checks only (an op selection of `jira_sync_job`, as the UI's subset launches it), the issue's
+   like-for-like comparison with the bare client, without the followers (comments, changelogs,
+   worklogs, history, sprints) that `--scope sync` (the default, the daily schedule's run) adds.
+   The bare fetch (benchmarks/client_bench.py: same window, fields, expand and JQL as
+   `jira_issues` asks) gives `client_fetch_s`/`client_cpu_s`;
 3. `delta`: after M issues are touched through the fake's admin API, today's partition as the
    refresh sensor launches it (daemon: the sensor is turned on and requests the run; cli and
    in-process: `jira_issues` for today's partition).
@@ -34,7 +38,7 @@ other), from cProfile in every thread.
 
     python benchmarks/sync_bench.py [--launch cli|daemon|in-process] [--issues 5000] [--days 30]
         [--latency-ms 100] [--touched 100] [--rate-limit 0] [--min-interval-ms 0]
-        [--mongodb-uri URI] [--profile] [--phases overhead,full,delta]
+        [--mongodb-uri URI] [--profile] [--phases overhead,full,delta] [--scope sync|issues]
 """
 
 from __future__ import annotations
@@ -291,8 +295,8 @@ class CliLaunch:
 
     name = "cli"
 
-    def __init__(self, scratch: Path, exclude: set[int]) -> None:
-        self.scratch, self.exclude = scratch, exclude
+    def __init__(self, scratch: Path, exclude: set[int], ops: list[str] | None) -> None:
+        self.scratch, self.exclude, self.ops = scratch, exclude, ops
 
     def __enter__(self) -> CliLaunch:
         return self
@@ -304,7 +308,7 @@ class CliLaunch:
         dagster = str(BIN / "dagster")
         if phase == "full":
             return [dagster, "job", "execute", "-m", MODULE, "-j", SYNC_JOB,
-                    "--tags", json.dumps(range_tags(keys[0], keys[-1]))]
+                    "--tags", json.dumps(range_tags(keys[0], keys[-1])), *op_option(self.ops)]
         partition = keys[0] if phase == "overhead" else keys[-1]
         return [dagster, "asset", "materialize", "-m", MODULE, "--select", ISSUES_KEY,
                 "--partition", partition]
@@ -351,8 +355,9 @@ class DaemonLaunch:
 
     name = "daemon"
 
-    def __init__(self, scratch: Path, exclude: set[int], base_url: str) -> None:
-        self.scratch, self.exclude, self.base_url = scratch, exclude, base_url
+    def __init__(self, scratch: Path, exclude: set[int], base_url: str,
+                 ops: list[str] | None) -> None:
+        self.scratch, self.exclude, self.base_url, self.ops = scratch, exclude, base_url, ops
         self.daemon: psutil.Popen | None = None
 
     def _dagster(self, *arguments: str) -> None:
@@ -409,8 +414,9 @@ class DaemonLaunch:
             run_id = str(uuid.uuid4())
             job, tags = ((SYNC_JOB, range_tags(keys[0], keys[-1])) if phase == "full"
                          else (ISSUES_JOB, {PARTITION_TAG: keys[0]}))
+            ops = op_option(self.ops) if phase == "full" else []
             self._dagster("job", "launch", "-w", str(WORKSPACE), "-j", job,
-                          "--tags", json.dumps(tags), "--run-id", run_id)
+                          "--tags", json.dumps(tags), "--run-id", run_id, *ops)
 
         def run_worker() -> list[psutil.Process]:
             # The run worker is what a code server started since (the daemon also replaces its
@@ -452,20 +458,13 @@ class InProcessLaunch:
 
     name = "in-process"
 
-    def __init__(self, scratch: Path, exclude: set[int], profile: bool) -> None:
-        self.exclude, self.profile = exclude, profile
+    def __init__(self, scratch: Path, exclude: set[int], profile: bool,
+                 ops: list[str] | None) -> None:
+        self.exclude, self.profile, self.ops = exclude, profile, ops
         self.split: dict[str, Any] | None = None
 
     def __enter__(self) -> InProcessLaunch:
-        from dagster._core.definitions.reconstruct import repository_def_from_target_def
-        from dagster._core.workspace.autodiscovery import loadable_targets_from_python_module
-
-        # Found the way `dagster ... -m jira_pipeline.definitions` finds it (Definitions, or a
-        # lazy `@dg.definitions` function).
-        targets = loadable_targets_from_python_module(MODULE, working_directory=None)
-        repository = repository_def_from_target_def(targets[0].target_definition)
-        assert repository is not None
-        self.repository = repository
+        self.repository = load_repository()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -477,6 +476,8 @@ class InProcessLaunch:
         options: dict[str, Any]
         if phase == "full":
             job, options = SYNC_JOB, {"tags": range_tags(keys[0], keys[-1])}
+            if self.ops is not None:
+                options["op_selection"] = self.ops
         else:
             job, options = ISSUES_JOB, {"partition_key": keys[0 if phase == "overhead" else -1]}
         definition = self.repository.get_job(job)
@@ -500,8 +501,43 @@ class InProcessLaunch:
                         processes=meter.peak_processes)
 
 
+def load_repository() -> Any:
+    """The code location as `dagster ... -m jira_pipeline.definitions` finds it (Definitions, or
+    a lazy `@dg.definitions` function), loaded in this process."""
+    from dagster._core.definitions.reconstruct import repository_def_from_target_def
+    from dagster._core.workspace.autodiscovery import loadable_targets_from_python_module
+
+    targets = loadable_targets_from_python_module(MODULE, working_directory=None)
+    repository = repository_def_from_target_def(targets[0].target_definition)
+    assert repository is not None
+    return repository
+
+
+def issues_scope_ops(job: Any) -> list[str]:
+    """The sync job's steps that fetch the dimensions and the issues, or check them: what the
+    sync job was before the followers (comments, changelogs, worklogs, history, sprints) joined
+    it. Read from the job itself, so that a step added beside them is classed by what it
+    materializes and checks, not by a list here."""
+    from jira_pipeline.assets.jobs import DIMENSION_ASSETS
+
+    fetched = {ISSUES_KEY, *DIMENSION_ASSETS}
+    ops = []
+    for assets in job.asset_layer.asset_graph.assets_defs:
+        if not assets.is_executable:
+            continue
+        handled = ({key.to_user_string() for key in assets.keys}
+                   | {check.asset_key.to_user_string() for check in assets.check_keys})
+        if handled and handled <= fetched:
+            ops.append(assets.node_def.name)
+    return sorted(ops)
+
+
+def op_option(ops: list[str] | None) -> list[str]:
+    return [] if ops is None else ["--op-selection", ",".join(ops)]
+
+
 def phase_line(phase: str, launch: str, measured: Measured, served: dict[str, int],
-               store: str, common: dict[str, Any]) -> dict[str, Any]:
+               store: str, common: dict[str, Any], scope: str) -> dict[str, Any]:
     run = measured.run
     issues = run.summed(ISSUES_KEY, "records_fetched")
     return {
@@ -518,6 +554,7 @@ def phase_line(phase: str, launch: str, measured: Measured, served: dict[str, in
         "success": run.status == "SUCCESS",
         "run_id": run.run_id,
         "materializations": sum(len(m) for m in run.materializations.values()),
+        **({"scope": scope} if phase == "full" else {}),
         **measured.extra,
         **common,
     }
@@ -574,13 +611,18 @@ def run_phases(args: argparse.Namespace, base_url: str, fake_pid: int, scratch: 
     common = {"import_dagster_s": baseline, "partitions": len(keys), "days": args.days,
               "latency_ms": args.latency_ms, "min_request_interval_ms": args.min_interval_ms,
               "rate_limit": args.rate_limit, "fake_jira_memory": "not measured (own process)"}
+    # Loaded here, unmeasured: a cli or daemon run loads the code location in its own process.
+    ops = (issues_scope_ops(load_repository().get_job(SYNC_JOB)) if args.scope == "issues"
+           else None)
+    if ops is not None:
+        common["full_ops"] = ops
     launcher: CliLaunch | DaemonLaunch | InProcessLaunch
     if args.launch == "cli":
-        launcher = CliLaunch(scratch, {fake_pid})
+        launcher = CliLaunch(scratch, {fake_pid}, ops)
     elif args.launch == "daemon":
-        launcher = DaemonLaunch(scratch, {fake_pid}, base_url)
+        launcher = DaemonLaunch(scratch, {fake_pid}, base_url, ops)
     else:
-        launcher = InProcessLaunch(scratch, {fake_pid}, args.profile)
+        launcher = InProcessLaunch(scratch, {fake_pid}, args.profile, ops)
     canonical = [p for p in ("overhead", "full", "delta") if p in args.phases]
     # Profiled, the full run goes first: the client's event-loop thread starts inside it, so it
     # gets a profiler of its own (an already running thread cannot be given one on 3.11).
@@ -604,7 +646,7 @@ def run_phases(args: argparse.Namespace, base_url: str, fake_pid: int, scratch: 
             after = fake_stats(base_url)
             served = {k: after[k] - before[k] for k in after}
             measured_lines[phase] = phase_line(phase, launcher.name, measured, served, store,
-                                               {**common, **extra})
+                                               {**common, **extra}, args.scope)
             # Lines print in phase order, each with its targets (which need the overhead's).
             while printed < len(canonical) and canonical[printed] in measured_lines:
                 line = with_targets(measured_lines[canonical[printed]], overhead,
@@ -643,6 +685,9 @@ def main() -> None:
     parser.add_argument("--phases", default="overhead,full,delta",
                         type=lambda text: [p for p in text.split(",") if p],
                         help="comma-separated subset of overhead,full,delta (in that order)")
+    parser.add_argument("--scope", choices=("sync", "issues"), default="sync",
+                        help="the full phase's steps: the whole `jira_sync_job` (default, the "
+                        "daily schedule's run) or its dimensions, jira_issues and their checks")
     parser.add_argument("--profile", action="store_true",
                         help="profile the full run (in-process launch only) and print its CPU "
                         "split as a `phase: profile` line (the profiler's cost is in its figures)")
