@@ -36,6 +36,7 @@ from pymongo.errors import (
 from jira_pipeline.settings import check_database_name, load_settings
 from jira_pipeline.storage.embedded_index import (
     IndexedServerStore,
+    included_paths,
     included_top_level_fields,
     top_level_filter,
     top_level_matches,
@@ -333,8 +334,15 @@ class EmbeddedCollection(mongomock_collection.Collection):
         # A projection of top-level fields is served from the documents' top levels: a
         # projected scan (checks, the refresh sensor) never decodes Jira's raw JSON.
         kept = included_top_level_fields(fields)
-        if sort or kept is None or not top_level_filter(spec):
+        if sort or not top_level_filter(spec):
             return super()._get_dataset(spec, sort, fields, as_class)
+        if kept is None:
+            # Dotted paths (`raw.fields.priority.id`: the checks' and the sensor's reference
+            # passes) are cut from the stored bytes without decoding the rest of the document.
+            paths = included_paths(fields)
+            if paths is None or as_class is not dict:
+                return super()._get_dataset(spec, sort, fields, as_class)
+            return self._store.projected_documents(spec, paths, paths.keep_id)
         if isinstance(fields, (list, tuple)):
             fields = dict.fromkeys(fields, 1)
         keep_id = fields.get("_id", 1) != 0

@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import litemongo.sqlite_store as sqlite_store
 from bson import ObjectId
+from bson import decode as bson_decode
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 from litemongo._vendor.mongomock import indexing
@@ -508,6 +509,61 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
             else:
                 yield self._documents._decode_doc(encoded)
 
+    def projected_documents(
+        self, filter: Any, paths: ProjectedPaths, keep_id: bool
+    ) -> Iterator[dict[str, Any]]:
+        """The documents matching a `top_level_filter`, each cut to `paths` (an inclusion
+        projection of dotted paths, see `included_paths`), in natural order.
+
+        Only what the paths reach is decoded: the walk goes down Jira's `raw` a level at a time
+        (each level's nested documents left as undecoded bytes), so reading three ids out of an
+        issue's fields costs a small part of decoding the issue whole.
+        """
+        self._reject_if_malformed(filter)
+        exact = self._exact_id_plan(filter)
+        matches = _matcher(filter)
+        for encoded in self._candidate_bytes(filter, exact):
+            document = RawBSONDocument(encoded, codec_options=self._shallow_codec_options)
+            if exact is None and not matches(_shallow_top_level(document)):
+                continue
+            projected = self._project(document, paths.tree)
+            if keep_id and indexing.ID in document:
+                projected[indexing.ID] = self._whole(document[indexing.ID])
+            yield projected
+
+    def _project(self, document: Mapping[str, Any], tree: PathTree) -> dict[str, Any]:
+        # MongoDB's inclusion projection: the document's own order; a path's end keeps its value
+        # whole; a path through an array projects each document in it (arrays within arrays
+        # too) and drops the other elements; a path that meets a scalar keeps nothing of it.
+        projected: dict[str, Any] = {}
+        for name, value in document.items():
+            if name == indexing.ID or name not in tree:
+                continue
+            below = tree[name]
+            if below is None:
+                projected[name] = self._whole(value)
+            else:
+                kept = self._project_value(value, below)
+                if kept is not _NOTHING:
+                    projected[name] = kept
+        return projected
+
+    def _project_value(self, value: Any, tree: PathTree) -> Any:
+        if isinstance(value, RawBSONDocument):
+            return self._project(value, tree)
+        if isinstance(value, list):
+            return [self._project_value(item, tree) for item in value
+                    if isinstance(item, RawBSONDocument | list)]
+        return _NOTHING
+
+    def _whole(self, value: Any) -> Any:
+        """A shallowly decoded value decoded whole, as the store decodes a document."""
+        if isinstance(value, RawBSONDocument):
+            return bson_decode(value.raw, codec_options=self._codec_options)
+        if isinstance(value, list):
+            return [self._whole(item) for item in value]
+        return value
+
     def count_matching(self, filter: Any) -> int:
         """How many documents match a `top_level_filter`, decoding none of them whole."""
         self._reject_if_malformed(filter)
@@ -525,12 +581,9 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
             filter_applies(filter, {})
 
     def _top_level(self, encoded: bytes) -> dict[str, Any]:
-        document = RawBSONDocument(encoded, codec_options=self._shallow_codec_options)
-        # Most top-level values are scalars: only documents and arrays need `_opaque`.
-        return {
-            name: _opaque(value) if type(value) in _NESTED_TYPES else value
-            for name, value in document.items()
-        }
+        return _shallow_top_level(
+            RawBSONDocument(encoded, codec_options=self._shallow_codec_options)
+        )
 
     @functools.cached_property
     def _shallow_codec_options(self) -> CodecOptions:
@@ -853,6 +906,14 @@ _NESTED_TYPES = (RawBSONDocument, list)
 _OPAQUE_TYPES = (dict, list)
 
 
+def _shallow_top_level(document: RawBSONDocument) -> dict[str, Any]:
+    # Most top-level values are scalars: only documents and arrays need `_opaque`.
+    return {
+        name: _opaque(value) if type(value) in _NESTED_TYPES else value
+        for name, value in document.items()
+    }
+
+
 def _opaque(value: Any) -> Any:
     """A shallowly decoded value with each nested document (left undecoded) replaced by `{}`."""
     if isinstance(value, RawBSONDocument):
@@ -882,6 +943,55 @@ def _holds_document(value: Any) -> bool:
     if isinstance(value, dict):
         return True
     return isinstance(value, list) and any(_holds_document(item) for item in value)
+
+
+# A projection's paths as a tree: each name maps to the names kept below it, or to None where a
+# path ends (the value is kept whole).
+PathTree = dict[str, "PathTree | None"]
+_NOTHING = object()  # what a path that meets a scalar keeps of it
+
+
+@dataclass(frozen=True)
+class ProjectedPaths:
+    tree: PathTree
+    keep_id: bool
+
+
+def included_paths(projection: Any) -> ProjectedPaths | None:
+    """An inclusion projection of plain paths, dotted or not (`{"raw.fields.priority.id": 1}`),
+    as a tree, else None (no projection, an exclusion, operators, `$` or numeric path parts,
+    or a path that is another's prefix, which MongoDB rejects as a collision)."""
+    if isinstance(projection, (list, tuple)):
+        projection = dict.fromkeys(projection, 1)
+    if not isinstance(projection, Mapping) or not projection:
+        return None
+    tree: PathTree = {}
+    keep_id = True
+    for name, value in projection.items():
+        if value is not True and (isinstance(value, bool) or value != 1):
+            if name == indexing.ID and value in (0, False):
+                keep_id = False
+                continue
+            return None
+        if name == indexing.ID:
+            continue
+        if not isinstance(name, str):
+            return None
+        parts = name.split(".")
+        if any(not part or part.startswith("$") or part.isdigit() for part in parts):
+            return None
+        node = tree
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
+            if part in node and (last or node[part] is None):
+                return None  # a collision: one path is the other's prefix
+            if last:
+                node[part] = None
+            else:
+                below = node.setdefault(part, {})
+                assert below is not None
+                node = below
+    return ProjectedPaths(tree, keep_id) if tree else None
 
 
 def included_top_level_fields(projection: Any) -> set[str] | None:

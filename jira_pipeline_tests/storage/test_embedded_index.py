@@ -14,12 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from litemongo._vendor.mongomock import collection as mongomock_collection
 from litemongo._vendor.mongomock.filtering import filter_applies
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
 from jira_pipeline.storage.client import get_mongo_client
-from jira_pipeline.storage.embedded_index import IndexedCollectionStore, _matcher, quick_filter
+from jira_pipeline.storage.embedded_index import (
+    IndexedCollectionStore,
+    ProjectedPaths,
+    _matcher,
+    included_paths,
+    quick_filter,
+)
 from jira_pipeline.storage.indexes import ensure_indexes
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
@@ -398,3 +405,80 @@ def test_scans_with_quick_filters_return_what_mongomock_matches(tmp_path: Path) 
 
     assert found == expected and 0 < len(found) < 40
     assert collection.count_documents(selector) == len(expected)
+
+
+# Documents for dotted projections: what MongoDB returns for each, by its inclusion rules (a
+# path's end keeps its value whole; through an array each document is projected, other
+# elements dropped; a path that meets a scalar keeps nothing of it, its parents stay as `{}`).
+PATH_PROJECTION = {"raw.fields.priority.id": 1, "raw.fields.fixVersions.id": 1,
+                   "raw.fields.sprint": 1, "connection_id": 1, "_id": 0}
+PATH_CASES: list[tuple[dict[str, Any], dict[str, Any]]] = [
+    ({"_id": 1, "connection_id": "c1", "raw": {"key": "P-1", "fields": {
+        "summary": "s", "priority": {"id": "3", "name": "High"},
+        "fixVersions": [{"id": "10", "name": "v1"}, {"id": "11"}, {"name": "no id"}],
+        "sprint": [{"id": 7, "startDate": T0}], "description": {"type": "doc"}}}},
+     {"connection_id": "c1", "raw": {"fields": {
+         "priority": {"id": "3"}, "fixVersions": [{"id": "10"}, {"id": "11"}, {}],
+         "sprint": [{"id": 7, "startDate": T0}]}}}),
+    ({"_id": 2, "connection_id": "c1", "raw": {"fields": {"priority": None, "fixVersions": [],
+                                                           "sprint": None}}},
+     {"connection_id": "c1", "raw": {"fields": {"fixVersions": [], "sprint": None}}}),
+    ({"_id": 3, "connection_id": "c2", "raw": None}, {"connection_id": "c2"}),
+    ({"_id": 4}, {}),
+    ({"_id": 5, "raw": {"fields": {"fixVersions": [{"id": "1"}, 5, "x", [{"id": "2"}, 6]]}}},
+     {"raw": {"fields": {"fixVersions": [{"id": "1"}, [{"id": "2"}]]}}}),
+    ({"_id": 6, "raw": {"fields": [{"priority": {"id": "7"}}, {"other": 1}]}},
+     {"raw": {"fields": [{"priority": {"id": "7"}}, {}]}}),
+]
+
+
+def test_dotted_projections_are_cut_from_the_stored_bytes_as_mongodb_projects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = get_mongo_client(None, folder=tmp_path / "mongo")
+    collection = client.get_database("paths").jira_issues
+    collection.insert_many([document for document, _ in PATH_CASES])
+    store = _store(collection)
+    decoded = 0
+    decode = store._documents._decode_doc
+
+    def decoding(encoded: bytes) -> dict[str, Any]:
+        nonlocal decoded
+        decoded += 1
+        return decode(encoded)
+
+    monkeypatch.setattr(store._documents, "_decode_doc", decoding)
+    try:
+        assert list(collection.find({}, PATH_PROJECTION)) == [
+            expected for _, expected in PATH_CASES]
+        # Nothing is decoded whole, and a top-level filter still narrows the documents.
+        assert decoded == 0
+        kept = list(collection.find({"connection_id": "c1"}, {"raw.fields.priority.id": 1}))
+        assert kept == [{"raw": {"fields": {"priority": {"id": "3"}}}, "_id": 1},
+                        {"raw": {"fields": {}}, "_id": 2}]
+        assert decoded == 0
+        # mongomock's own answer, for the documents whose shapes it projects correctly.
+        monkeypatch.undo()
+        answers = list(collection.find({"_id": 1}, {"raw.fields.priority.id": 1,
+                                                    "raw.fields.fixVersions.id": 1}))
+        mongomock_answers = mongomock_collection.Collection._get_dataset(
+            collection, {"_id": 1}, None,
+            {"raw.fields.priority.id": 1, "raw.fields.fixVersions.id": 1}, dict)
+        assert answers == list(mongomock_answers)
+        # What the path walk does not serve goes to mongomock: a path colliding with its
+        # prefix is refused as MongoDB refuses it, a sort takes mongomock's path.
+        with pytest.raises(Exception, match=r"[Cc]ollision"):
+            list(collection.find({}, {"raw.fields": 1, "raw.fields.priority": 1}))
+        assert [d["_id"] for d in collection.find({}, {"raw.fields.priority.id": 1})
+                .sort("_id", -1)] == [6, 5, 4, 3, 2, 1]
+    finally:
+        client.close()
+
+
+def test_the_path_projection_tree_refuses_what_it_cannot_serve() -> None:
+    assert included_paths({"a.b": 1, "a.c.d": True, "_id": 0}) == ProjectedPaths(
+        {"a": {"b": None, "c": {"d": None}}}, keep_id=False)
+    assert included_paths(["x", "y.z"]) == ProjectedPaths({"x": None, "y": {"z": None}}, True)
+    for refused in ({}, None, {"a": 0}, {"a.b": 1, "a": 1}, {"a": 1, "a.b": 1},
+                    {"a.$": 1}, {"a.0.b": 1}, {"a": {"$slice": 1}}, {"a..b": 1}):
+        assert included_paths(refused) is None, refused
