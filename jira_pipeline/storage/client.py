@@ -7,7 +7,7 @@ import functools
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from datetime import UTC
 from pathlib import Path
@@ -22,6 +22,7 @@ from bson.errors import InvalidDocument
 from bson.raw_bson import RawBSONDocument
 from litemongo._vendor.mongomock import collection as mongomock_collection
 from litemongo._vendor.mongomock import database as mongomock_database
+from litemongo._vendor.mongomock import filtering as mongomock_filtering
 from litemongo._vendor.mongomock import helpers as mongomock_helpers
 from litemongo._vendor.mongomock.filtering import filter_applies
 from litemongo._vendor.mongomock.results import BulkWriteResult
@@ -334,8 +335,10 @@ class EmbeddedCollection(mongomock_collection.Collection):
         # A projection of top-level fields is served from the documents' top levels: a
         # projected scan (checks, the refresh sensor) never decodes Jira's raw JSON.
         kept = included_top_level_fields(fields)
-        if sort or not top_level_filter(spec):
+        if not top_level_filter(spec):
             return super()._get_dataset(spec, sort, fields, as_class)
+        if sort:
+            return self._sorted_top_levels(spec, sort, fields, kept, as_class)
         if kept is None:
             # Dotted paths (`raw.fields.priority.id`: the checks' and the sensor's reference
             # passes) are cut from the stored bytes without decoding the rest of the document.
@@ -350,6 +353,30 @@ class EmbeddedCollection(mongomock_collection.Collection):
             _projected(document, kept, keep_id, as_class)
             for document in self._store.matching_documents(spec, kept)
         )
+
+    def _sorted_top_levels(
+        self, spec: Any, sort: Any, fields: Any, kept: set[str] | None, as_class: Any
+    ) -> Iterator[Any]:
+        """A sorted find of top-level fields by top-level keys (`fresh`'s newest `updated`),
+        sorted on the documents' top levels as mongomock sorts whole documents."""
+        keys = list(sort.items() if isinstance(sort, dict) else sort)
+        if kept is None or any(
+            not isinstance(key, str) or "." in key or key.startswith("$") for key, _ in keys
+        ):
+            return super()._get_dataset(spec, sort, fields, as_class)
+        if isinstance(fields, (list, tuple)):
+            fields = dict.fromkeys(fields, 1)
+        keep_id = fields.get("_id", 1) != 0
+        # The sort keys are read too: a nested one has the document decoded whole.
+        documents: Iterable[dict[str, Any]] = self._store.matching_documents(
+            spec, kept | {key for key, _ in keys})
+        for key, direction in reversed(keys):  # mongomock's stable sorts, last key first
+            documents = sorted(
+                documents,
+                key=functools.partial(mongomock_filtering.resolve_sort_key, key),
+                reverse=direction < 0,
+            )
+        return (_projected(document, kept, keep_id, as_class) for document in documents)
 
     def count_documents(self, filter: Any, **kwargs: Any) -> int:
         # Counting needs no document decoded whole (skip and limit take mongomock's own path).

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from litemongo._vendor.mongomock import collection as mongomock_collection
 from litemongo._vendor.mongomock.filtering import filter_applies
+from litemongo._vendor.mongomock.helpers import make_datetime_timezone_aware_in_document
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError
 
@@ -482,3 +483,50 @@ def test_the_path_projection_tree_refuses_what_it_cannot_serve() -> None:
     for refused in ({}, None, {"a": 0}, {"a.b": 1, "a": 1}, {"a": 1, "a.b": 1},
                     {"a.$": 1}, {"a.0.b": 1}, {"a": {"$slice": 1}}, {"a..b": 1}):
         assert included_paths(refused) is None, refused
+
+
+SORTS = [[("updated", -1)], [("issue_id", 1)], [("connection_id", 1), ("updated", -1)],
+         [("key", -1), ("_id", 1)], [("raw", 1)]]
+
+
+@pytest.mark.parametrize("sort", SORTS, ids=[str(s) for s in SORTS])
+def test_sorted_finds_of_top_level_fields_answer_as_mongomock(
+    issues: Any, monkeypatch: pytest.MonkeyPatch, sort: list[tuple[str, int]]
+) -> None:
+    store = _store(issues)
+    decoded = 0
+    decode = store._documents._decode_doc
+
+    def decoding(encoded: bytes) -> dict[str, Any]:
+        nonlocal decoded
+        decoded += 1
+        return decode(encoded)
+
+    for filter in ({}, {"connection_id": "c1"}, {"is_deleted": {"$ne": True}}):
+        for projection in ({"updated": 1, "_id": 0}, {"issue_id": 1, "key": 1}):
+            expected = _mongomock_answer(issues, filter, sort, projection)
+            monkeypatch.setattr(store._documents, "_decode_doc", decoding)
+            decoded = 0
+            found = list(issues.find(filter, projection, sort=sort))
+            monkeypatch.undo()
+            assert found == expected, (filter, projection)
+            # Only a document whose read fields hold a document is decoded whole.
+            read = {*projection, *(key for key, _ in sort)} - {"_id"}
+            assert decoded == sum(
+                1 for document in _documents() if filter_applies(filter, document)
+                and any(isinstance(document.get(name), dict) for name in read)
+            ), (filter, projection)
+    newest = issues.find_one({"connection_id": "c1"}, {"updated": 1, "_id": 0},
+                             sort=[("updated", -1)])
+    assert newest == expected_newest(issues)
+
+
+def expected_newest(issues: Any) -> Any:
+    return _mongomock_answer(issues, {"connection_id": "c1"}, [("updated", -1)],
+                             {"updated": 1, "_id": 0})[0]
+
+
+def _mongomock_answer(issues: Any, filter: Any, sort: Any, projection: Any) -> list[Any]:
+    """mongomock's own sorted find, its datetimes made aware as its cursor makes them."""
+    return [make_datetime_timezone_aware_in_document(document) for document in
+            mongomock_collection.Collection._get_dataset(issues, filter, sort, projection, dict)]
