@@ -408,6 +408,20 @@ def test_scans_with_quick_filters_return_what_mongomock_matches(tmp_path: Path) 
     assert collection.count_documents(selector) == len(expected)
 
 
+class WholeDecodes:
+    """Counts the store's whole-document decodes until the monkeypatch is undone."""
+
+    def __init__(self, store: IndexedCollectionStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        decode = store._documents._decode_doc
+
+        def decoding(encoded: bytes) -> dict[str, Any]:
+            self.count += 1
+            return decode(encoded)
+
+        monkeypatch.setattr(store._documents, "_decode_doc", decoding)
+
+
 # Documents for dotted projections: what MongoDB returns for each, by its inclusion rules (a
 # path's end keeps its value whole; through an array each document is projected, other
 # elements dropped; a path that meets a scalar keeps nothing of it, its parents stay as `{}`).
@@ -439,25 +453,16 @@ def test_dotted_projections_are_cut_from_the_stored_bytes_as_mongodb_projects(
     client = get_mongo_client(None, folder=tmp_path / "mongo")
     collection = client.get_database("paths").jira_issues
     collection.insert_many([document for document, _ in PATH_CASES])
-    store = _store(collection)
-    decoded = 0
-    decode = store._documents._decode_doc
-
-    def decoding(encoded: bytes) -> dict[str, Any]:
-        nonlocal decoded
-        decoded += 1
-        return decode(encoded)
-
-    monkeypatch.setattr(store._documents, "_decode_doc", decoding)
+    decodes = WholeDecodes(_store(collection), monkeypatch)
     try:
         assert list(collection.find({}, PATH_PROJECTION)) == [
             expected for _, expected in PATH_CASES]
         # Nothing is decoded whole, and a top-level filter still narrows the documents.
-        assert decoded == 0
+        assert decodes.count == 0
         kept = list(collection.find({"connection_id": "c1"}, {"raw.fields.priority.id": 1}))
         assert kept == [{"raw": {"fields": {"priority": {"id": "3"}}}, "_id": 1},
                         {"raw": {"fields": {}}, "_id": 2}]
-        assert decoded == 0
+        assert decodes.count == 0
         # mongomock's own answer, for the documents whose shapes it projects correctly.
         monkeypatch.undo()
         answers = list(collection.find({"_id": 1}, {"raw.fields.priority.id": 1,
@@ -493,26 +498,16 @@ SORTS = [[("updated", -1)], [("issue_id", 1)], [("connection_id", 1), ("updated"
 def test_sorted_finds_of_top_level_fields_answer_as_mongomock(
     issues: Any, monkeypatch: pytest.MonkeyPatch, sort: list[tuple[str, int]]
 ) -> None:
-    store = _store(issues)
-    decoded = 0
-    decode = store._documents._decode_doc
-
-    def decoding(encoded: bytes) -> dict[str, Any]:
-        nonlocal decoded
-        decoded += 1
-        return decode(encoded)
-
     for filter in ({}, {"connection_id": "c1"}, {"is_deleted": {"$ne": True}}):
         for projection in ({"updated": 1, "_id": 0}, {"issue_id": 1, "key": 1}):
             expected = _mongomock_answer(issues, filter, sort, projection)
-            monkeypatch.setattr(store._documents, "_decode_doc", decoding)
-            decoded = 0
+            decodes = WholeDecodes(_store(issues), monkeypatch)
             found = list(issues.find(filter, projection, sort=sort))
             monkeypatch.undo()
             assert found == expected, (filter, projection)
             # Only a document whose read fields hold a document is decoded whole.
             read = {*projection, *(key for key, _ in sort)} - {"_id"}
-            assert decoded == sum(
+            assert decodes.count == sum(
                 1 for document in _documents() if filter_applies(filter, document)
                 and any(isinstance(document.get(name), dict) for name in read)
             ), (filter, projection)
