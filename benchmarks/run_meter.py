@@ -189,6 +189,8 @@ class RunRecord:
     status_times: dict[str, float] = field(default_factory=dict)
     # asset name (last key component) -> one metadata dict per materialization
     materializations: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # step key -> seconds from its STEP_START to its STEP_SUCCESS or STEP_FAILURE
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
     def between(self, first: str, last: str) -> float | None:
         if first in self.status_times and last in self.status_times:
@@ -214,6 +216,7 @@ def read_run(instance: Any, run_id: str) -> RunRecord:
     run = record.dagster_run
     created = record.create_timestamp.timestamp()
     result = RunRecord(run_id, run.status.value, dict(run.tags), created)
+    step_started: dict[str, float] = {}
     for entry in instance.all_logs(run_id):
         event = entry.dagster_event
         if event is None:
@@ -221,6 +224,12 @@ def read_run(instance: Any, run_id: str) -> RunRecord:
         name = event.event_type_value
         if name.startswith("PIPELINE_") or name.startswith("RUN_"):
             result.status_times.setdefault(name.replace("PIPELINE_", "RUN_"), entry.timestamp)
+        if event.step_key is not None:
+            if name == "STEP_START":
+                step_started[event.step_key] = entry.timestamp
+            elif name in ("STEP_SUCCESS", "STEP_FAILURE") and event.step_key in step_started:
+                result.step_seconds[event.step_key] = round(
+                    entry.timestamp - step_started[event.step_key], 2)
         materialization = entry.asset_materialization
         if materialization is not None:
             metadata = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
