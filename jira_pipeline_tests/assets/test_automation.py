@@ -317,7 +317,7 @@ def test_one_projected_pass_over_the_issues_finds_every_missing_referenced_row(
     expected["sprints"] = missing_sprints(db, connection)
     collection_type = type(db["jira_issues"])
     real_find = collection_type.find
-    passes: list[dict] = []
+    passes: list[Any] = []
 
     def counted_find(self: Any, *args: Any, **kwargs: Any) -> Any:
         if self.name == "jira_issues":
