@@ -9,7 +9,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from jira_pipeline.assets.dimensions import Dimension
+from jira_pipeline.assets.dimensions import Dimension, StepListings
 from jira_pipeline.jira import JiraClient
 from jira_pipeline.jira.sprints import BoardRecord, SprintRecord, SprintsNotSupported
 from jira_pipeline.settings import PipelineSettings
@@ -17,6 +17,9 @@ from jira_pipeline.storage.sprint_references import referenced_sprint_ids
 
 # Boards of these types have no sprints: their sprint list is never asked for.
 NO_SPRINT_BOARD_TYPES = frozenset({"kanban"})
+# The board listing's name in a step's StepListings: the sprints walk starts from the listing
+# the boards walk read in the same run.
+BOARD_LISTING = "boards"
 
 
 def _boards(client: JiraClient, settings: PipelineSettings) -> AsyncIterator[dict[str, Any]]:
@@ -24,13 +27,15 @@ def _boards(client: JiraClient, settings: PipelineSettings) -> AsyncIterator[dic
 
 
 async def _sprints(
-    client: JiraClient, settings: PipelineSettings, counts: dict[str, int]
+    client: JiraClient, settings: PipelineSettings, counts: dict[str, int],
+    listings: StepListings,
 ) -> AsyncIterator[dict[str, Any]]:
     """Each sprint once, after every board was asked, with the boards that showed it: a sprint
-    shown by two boards (one's filter spans the other's project) comes from both lists."""
+    shown by two boards (one's filter spans the other's project) comes from both lists. The
+    boards are those the boards walk of this run listed whole, else listed here."""
     counts.update(boards_asked=0, kanban_boards_not_asked=0, boards_without_sprints=0)
     shown: dict[str, tuple[dict[str, Any], set[str]]] = {}
-    async for board in client.boards():
+    async for board in listings.rows(BOARD_LISTING, client.boards):
         board_id = str(board.get("id"))
         if board.get("type") in NO_SPRINT_BOARD_TYPES:
             counts["kanban_boards_not_asked"] += 1
@@ -79,6 +84,7 @@ BOARDS = Dimension(
     "(full refresh; vanished ones marked deleted).",
     record_type=BoardRecord,
     walk=_boards,
+    shared_as=BOARD_LISTING,
     preview_fields=("board_id", "name", "type", "project_key"),
 )
 SPRINTS = Dimension(

@@ -51,9 +51,38 @@ class DimensionCompletion(Protocol):
     def fetch(self, client: JiraClient, ids: list[str]) -> AsyncIterable[dict[str, Any]]: ...
 
 
+class StepListings:
+    """Listings read whole by one dimension's walk, kept for the step's later walks that start
+    from the same listing: the sprints walk asks every board the boards walk listed, the
+    versions and components walks every project. One step runs its dimensions one after the
+    other (each stream is written before the next starts), so a listing is asked once per run
+    where both are selected, and still asked when either is materialized alone.
+
+    A listing is kept only once it ended: one cut short (an error, a consumer that stopped) is
+    asked again by the next walk, which then fails or converges as it would alone."""
+
+    def __init__(self) -> None:
+        self._whole: dict[str, list[dict[str, Any]]] = {}
+
+    async def rows(
+        self, name: str, listing: Callable[[], AsyncIterable[dict[str, Any]]]
+    ) -> AsyncIterator[dict[str, Any]]:
+        kept = self._whole.get(name)
+        if kept is not None:
+            for row in kept:
+                yield row
+            return
+        rows: list[dict[str, Any]] = []
+        async for row in listing():
+            rows.append(row)
+            yield row
+        self._whole[name] = rows
+
+
 Walk = Callable[[JiraClient, PipelineSettings], AsyncIterable[dict[str, Any]]]
-# A walk that also counts what it skipped into the dict it is given (the run's metadata).
-CountedWalk = Callable[[JiraClient, PipelineSettings, dict[str, int]],
+# A walk that also counts what it skipped into the dict it is given (the run's metadata), and
+# may start from a listing another dimension of its step already read.
+CountedWalk = Callable[[JiraClient, PipelineSettings, dict[str, int], StepListings],
                        AsyncIterable[dict[str, Any]]]
 
 
@@ -70,15 +99,24 @@ class Dimension:
     counted_walk: CountedWalk | None = None
     preview_fields: tuple[str, ...]
     completion: DimensionCompletion | None = field(default=None)
+    # The name under which `walk`'s rows are kept for the step's later walks (StepListings).
+    shared_as: str | None = None
 
     def rows(
-        self, client: JiraClient, settings: PipelineSettings, counts: dict[str, int]
+        self,
+        client: JiraClient,
+        settings: PipelineSettings,
+        counts: dict[str, int],
+        listings: StepListings,
     ) -> AsyncIterable[dict[str, Any]]:
         if self.counted_walk is not None:
-            return self.counted_walk(client, settings, counts)
-        if self.walk is None:
+            return self.counted_walk(client, settings, counts, listings)
+        walk = self.walk
+        if walk is None:
             raise TypeError(f"dimension {self.asset_name} has no walk")
-        return self.walk(client, settings)
+        if self.shared_as is not None:
+            return listings.rows(self.shared_as, lambda: walk(client, settings))
+        return walk(client, settings)
 
 
 DIMENSIONS_STEP = "jira_dimensions"
@@ -116,11 +154,12 @@ def build_dimension_assets(
     def dimension_assets(
         context: dg.AssetExecutionContext, jira: JiraResource, mongo: MongoResource
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        listings = StepListings()  # this attempt's: a retried step lists anew
         for key, dimension in by_key.items():
             if key in context.selected_asset_keys:
                 # handle_output writes the stream before this generator resumes.
                 yield dg.Output(
-                    dimension_stream(context, jira, mongo, site, dimension, settings),
+                    dimension_stream(context, jira, mongo, site, dimension, settings, listings),
                     output_name=context.assets_def.get_output_name_for_asset_key(key),
                 )
             yield from dimension_check_results(
@@ -137,11 +176,13 @@ def dimension_stream(
     site: JiraSite,
     dimension: Dimension,
     settings: PipelineSettings,
+    listings: StepListings | None = None,
 ) -> JiraRecordStream:
     """A full refresh of one dimension: every row Jira lists (and those stored issues reference
     that the listing left out), then the tombstone of the stored rows it no longer has."""
     spec = entity_spec(dimension.entity)
     seen: set[str] = set()
+    step_listings = listings if listings is not None else StepListings()
 
     # Written by the walk, read once it has finished.
     completed: dict[str, int] = {}
@@ -161,7 +202,7 @@ def dimension_stream(
 
     async def walk(client: JiraClient) -> AsyncIterator[dict[str, Any]]:
         listed: set[str] = set()
-        async for raw in dimension.rows(client, settings, completed):
+        async for raw in dimension.rows(client, settings, completed, step_listings):
             if referenced:
                 listed.add(jira_id(raw))
             yield raw

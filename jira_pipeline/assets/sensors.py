@@ -27,9 +27,16 @@ from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.issue_references import (
     ISSUE_PROJECT_PARTS,
     ISSUE_REFERENCE_DATA,
-    missing_referenced_ids,
+    add_referenced_ids,
+    not_stored_live,
+    referenced_ids_projection,
 )
-from jira_pipeline.storage.sprint_references import missing_sprints
+from jira_pipeline.storage.sprint_references import (
+    add_sprint_ids,
+    sprint_field_ids,
+    sprint_fields_projection,
+    sprints_not_stored,
+)
 from jira_pipeline.timeutil import from_epoch_ms, parse_jira_datetime, to_epoch_ms, utc_now
 
 # Past this look-back, stored_newest_updated searches everything (1, 8, 64, ... days before).
@@ -196,18 +203,34 @@ def stored_newest_updated(db: Database, connection_id: str) -> datetime | None:
         reach *= 8
 
 
+# The fields of a stored issue that name a status and users.
+_STATUS_AND_PEOPLE = ("status_id", "assignee_account_id", "reporter_account_id")
+
+
 def missing_references(db: Database, connection_id: str) -> dict[str, list[str]]:
     """Statuses and users that stored issues point at but the dimension collections lack."""
     live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
     # One pass over three small fields of each issue. `distinct` would scan the issues three
     # times, is capped at 16 MB of values on a server, and in the embedded store holds every
     # whole document (raw JSON included) in memory at once.
-    referenced_statuses: set[str] = set()
-    people: set[str] = set()
-    fields = ("status_id", "assignee_account_id", "reporter_account_id")
-    for doc in db["jira_issues"].find(live, {**dict.fromkeys(fields, 1), "_id": 0}):
-        referenced_statuses.add(doc.get("status_id"))
-        people.update((doc.get("assignee_account_id"), doc.get("reporter_account_id")))
+    referenced_statuses: set[str | None] = set()
+    people: set[str | None] = set()
+    for doc in db["jira_issues"].find(live, {**dict.fromkeys(_STATUS_AND_PEOPLE, 1), "_id": 0}):
+        _add_status_and_people(doc, referenced_statuses, people)
+    return _statuses_and_users_not_stored(db, live, referenced_statuses, people)
+
+
+def _add_status_and_people(
+    doc: dict[str, Any], statuses: set[str | None], people: set[str | None]
+) -> None:
+    statuses.add(doc.get("status_id"))  # None included: dropped once the stored are taken
+    people.update((doc.get("assignee_account_id"), doc.get("reporter_account_id")))
+
+
+def _statuses_and_users_not_stored(
+    db: Database, live: dict[str, Any], referenced_statuses: set[str | None],
+    people: set[str | None],
+) -> dict[str, list[str]]:
     statuses = referenced_statuses - set(db["jira_statuses"].distinct("status_id", live))
     users = people - set(db["jira_users"].distinct("account_id", live))
     return {
@@ -216,14 +239,39 @@ def missing_references(db: Database, connection_id: str) -> dict[str, list[str]]
     }
 
 
+# The ids of `raw.fields` the sensor looks for in the dimensions, besides statuses, users and
+# sprints.
+_SENSOR_REFERENCES = ISSUE_REFERENCE_DATA + ISSUE_PROJECT_PARTS
+
+
 def missing_dimension_rows(db: Database, connection_id: str) -> dict[str, list[str]]:
     """Per dimension entity (`jira_<entity>` is its asset), the rows live issues reference that
     it does not store live: statuses and users, the reference data, versions and components,
-    and sprints (three projected passes over the issues)."""
-    missing = missing_references(db, connection_id)
-    missing.update(missing_referenced_ids(db, connection_id,
-                                          ISSUE_REFERENCE_DATA + ISSUE_PROJECT_PARTS))
-    missing["sprints"] = missing_sprints(db, connection_id)
+    and sprints, in that order (the order the sensor requests their refreshes in).
+
+    One projected pass over the issues gathers every referenced id (it was three, one for each
+    group, each reading every live issue); the referenced ids are as many as the site has rows,
+    never one per issue. The result equals `missing_references`, `missing_referenced_ids` and
+    `missing_sprints` taken together."""
+    live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
+    sprint_fields = sprint_field_ids(db, connection_id)
+    projection = {
+        **dict.fromkeys(_STATUS_AND_PEOPLE, 1),
+        **referenced_ids_projection(_SENSOR_REFERENCES),
+        **sprint_fields_projection(sprint_fields),
+        "_id": 0,
+    }
+    statuses: set[str | None] = set()
+    people: set[str | None] = set()
+    referenced: dict[str, set[str]] = {entity: set() for entity, _ in _SENSOR_REFERENCES}
+    sprints: set[str] = set()
+    for doc in db["jira_issues"].find(live, projection, batch_size=500):
+        _add_status_and_people(doc, statuses, people)
+        add_referenced_ids(doc, _SENSOR_REFERENCES, referenced)
+        add_sprint_ids(doc, sprint_fields, sprints)
+    missing = _statuses_and_users_not_stored(db, live, statuses, people)
+    missing.update(not_stored_live(db, connection_id, referenced))
+    missing["sprints"] = sprints_not_stored(db, connection_id, sprints)
     return missing
 
 

@@ -815,11 +815,14 @@ def _user_identity(user: Any) -> str:
 
 
 async def merge_pages(
-    walks: Iterable[AsyncIterator[list[Any]]], *, max_buffered: int = 4
+    walks: Iterable[AsyncIterator[list[Any]]], *, max_buffered: int = 4,
+    max_running: int | None = None,
 ) -> AsyncGenerator[list[Any], None]:
     """Pages of several walks, as they arrive; a failing walk stops all of them.
 
     The queue is bounded, so walks pause when the consumer is slow: memory stays at a few pages.
+    `max_running`: at most that many walks are under way at once, the next one starting as one
+    ends (hundreds of short walks, one per project, then hold a few pages, not one each).
     Closing this iterator early cancels the walks.
     """
     walks = list(walks)
@@ -834,13 +837,25 @@ async def merge_pages(
             return
         await queue.put(("done", None))
 
-    tasks = [asyncio.create_task(pump(walk)) for walk in walks]
+    tasks: list[asyncio.Task[None]] = []
+
+    def start_next() -> bool:
+        if len(tasks) == len(walks):
+            return False
+        tasks.append(asyncio.create_task(pump(walks[len(tasks)])))
+        return True
+
+    width = len(walks) if max_running is None else max(1, max_running)
+    while len(tasks) < width and start_next():
+        pass
     try:
         running = len(tasks)
         while running:
             kind, value = await queue.get()
             if kind == "done":
                 running -= 1
+                if start_next():
+                    running += 1
             elif kind == "error":
                 raise value
             else:

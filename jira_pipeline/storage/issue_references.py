@@ -32,14 +32,33 @@ def missing_referenced_ids(
     kept (as many as the site has rows, never one per issue)."""
     live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
     referenced: dict[str, set[str]] = {entity: set() for entity, _ in references}
-    projection = {f"raw.fields.{name}.id": 1 for _, name in references}
-    for doc in db["jira_issues"].find(live, {**projection, "_id": 0}):
-        fields = (doc.get("raw") or {}).get("fields") or {}
-        for entity, name in references:
-            value = fields.get(name)
-            for item in value if isinstance(value, list) else [value]:
-                if isinstance(item, dict) and item.get("id") not in (None, ""):
-                    referenced[entity].add(str(item["id"]))
+    for doc in db["jira_issues"].find(live, {**referenced_ids_projection(references), "_id": 0}):
+        add_referenced_ids(doc, references, referenced)
+    return not_stored_live(db, connection_id, referenced)
+
+
+def referenced_ids_projection(references: tuple[tuple[str, str], ...]) -> dict[str, int]:
+    """The projection of an issue to the ids `references` name (`raw.fields.<field>.id`)."""
+    return {f"raw.fields.{name}.id": 1 for _, name in references}
+
+
+def add_referenced_ids(
+    doc: dict, references: tuple[tuple[str, str], ...], referenced: dict[str, set[str]]
+) -> None:
+    """Adds to `referenced[entity]` the ids one stored issue names in its `raw.fields`."""
+    fields = (doc.get("raw") or {}).get("fields") or {}
+    for entity, name in references:
+        value = fields.get(name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, dict) and item.get("id") not in (None, ""):
+                referenced[entity].add(str(item["id"]))
+
+
+def not_stored_live(
+    db: Database, connection_id: str, referenced: dict[str, set[str]]
+) -> dict[str, list[str]]:
+    """Per entity, the referenced ids its collection does not store live, sorted."""
+    live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
     missing: dict[str, list[str]] = {}
     for entity, ids in referenced.items():
         spec = entity_spec(entity)

@@ -74,8 +74,9 @@ def test_a_dimensions_run_stores_every_board_and_each_sprint_once(
     # Kanban boards cost no sprint request: one list (one page) per other board.
     asked = [b for b in truth if b.type != "kanban"]
     assert spent[SPRINT_LIST] == {"200": len(asked) - 1, "400": 1}
-    # The board listing is one page, read by jira_boards and again by the sprints' walk.
-    assert spent["GET /rest/agile/1.0/board"] == {"200": 2}
+    # The board listing is one page, read once: the sprints' walk starts from the listing
+    # jira_boards read in the same step.
+    assert spent["GET /rest/agile/1.0/board"] == {"200": 1}
     assert ONE_SPRINT not in spent  # no issue is stored yet: none referenced
     [meta] = materializations(result, "jira_sprints")
     assert meta["boards_without_sprints"] == 1
@@ -88,6 +89,27 @@ def test_a_dimensions_run_stores_every_board_and_each_sprint_once(
     assert checks[("jira_sprints", "referenced_sprints_stored")].passed
     indexes = pipeline.db["jira_sprints"].index_information()
     assert indexes["connection_sprint_unique"]["unique"] is True
+
+
+@pytest.mark.parametrize("alone", ["jira_boards", "jira_sprints"])
+def test_boards_or_sprints_materialized_alone_list_the_boards_themselves(
+    pipeline_factory: Callable[..., Pipeline], alone: str,
+) -> None:
+    """Materialized alone (from the UI), either walk lists the boards itself (once) and stores
+    every row Jira has, as a run of both does."""
+    pipeline = pipeline_factory(issues=20, days=20)
+    data = pipeline.fake.site.data
+    truth = {"jira_boards": {str(b.id) for b in agile.boards(data)},
+             "jira_sprints": {str(s.id) for s in agile.sprints(data)}}
+
+    result = pipeline.run("jira_dimensions_job", assets=[alone])
+
+    assert result.success
+    assert requests(pipeline, "GET /rest/agile/1.0/board") == {"200": 1}
+    field = "board_id" if alone == "jira_boards" else "sprint_id"
+    assert set(stored(pipeline, alone, field)) == truth[alone] != set()
+    other = "jira_sprints" if alone == "jira_boards" else "jira_boards"
+    assert pipeline.db[other].count_documents({}) == 0
 
 
 def test_a_board_removed_from_the_listing_is_marked_deleted_and_revived(

@@ -15,7 +15,18 @@ from dagster._core.storage.tags import (
 )
 
 from jira_pipeline.assets.factory import build_definitions
-from jira_pipeline.assets.sensors import RefreshCursor
+from jira_pipeline.assets.sensors import (
+    RefreshCursor,
+    missing_dimension_rows,
+    missing_references,
+)
+from jira_pipeline.assets.sites import site_connection_id
+from jira_pipeline.storage.issue_references import (
+    ISSUE_PROJECT_PARTS,
+    ISSUE_REFERENCE_DATA,
+    missing_referenced_ids,
+)
+from jira_pipeline.storage.sprint_references import missing_sprints
 from jira_pipeline.timeutil import parse_jira_datetime, to_epoch_ms
 from jira_pipeline_tests.assets.conftest import Pipeline, day_start
 
@@ -275,6 +286,55 @@ def test_sensor_requests_a_dimension_refresh_when_issues_reference_missing_rows(
     assert {tuple(k.to_user_string() for k in r.asset_selection or [])
             for r in dimension_requests(sensor.tick())} == {
         ("jira_priorities",), ("jira_sprints",)}
+
+
+def test_one_projected_pass_over_the_issues_finds_every_missing_referenced_row(
+    pipeline_factory: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sensor's tick reads the stored issues once for every dimension's missing rows, and
+    finds what the checks' three separate passes find."""
+    pipeline = pipeline_factory(issues=60, days=3)
+    assert pipeline.sync_everything().success
+    db, connection = pipeline.db, site_connection_id(pipeline.fake.base_url)
+    issues = list(pipeline.stored_issues().values())
+    fields = [issue["raw"]["fields"] for issue in issues]
+    sprint = min(int(s["id"]) for f in fields for s in f.get("customfield_10020") or ())
+    version = next(v["id"] for f in fields for v in f["fixVersions"])
+    component = next(c["id"] for f in fields for c in f["components"])
+    for collection, selector in (
+        ("jira_statuses", {"status_id": issues[0]["status_id"]}),
+        ("jira_users", {"account_id": issues[0]["reporter_account_id"]}),
+        ("jira_priorities", {"priority_id": fields[0]["priority"]["id"]}),
+        ("jira_issue_types", {"issue_type_id": fields[0]["issuetype"]["id"]}),
+        ("jira_project_versions", {"version_id": version}),
+        ("jira_project_components", {"component_id": component}),
+        ("jira_sprints", {"sprint_id": str(sprint)}),
+    ):
+        assert db[collection].delete_one(selector).deleted_count == 1, collection
+    expected = missing_references(db, connection)
+    expected.update(missing_referenced_ids(db, connection,
+                                           ISSUE_REFERENCE_DATA + ISSUE_PROJECT_PARTS))
+    expected["sprints"] = missing_sprints(db, connection)
+    collection_type = type(db["jira_issues"])
+    real_find = collection_type.find
+    passes: list[Any] = []
+
+    def counted_find(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.name == "jira_issues":
+            passes.append(args[1] if len(args) > 1 else kwargs.get("projection"))
+        return real_find(self, *args, **kwargs)
+
+    monkeypatch.setattr(collection_type, "find", counted_find)
+
+    missing = missing_dimension_rows(db, connection)
+
+    assert len(passes) == 1 and passes[0]["_id"] == 0, passes
+    assert "raw" not in passes[0], "projected, never the whole raw JSON"
+    assert missing == expected
+    assert list(missing) == list(expected), "refreshes are requested in the same order"
+    assert {entity for entity, ids in missing.items() if ids} == {
+        "statuses", "users", "priorities", "issue_types", "project_versions",
+        "project_components", "sprints"}
 
 
 @pytest.fixture

@@ -5,13 +5,19 @@ and component a live issue names is stored."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
 import pytest
 
+from jira_pipeline.assets.dimensions import StepListings
+from jira_pipeline.assets.project_parts import PROJECT_COMPONENTS, PROJECT_VERSIONS
 from jira_pipeline.assets.sites import site_connection_id
+from jira_pipeline.fakejira import FakeJiraHandle
+from jira_pipeline.jira import BasicAuth, JiraClient, RateLimiter
+from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.indexes import PROJECT_PART_INDEX_NAMES
 from jira_pipeline_tests.assets.conftest import Pipeline, check_results, materializations
 from jira_pipeline_tests.fakejira.jira_pages import basic_client, ok_json, walk_offset_pages
@@ -97,8 +103,9 @@ def test_versions_and_components_are_stored_as_jira_lists_them(
     # project listing each walk asks first.
     assert requests["GET /rest/api/3/project/{key}/version"] == {"200": len(projects)}
     assert requests["GET /rest/api/3/project/{key}/component"] == {"200": len(projects)}
-    # The projects dimension's listing and one listing for each walk.
-    assert requests["GET /rest/api/3/project/search"] == {"200": 3}
+    # The projects dimension's listing (live projects) and one listing with the archived ones,
+    # read by the versions walk and kept for the components walk of the same step.
+    assert requests["GET /rest/api/3/project/search"] == {"200": 2}
 
 
 def test_a_removed_version_is_marked_deleted_and_revived_on_restore(
@@ -227,3 +234,62 @@ def test_data_center_versions_and_components_come_from_rest_api_2(
     led = [d for d in stored(pipeline, "jira_project_components").values()
            if d["assignee_type"] == "COMPONENT_LEAD"]
     assert led and all(d["lead_account_id"].startswith("JIRAUSER") for d in led)
+
+
+class InFlight(httpx.AsyncBaseTransport):
+    """HTTP to the fake, counting the requests under way at once whose path ends with one of
+    `suffixes` (the fake's latency holds each in flight before it answers)."""
+
+    def __init__(self, *suffixes: str) -> None:
+        self._http = httpx.AsyncHTTPTransport()
+        self._suffixes = suffixes
+        self.now = self.peak = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith(self._suffixes):
+            return await self._http.handle_async_request(request)
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            return await self._http.handle_async_request(request)
+        finally:
+            self.now -= 1
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def test_the_projects_versions_and_components_are_asked_concurrently_one_request_each(
+    fake_jira_factory: Callable[..., FakeJiraHandle],
+) -> None:
+    fake = fake_jira_factory(projects=9, issues=20, latency_ms=40)
+    counted = InFlight("/version", "/component")
+    settings = PipelineSettings.model_construct(projects=())
+    listings = StepListings()
+    counts: dict[str, int] = {}
+
+    async def walk() -> tuple[list[dict], list[dict], list[dict]]:
+        auth = BasicAuth(fake.config.email, fake.config.api_token)
+        async with JiraClient(auth, fake.base_url, limiter=RateLimiter(0.0, 4),
+                              transport=counted) as client:
+            versions = [r async for r in PROJECT_VERSIONS.rows(client, settings, counts,
+                                                               listings)]
+            components = [r async for r in PROJECT_COMPONENTS.rows(client, settings, counts,
+                                                                   listings)]
+            projects = [p async for p in client.projects(archived=True)]
+            one_by_one = [v for p in projects async for v in client.project_versions(p["id"])]
+            return versions, components, one_by_one
+
+    versions, components, one_by_one = asyncio.run(walk())
+
+    requests = fake.admin.stats()["requests"]
+    assert requests["GET /rest/api/3/project/{key}/version"] == {"200": 9 + 9}  # + one_by_one
+    assert requests["GET /rest/api/3/project/{key}/component"] == {"200": 9}
+    # The archived-included listing: once for both walks, once more for `one_by_one`.
+    assert requests["GET /rest/api/3/project/search"] == {"200": 2}
+    # As many projects in flight at once as the limiter allows, never more.
+    assert counted.peak == 4
+    assert sorted(v["id"] for v in versions) == sorted(v["id"] for v in one_by_one)
+    assert len({c["id"] for c in components}) == len(components) >= 9
+    assert all(row["project"] for row in versions + components)
+    assert counts == {"projects_not_found": 0}

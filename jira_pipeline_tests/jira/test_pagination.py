@@ -5,9 +5,12 @@ the whole contract between a walk and the client.
 """
 
 import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
+from jira_pipeline.jira import merge_pages
 from jira_pipeline.jira._exceptions import JiraPaginationError
 from jira_pipeline.jira.pagination import array_pages, offset_pages, token_pages
 
@@ -144,3 +147,26 @@ def test_a_page_of_the_wrong_shape_raises():
 
     with pytest.raises(JiraPaginationError, match="expected"):
         collect(offset_pages(wrong, page_size=5))
+
+
+def test_merged_walks_run_at_most_max_running_at_once_and_every_page_arrives() -> None:
+    running = peak = 0
+
+    async def walk(n: int) -> AsyncIterator[list[Any]]:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        try:
+            for page in range(3):
+                await asyncio.sleep(0.001 * (n % 3))  # walks of unequal pace interleave
+                yield [(n, page)]
+        finally:
+            running -= 1
+
+    async def merged() -> list[Any]:
+        return [row async for page in merge_pages([walk(n) for n in range(7)], max_running=3)
+                for row in page]
+
+    rows = asyncio.run(merged())
+    assert sorted(rows) == [(n, page) for n in range(7) for page in range(3)]
+    assert peak == 3 and running == 0
