@@ -22,6 +22,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
 
+from jira_pipeline import heap
 from jira_pipeline.storage.copied_names import follow_issue_keys
 from jira_pipeline.storage.document_size import (
     JSON_SAFE_BYTES,
@@ -71,7 +72,9 @@ def older_objects_frozen() -> Iterator[None]:
     """
     global _frozen_depth
     with _freezing:
-        if _frozen_depth == 0 and gc.get_freeze_count() == 0:
+        # A loaded code location froze the heap for good (jira_pipeline/heap.py): nothing to
+        # freeze, and asking gc would walk the whole frozen heap on every output written.
+        if _frozen_depth == 0 and not heap.frozen_after_load() and gc.get_freeze_count() == 0:
             gc.freeze()
             _frozen_depth = 1
         elif _frozen_depth:

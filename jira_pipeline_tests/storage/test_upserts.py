@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from pymongo.errors import DuplicateKeyError
 
+from jira_pipeline import heap
 from jira_pipeline.jira.models import IssueRecord
 from jira_pipeline.storage import upserts
 from jira_pipeline.storage.client import get_mongo_client
@@ -304,10 +305,13 @@ def test_two_processes_upserting_the_same_keys_keep_one_row_each_at_the_newest_v
         assert doc["summary"] == f"p{winner} r{last}", doc
 
 
-def test_writing_freezes_the_older_heap_once_and_gives_it_back_after_the_last_write() -> None:
+def test_writing_freezes_the_older_heap_once_and_gives_it_back_after_the_last_write(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A code location loaded earlier in this test process froze its heap for good
     # (jira_pipeline.heap): start from an unfrozen heap, and give that freeze back at the end.
     frozen_by_load = gc.get_freeze_count()
+    monkeypatch.setattr(heap, "_frozen_after_load", False)
     gc.unfreeze()
     try:
         _writing_freezes_the_older_heap_once_and_gives_it_back()
@@ -334,3 +338,23 @@ def _writing_freezes_the_older_heap_once_and_gives_it_back() -> None:
         assert gc.get_freeze_count() == before
     finally:
         gc.unfreeze()
+
+
+def test_writing_after_a_code_location_froze_the_heap_neither_counts_nor_refreezes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Counting the frozen objects walks them all: once per output written, 15-25 ms each.
+    monkeypatch.setattr(heap, "_frozen_after_load", True)
+    counted: list[int] = []
+
+    def count() -> int:
+        counted.append(1)
+        return 1
+
+    monkeypatch.setattr(gc, "get_freeze_count", count)
+    frozen: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen.append(1))
+    monkeypatch.setattr(gc, "unfreeze", lambda: frozen.append(-1))
+    with older_objects_frozen(), older_objects_frozen():
+        pass
+    assert counted == [] and frozen == []
