@@ -339,8 +339,21 @@ class EmbeddedCollection(mongomock_collection.Collection):
         # A projection of top-level fields is served from the documents' top levels: a
         # projected scan (checks, the refresh sensor) never decodes Jira's raw JSON.
         kept = included_top_level_fields(fields)
-        if sort or kept is None or not top_level_filter(spec):
+        if kept is None or not top_level_filter(spec):
             return super()._get_dataset(spec, sort, fields, as_class)
+        if sort:
+            # mongomock sorts the matches decoded whole: the `fresh` check's newest issue (a
+            # find_one sorted on `updated`) held a day of issues' raw JSON, +100 MB at
+            # N=100,000. Sorting by top-level fields needs only them and the kept ones.
+            keys = [key for key, _ in (sort.items() if isinstance(sort, dict) else sort)]
+            if not all(isinstance(key, str) and not key.startswith("$") and "." not in key
+                       for key in keys):
+                return super()._get_dataset(spec, sort, fields, as_class)
+            tops = _TopLevelReads(self, self._store.matching_documents(spec, {*kept, *keys}))
+            # mongomock's own sort and projection, over those top levels.
+            return mongomock_collection.Collection._get_dataset(
+                tops, spec, sort, fields, as_class  # type: ignore[arg-type]
+            )
         if isinstance(fields, (list, tuple)):
             fields = dict.fromkeys(fields, 1)
         keep_id = fields.get("_id", 1) != 0
@@ -634,6 +647,21 @@ def _projected(
     if keep_id and "_id" in document:
         projected["_id"] = document["_id"]
     return projected
+
+
+class _TopLevelReads:
+    """The collection, but its dataset is `documents` (what mongomock's `_get_dataset` sorts
+    and projects): everything else is the collection's own."""
+
+    def __init__(self, collection: EmbeddedCollection, documents: Iterator[Any]) -> None:
+        self._collection = collection
+        self._documents = documents
+
+    def _iter_documents(self, _filter: Any) -> Iterator[Any]:
+        return self._documents
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
 
 
 class _InsertsOnly:

@@ -576,3 +576,30 @@ def test_writing_to_a_collection_while_a_cursor_streams_it_is_safe(tmp_path: Pat
     from_the_process = [str(n) for n in range(1_000, 1_040)]
     assert collection.count_documents({"issue_id": {"$in": from_the_process}}) == 40
     assert other.find_one({"_id": "other"}, {"n": 1}) == {"_id": "other", "n": -1}
+
+
+def test_a_sorted_projected_find_decodes_only_top_levels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collection = get_mongo_client(None, folder=tmp_path / "mongo").get_database("s").issues
+    _many(collection, 300)
+    expected = [{"n": n} for n in range(298, -1, -2)]  # mongomock's answer: c2 is even n
+    store = _store(collection)
+    decoded = [0]
+    decode = store._documents._decode_doc
+
+    def counting(encoded: Any) -> Any:
+        decoded[0] += 1
+        return decode(encoded)
+
+    monkeypatch.setattr(store._documents, "_decode_doc", counting)
+    found = list(collection.find({"connection_id": "c2"}, {"n": 1, "_id": 0}).sort("updated", -1))
+    assert found == expected
+    assert decoded[0] == 0  # raw (a nested document) never decoded: top levels were sorted
+    newest = collection.find_one({"connection_id": "c2"}, {"updated": 1, "_id": 0},
+                                 sort=[("updated", -1), ("n", 1)])
+    assert newest == {"updated": T0 + timedelta(minutes=298)}
+    # A sort on a nested field still takes mongomock's path, and gives its answer.
+    nested = collection.find({"connection_id": "c2"}, {"n": 1, "_id": 0}).sort(
+        "raw.fields.summary", 1).limit(2)
+    assert list(nested) == [{"n": 0}, {"n": 10}]
