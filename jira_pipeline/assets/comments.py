@@ -232,9 +232,9 @@ def stored_issue_batches(
     db: Database, connection_id: str, window: StoredWindow, size: int = ISSUE_BATCH
 ) -> Iterator[list[dict[str, Any]]]:
     """The window's stored issues, projected to their ids and comment block, a batch at a
-    time. The window's ids are read first and the blocks a batch of ids at a time: the
-    embedded store's cursor holds a query's whole answer, and the blocks of a whole site
-    (20 comments an issue, ADF bodies) are tens of MB."""
+    time. The window's ids are read first and the blocks a batch of ids at a time: the blocks
+    of a whole site (20 comments an issue, ADF bodies) are tens of MB, and a batch is what
+    `_threads` and the live comments' read take at once."""
     ids = [str(doc["issue_id"]) for doc in window_issues(
         db, connection_id, window, {"issue_id": 1, "_id": 0}) if doc.get("issue_id") is not None]
     projection = {"issue_id": 1, "key": 1, "updated": 1, "raw.fields.comment": 1, "_id": 0}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import itertools
 import os
 import threading
 import uuid
@@ -326,6 +327,11 @@ class EmbeddedCollection(mongomock_collection.Collection):
     drop_index = _serialized(mongomock_collection.Collection.drop_index)
     drop = _serialized(mongomock_collection.Collection.drop)
 
+    def find(self, filter: Any = None, *args: Any, **kwargs: Any) -> EmbeddedCursor:
+        """mongomock's `find`, returning a cursor that streams its answer (`EmbeddedCursor`)."""
+        cursor = super().find(filter, *args, **kwargs)
+        return EmbeddedCursor.streaming(cursor)
+
     def _iter_documents(self, filter: Any) -> Iterator[dict[str, Any]]:
         if top_level_filter(filter):
             return self._store.matching_documents(filter)
@@ -525,6 +531,122 @@ class EmbeddedCollection(mongomock_collection.Collection):
             narrowed = self._iter_documents({last: key[last]})
             if sum(1 for doc in narrowed if filter_applies(key, doc)) > 1:
                 raise DuplicateKeyError("E11000 Duplicate Key Error", 11000)
+
+
+_NOTHING: Any = object()
+
+
+class EmbeddedCursor(mongomock_collection.Cursor):
+    """mongomock's cursor, but plain iteration streams: documents come from the store's lazy
+    dataset one at a time instead of a list of the whole answer.
+
+    mongomock's cursor builds `list(dataset)` at the first `next()`: a pass over every issue
+    held all of them (100,000 projected issues, ~100 MB) although the store reads them a chunk
+    at a time. A server's cursor streams in batches; code written for pymongo expects that.
+
+    What needs the whole answer keeps mongomock's own materializing path, exactly as before:
+    `cursor[i]`, `alive` once a skip or limit is set, `distinct`, and any `next()` after a
+    change mongomock tolerates mid-iteration (a new sort, skip or limit, `close`): that path
+    counts from the same `_emitted`, so it continues where the stream stopped. `rewind()`
+    queries again, as pymongo's does (mongomock replayed its list), unless the answer was
+    materialized.
+    """
+
+    # Class defaults: mongomock's `__init__` calls `rewind()` before ours could set them.
+    _stream: Iterator[Any] | None = None
+    # What the open stream was started for: a sort, skip or limit changed since means mongomock's
+    # path decides what comes next.
+    _stream_for: tuple[Any, Any, Any] | None = None
+    _peeked: Any = _NOTHING
+
+    @classmethod
+    def streaming(cls, cursor: mongomock_collection.Cursor) -> EmbeddedCursor:
+        """`cursor` (mongomock's, fresh from `find` or `clone`) as an `EmbeddedCursor`.
+
+        Retyping the cursor mongomock built keeps its argument checks and options (`find`
+        validates the filter and refuses unknown options; `clone` copies the query) without
+        repeating them here; the class adds no state of its own beyond class defaults."""
+        cursor.__class__ = cls
+        return cursor  # type: ignore[return-value]
+
+    def _materialized(self) -> bool:
+        # mongomock's own test for "the list is the current query's" (partials compare by id).
+        return bool(self._results) and self._factory_last_generated_results is self._factory
+
+    def _options(self) -> tuple[Any, Any, Any]:
+        return (self._factory, self._skip, self._limit)
+
+    def _open_stream(self) -> Iterator[Any]:
+        dataset: Iterator[Any] = self._factory()
+        if self.collection.codec_options.tz_aware:
+            aware = mongomock_helpers.make_datetime_timezone_aware_in_document
+            dataset = (aware(document) for document in dataset)
+        # mongomock: skip, then `abs(limit)` documents (a negative limit is a positive one).
+        stop = self._skip + abs(self._limit) if self._limit else None
+        return itertools.islice(dataset, self._skip, stop)
+
+    def _streams(self) -> bool:
+        """Whether `next()` reads the stream: open (or to be opened) for the current options."""
+        if self._materialized():
+            self._drop_stream()
+            return False  # mongomock's list of this query: it decides what comes next
+        if self._stream is not None and self._stream_for == self._options():
+            return True
+        self._drop_stream()
+        if self._emitted:
+            return False  # mongomock's path, from where the stream stopped
+        self._stream = self._open_stream()
+        self._stream_for = self._options()
+        return True
+
+    def _drop_stream(self) -> None:
+        stream, self._stream, self._stream_for = self._stream, None, None
+        self._peeked = _NOTHING
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+    def __next__(self) -> Any:
+        if not self._streams():
+            return super().__next__()
+        document, self._peeked = self._peeked, _NOTHING
+        if document is _NOTHING:
+            assert self._stream is not None
+            document = next(self._stream)  # StopIteration ends the iteration
+        self._emitted += 1
+        return document
+
+    next = __next__
+
+    def rewind(self) -> EmbeddedCursor:
+        self._drop_stream()
+        super().rewind()
+        return self
+
+    def clone(self) -> EmbeddedCursor:
+        return EmbeddedCursor.streaming(super().clone())
+
+    def close(self) -> None:
+        # The dataset's SQLite reads end now, not when the cursor is collected.
+        self._drop_stream()
+        super().close()
+
+    @property
+    def alive(self) -> bool:
+        if self._skip or self._limit or not self._streams():
+            # mongomock counts emitted documents against the whole answer, skip and limit aside.
+            return bool(mongomock_collection.Cursor.alive.fget(self))  # type: ignore[attr-defined]
+        # Without skip or limit that is "another document is coming": peek at it.
+        if self._peeked is _NOTHING:
+            assert self._stream is not None
+            self._peeked = next(self._stream, _NOTHING)
+        return self._peeked is not _NOTHING
+
+    def to_list(self, length: int | None = None) -> list[Any]:
+        """pymongo 4.9's `Cursor.to_list`: the remaining documents, at most `length`."""
+        if length is not None and length < 1:
+            raise ValueError("to_list() length must be greater than 0")
+        return list(itertools.islice(self, length))
 
 
 # `_id` types whose stored key is equal exactly when the values are (bool, an int subclass and

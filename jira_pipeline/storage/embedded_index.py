@@ -455,14 +455,7 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
         self._remove_expired_documents()
         plan = plan or self.plan(filter)
         if plan is None:
-            cursor = self._connection.cursor()
-            try:
-                for (encoded,) in cursor.execute(
-                    f"SELECT doc FROM {self.DOCUMENTS} ORDER BY ROWID"
-                ):
-                    yield encoded
-            finally:
-                cursor.close()
+            yield from self._all_bytes()
             return
         ids = self._ids_in(plan)
         for start in range(0, len(ids), _READ_CHUNK):
@@ -477,6 +470,34 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
             for doc_id in chunk:
                 if doc_id in found:
                     yield found[doc_id]
+
+    def _all_bytes(self) -> Iterator[bytes]:
+        """Every encoded document in natural order, read a chunk at a time, each chunk its own
+        short statement (keyset paging on ROWID).
+
+        The caller may write between two documents (a streaming cursor's loop). One SELECT held
+        open across the scan would keep this connection's read snapshot: once another process
+        commits, this connection's next write cannot upgrade that stale snapshot and fails at
+        once with "database is locked" (busy_timeout does not apply), and the open read keeps
+        WAL checkpoints from completing. Between chunks no statement is open. A document updated
+        in place keeps its ROWID, so it is never read twice; one inserted later (a higher
+        ROWID) may be read, as a server's cursor may return it.
+        """
+        table = self.DOCUMENTS
+        rows = self._connection.execute(
+            f"SELECT ROWID, doc FROM {table} ORDER BY ROWID LIMIT ?", (_READ_CHUNK,)
+        ).fetchall()
+        while rows:
+            for _rowid, encoded in rows:
+                yield encoded
+            if len(rows) < _READ_CHUNK:
+                return
+            last = rows[-1][0]
+            del rows  # one chunk in memory at a time, not two
+            rows = self._connection.execute(
+                f"SELECT ROWID, doc FROM {table} WHERE ROWID > ? ORDER BY ROWID LIMIT ?",
+                (last, _READ_CHUNK),
+            ).fetchall()
 
     def matching_documents(
         self, filter: Any, fields: Collection[str] | None = None

@@ -525,3 +525,199 @@ def _mongomock_answer(issues: Any, filter: Any, sort: Any, projection: Any) -> l
     """mongomock's own sorted find, its datetimes made aware as its cursor makes them."""
     return [make_datetime_timezone_aware_in_document(document) for document in
             mongomock_collection.Collection._get_dataset(issues, filter, sort, projection, dict)]
+
+
+# -- cursors stream ---------------------------------------------------------------------------
+
+
+def _many(collection: Any, count: int) -> None:
+    collection.insert_many([
+        {"_id": f"d{n:05}", "connection_id": "c1" if n % 2 else "c2", "issue_id": f"i{n}", "n": n,
+         "updated": T0 + timedelta(minutes=n), "raw": {"fields": {"summary": f"issue {n}"}}}
+        for n in range(count)
+    ])
+
+
+def _count_pulls(collection: Any, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A one-item list counting the documents the cursors pull from the collection's dataset."""
+    pulled = [0]
+    dataset = collection._get_dataset
+
+    def counting(*args: Any) -> Iterator[Any]:
+        for document in dataset(*args):
+            pulled[0] += 1
+            yield document
+
+    monkeypatch.setattr(collection, "_get_dataset", counting)
+    return pulled
+
+
+@pytest.mark.parametrize(
+    ("filter", "projection"),
+    [
+        ({}, None),  # a full scan, decoded whole
+        ({"connection_id": "c1"}, None),  # planned by the index
+        ({"connection_id": "c1"}, {"n": 1, "_id": 0}),  # projected top level
+        ({"raw.fields.summary": {"$ne": None}}, None),  # mongomock's own matching
+    ],
+)
+def test_a_find_streams_its_answer_instead_of_listing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, filter: dict[str, Any], projection: Any
+) -> None:
+    collection = get_mongo_client(None, folder=tmp_path / "mongo").get_database("s").issues
+    _many(collection, 1_500)
+    expected_first = collection.find_one(filter, projection)
+    pulled = _count_pulls(collection, monkeypatch)
+    cursor = collection.find(filter, projection)
+    first = next(cursor)
+    # mongomock's cursor listed every match (1,500 or 750) before returning the first.
+    assert pulled[0] == 1
+    assert first == expected_first
+    rest = list(cursor)
+    assert pulled[0] == 1 + len(rest)
+    assert len(rest) + 1 == (1_500 if "connection_id" not in filter else 750)
+    if projection is None:
+        assert rest[-1]["updated"].tzinfo is not None  # tz-aware, as the client's codec says
+
+
+def _recipes() -> dict[str, Any]:
+    """Ways to use a cursor, each returning what it observed (documents' `n`, flags)."""
+
+    def ns(documents: Any) -> list[Any]:
+        return [d["n"] for d in documents]
+
+    def nexts(cursor: Any, count: int) -> list[Any]:
+        return [next(cursor)["n"] for _ in range(count)]
+
+    def hint_after_next(cursor: Any) -> Any:
+        next(cursor)
+        try:
+            cursor.hint("n")
+        except Exception as exc:  # the exception's type is the observation
+            return type(exc).__name__
+        return "no error"
+
+    def closed_in_with(cursor: Any) -> Any:
+        with cursor as inside:
+            seen = nexts(inside, 2)
+        return seen, ns(cursor)  # mongomock's close ends nothing: iteration goes on
+
+    def rewound(cursor: Any) -> Any:
+        seen = nexts(cursor, 3)
+        cursor.rewind()  # pymongo returns the cursor, mongomock None
+        everything = ns(cursor)
+        cursor.rewind()
+        return seen, everything, nexts(cursor, 2)
+
+    def cloned(cursor: Any) -> Any:
+        seen = nexts(cursor.skip(3).limit(5), 2)
+        return seen, ns(cursor.clone()), ns(cursor)
+
+    return {
+        "plain": lambda c: ns(c),
+        "sort": lambda c: ns(c.sort("n", -1)),
+        "skip": lambda c: ns(c.skip(7)),
+        "limit": lambda c: ns(c.limit(4)),
+        "negative limit": lambda c: ns(c.limit(-4)),
+        "skip and limit": lambda c: ns(c.sort("updated", -1).skip(2).limit(3)),
+        "slice": lambda c: ns(c[2:5]),
+        "open slice": lambda c: ns(c[38:]),
+        "index": lambda c: (c[3]["n"], nexts(c, 2)),
+        "alive": lambda c: (c.alive, nexts(c, 39), c.alive, nexts(c, 1), c.alive, ns(c),
+                            c.alive),
+        "alive with limit": lambda c: (c.limit(2).alive, ns(c), c.alive),
+        "alive with skip": lambda c: (nexts(c.skip(35), 2), c.alive, ns(c), c.alive),
+        "next then list": lambda c: (nexts(c, 3), ns(c), ns(c)),
+        "rewind": rewound,
+        "limit changed midway": lambda c: (nexts(c, 2), ns(c.limit(5))),
+        "sort changed midway": lambda c: (nexts(c, 2), ns(c.sort("n", -1))),
+        "clone": cloned,
+        "distinct": lambda c: sorted(c.distinct("connection_id")),
+        "with": closed_in_with,
+        "batch size": lambda c: ns(c.batch_size(3)),
+        "hint after next": hint_after_next,
+        "collection": lambda c: c.collection.name,
+        "empty": lambda c: (ns(c.skip(100)), c.alive),
+    }
+
+
+@pytest.mark.parametrize("recipe", list(_recipes()))
+def test_cursor_options_give_mongomock_cursors_answers(tmp_path: Path, recipe: str) -> None:
+    collection = get_mongo_client(None, folder=tmp_path / "mongo").get_database("s").issues
+    _many(collection, 40)
+    use = _recipes()[recipe]
+    ours = collection.find({}, {"raw": 0})
+    assert type(ours).__name__ == "EmbeddedCursor"
+    theirs = mongomock_collection.Cursor(collection, {}, None, {"raw": 0})
+    assert use(ours) == use(theirs)
+
+
+def test_to_list_reads_what_is_left(tmp_path: Path) -> None:
+    collection = get_mongo_client(None, folder=tmp_path / "mongo").get_database("s").issues
+    _many(collection, 10)
+    cursor = collection.find({}, {"n": 1, "_id": 0}).sort("n", 1)
+    next(cursor)
+    assert cursor.to_list(3) == [{"n": 1}, {"n": 2}, {"n": 3}]
+    assert cursor.to_list() == [{"n": n} for n in range(4, 10)]
+    assert cursor.to_list() == []
+    with pytest.raises(ValueError, match="greater than 0"):
+        cursor.to_list(0)
+
+
+def _write_while_iterating(collection: Any, other: Any, folder: str) -> list[Any]:
+    seen = []
+    for position, doc in enumerate(collection.find({}, {"n": 1})):
+        seen.append(doc["_id"])
+        collection.update_one({"_id": doc["_id"]}, {"$set": {"seen": True}})
+        if position == 10:
+            # Another connection commits while ours streams, then ours writes: one open SELECT
+            # kept a stale snapshot, and this connection's next write failed at once with
+            # "database is locked".
+            other.insert_one({"_id": "other", "issue_id": "other", "n": -1})
+        if position == 600:
+            worker = multiprocessing.get_context("spawn").Process(
+                target=_insert_range, args=(folder, 1_000)
+            )
+            worker.start()
+            worker.join(120)
+            assert worker.exitcode == 0
+        if position % 100 == 0 and position < 1_200:
+            collection.insert_one({"_id": f"new{position}", "issue_id": f"new{position}"})
+    return seen
+
+
+def test_writing_to_a_collection_while_a_cursor_streams_it_is_safe(tmp_path: Path) -> None:
+    folder = tmp_path / "mongo"
+    db = get_mongo_client(None, folder=folder).get_database("shared")
+    ensure_indexes(db, ["jira_issues"])
+    collection = db.jira_issues
+    _many(collection, 1_200)
+    other = get_mongo_client(None, folder=folder).get_database("shared").jira_issues
+    seen = _write_while_iterating(collection, other, str(folder))
+    assert len(seen) == len(set(seen))  # no document twice
+    assert {f"d{n:05}" for n in range(1_200)} <= set(seen)  # none left out
+    # Every write landed: the updates of every document seen, the inserts of both sides.
+    assert collection.count_documents({"seen": True}) == len(seen)
+    assert collection.count_documents({"_id": {"$regex": "^new"}}) == 12
+    from_the_process = [str(n) for n in range(1_000, 1_040)]
+    assert collection.count_documents({"issue_id": {"$in": from_the_process}}) == 40
+    assert other.find_one({"_id": "other"}, {"n": 1}) == {"_id": "other", "n": -1}
+
+
+def test_a_sorted_projected_find_decodes_only_top_levels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collection = get_mongo_client(None, folder=tmp_path / "mongo").get_database("s").issues
+    _many(collection, 300)
+    expected = [{"n": n} for n in range(298, -1, -2)]  # mongomock's answer: c2 is even n
+    decodes = WholeDecodes(_store(collection), monkeypatch)
+    found = list(collection.find({"connection_id": "c2"}, {"n": 1, "_id": 0}).sort("updated", -1))
+    assert found == expected
+    assert decodes.count == 0  # raw (a nested document) never decoded: top levels were sorted
+    newest = collection.find_one({"connection_id": "c2"}, {"updated": 1, "_id": 0},
+                                 sort=[("updated", -1), ("n", 1)])
+    assert newest == {"updated": T0 + timedelta(minutes=298)}
+    # A sort on a nested field still takes mongomock's path, and gives its answer.
+    nested = collection.find({"connection_id": "c2"}, {"n": 1, "_id": 0}).sort(
+        "raw.fields.summary", 1).limit(2)
+    assert list(nested) == [{"n": 0}, {"n": 10}]

@@ -49,6 +49,12 @@ MODULE_NAMES: list[tuple[str, str, str]] = [
     (COLLECTION, "Collection._update", "client.EmbeddedCollection overrides it"),
     (COLLECTION, "Collection._copy_only_fields", "client.EmbeddedCollection._get_dataset"),
     (COLLECTION, "Collection._store", "client.EmbeddedCollection (its collection store)"),
+    (COLLECTION, "Cursor", "client.EmbeddedCursor's base"),
+    *(
+        (COLLECTION, f"Cursor.{name}", "client.EmbeddedCursor overrides or calls it")
+        for name in ("__next__", "rewind", "clone", "close", "alive", "_compute_results")
+    ),
+    (HELPERS, "make_datetime_timezone_aware_in_document", "client.EmbeddedCursor's stream"),
     (DATABASE, "Database", "client.EmbeddedDatabase's base"),
     (DATABASE, "Database._ensure_valid_collection_name", "client.EmbeddedDatabase"),
     (HELPERS, "get_value_by_dot", "client.EmbeddedCollection._ensure_uniques"),
@@ -94,6 +100,11 @@ INSTANCE_NAMES: list[tuple[str, str]] = [
     ("document_table", "_table_name"),
     ("document_table", "_cur"),
     ("document_table", "key_format"),
+    *(
+        ("cursor", name)
+        for name in ("_factory", "_factory_last_generated_results", "_results", "_emitted",
+                     "_skip", "_limit", "collection")
+    ),
     ("database_store", "_collections"),
     ("database_store", "_dirpath"),
     ("database_store", "_codec_options"),
@@ -159,6 +170,7 @@ def live_objects(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         "database": database,
         "collection_store": collection_store,
         "document_table": collection_store._documents,
+        "cursor": database.jira_issues.find(),
         "database_store": client._store["jira"],
         "server_store": client._store,
     }
