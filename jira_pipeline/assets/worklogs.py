@@ -281,17 +281,24 @@ def _in_chunks(selector: dict[str, Any], issues: set[str] | None) -> Iterator[di
 
 def stored_totals(db: Database, connection_id: str,
                   issues: set[str] | None = None) -> dict[str, int]:
-    """Seconds logged per issue id over the stored live worklogs (of `issues`, or all)."""
-    totals: dict[str, int] = {}
+    """Seconds logged per issue id over the stored live worklogs (of `issues`, or all).
+
+    Summed here over a projected find of two top-level fields rather than by a `$group`: the
+    embedded store's aggregation (mongomock's) lists the whole collection decoded first, which
+    at 100,000 issues held every worklog in memory; the find streams on both stores."""
+    sums: dict[str, int | float] = {}
     live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
+    wanted = {"issue_id": 1, "time_spent_seconds": 1, "_id": 0}
     for selector in _in_chunks(live, issues):
-        for row in db[WORKLOGS.collection].aggregate([
-            {"$match": selector},
-            {"$group": {"_id": "$issue_id", "seconds": {"$sum": "$time_spent_seconds"}}},
-        ]):
-            if row["_id"] is not None:
-                totals[str(row["_id"])] = int(row["seconds"] or 0)
-    return totals
+        for row in db[WORKLOGS.collection].find(selector, wanted):
+            issue_id = row.get("issue_id")
+            if issue_id is None:
+                continue
+            seconds = row.get("time_spent_seconds")
+            # $sum's rule: what is not a number adds nothing.
+            number = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+            sums[str(issue_id)] = sums.get(str(issue_id), 0) + (seconds if number else 0)
+    return {issue_id: int(total) for issue_id, total in sums.items()}
 
 
 def jira_time_spent(issue: Mapping[str, Any]) -> int | None:

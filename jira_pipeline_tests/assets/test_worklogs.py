@@ -350,3 +350,29 @@ def test_an_issue_the_census_brings_back_from_another_day_gets_its_earlier_workl
     assert stored_worklogs(synced) == fake_worklogs(synced)
     [figures] = materializations(result, "jira_worklogs")
     assert figures["revealed_issues_walked"] == 1
+
+
+def test_stored_totals_sum_each_issues_live_worklogs_as_a_group_by_would(tmp_path: Any) -> None:
+    from jira_pipeline.assets.worklogs import stored_totals
+    from jira_pipeline.storage.client import get_mongo_client
+    from jira_pipeline.storage.entities import WORKLOGS
+
+    client = get_mongo_client(None, folder=tmp_path / "mongo")
+    worklogs = client.get_database("totals")[WORKLOGS.collection]
+    rows = [("c1", "10", 60, False), ("c1", "10", 120, False), ("c1", "10", 999, True),
+            ("c1", "11", 30, False), ("c1", "11", None, False), ("c1", "12", "7", False),
+            ("c2", "10", 5_000, False), ("c1", None, 40, False)]
+    worklogs.insert_many([
+        {"_id": f"w{n}", "connection_id": connection, "issue_id": issue,
+         "time_spent_seconds": seconds, "is_deleted": deleted, "raw": {"comment": "x" * 50}}
+        for n, (connection, issue, seconds, deleted) in enumerate(rows)])
+    grouped = {
+        row["_id"]: row["seconds"] for row in worklogs.aggregate([
+            {"$match": {"connection_id": "c1", "is_deleted": {"$ne": True}}},
+            {"$group": {"_id": "$issue_id", "seconds": {"$sum": "$time_spent_seconds"}}}])
+        if row["_id"] is not None}
+
+    # Deleted worklogs, other connections and non-numbers add nothing; every issue is listed.
+    assert stored_totals(worklogs.database, "c1") == {"10": 180, "11": 30, "12": 0} == grouped
+    assert stored_totals(worklogs.database, "c1", {"11", "13"}) == {"11": 30}
+    client.close()
