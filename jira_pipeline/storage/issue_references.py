@@ -13,12 +13,6 @@ ISSUE_REFERENCE_DATA = (("issue_types", "issuetype"), ("priorities", "priority")
                         ("resolutions", "resolution"))
 
 
-def missing_reference_data(db: Database, connection_id: str) -> dict[str, list[str]]:
-    """Issue types, priorities and resolutions that live issues reference but that are not
-    stored live: one projected pass over the issues (three ids each), the distinct ids kept."""
-    return missing_referenced_ids(db, connection_id, ISSUE_REFERENCE_DATA)
-
-
 # The versions and components an issue names by id, in lists of `raw.fields`.
 ISSUE_PROJECT_PARTS = (("project_versions", "fixVersions"), ("project_versions", "versions"),
                        ("project_components", "components"))

@@ -5,6 +5,7 @@ vanished rows marked deleted and revived, and the check that issues' references 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -146,3 +147,40 @@ def test_data_center_reference_data_comes_from_rest_api_2(
     assert len(stored(pipeline, "jira_resolutions", is_deleted=False)) == 4
     assert len(stored(pipeline, "jira_issue_types", is_deleted=False)) == 5
     assert stored(pipeline, "jira_status_categories")["3"]["key"] == "done"
+
+
+def test_both_referenced_row_checks_come_from_one_pass_and_each_runs_alone(
+    pipeline_factory: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dagster as dg
+
+    from jira_pipeline.assets import checks
+
+    pipeline = pipeline_factory(issues=40, days=3)
+    pipeline.sync_everything()
+    passes: list[tuple[str, ...]] = []
+    real = checks.missing_referenced_ids
+
+    def counted(db: Any, connection_id: str, references: Any) -> dict[str, list[str]]:
+        passes.append(tuple(entity for entity, _ in references))
+        return real(db, connection_id, references)
+
+    monkeypatch.setattr(checks, "missing_referenced_ids", counted)
+    both = pipeline.run("jira_issues_job", pipeline.today, assets=["jira_issues"])
+    results = check_results(both)
+    assert results[("jira_issues", "reference_data_present")].passed
+    assert results[("jira_issues", "project_parts_present")].passed
+    assert len(passes) == 1
+    assert set(passes[0]) == {"issue_types", "priorities", "resolutions",
+                              "project_versions", "project_components"}
+
+    # One check selected alone (the UI's check subset): only it is evaluated, from its ids.
+    passes.clear()
+    issues = dg.AssetKey("jira_issues")
+    job = pipeline.defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(),
+        asset_check_selection={dg.AssetCheckKey(issues, "project_parts_present")},
+    )
+    alone = job.execute_in_process(instance=pipeline.instance)
+    assert set(check_results(alone)) == {("jira_issues", "project_parts_present")}
+    assert passes == [("project_versions", "project_versions", "project_components")]
