@@ -101,7 +101,9 @@ def issue_check_specs(
     ]
 
 
-def selected_checks(context: dg.AssetExecutionContext, asset_key: dg.AssetKey) -> set[str]:
+def selected_checks(
+    context: dg.AssetExecutionContext | dg.AssetCheckExecutionContext, asset_key: dg.AssetKey
+) -> set[str]:
     """Names of the checks of `asset_key` this step is asked to evaluate (a UI selection may
     leave some or all out, or select them without the asset)."""
     return {key.name for key in context.selected_asset_check_keys if key.asset_key == asset_key}
@@ -198,8 +200,8 @@ def build_issue_checks(
     def referenced_rows_present(
         context: dg.AssetCheckExecutionContext, mongo: MongoResource
     ) -> Iterator[dg.AssetCheckResult]:
-        selected = [name for name in referenced_checks
-                    if dg.AssetCheckKey(issues_key, name) in context.selected_asset_check_keys]
+        chosen = selected_checks(context, issues_key)
+        selected = [name for name in referenced_checks if name in chosen]
         references = tuple(reference for name in selected
                            for reference in referenced_checks[name][0])
         missing = missing_referenced_ids(mongo.get_database(), site.connection_id, references)

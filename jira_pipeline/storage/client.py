@@ -38,10 +38,11 @@ from pymongo.errors import (
 from jira_pipeline.settings import check_database_name, load_settings
 from jira_pipeline.storage.embedded_index import (
     IndexedServerStore,
+    ProjectedPaths,
     included_paths,
-    included_top_level_fields,
     top_level_filter,
     top_level_matches,
+    top_level_names,
 )
 
 APP_NAME = "jira-pipeline"
@@ -340,28 +341,26 @@ class EmbeddedCollection(mongomock_collection.Collection):
     def _get_dataset(self, spec: Any, sort: Any, fields: Any, as_class: Any) -> Iterator[Any]:
         # A projection of top-level fields is served from the documents' top levels: a
         # projected scan (checks, the refresh sensor) never decodes Jira's raw JSON.
-        kept = included_top_level_fields(fields)
-        if not top_level_filter(spec):
+        paths = included_paths(fields)
+        if paths is None or not top_level_filter(spec):
             return super()._get_dataset(spec, sort, fields, as_class)
+        kept = top_level_names(paths)
         if sort:
-            return self._sorted_top_levels(spec, sort, fields, kept, as_class)
+            return self._sorted_top_levels(spec, sort, fields, paths, kept, as_class)
         if kept is None:
             # Dotted paths (`raw.fields.priority.id`: the checks' and the sensor's reference
             # passes) are cut from the stored bytes without decoding the rest of the document.
-            paths = included_paths(fields)
-            if paths is None or as_class is not dict:
+            if as_class is not dict:
                 return super()._get_dataset(spec, sort, fields, as_class)
-            return self._store.projected_documents(spec, paths, paths.keep_id)
-        if isinstance(fields, (list, tuple)):
-            fields = dict.fromkeys(fields, 1)
-        keep_id = fields.get("_id", 1) != 0
+            return self._store.projected_documents(spec, paths)
         return (
-            _projected(document, kept, keep_id, as_class)
+            _projected(document, kept, paths.keep_id, as_class)
             for document in self._store.matching_documents(spec, kept)
         )
 
     def _sorted_top_levels(
-        self, spec: Any, sort: Any, fields: Any, kept: set[str] | None, as_class: Any
+        self, spec: Any, sort: Any, fields: Any, paths: ProjectedPaths, kept: set[str] | None,
+        as_class: Any,
     ) -> Iterator[Any]:
         """A sorted find of top-level fields by top-level keys (`fresh`'s newest `updated`),
         sorted on the documents' top levels as mongomock sorts whole documents."""
@@ -370,9 +369,6 @@ class EmbeddedCollection(mongomock_collection.Collection):
             not isinstance(key, str) or "." in key or key.startswith("$") for key, _ in keys
         ):
             return super()._get_dataset(spec, sort, fields, as_class)
-        if isinstance(fields, (list, tuple)):
-            fields = dict.fromkeys(fields, 1)
-        keep_id = fields.get("_id", 1) != 0
         # The sort keys are read too: a nested one has the document decoded whole.
         documents: Iterable[dict[str, Any]] = self._store.matching_documents(
             spec, kept | {key for key, _ in keys})
@@ -382,7 +378,7 @@ class EmbeddedCollection(mongomock_collection.Collection):
                 key=functools.partial(mongomock_filtering.resolve_sort_key, key),
                 reverse=direction < 0,
             )
-        return (_projected(document, kept, keep_id, as_class) for document in documents)
+        return (_projected(document, kept, paths.keep_id, as_class) for document in documents)
 
     def count_documents(self, filter: Any, **kwargs: Any) -> int:
         # Counting needs no document decoded whole (skip and limit take mongomock's own path).

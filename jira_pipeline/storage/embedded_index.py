@@ -530,9 +530,7 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
             else:
                 yield self._documents._decode_doc(encoded)
 
-    def projected_documents(
-        self, filter: Any, paths: ProjectedPaths, keep_id: bool
-    ) -> Iterator[dict[str, Any]]:
+    def projected_documents(self, filter: Any, paths: ProjectedPaths) -> Iterator[dict[str, Any]]:
         """The documents matching a `top_level_filter`, each cut to `paths` (an inclusion
         projection of dotted paths, see `included_paths`), in natural order.
 
@@ -548,7 +546,7 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
             if exact is None and not matches(_shallow_top_level(document)):
                 continue
             projected = self._project(document, paths.tree)
-            if keep_id and indexing.ID in document:
+            if paths.keep_id and indexing.ID in document:
                 projected[indexing.ID] = self._whole(document[indexing.ID])
             yield projected
 
@@ -1015,26 +1013,12 @@ def included_paths(projection: Any) -> ProjectedPaths | None:
     return ProjectedPaths(tree, keep_id) if tree else None
 
 
-def included_top_level_fields(projection: Any) -> set[str] | None:
-    """The top-level fields an inclusion projection keeps (`_id` aside), else None.
-
-    None for no projection, an exclusion, dotted paths or projection operators: those need the
-    whole document.
-    """
-    if isinstance(projection, (list, tuple)):
-        projection = dict.fromkeys(projection, 1)
-    if not isinstance(projection, Mapping) or not projection:
+def top_level_names(paths: ProjectedPaths | None) -> set[str] | None:
+    """The fields `paths` (see `included_paths`) keeps when each is a top-level field kept
+    whole (`_id` aside), else None: dotted paths need more than the documents' top levels."""
+    if paths is None or any(below is not None for below in paths.tree.values()):
         return None
-    kept: set[str] = set()
-    for name, value in projection.items():
-        if name == indexing.ID and value in (0, 1, True, False):
-            continue
-        if not isinstance(name, str) or "." in name or name.startswith("$"):
-            return None
-        if value is not True and (isinstance(value, bool) or value != 1):
-            return None
-        kept.add(name)
-    return kept or None
+    return set(paths.tree)
 
 
 def _datetime_bounds(condition: Mapping[str, Any]) -> tuple[str, str] | None:
