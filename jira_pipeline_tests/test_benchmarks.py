@@ -63,3 +63,21 @@ def test_sync_bench_cli_prints_every_phase_with_every_figure() -> None:
     # 100 touched of 50 issues: every issue moved to today's partition.
     assert delta["issues"] == 50
     assert "client_fetch_s" not in delta
+
+
+def test_event_log_bench_prints_both_storages_for_both_kinds_of_event() -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "event_log_bench.py"), "--events", "5",
+         "--rounds", "1"],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    measured = {(line["event"], line["storage"]) for line in lines if "storage" in line}
+    assert measured == {(kind, storage) for kind in ("planned", "log")
+                        for storage in ("dagster", "kept_connections")}
+    for line in lines:
+        if "storage" in line:
+            assert line["events"] == 5 and line["wall_ms_per_event"] > 0
+        else:
+            assert line["dagster_over_kept_connections"] > 0

@@ -30,7 +30,10 @@ def test_the_postgres_variant_differs_from_dagster_yaml_only_in_storage() -> Non
         assert postgres[section], section
     assert postgres["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert postgres["run_monitoring"]["enabled"] is True
-    assert sqlite["storage"] == {"sqlite": {"base_dir": {"env": "DAGSTER_HOME"}}}
+    # Dagster's SQLite storage under DAGSTER_HOME, with the event log's connections kept open.
+    assert sqlite["storage"] == {"custom": {
+        "module": "jira_pipeline.instance_storage", "class": "JiraPipelineSqliteStorage",
+        "config": {"base_dir": {"env": "DAGSTER_HOME"}}}}
     # The URL (a secret: it may carry a password) comes from the environment, never the file.
     assert postgres["storage"] == {"postgres": {"postgres_url": {"env": PG_URL_VARIABLE}}}
 
