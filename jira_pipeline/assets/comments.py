@@ -18,8 +18,9 @@ comments of the issues it proved deleted are marked deleted (Jira deletes them w
 import asyncio
 import time
 import warnings
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,7 +38,7 @@ from jira_pipeline.assets.resources import JiraResource, counter_delta
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.assets.streams import failing_fast, reported_as_itself, stored_asset_spec
-from jira_pipeline.jira import JiraClient, JiraNotFound
+from jira_pipeline.jira import JiraClient, JiraNotFound, Submitted
 from jira_pipeline.jira.comments import CommentRecord, CommentThread, comment_thread
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import entity_spec
@@ -53,6 +54,9 @@ from jira_pipeline.timeutil import parse_jira_datetime
 
 ASSET_NAME = "jira_issue_comments"
 ISSUE_BATCH = 200  # stored issues read (and their truncated threads fetched) per batch
+# Batches whose truncated threads are fetched while an earlier batch is written: at most this
+# many batches' stored blocks and fetched threads are held beside the one being written.
+THREAD_BATCHES_AHEAD = 3
 SAMPLE_SIZE = 20  # issues the `comments_complete` check asks Jira about
 COMMENTS = entity_spec("comments")
 
@@ -116,6 +120,20 @@ def _build_comments_asset(
     return jira_issue_comments
 
 
+@dataclass(frozen=True)
+class BatchThreads:
+    """A batch of stored issues, the threads their comment blocks hold whole, and the fetch of
+    the rest (None when every block was whole)."""
+
+    batch: list[dict[str, Any]]
+    embedded: dict[str, CommentThread]
+    fetching: Submitted[list[CommentThread]] | None
+
+    def cancel(self) -> None:
+        if self.fetching is not None:
+            self.fetching.cancel_and_wait()
+
+
 class CommentStream(WriteStream):
     """The comments of the selected stored issues, a batch of issues at a time, then the
     tombstones of the stored comments complete listings no longer hold."""
@@ -133,18 +151,21 @@ class CommentStream(WriteStream):
     def _comment_items(self) -> Iterator[WriteItem]:
         with reported_as_itself():
             vanished: list[str] = []
-            for batch in stored_issue_batches(self._db, self._site.connection_id, self._window):
-                threads = self._threads(batch)
-                live = stored_live_comments(self._db, self._site.connection_id,
-                                            [issue["issue_id"] for issue in batch])
-                for issue in batch:
-                    thread = threads[issue["issue_id"]]
-                    listed = set()
-                    for comment in thread.comments:
-                        listed.add(str(comment.get("id")))
-                        yield Upsert(self._record(issue, comment))
-                    if thread.complete:
-                        vanished.extend(sorted(live.get(issue["issue_id"], set()) - listed))
+            # The truncated threads of the next batches are fetched while this one is written:
+            # a batch's fetch waits on Jira (a thread of several pages, page after page) while
+            # its write is CPU, so overlapping them keeps both busy.
+            ahead: deque[BatchThreads] = deque()
+            try:
+                for batch in stored_issue_batches(self._db, self._site.connection_id,
+                                                  self._window):
+                    ahead.append(self._start_threads(batch))
+                    if len(ahead) > THREAD_BATCHES_AHEAD:
+                        yield from self._batch_items(ahead.popleft(), vanished)
+                while ahead:
+                    yield from self._batch_items(ahead.popleft(), vanished)
+            finally:
+                for pending in ahead:  # an error or a closed stream: nobody waits for them
+                    pending.cancel()
             with_their_issue = live_children_of_deleted_issues(
                 self._db, self._site.connection_id, self._window, COMMENTS.collection,
                 "comment_id")
@@ -152,6 +173,20 @@ class CommentStream(WriteStream):
             vanished.extend(with_their_issue)
             if vanished:
                 yield Tombstone(COMMENTS.name, ids=frozenset(vanished))
+
+    def _batch_items(self, started: BatchThreads, vanished: list[str]) -> Iterator[WriteItem]:
+        batch = started.batch
+        threads = self._threads(started)
+        live = stored_live_comments(self._db, self._site.connection_id,
+                                    [issue["issue_id"] for issue in batch])
+        for issue in batch:
+            thread = threads[issue["issue_id"]]
+            listed = set()
+            for comment in thread.comments:
+                listed.add(str(comment.get("id")))
+                yield Upsert(self._record(issue, comment))
+            if thread.complete:
+                vanished.extend(sorted(live.get(issue["issue_id"], set()) - listed))
 
     def _record(self, issue: Mapping[str, Any], comment: dict[str, Any]) -> Any:
         raw = {"issue": {"id": issue["issue_id"], "key": issue.get("key")}, "comment": comment}
@@ -161,21 +196,29 @@ class CommentStream(WriteStream):
         except ValueError as error:
             return UnstorableRecord.from_error(raw, error)
 
-    def _threads(self, batch: list[dict[str, Any]]) -> dict[str, CommentThread]:
-        threads: dict[str, CommentThread] = {}
+    def _start_threads(self, batch: list[dict[str, Any]]) -> BatchThreads:
+        """The batch's threads embedded whole in the stored issues, and the fetch of the
+        others, started."""
+        embedded: dict[str, CommentThread] = {}
         fetch: list[str] = []
         for issue in batch:
             block = ((issue.get("raw") or {}).get("fields") or {}).get("comment")
-            embedded = CommentThread.embedded(issue["issue_id"], block)
-            if embedded is None:
+            thread = CommentThread.embedded(issue["issue_id"], block)
+            if thread is None:
                 fetch.append(issue["issue_id"])
             else:
-                threads[issue["issue_id"]] = embedded
+                embedded[issue["issue_id"]] = thread
+        fetching = self._jira.start(lambda client: fetch_threads(client, fetch)) if fetch else None
+        return BatchThreads(batch, embedded, fetching)
+
+    def _threads(self, started: BatchThreads) -> dict[str, CommentThread]:
+        batch, threads = started.batch, dict(started.embedded)
         self.figures["issues_read"] += len(batch)
-        self.figures["threads_from_embedded_block"] += len(batch) - len(fetch)
-        if fetch:
-            fetched = self._jira.run(lambda client: fetch_threads(client, fetch))
-            self.figures["threads_fetched"] += len(fetch)
+        self.figures["threads_from_embedded_block"] += len(threads)
+        fetch = started.fetching
+        if fetch is not None:
+            fetched = fetch.wait()
+            self.figures["threads_fetched"] += len(fetched)
             self.figures["comment_requests"] += sum(t.pages for t in fetched)
             for thread in fetched:
                 if thread.total is None:

@@ -15,9 +15,11 @@ from jira_pipeline.jira import (
     ClientCounters,
     JiraClient,
     OAuthTokens,
+    Submitted,
     iterate_blocking,
     run_sync,
     shared_loop,
+    start_in_background,
 )
 from jira_pipeline.settings import ConfigurationError, PipelineSettings
 from jira_pipeline.storage.connections import (
@@ -158,6 +160,14 @@ class JiraResource(dg.ConfigurableResource):
         """Run one coroutine against the client from synchronous code."""
         client = self.get_client()
         return run_sync(coroutine_factory(client))
+
+    def start(
+        self, coroutine_factory: Callable[[JiraClient], Coroutine[Any, Any, T]]
+    ) -> Submitted[T]:
+        """Start one coroutine against the client now, from synchronous code; `wait()` for
+        it later (the caller goes on meanwhile), or `cancel_and_wait()`."""
+        client = self.get_client()
+        return start_in_background(coroutine_factory(client))
 
     def iterate(
         self,

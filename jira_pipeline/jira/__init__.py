@@ -27,7 +27,14 @@ from jira_pipeline.jira.auth import (
     TokenLoader,
     TokenSaver,
 )
-from jira_pipeline.jira.bridge import EventLoopThread, iterate_blocking, run_sync, shared_loop
+from jira_pipeline.jira.bridge import (
+    EventLoopThread,
+    Submitted,
+    iterate_blocking,
+    run_sync,
+    shared_loop,
+    start_in_background,
+)
 from jira_pipeline.jira.client import ClientCounters, JiraClient, merge_pages
 from jira_pipeline.jira.jql import IssueWindow, build_issue_jql, fence_user_jql, project_clause
 from jira_pipeline.jira.models import IssueRecord, ProjectRecord, StatusRecord, UserRecord
@@ -65,6 +72,7 @@ __all__ = [
     "RateLimiter",
     "RetryPolicy",
     "StatusRecord",
+    "Submitted",
     "TokenLoader",
     "TokenSaver",
     "UserRecord",
@@ -75,4 +83,5 @@ __all__ = [
     "project_clause",
     "run_sync",
     "shared_loop",
+    "start_in_background",
 ]

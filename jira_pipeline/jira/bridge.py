@@ -65,7 +65,7 @@ def shared_loop() -> EventLoopThread:
         return _shared
 
 
-class _Submitted(Generic[T]):
+class Submitted(Generic[T]):
     """A coroutine running on the loop thread, cancellable from any thread.
 
     Cancelling the concurrent Future of `run_coroutine_threadsafe` does nothing once the
@@ -81,6 +81,14 @@ class _Submitted(Generic[T]):
             return await coro
 
         self.future = runner.submit(tracked())
+
+    def wait(self, timeout: float | None = None) -> T:
+        """The coroutine's result (or its error); an interrupted wait cancels it."""
+        try:
+            return self.future.result(timeout)
+        except BaseException:
+            self.cancel_and_wait()
+            raise
 
     def cancel_and_wait(self, timeout: float = 30.0) -> None:
         if self.future.done():
@@ -110,12 +118,15 @@ def run_sync(
 
     If the caller is interrupted or `timeout` passes, the coroutine is cancelled.
     """
-    submitted = _Submitted(loop or shared_loop(), coro)
-    try:
-        return submitted.future.result(timeout)
-    except BaseException:
-        submitted.cancel_and_wait()
-        raise
+    return start_in_background(coro, loop=loop).wait(timeout)
+
+
+def start_in_background(
+    coro: Coroutine[Any, Any, T], *, loop: EventLoopThread | None = None
+) -> Submitted[T]:
+    """Start `coro` on the loop thread now; `wait()` for its result later, or
+    `cancel_and_wait()` when it is no longer wanted."""
+    return Submitted(loop or shared_loop(), coro)
 
 
 def iterate_blocking(
@@ -162,7 +173,7 @@ def iterate_blocking(
 
     def consume() -> Iterator[T]:
         # Started on the first next(): an iterator that is never iterated leaves nothing behind.
-        submitted = _Submitted(runner, produce())
+        submitted = Submitted(runner, produce())
         try:
             while True:
                 try:

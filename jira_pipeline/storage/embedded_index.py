@@ -781,8 +781,8 @@ def quick_filter(filter: Any) -> Callable[[Mapping[str, Any]], Verdict] | None:
     """A test of a document against `filter` that answers as mongomock does, or None (undecided)
     for values it does not cover; None instead of a test when the filter has other forms.
 
-    Covered: top-level fields equal to a string or null (`$eq` too), `$in` of strings, `$ne` of a
-    bool, datetime ranges (`$gt`, `$gte`, `$lt`, `$lte`), and `$or` of such filters.
+    Covered: top-level fields equal to a string, a bool or null (`$eq` too), `$in` of strings,
+    `$ne` of a bool, datetime ranges (`$gt`, `$gte`, `$lt`, `$lte`), and `$or` of such filters.
     """
     if not isinstance(filter, Mapping):
         return None
@@ -828,6 +828,8 @@ def _field_test(field: str, condition: Any) -> Callable[[Mapping[str, Any]], Ver
         condition = condition["$eq"]
     if type(condition) is str:
         return _equals_string(field, condition)
+    if type(condition) is bool:
+        return _equals_bool(field, condition)
     if condition is None:
         return _is_null(field)
     if not isinstance(condition, Mapping) or not condition:
@@ -855,6 +857,17 @@ def _equals_string(field: str, wanted: str) -> Callable[[Mapping[str, Any]], Ver
         if type(value) is str:
             return value == wanted
         return False if _other_scalar(value, str) else None
+
+    return test
+
+
+def _equals_bool(field: str, wanted: bool) -> Callable[[Mapping[str, Any]], Verdict]:
+    # A number is left to mongomock (Python's 1 == True), and so is an array.
+    def test(doc: Mapping[str, Any]) -> Verdict:
+        value = doc.get(field, _MISSING)
+        if type(value) is bool:
+            return value is wanted
+        return False if _other_scalar(value, bool) else None
 
     return test
 

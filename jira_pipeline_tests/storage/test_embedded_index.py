@@ -365,6 +365,7 @@ def test_the_quick_filter_answers_as_mongomock_or_leaves_the_document_to_it() ->
     filters: list[dict[str, Any]] = [
         {"f": "a"}, {"f": {"$eq": "a"}}, {"f": ""}, {"f": {"$in": ["a", "x"]}}, {"f": {"$in": []}},
         {"f": {"$ne": True}}, {"f": {"$ne": False}},
+        {"f": True}, {"f": False}, {"f": {"$eq": True}}, {"f": True, "g": "a"},
         {"f": {"$gte": early, "$lt": late}}, {"f": {"$gt": early}}, {"f": {"$lte": early}},
         {"f": "a", "g": {"$ne": True}},
         {"$or": [{"f": "a"}, {"f": {"$gte": late}}]},
