@@ -309,3 +309,44 @@ def test_comment_blocks_are_read_a_batch_of_issues_at_a_time(
     assert sorted(i["issue_id"] for b in batches for i in b) == sorted(pipeline.stored_issues())
     assert all("comment" in issue["raw"]["fields"] for batch in batches for issue in batch)
     assert db.blocks_per_answer and max(db.blocks_per_answer) <= 7
+
+
+def test_the_next_batches_threads_are_fetched_while_a_batch_is_written(
+    pipeline_factory: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch's truncated threads wait on Jira while the batch before it is written: the
+    fetches of the next THREAD_BATCHES_AHEAD batches are under way when a batch's comments are
+    handed over, and the comments stored are still exactly Jira's."""
+    from jira_pipeline.assets import comments
+
+    pipeline = pipeline_factory(issues=120, days=3)
+    batches = comments.stored_issue_batches
+    monkeypatch.setattr(comments, "stored_issue_batches",
+                        lambda db, connection, window: batches(db, connection, window, size=10))
+    events: list[str] = []
+    start, write = comments.CommentStream._start_threads, comments.CommentStream._batch_items
+
+    def started(self: Any, batch: list[dict[str, Any]]) -> Any:
+        events.append("start")
+        return start(self, batch)
+
+    def written(self: Any, *args: Any) -> Any:
+        events.append("write")
+        return write(self, *args)
+
+    monkeypatch.setattr(comments.CommentStream, "_start_threads", started)
+    monkeypatch.setattr(comments.CommentStream, "_batch_items", written)
+
+    assert pipeline.sync_everything().success
+
+    total = events.count("start")
+    assert total == events.count("write") >= 6  # 120 issues, 10 a batch, over the partitions
+    ahead = comments.THREAD_BATCHES_AHEAD
+    # Before each batch is written, the fetches of the next `ahead` batches (as far as the
+    # partition has them) were started.
+    assert events[:ahead + 1] == ["start"] * (ahead + 1)
+    assert events[ahead + 1] == "write"
+    expected = jira_threads(pipeline)
+    assert {i: {c["id"] for c in t} for i, t in expected.items() if t} == {
+        i: set(t) for i, t in stored_threads(pipeline).items()
+    }
