@@ -42,6 +42,8 @@ UNKEYED = "*"
 # A plan whose first this-many candidates is not exhausted is "large": several large plans are
 # intersected rather than one of them used alone.
 _PROBE_LIMIT = 1000
+# When every source is larger than _PROBE_LIMIT, those within this are intersected on their own.
+_WIDE_PROBE_LIMIT = 16 * _PROBE_LIMIT
 _BUSY_TIMEOUT_MS = 60_000
 # Candidates are read this many at a time: memory holds a chunk of documents, not all of them.
 _READ_CHUNK = 500
@@ -85,12 +87,22 @@ def document_key_texts(doc: Mapping[str, Any], path: str) -> list[str]:
 class Source:
     """SQL selecting the encoded `_id`s of a superset of the documents matching one condition.
 
-    `size` is known for a list of `_id`s, and otherwise found by probing.
+    An `_id` may come more than once (a document holding several of the keys): every use takes
+    the rows as a set (`IN`, `INTERSECT`) or their count as an upper bound (a probe), so the
+    SQL is a UNION ALL, which a probe's LIMIT stops early, where a UNION would first sort every
+    row to drop duplicates. `size` is known for a list of `_id`s, and otherwise found by probing.
     """
 
     sql: str
     params: tuple[Any, ...]
     size: int | None = None
+
+
+def _intersection(sources: list[Source]) -> Source:
+    return Source(
+        " INTERSECT ".join(f"SELECT * FROM ({source.sql})" for source in sources),
+        tuple(param for source in sources for param in source.params),
+    )
 
 
 def _json(values: Iterable[Any]) -> str:
@@ -622,14 +634,20 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
         smallest, index = probed[0]
         if smallest <= _PROBE_LIMIT or len(sources) == 1:
             return sources[index]
-        return Source(
-            " INTERSECT ".join(f"SELECT * FROM ({source.sql})" for source in sources),
-            tuple(param for source in sources for param in source.params),
-        )
+        # Every source is large. Intersecting them all reads each whole, the broadest too (a
+        # connection's every document); the sources within a wider count are intersected
+        # alone, or the one that is taken as the candidates (the matcher checks the rest).
+        narrow = [source for source in sources
+                  if self._probe(source, _WIDE_PROBE_LIMIT) <= _WIDE_PROBE_LIMIT]
+        if len(narrow) == 1:
+            return narrow[0]
+        return _intersection(narrow or sources)
 
-    def _probe(self, source: Source) -> int:
+    def _probe(self, source: Source, limit: int = _PROBE_LIMIT) -> int:
+        """How many rows `source` selects, counted up to `limit + 1` (a document matching
+        several of its keys counts once for each: an upper bound)."""
         row = self._connection.execute(
-            f"SELECT count(*) FROM ({source.sql} LIMIT {_PROBE_LIMIT + 1})", source.params
+            f"SELECT count(*) FROM ({source.sql} LIMIT {limit + 1})", source.params
         ).fetchone()
         return int(row[0])
 
@@ -674,7 +692,7 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
         if keys is not None:
             return Source(
                 f"SELECT doc_id FROM {KEYS_TABLE} WHERE path_id = ? AND key IN "
-                f"(SELECT value FROM json_each(?)) UNION {unkeyed}",
+                f"(SELECT value FROM json_each(?)) UNION ALL {unkeyed}",
                 (path_id, _json(sql_key(cast(tuple[Any, ...], key)) for key in keys), path_id),
             )
         if not isinstance(condition, Mapping):
@@ -684,7 +702,7 @@ class IndexedCollectionStore(sqlite_store.CollectionStore):
             lower, upper = bounds
             return Source(
                 f"SELECT doc_id FROM {KEYS_TABLE} WHERE path_id = ? AND key >= ? AND key <= ? "
-                f"UNION {unkeyed}",
+                f"UNION ALL {unkeyed}",
                 (path_id, lower, upper, path_id),
             )
         excluded = condition.get("$nin")

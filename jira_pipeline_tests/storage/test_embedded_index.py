@@ -722,3 +722,43 @@ def test_a_sorted_projected_find_decodes_only_top_levels(
     nested = collection.find({"connection_id": "c2"}, {"n": 1, "_id": 0}).sort(
         "raw.fields.summary", 1).limit(2)
     assert list(nested) == [{"n": 0}, {"n": 10}]
+
+
+def test_when_every_condition_is_large_the_broadest_is_left_to_the_matcher(
+    tmp_path: Path,
+) -> None:
+    """A connection's field-history rows of 200 issues: every condition selects over a
+    thousand rows, `connection_id` all 21,000. The plan intersects the others (within the wide
+    count) and leaves `connection_id` out (intersecting it reads the whole collection); the
+    answer is mongomock's, each document once, arrays holding several listed keys included."""
+    client = get_mongo_client(None, folder=tmp_path / "mongo")
+    collection = client.get_database("plans").rows
+    for path in ("connection_id", "issue_id", "is_current", "field_id"):
+        collection.create_index([(path, ASCENDING)])
+    fields = ["status", "assignee", "priority", "labels", "summary"]
+    docs: list[dict[str, Any]] = [
+        {"_id": n, "connection_id": "c1", "issue_id": str(n // 7),
+         "is_current": n % 2 == 0, "field_id": fields[n % len(fields)]}
+        for n in range(21_000)
+    ]
+    # Documents a listed key selects twice (an array holding two of them), or under no key.
+    docs += [{"_id": -1, "connection_id": "c1", "issue_id": ["3", "4"], "is_current": True,
+              "field_id": "status"},
+             {"_id": -2, "connection_id": "c1", "issue_id": [], "is_current": True,
+              "field_id": "status"}]
+    collection.insert_many(docs)
+    ids = [str(n) for n in range(200)]
+    selector = {"connection_id": "c1", "issue_id": {"$in": ids}, "is_current": True,
+                "field_id": {"$in": ["status", "assignee", "priority"]}}
+
+    plan = _store(collection).plan(selector)
+    found = [doc["_id"] for doc in collection.find(selector)]
+
+    paths = _store(collection)._index_declared_paths()
+    assert plan is not None and plan.sql.count("INTERSECT") == 2
+    assert paths["connection_id"] not in plan.params
+    assert {paths[name] for name in ("issue_id", "is_current", "field_id")} <= set(plan.params)
+    expected = [doc["_id"] for doc in docs if filter_applies(selector, doc)]
+    assert sorted(found) == sorted(expected) and len(found) == len(set(found))
+    assert -1 in found and 400 < len(found) < 1_000
+    client.close()
