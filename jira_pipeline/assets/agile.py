@@ -104,6 +104,7 @@ BOARDS = Dimension(
     "(full refresh; vanished ones marked deleted).",
     record_type=BoardRecord,
     walk=_boards,
+    prefetch=True,
     shared_as=BOARD_LISTING,
     preview_fields=("board_id", "name", "type", "project_key"),
 )

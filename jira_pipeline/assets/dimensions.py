@@ -1,7 +1,9 @@
 """The dimension assets: one step per site, each a full refresh, upserted, vanished rows
 marked deleted."""
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
+import asyncio
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -12,8 +14,8 @@ from jira_pipeline.assets.checks import dimension_check_results, dimension_check
 from jira_pipeline.assets.resources import JiraResource
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
-from jira_pipeline.assets.streams import JiraRecordStream, stored_asset_spec
-from jira_pipeline.jira import JiraClient
+from jira_pipeline.assets.streams import JiraRecordStream, failing_fast, stored_asset_spec
+from jira_pipeline.jira import ClientCounters, JiraClient, counted
 from jira_pipeline.jira.models import JiraRecord
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import entity_spec
@@ -51,6 +53,45 @@ class DimensionCompletion(Protocol):
     def fetch(self, client: JiraClient, ids: list[str]) -> AsyncIterable[dict[str, Any]]: ...
 
 
+@dataclass
+class Prefetched:
+    """A dimension's whole listing, asked when its step started, and what asking cost (its
+    own requests, counted apart from the others asked at the same time)."""
+
+    rows: list[dict[str, Any]]
+    error: Exception | None
+    spent: ClientCounters
+    seconds: float
+
+    async def replay(self) -> AsyncIterator[dict[str, Any]]:
+        if self.error is not None:
+            raise self.error  # where the dimension's own walk would have raised it
+        for row in self.rows:
+            yield row
+
+
+async def prefetch_listings(
+    client: JiraClient, walks: Mapping[str, Callable[[JiraClient], AsyncIterable[dict[str, Any]]]]
+) -> dict[str, Prefetched]:
+    """Every walk at once (the client's limiter paces and bounds their requests), each listing
+    held whole. A failed walk keeps its error for its dimension to raise when it is written:
+    the dimensions before it are written, as when each was asked in turn."""
+
+    async def one(walk: Callable[[JiraClient], AsyncIterable[dict[str, Any]]]) -> Prefetched:
+        started = time.perf_counter()
+        # `gather` runs each walk as a task with its own copy of the context: the ledger
+        # counts this walk's requests only.
+        with counted(ClientCounters()) as ledger:
+            try:
+                rows = [row async for row in walk(client)]
+            except Exception as error:
+                return Prefetched([], error, ledger, time.perf_counter() - started)
+        return Prefetched(rows, None, ledger, time.perf_counter() - started)
+
+    fetched = await asyncio.gather(*(one(walk) for walk in walks.values()))
+    return dict(zip(walks, fetched, strict=True))
+
+
 class StepListings:
     """Listings read whole by one dimension's walk, kept for the step's later walks that start
     from the same listing: the sprints walk asks every board the boards walk listed, the
@@ -59,10 +100,28 @@ class StepListings:
     where both are selected, and still asked when either is materialized alone.
 
     A listing is kept only once it ended: one cut short (an error, a consumer that stopped) is
-    asked again by the next walk, which then fails or converges as it would alone."""
+    asked again by the next walk, which then fails or converges as it would alone.
+
+    The small listings (`Dimension.prefetch`) of the step's selected dimensions are asked at
+    once when the step starts (`prefetch`), each handed to its dimension when it is written."""
 
     def __init__(self) -> None:
         self._whole: dict[str, list[dict[str, Any]]] = {}
+        self._prefetched: dict[str, Prefetched] = {}
+
+    def prefetch(self, jira: JiraResource, settings: PipelineSettings,
+                 dimensions: Sequence["Dimension"]) -> None:
+        walks = {dimension.asset_name: dimension.listing(settings) for dimension in dimensions}
+        with failing_fast():  # a client that cannot be built fails the step here, named
+            self._prefetched = jira.run(lambda client: prefetch_listings(client, walks))
+        for dimension in dimensions:
+            fetched = self._prefetched[dimension.asset_name]
+            if dimension.shared_as is not None and fetched.error is None:
+                self._whole[dimension.shared_as] = fetched.rows
+
+    def take_prefetched(self, asset_name: str) -> Prefetched | None:
+        """The dimension's prefetched listing, once (the rows are let go once written)."""
+        return self._prefetched.pop(asset_name, None)
 
     async def rows(
         self, name: str, listing: Callable[[], AsyncIterable[dict[str, Any]]]
@@ -101,6 +160,17 @@ class Dimension:
     completion: DimensionCompletion | None = field(default=None)
     # The name under which `walk`'s rows are kept for the step's later walks (StepListings).
     shared_as: str | None = None
+    # The listing is small (a site's configuration, not its activity: statuses, fields, the
+    # projects, the boards) and a plain `walk`: the step asks for it when it starts, at the
+    # same time as the other such dimensions selected, and holds it until it is written.
+    prefetch: bool = False
+
+    def listing(self, settings: PipelineSettings
+                ) -> Callable[[JiraClient], AsyncIterable[dict[str, Any]]]:
+        walk = self.walk
+        if walk is None or self.counted_walk is not None:
+            raise TypeError(f"dimension {self.asset_name} has no plain walk to prefetch")
+        return lambda client: walk(client, settings)
 
     def rows(
         self,
@@ -155,6 +225,10 @@ def build_dimension_assets(
         context: dg.AssetExecutionContext, jira: JiraResource, mongo: MongoResource
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         listings = StepListings()  # this attempt's: a retried step lists anew
+        small = [dimension for key, dimension in by_key.items()
+                 if dimension.prefetch and key in context.selected_asset_keys]
+        if len(small) > 1:
+            listings.prefetch(jira, settings, small)
         for key, dimension in by_key.items():
             if key in context.selected_asset_keys:
                 # handle_output writes the stream before this generator resumes.
@@ -189,6 +263,7 @@ def dimension_stream(
     kept: set[str] = set()
     if dimension.completion is not None:
         completed.update(referenced_not_listed=0, fetched_one_by_one=0, kept_without_fetch=0)
+    prefetched = step_listings.take_prefetched(dimension.asset_name)
     references = (
         dimension.completion.referenced(mongo.get_database(), site.connection_id)
         if dimension.completion is not None
@@ -202,7 +277,9 @@ def dimension_stream(
 
     async def walk(client: JiraClient) -> AsyncIterator[dict[str, Any]]:
         listed: set[str] = set()
-        async for raw in dimension.rows(client, settings, completed, step_listings):
+        rows = (prefetched.replay() if prefetched is not None
+                else dimension.rows(client, settings, completed, step_listings))
+        async for raw in rows:
             if referenced:
                 listed.add(jira_id(raw))
             yield raw
@@ -245,4 +322,5 @@ def dimension_stream(
         preview_fields=dimension.preview_fields,
         deletions=vanished,
         report=lambda: completed,
+        spent_before=(prefetched.spent, prefetched.seconds) if prefetched is not None else None,
     )

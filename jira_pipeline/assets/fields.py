@@ -24,5 +24,6 @@ FIELDS = Dimension(
     "JQL clause names (full refresh; fields gone from Jira are kept, is_deleted: true).",
     record_type=FieldRecord,
     walk=_fields,
+    prefetch=True,
     preview_fields=("field_id", "name", "custom", "schema_type", "schema_custom"),
 )

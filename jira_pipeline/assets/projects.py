@@ -24,5 +24,6 @@ PROJECTS = Dimension(
     description="Jira projects (full refresh; projects gone from Jira are kept, is_deleted: true).",
     record_type=ProjectRecord,
     walk=_projects,
+    prefetch=True,
     preview_fields=("key", "name", "project_type", "category"),
 )

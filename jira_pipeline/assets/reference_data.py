@@ -46,6 +46,7 @@ ISSUE_TYPES = Dimension(
     "refresh; vanished ones marked deleted).",
     record_type=IssueTypeRecord,
     walk=_issue_types,
+    prefetch=True,
     preview_fields=("issue_type_id", "name", "subtask", "hierarchy_level"),
 )
 PRIORITIES = Dimension(
@@ -54,6 +55,7 @@ PRIORITIES = Dimension(
     description="Jira priorities with their colors (full refresh; vanished ones marked deleted).",
     record_type=PriorityRecord,
     walk=_priorities,
+    prefetch=True,
     preview_fields=("priority_id", "name", "status_color"),
 )
 RESOLUTIONS = Dimension(
@@ -63,6 +65,7 @@ RESOLUTIONS = Dimension(
     "deleted).",
     record_type=ResolutionRecord,
     walk=_resolutions,
+    prefetch=True,
     preview_fields=("resolution_id", "name", "description"),
 )
 STATUS_CATEGORIES = Dimension(
@@ -72,6 +75,7 @@ STATUS_CATEGORIES = Dimension(
     "(full refresh; vanished ones marked deleted).",
     record_type=StatusCategoryRecord,
     walk=_status_categories,
+    prefetch=True,
     preview_fields=("status_category_id", "key", "name", "color_name"),
 )
 REFERENCE_DATA = (ISSUE_TYPES, PRIORITIES, RESOLUTIONS, STATUS_CATEGORIES)

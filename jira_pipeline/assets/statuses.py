@@ -20,5 +20,6 @@ STATUSES = Dimension(
     description="Jira statuses with their categories (full refresh; vanished ones marked deleted).",
     record_type=StatusRecord,
     walk=_statuses,
+    prefetch=True,
     preview_fields=("status_id", "name", "status_category", "scope_project_id"),
 )

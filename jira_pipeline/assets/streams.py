@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from jira_pipeline.assets.progress import WalkProgress
 from jira_pipeline.assets.resources import JiraResource, counter_delta
-from jira_pipeline.jira import JiraClient
+from jira_pipeline.jira import ClientCounters, JiraClient
 from jira_pipeline.jira.retry import cannot_succeed
 from jira_pipeline.storage.connections import JiraConnectionError, StaleRefreshTokenError
 from jira_pipeline.storage.io_manager import (
@@ -118,8 +118,12 @@ class JiraRecordStream(WriteStream):
         deletions: Callable[[], Iterable[Tombstone]] | None = None,
         report: Callable[[], Mapping[str, Any]] | None = None,
         progress: WalkProgress | None = None,
+        spent_before: tuple[ClientCounters, float] | None = None,
     ) -> None:
         super().__init__(self._stream(), self._report)
+        # What fetching cost before this stream was drained (a listing asked when the step
+        # started): its requests and seconds, added to the figures.
+        self._spent_before = spent_before
         self._progress = progress
         self._jira = jira
         self._walk = walk
@@ -164,6 +168,10 @@ class JiraRecordStream(WriteStream):
             extra = dict(self._extra()) if self._extra is not None else {}
             spent = counter_delta(self._counters_before, self._jira.counters())
         elapsed = time.perf_counter() - self._started
+        if self._spent_before is not None:
+            earlier, seconds = self._spent_before
+            spent = {name: value + earlier.as_dict()[name] for name, value in spent.items()}
+            elapsed += seconds
         return {
             "records_fetched": self.fetched,
             **extra,

@@ -35,7 +35,7 @@ from jira_pipeline.jira.bridge import (
     shared_loop,
     start_in_background,
 )
-from jira_pipeline.jira.client import ClientCounters, JiraClient, merge_pages
+from jira_pipeline.jira.client import ClientCounters, JiraClient, counted, merge_pages
 from jira_pipeline.jira.jql import IssueWindow, build_issue_jql, fence_user_jql, project_clause
 from jira_pipeline.jira.models import IssueRecord, ProjectRecord, StatusRecord, UserRecord
 from jira_pipeline.jira.ratelimit import RateLimiter
@@ -77,6 +77,7 @@ __all__ = [
     "TokenSaver",
     "UserRecord",
     "build_issue_jql",
+    "counted",
     "fence_user_jql",
     "iterate_blocking",
     "merge_pages",

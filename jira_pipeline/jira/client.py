@@ -5,8 +5,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import ssl
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import aclosing
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import aclosing, contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -79,6 +87,24 @@ class ClientCounters:
 
     def as_dict(self) -> dict[str, int | float]:
         return asdict(self)
+
+
+# The ledgers of the task sending a request: besides the client's own counters, each request
+# counts in every ledger the sending task's context holds (see `counted`), so work started
+# concurrently (a step's dimensions fetched at once) still reports its own share.
+_LEDGERS: ContextVar[tuple[ClientCounters, ...]] = ContextVar("jira_client_ledgers", default=())
+
+
+@contextmanager
+def counted(ledger: ClientCounters) -> Iterator[ClientCounters]:
+    """Count the requests this task (and the tasks it starts) sends in `ledger` as well:
+    requests, searches, counts, retries, rate-limit waits, bytes and retry backoff. The
+    limiter's own pauses are shared by every request and stay in the client's figures only."""
+    token = _LEDGERS.set((*_LEDGERS.get(), ledger))
+    try:
+        yield ledger
+    finally:
+        _LEDGERS.reset(token)
 
 
 @dataclass
@@ -207,6 +233,10 @@ class JiraClient:
         snapshot.token_refreshes = getattr(self.auth, "refreshes", 0)
         return snapshot
 
+    def _count(self, figure: str, amount: int = 1) -> None:
+        for counters in (self._counters, *_LEDGERS.get()):
+            setattr(counters, figure, getattr(counters, figure) + amount)
+
     # --- requests -------------------------------------------------------------------------
 
     async def request_json(
@@ -234,11 +264,13 @@ class JiraClient:
             except JiraError as error:
                 if not self.retry.should_retry(error, attempt):
                     raise
-                self._counters.retries += 1
+                self._count("retries")
                 if not isinstance(error, JiraRateLimited):
                     # 429s wait in the limiter (every request pauses); others back off alone.
                     delay = self.retry.backoff(attempt - 1)
                     self._backoff_seconds += delay
+                    for ledger in _LEDGERS.get():
+                        ledger.wait_seconds = round(ledger.wait_seconds + delay, 3)
                     await asyncio.sleep(delay)
 
     async def _send(
@@ -253,11 +285,11 @@ class JiraClient:
         url = self.api_base + path
         async with self.limiter.slot():
             headers, used = await self.auth.headers(self._http)
-            self._counters.api_calls += 1
+            self._count("api_calls")
             if kind == "search":
-                self._counters.search_calls += 1
+                self._count("search_calls")
             elif kind == "count":
-                self._counters.count_calls += 1
+                self._count("count_calls")
             try:
                 response = await self._http.request(
                     method, url, params=params, json=json, headers=headers
@@ -269,7 +301,7 @@ class JiraClient:
                     f"{type(error).__name__}: {reason}", method=method, path=path,
                     host=target.host, port=target.port or _DEFAULT_PORTS.get(target.scheme),
                 ) from None
-        self._counters.bytes_received += len(response.content)
+        self._count("bytes_received", len(response.content))
         status = response.status_code
         if 200 <= status < 300:
             self.limiter.observe(response.headers)
@@ -319,7 +351,7 @@ class JiraClient:
             if pause is None:
                 pause = self.retry.backoff(attempt - 1)
             self.limiter.pause(pause)
-            self._counters.rate_limit_waits += 1
+            self._count("rate_limit_waits")
             return JiraRateLimited(
                 reason, retry_after=pause, method=method, path=path, status=status,
                 error_messages=messages, errors=errors,

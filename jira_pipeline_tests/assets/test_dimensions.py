@@ -3,14 +3,33 @@ rows that vanish from Jira are kept and marked deleted, and come back to life.""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
+from jira_pipeline.assets.agile import AGILE_DIMENSIONS
+from jira_pipeline.assets.dimensions import Prefetched, prefetch_listings
+from jira_pipeline.assets.fields import FIELDS
+from jira_pipeline.assets.project_parts import PROJECT_PARTS
+from jira_pipeline.assets.projects import PROJECTS
+from jira_pipeline.assets.reference_data import REFERENCE_DATA
 from jira_pipeline.assets.sites import site_connection_id
-from jira_pipeline.jira import StatusRecord, UserRecord
+from jira_pipeline.assets.statuses import STATUSES
+from jira_pipeline.assets.users import USERS
+from jira_pipeline.fakejira import FakeJiraHandle
+from jira_pipeline.jira import (
+    BasicAuth,
+    JiraClient,
+    JiraPermissionError,
+    RateLimiter,
+    StatusRecord,
+    UserRecord,
+)
 from jira_pipeline.jira.models import JiraRecord
+from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline.storage.upserts import mark_deleted_except, upsert_records
 from jira_pipeline_tests.assets.conftest import Pipeline, materializations
@@ -139,3 +158,103 @@ def test_an_empty_answer_from_jira_marks_nothing_deleted(
     assert len(stored(pipeline, "jira_projects", is_deleted=False)) == len(keys)
     [meta] = materializations(result, "jira_projects")
     assert (meta["records_fetched"], meta["marked_deleted"]) == (0, 0)
+
+
+class SmallListings(httpx.AsyncBaseTransport):
+    """HTTP to the fake, counting the small listings' requests under way at once, and
+    answering `forbidden` (a path suffix) with a 403 as a site hiding it would."""
+
+    SUFFIXES = ("/project/search", "/statuses/search", "/field", "/issuetype", "/priority/search",
+                "/resolution/search", "/statuscategory", "/board")
+
+    def __init__(self, forbidden: str | None = None) -> None:
+        self._http = httpx.AsyncHTTPTransport()
+        self._forbidden = forbidden
+        self.now = self.peak = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._forbidden and request.url.path.endswith(self._forbidden):
+            return httpx.Response(403, json={"errorMessages": ["You cannot see this."]})
+        if not request.url.path.endswith(self.SUFFIXES):
+            return await self._http.handle_async_request(request)
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            return await self._http.handle_async_request(request)
+        finally:
+            self.now -= 1
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def prefetch_against(
+    fake: FakeJiraHandle, transport: SmallListings
+) -> tuple[dict[str, Prefetched], dict[str, list[dict]]]:
+    """The small dimensions' listings prefetched at once, and each walked alone after."""
+    settings = PipelineSettings.model_construct(projects=())
+    small = [d for d in (PROJECTS, STATUSES, USERS, FIELDS, *REFERENCE_DATA, *AGILE_DIMENSIONS,
+                         *PROJECT_PARTS) if d.prefetch]
+
+    async def walk() -> tuple[dict[str, Prefetched], dict[str, list[dict]]]:
+        auth = BasicAuth(fake.config.email, fake.config.api_token)
+        async with JiraClient(auth, fake.base_url, limiter=RateLimiter(0.0, 4),
+                              transport=transport) as client:
+            fetched = await prefetch_listings(
+                client, {d.asset_name: d.listing(settings) for d in small})
+            alone: dict[str, list[dict]] = {}
+            for d in small:
+                if fetched[d.asset_name].error is None:
+                    alone[d.asset_name] = [r async for r in d.listing(settings)(client)]
+            return fetched, alone
+
+    return asyncio.run(walk())
+
+
+def test_the_small_listings_are_asked_at_once_each_counting_its_own_requests(
+    fake_jira_factory: Callable[..., FakeJiraHandle],
+) -> None:
+    fake = fake_jira_factory(projects=9, issues=20, latency_ms=40)
+    transport = SmallListings()
+
+    fetched, alone = prefetch_against(fake, transport)
+
+    assert set(fetched) == {"jira_projects", "jira_statuses", "jira_fields", "jira_issue_types",
+                            "jira_priorities", "jira_resolutions", "jira_status_categories",
+                            "jira_boards"}
+    # The users (a site's activity, unbounded) are never held whole.
+    assert "jira_users" not in fetched
+    assert transport.peak == 4  # as many at once as the limiter allows
+    requests = fake.admin.stats()["requests"]
+    for name, prefetched in fetched.items():
+        assert prefetched.error is None and prefetched.rows == alone[name], name
+        # Each listing's own requests, though eight were under way together: the same as
+        # the walk of it alone sent afterwards.
+        assert prefetched.spent.api_calls >= 1, name
+    by_path = {"jira_projects": "GET /rest/api/3/project/search",
+               "jira_priorities": "GET /rest/api/3/priority/search"}
+    for name, path in by_path.items():
+        assert sum(requests[path].values()) == 2 * fetched[name].spent.api_calls, name
+    assert sum(p.spent.api_calls for p in fetched.values()) == sum(
+        n for path, counts in requests.items() for n in counts.values()
+        if path.endswith(SmallListings.SUFFIXES)) // 2
+
+
+def test_a_listing_that_fails_keeps_its_error_for_its_dimension_and_the_others_arrive(
+    fake_jira_factory: Callable[..., FakeJiraHandle],
+) -> None:
+    fake = fake_jira_factory(projects=3, issues=10)
+
+    fetched, alone = prefetch_against(fake, SmallListings(forbidden="/priority/search"))
+
+    assert isinstance(fetched["jira_priorities"].error, JiraPermissionError)
+    assert fetched["jira_priorities"].rows == []
+    for name, prefetched in fetched.items():
+        if name != "jira_priorities":
+            assert prefetched.error is None and prefetched.rows == alone[name], name
+
+    async def replay() -> list[dict]:
+        return [row async for row in fetched["jira_priorities"].replay()]
+
+    with pytest.raises(JiraPermissionError):
+        asyncio.run(replay())  # raised when the priorities are written, as if asked then
