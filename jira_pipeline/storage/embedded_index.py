@@ -844,10 +844,8 @@ def _any_of(parts: list[Callable[[Mapping[str, Any]], Verdict]]) -> Callable[...
 def _field_test(field: str, condition: Any) -> Callable[[Mapping[str, Any]], Verdict] | None:
     if isinstance(condition, Mapping) and set(condition) == {"$eq"}:
         condition = condition["$eq"]
-    if type(condition) is str:
-        return _equals_string(field, condition)
-    if type(condition) is bool:
-        return _equals_bool(field, condition)
+    if type(condition) in (str, bool):
+        return _equals(field, condition)
     if condition is None:
         return _is_null(field)
     if not isinstance(condition, Mapping) or not condition:
@@ -869,23 +867,16 @@ def _field_test(field: str, condition: Any) -> Callable[[Mapping[str, Any]], Ver
     return None
 
 
-def _equals_string(field: str, wanted: str) -> Callable[[Mapping[str, Any]], Verdict]:
+def _equals(field: str, wanted: str | bool) -> Callable[[Mapping[str, Any]], Verdict]:
+    """Equality to a string or a bool: a value of another distinct type (or none) is not
+    equal; a number, an array or a document is left to mongomock (Python's 1 == True)."""
+    kind = type(wanted)
+
     def test(doc: Mapping[str, Any]) -> Verdict:
         value = doc.get(field, _MISSING)
-        if type(value) is str:
+        if type(value) is kind:
             return value == wanted
-        return False if _other_scalar(value, str) else None
-
-    return test
-
-
-def _equals_bool(field: str, wanted: bool) -> Callable[[Mapping[str, Any]], Verdict]:
-    # A number is left to mongomock (Python's 1 == True), and so is an array.
-    def test(doc: Mapping[str, Any]) -> Verdict:
-        value = doc.get(field, _MISSING)
-        if type(value) is bool:
-            return value is wanted
-        return False if _other_scalar(value, bool) else None
+        return False if _other_scalar(value, kind) else None
 
     return test
 

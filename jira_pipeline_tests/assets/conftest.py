@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import httpx
 import pytest
 from pymongo.database import Database
 
@@ -117,6 +118,33 @@ class Pipeline:
             issue["id"]: {**issue, "updated": parse_jira_datetime(issue["updated"])}
             for issue in self.fake.admin.issues()
         }
+
+
+class InFlight(httpx.AsyncBaseTransport):
+    """HTTP to the fake, counting the requests under way at once whose path ends with one of
+    `suffixes` (the fake's latency holds each in flight before it answers); a path ending with
+    `forbidden` is answered 403, as by a site that hides it from the account."""
+
+    def __init__(self, *suffixes: str, forbidden: str | None = None) -> None:
+        self._http = httpx.AsyncHTTPTransport()
+        self._suffixes = suffixes
+        self._forbidden = forbidden
+        self.now = self.peak = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self._forbidden and request.url.path.endswith(self._forbidden):
+            return httpx.Response(403, json={"errorMessages": ["You cannot see this."]})
+        if not request.url.path.endswith(self._suffixes):
+            return await self._http.handle_async_request(request)
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        try:
+            return await self._http.handle_async_request(request)
+        finally:
+            self.now -= 1
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
 
 
 def materializations(result: dg.ExecuteInProcessResult, asset: str) -> list[dict[str, Any]]:

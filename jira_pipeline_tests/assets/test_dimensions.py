@@ -7,7 +7,6 @@ import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 
 from jira_pipeline.assets.agile import AGILE_DIMENSIONS
@@ -32,7 +31,7 @@ from jira_pipeline.jira.models import JiraRecord
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline.storage.upserts import mark_deleted_except, upsert_records
-from jira_pipeline_tests.assets.conftest import Pipeline, materializations
+from jira_pipeline_tests.assets.conftest import InFlight, Pipeline, materializations
 from jira_pipeline_tests.fakejira.jira_pages import (
     basic_client,
     walk_array_pages,
@@ -160,36 +159,13 @@ def test_an_empty_answer_from_jira_marks_nothing_deleted(
     assert (meta["records_fetched"], meta["marked_deleted"]) == (0, 0)
 
 
-class SmallListings(httpx.AsyncBaseTransport):
-    """HTTP to the fake, counting the small listings' requests under way at once, and
-    answering `forbidden` (a path suffix) with a 403 as a site hiding it would."""
-
-    SUFFIXES = ("/project/search", "/statuses/search", "/field", "/issuetype", "/priority/search",
-                "/resolution/search", "/statuscategory", "/board")
-
-    def __init__(self, forbidden: str | None = None) -> None:
-        self._http = httpx.AsyncHTTPTransport()
-        self._forbidden = forbidden
-        self.now = self.peak = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if self._forbidden and request.url.path.endswith(self._forbidden):
-            return httpx.Response(403, json={"errorMessages": ["You cannot see this."]})
-        if not request.url.path.endswith(self.SUFFIXES):
-            return await self._http.handle_async_request(request)
-        self.now += 1
-        self.peak = max(self.peak, self.now)
-        try:
-            return await self._http.handle_async_request(request)
-        finally:
-            self.now -= 1
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
+# The small listings' paths (`Dimension.prefetch`).
+SMALL_LISTINGS = ("/project/search", "/statuses/search", "/field", "/issuetype",
+                  "/priority/search", "/resolution/search", "/statuscategory", "/board")
 
 
 def prefetch_against(
-    fake: FakeJiraHandle, transport: SmallListings
+    fake: FakeJiraHandle, transport: InFlight
 ) -> tuple[dict[str, Prefetched], dict[str, list[dict]]]:
     """The small dimensions' listings prefetched at once, and each walked alone after."""
     settings = PipelineSettings.model_construct(projects=())
@@ -215,7 +191,7 @@ def test_the_small_listings_are_asked_at_once_each_counting_its_own_requests(
     fake_jira_factory: Callable[..., FakeJiraHandle],
 ) -> None:
     fake = fake_jira_factory(projects=9, issues=20, latency_ms=40)
-    transport = SmallListings()
+    transport = InFlight(*SMALL_LISTINGS)
 
     fetched, alone = prefetch_against(fake, transport)
 
@@ -237,7 +213,7 @@ def test_the_small_listings_are_asked_at_once_each_counting_its_own_requests(
         assert sum(requests[path].values()) == 2 * fetched[name].spent.api_calls, name
     assert sum(p.spent.api_calls for p in fetched.values()) == sum(
         n for path, counts in requests.items() for n in counts.values()
-        if path.endswith(SmallListings.SUFFIXES)) // 2
+        if path.endswith(SMALL_LISTINGS)) // 2
 
 
 def test_a_listing_that_fails_keeps_its_error_for_its_dimension_and_the_others_arrive(
@@ -245,7 +221,8 @@ def test_a_listing_that_fails_keeps_its_error_for_its_dimension_and_the_others_a
 ) -> None:
     fake = fake_jira_factory(projects=3, issues=10)
 
-    fetched, alone = prefetch_against(fake, SmallListings(forbidden="/priority/search"))
+    fetched, alone = prefetch_against(fake, InFlight(*SMALL_LISTINGS,
+                                                     forbidden="/priority/search"))
 
     assert isinstance(fetched["jira_priorities"].error, JiraPermissionError)
     assert fetched["jira_priorities"].rows == []

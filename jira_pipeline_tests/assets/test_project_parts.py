@@ -19,7 +19,12 @@ from jira_pipeline.fakejira import FakeJiraHandle
 from jira_pipeline.jira import BasicAuth, JiraClient, RateLimiter
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.indexes import PROJECT_PART_INDEX_NAMES
-from jira_pipeline_tests.assets.conftest import Pipeline, check_results, materializations
+from jira_pipeline_tests.assets.conftest import (
+    InFlight,
+    Pipeline,
+    check_results,
+    materializations,
+)
 from jira_pipeline_tests.fakejira.jira_pages import basic_client, ok_json, walk_offset_pages
 
 ID_FIELDS = {"jira_project_versions": "version_id", "jira_project_components": "component_id"}
@@ -234,29 +239,6 @@ def test_data_center_versions_and_components_come_from_rest_api_2(
     led = [d for d in stored(pipeline, "jira_project_components").values()
            if d["assignee_type"] == "COMPONENT_LEAD"]
     assert led and all(d["lead_account_id"].startswith("JIRAUSER") for d in led)
-
-
-class InFlight(httpx.AsyncBaseTransport):
-    """HTTP to the fake, counting the requests under way at once whose path ends with one of
-    `suffixes` (the fake's latency holds each in flight before it answers)."""
-
-    def __init__(self, *suffixes: str) -> None:
-        self._http = httpx.AsyncHTTPTransport()
-        self._suffixes = suffixes
-        self.now = self.peak = 0
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        if not request.url.path.endswith(self._suffixes):
-            return await self._http.handle_async_request(request)
-        self.now += 1
-        self.peak = max(self.peak, self.now)
-        try:
-            return await self._http.handle_async_request(request)
-        finally:
-            self.now -= 1
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
 
 
 def test_the_projects_versions_and_components_are_asked_concurrently_one_request_each(
