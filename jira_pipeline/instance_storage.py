@@ -29,7 +29,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
+    INDEX_SHARD_NAME,
+    SqliteEventLogStorage,
+)
 from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage, _event_logs_directory
@@ -90,8 +93,25 @@ class KeptConnectionsSqliteEventLogStorage(SqliteEventLogStorage):
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
+            with engine.connect() as conn:
+                sqlite = conn.connection.dbapi_connection
+                changes_before = sqlite.total_changes if sqlite is not None else 0
+                with conn.begin():
+                    yield conn
+                wrote = sqlite is not None and sqlite.total_changes != changes_before
+            if wrote and shard != INDEX_SHARD_NAME:
+                self._touch(shard)
+
+    def _touch(self, shard: str) -> None:
+        # Dagster's watch of a run (the webserver's live log, the CLI's) waits for the run's
+        # `.db` file to change. In WAL mode a commit writes only the `-wal` file; the `.db`
+        # changed at every event because Dagster's closing of the last connection checkpointed
+        # it. With the connection kept, its times are set after each committed write instead,
+        # so every watcher (this class or Dagster's own, in any process) hears of it then.
+        try:
+            os.utime(self.path_for_shard(shard))
+        except FileNotFoundError:
+            pass  # deleted meanwhile: nobody watches it
 
     def _close_engines(self) -> None:
         with self._engines_lock:

@@ -12,11 +12,13 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 
 from jira_pipeline.instance_storage import (
@@ -151,3 +153,29 @@ def test_the_engines_kept_are_bounded_and_reopen(home: Path) -> None:
         assert runs[0] not in storage._engines
         assert any(entry.dagster_event and entry.dagster_event.is_step_success
                    for entry in current.all_logs(runs[0]))
+
+
+def test_a_watched_run_sees_each_event_a_kept_connection_writes(home: Path) -> None:
+    """The webserver's live run log: Dagster watches the run's file for changes, and a writer
+    that keeps its connection open changes only the file's WAL until a checkpoint."""
+    run_id = "0123456789abcdef0123456789abcdef"
+    writer = KeptConnectionsSqliteEventLogStorage(str(home / "events"))
+    watcher = KeptConnectionsSqliteEventLogStorage(str(home / "events"))
+    seen: list[str] = []
+    writer.store_event(_log_line(run_id, "first"))  # the run's file exists, as when it starts
+    watcher.watch(run_id, None, lambda entry, cursor: seen.append(entry.user_message))
+    try:
+        for n in range(5):
+            writer.store_event(_log_line(run_id, f"event {n}"))
+            deadline = time.monotonic() + 20
+            while f"event {n}" not in seen and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert f"event {n}" in seen, seen
+    finally:
+        watcher.dispose()
+        writer.dispose()
+
+
+def _log_line(run_id: str, message: str) -> EventLogEntry:
+    return EventLogEntry(error_info=None, level=20, user_message=message, run_id=run_id,
+                         timestamp=time.time(), step_key=None, job_name="job", dagster_event=None)

@@ -93,6 +93,14 @@ class Submitted(Generic[T]):
     def cancel_and_wait(self, timeout: float = 30.0) -> None:
         if self.future.done():
             return
+        if self.runner.is_current:
+            # On the loop's own thread (a finalizer run there): waiting would block the loop
+            # that must run the cancellation.
+            if self.task is not None:
+                self.task.cancel()
+            else:
+                self.future.cancel()
+            return
 
         def cancel() -> None:
             if self.task is not None:

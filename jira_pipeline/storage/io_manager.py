@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -160,14 +161,18 @@ class MongoUpsertIOManager(dg.ConfigurableIOManager):
         tombstones: list[Tombstone] = []
         cursors: list[FeedCursor] = []
         # Several partitions in one step: each partition's materialization gets its own counts.
-        watched = odd.watch(_upserted(stream, tombstones, cursors))  # consumed by either
-        counts: UpsertCounts = write_per_partition(
-            context, db, spec, watched, batch_size=self.batch_size,
-            connection_id=connection_id, on_sync_error=odd.sync_error,
-        ) or upsert_records(
-            db, spec.name, watched, batch_size=self.batch_size,
-            connection_id=connection_id, on_sync_error=odd.sync_error,
-        )
+        upserted = _upserted(stream, tombstones, cursors)
+        # Closed when a write fails: the stream stops then (a walk or a fetch it started in the
+        # background is cancelled), not whenever the garbage collector reaches it.
+        with closing(upserted):
+            watched = odd.watch(upserted)  # consumed by either
+            counts: UpsertCounts = write_per_partition(
+                context, db, spec, watched, batch_size=self.batch_size,
+                connection_id=connection_id, on_sync_error=odd.sync_error,
+            ) or upsert_records(
+                db, spec.name, watched, batch_size=self.batch_size,
+                connection_id=connection_id, on_sync_error=odd.sync_error,
+            )
         marked = sum(
             apply_tombstone(db, spec, connection_id, tombstone, context.log)
             for tombstone in tombstones
@@ -311,21 +316,29 @@ class OddRecordReport:
 
 def _upserted(
     stream: WriteStream, tombstones: list[Tombstone], cursors: list[FeedCursor]
-) -> Iterator[Any]:
+) -> Generator[Any, None, None]:
     """The stream's records, in order; its tombstones (and feed cursors) are set aside for after
     the writes."""
-    for item in stream:
-        if isinstance(item, Upsert):
-            yield item.record
-        elif isinstance(item, Tombstone):
-            tombstones.append(item)
-        elif isinstance(item, FeedCursor):
-            cursors.append(item)
-        else:
-            raise TypeError(
-                f"a WriteStream holds Upsert, Tombstone and FeedCursor items, not "
-                f"{type(item).__name__}"
-            )
+    items = iter(stream)
+    try:
+        for item in items:
+            if isinstance(item, Upsert):
+                yield item.record
+            elif isinstance(item, Tombstone):
+                tombstones.append(item)
+            elif isinstance(item, FeedCursor):
+                cursors.append(item)
+            else:
+                raise TypeError(
+                    f"a WriteStream holds Upsert, Tombstone and FeedCursor items, not "
+                    f"{type(item).__name__}"
+                )
+    finally:
+        # The stream's own generator is closed with this one (a stream that refers to its
+        # generator is otherwise closed only by the cycle collector, its `finally` with it).
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def apply_tombstone(

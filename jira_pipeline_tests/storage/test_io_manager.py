@@ -310,3 +310,50 @@ def test_an_input_is_limited_to_the_upstream_assets_connection(store: Store) -> 
     frame = _read(store, partitioned=False, upstream_metadata={"jira/connection_id": "conn-1"})
 
     assert list(frame["connection_id"]) == ["conn-1"]
+
+
+class SelfReferringStream(WriteStream):
+    """A stream whose generator refers back to it (as the comments' does): it is closed by
+    the IO manager when a write fails, not whenever the cycle collector runs."""
+
+    def __init__(self, records: list[dict]) -> None:
+        super().__init__(self._generate(records))
+        self.closed_while_failing = False
+        self.failing = False
+
+    def _generate(self, records: list[dict]) -> Iterator[WriteItem]:
+        try:
+            for record in records:
+                yield Upsert(record)
+        finally:
+            self.closed_while_failing = self.failing
+
+
+def test_a_failed_write_closes_the_stream_at_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gc
+
+    stream = SelfReferringStream([issue(i) for i in range(5)])
+
+    def failing_upserts(db: object, entity: str, records: Iterator[object], **kwargs: object):
+        next(iter(records))
+        stream.failing = True
+        raise RuntimeError("the store went away")
+
+    monkeypatch.setattr(io_manager_module, "upsert_records", failing_upserts)
+    monkeypatch.setattr(io_manager_module, "write_per_partition", lambda *a, **k: None)
+
+    @dg.asset
+    def jira_issues() -> WriteStream:
+        return stream
+
+    gc.disable()  # the cycle collector must not be what closes it
+    try:
+        result = dg.materialize([jira_issues], raise_on_error=False,
+                                resources={"io_manager": MongoUpsertIOManager(
+                                    mongo=store.resource())})
+        assert not result.success
+        assert stream.closed_while_failing
+    finally:
+        gc.enable()
