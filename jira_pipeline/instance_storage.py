@@ -121,8 +121,11 @@ class KeptConnectionsSqliteEventLogStorage(SqliteEventLogStorage):
 
     def wipe(self) -> None:
         # The files are deleted: connections kept to them would write where nothing reads.
+        # Closed again after: another thread may have opened one between the close and the
+        # deletion.
         self._close_engines()
         super().wipe()
+        self._close_engines()
 
     def upgrade(self) -> None:
         super().upgrade()

@@ -99,7 +99,8 @@ _LEDGERS: ContextVar[tuple[ClientCounters, ...]] = ContextVar("jira_client_ledge
 def counted(ledger: ClientCounters) -> Iterator[ClientCounters]:
     """Count the requests this task (and the tasks it starts) sends in `ledger` as well:
     requests, searches, counts, retries, rate-limit waits, bytes and retry backoff. The
-    limiter's own pauses are shared by every request and stay in the client's figures only."""
+    limiter's own pauses (after a 429, every request waits) and token refreshes are shared by
+    every request under way and stay in the client's figures only."""
     token = _LEDGERS.set((*_LEDGERS.get(), ledger))
     try:
         yield ledger
