@@ -160,7 +160,6 @@ class JiraClient:
         self.limiter = limiter or RateLimiter()
         self.retry = retry or RetryPolicy()
         self._counters = ClientCounters()
-        self._backoff_seconds = 0.0
         pool = max(10, self.limiter.max_in_flight * 2)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout),
@@ -230,11 +229,12 @@ class JiraClient:
     def counters(self) -> ClientCounters:
         """A snapshot of this client's counters."""
         snapshot = ClientCounters(**asdict(self._counters))
-        snapshot.wait_seconds = round(self._backoff_seconds + self.limiter.wait_seconds, 3)
+        # The counters hold the retry backoff; the limiter's 429 pauses are its own.
+        snapshot.wait_seconds = round(self._counters.wait_seconds + self.limiter.wait_seconds, 3)
         snapshot.token_refreshes = getattr(self.auth, "refreshes", 0)
         return snapshot
 
-    def _count(self, figure: str, amount: int = 1) -> None:
+    def _count(self, figure: str, amount: float = 1) -> None:
         for counters in (self._counters, *_LEDGERS.get()):
             setattr(counters, figure, getattr(counters, figure) + amount)
 
@@ -269,9 +269,7 @@ class JiraClient:
                 if not isinstance(error, JiraRateLimited):
                     # 429s wait in the limiter (every request pauses); others back off alone.
                     delay = self.retry.backoff(attempt - 1)
-                    self._backoff_seconds += delay
-                    for ledger in _LEDGERS.get():
-                        ledger.wait_seconds = round(ledger.wait_seconds + delay, 3)
+                    self._count("wait_seconds", delay)
                     await asyncio.sleep(delay)
 
     async def _send(
