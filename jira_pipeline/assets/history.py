@@ -26,13 +26,7 @@ from jira_pipeline.history.fields import (
     field_history_rows,
     issue_field_intervals,
 )
-from jira_pipeline.history.time_in_status import (
-    DAY,
-    OpenIntervals,
-    time_in_status_rows,
-    transitions_frame,
-    with_open_intervals,
-)
+from jira_pipeline.history.time_in_status import DAY, DailyTimeInStatus
 from jira_pipeline.history.transitions import Directory, status_transition_rows
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.derived_rows import DerivedRows, RowScope
@@ -290,10 +284,8 @@ def day_chunks(start: datetime, end: datetime) -> Iterator[tuple[datetime, datet
 
 class TimeInStatusDays:
     """The days of [start, end) computed a chunk of days at a time, each chunk's rows replacing
-    its stored ones. Memory holds the open intervals as counters (`OpenIntervals`, one pass for
-    the step) and, per chunk, the intervals that ended in or after it with the open intervals
-    of the same issues: an issue can be in a status twice in a day, and only its own rows tell
-    it apart, while an issue with nothing but its open interval adds one to each day of it."""
+    its stored ones; memory holds one chunk's compact spans (`DailyTimeInStatus`) and rows,
+    the transitions streamed past."""
 
     def __init__(self, source: HistorySource, start: datetime, end: datetime,
                  now: datetime) -> None:
@@ -304,23 +296,15 @@ class TimeInStatusDays:
         self.compute_cpu_s = 0.0
 
     def scopes(self) -> Iterator[RowScope]:
-        open_intervals = OpenIntervals(self.start, self.now)
-        for interval in self.source.open_transitions(self.end):
-            open_intervals.add(interval)
-            self.transitions_read += 1
         for lower, upper in day_chunks(self.start, self.end):
-            ended = list(self.source.ended_transitions_overlapping(lower, upper))
-            issue_ids = sorted({str(row["issue_id"]) for row in ended
-                                if row.get("issue_id") is not None})
-            own_open = list(self.source.open_transitions(upper, issue_ids))
             started, cpu = time.perf_counter(), time.process_time()
-            rows = time_in_status_rows(transitions_frame(ended + own_open), lower, upper,
-                                       self.now)
-            others = open_intervals.subtract(own_open)
-            rows = with_open_intervals(rows, others.present(lower, upper), others.names)
+            days = DailyTimeInStatus(lower, upper, self.now)
+            for transition in self.source.transitions_overlapping(lower, upper):
+                days.add(transition)
+            rows = days.rows()
             self.compute_s += time.perf_counter() - started
             self.compute_cpu_s += time.process_time() - cpu
-            self.transitions_read += len(ended) + len(own_open)
+            self.transitions_read += days.read
             self.rows += len(rows)
             yield RowScope({"day": {"$gte": lower, "$lt": upper}}, rows)
 
@@ -343,7 +327,7 @@ def _build_time_in_status_asset(
     spec = _spec(site, TIME_IN_STATUS_DAILY, "Per UTC day, project and status: the issues in "
                  "that status at some moment of the day (issues_in_status) and, for the issues "
                  "that left it that day, how many (transitions) and the mean, p50 and p90 "
-                 "minutes they had spent in it. Computed with pandas from "
+                 "minutes they had spent in it. Counted from "
                  "jira_issue_status_transitions; a partition replaces its days' rows.",
                  [site.asset_key(STATUS_TRANSITIONS.collection)])
 

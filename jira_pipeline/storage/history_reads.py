@@ -30,8 +30,6 @@ ISSUE_KEY_FIELDS = (
 # Raw fields every batch reads: the current ids and names the issue's key fields lack.
 BASE_RAW_FIELDS = ("priority", "assignee", "creator", "project")
 CHANGELOG_FIELDS = ("issue_id", "history_id", "author_account_id", "created", "items")
-# Issue ids in one `$in` of a query: a few tens of KB of command, far below a server's limit.
-IDS_PER_QUERY = 1000
 
 
 @dataclass
@@ -127,23 +125,11 @@ class HistorySource:
         deleted.extend(issue_id for issue_id in ids if issue_id not in found)
         return IssueBatch(issues, changelogs, deleted)
 
-    def ended_transitions_overlapping(self, start: datetime,
-                                      end: datetime) -> Iterator[dict[str, Any]]:
-        """The status intervals with an end that overlap [start, end): entered before its end
-        and left after its start."""
+    def transitions_overlapping(self, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        """The status intervals that touch [start, end): entered before its end and left at or
+        after its start (an interval left at the start is a transition of its first day), or
+        not left at all."""
         return self._find(STATUS_TRANSITIONS.collection, {
-            "entered_at": {"$lt": end}, "left_at": {"$gt": start},
+            "entered_at": {"$lt": end},
+            "$or": [{"left_at": {"$gte": start}}, {"left_at": None}],
         }, list(TRANSITION_FIELDS))
-
-    def open_transitions(self, end: datetime,
-                         issue_ids: Sequence[str] | None = None) -> Iterator[dict[str, Any]]:
-        """The status intervals without an end (issues still in the status) entered before
-        `end`: every issue's, or those of `issue_ids` (asked `IDS_PER_QUERY` at a time)."""
-        selector: dict[str, Any] = {"left_at": None, "entered_at": {"$lt": end}}
-        if issue_ids is None:
-            yield from self._find(STATUS_TRANSITIONS.collection, selector, list(TRANSITION_FIELDS))
-            return
-        for offset in range(0, len(issue_ids), IDS_PER_QUERY):
-            yield from self._find(STATUS_TRANSITIONS.collection, {
-                **selector, "issue_id": {"$in": list(issue_ids[offset:offset + IDS_PER_QUERY])},
-            }, list(TRANSITION_FIELDS))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from jira_pipeline.history.fields import issue_field_intervals
-from jira_pipeline.history.time_in_status import time_in_status_rows, transitions_frame
+from jira_pipeline.history.time_in_status import time_in_status_rows
 from jira_pipeline.history.transitions import Directory, status_transition_rows
 from jira_pipeline_tests.history.test_field_history import CREATED, history, issue, item
 
@@ -105,15 +105,15 @@ def interval(issue_id: str, status: str, entered: datetime, left: datetime | Non
 
 def test_time_in_status_counts_issues_present_and_minutes_of_those_that_left() -> None:
     h = timedelta(hours=1)
-    frame = transitions_frame([
+    intervals = [
         interval("A", "1", DAY0 + 9 * h, DAY0 + 10 * h),          # left day 0 after 60 min
         interval("A", "3", DAY0 + 10 * h, None),                  # still in progress
         interval("B", "1", DAY0 - 2 * timedelta(days=1), DAY0 + 12 * h),  # left after 60 h
         interval("C", "1", DAY0 + 26 * h, DAY0 + 28 * h),         # day 1 only, 120 min
         interval("D", "1", DAY0 + 23 * h, DAY0 + 24 * h),         # in day 0, left at midnight
         interval("E", "3", DAY0 + 2 * h, DAY0 + 3 * h, project="WEB"),
-    ])
-    rows = time_in_status_rows(frame, DAY0, DAY0 + timedelta(days=2), now=DAY0 + 30 * h)
+    ]
+    rows = time_in_status_rows(intervals, DAY0, DAY0 + timedelta(days=2), now=DAY0 + 30 * h)
     by_key = {(r["day"].day, r["project_key"], r["status_id"]): r for r in rows}
     todo0 = by_key[(1, "CORE", "1")]
     # A, B and D were in To Do on day 0; A and B left it that day, D at the next midnight.
@@ -137,7 +137,7 @@ def test_time_in_status_counts_issues_present_and_minutes_of_those_that_left() -
 
 
 def test_time_in_status_of_days_before_anything_happened_is_empty() -> None:
-    frame = transitions_frame([interval("A", "1", DAY0, None)])
-    assert time_in_status_rows(frame, DAY0 - timedelta(days=3), DAY0, now=DAY0) == []
-    assert time_in_status_rows(transitions_frame([]), DAY0, DAY0 + timedelta(days=1),
+    intervals = [interval("A", "1", DAY0, None)]
+    assert time_in_status_rows(intervals, DAY0 - timedelta(days=3), DAY0, now=DAY0) == []
+    assert time_in_status_rows([], DAY0, DAY0 + timedelta(days=1),
                                now=DAY0) == []

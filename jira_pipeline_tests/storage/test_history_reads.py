@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import random
+import statistics
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from jira_pipeline.assets.history import TimeInStatusDays, current_field_differences, day_chunks
-from jira_pipeline.history.time_in_status import (
-    OpenIntervals,
-    time_in_status_rows,
-    transitions_frame,
-)
 from jira_pipeline.storage.history_reads import HistorySource
 from jira_pipeline_tests.storage.conftest import Store
 
@@ -89,13 +85,17 @@ def test_the_check_names_each_current_value_unlike_the_issue(store: Store) -> No
                            "CORE-2 priority: no current row"]
 
 
+
 def _random_intervals(rng: random.Random, issues: int, now: datetime) -> list[dict[str, Any]]:
     """Each issue's chain of status intervals, the last one open: re-entries of a status within
-    a day, moves between projects, empty intervals and an open one entered after `now`."""
+    a day, moves between projects, empty intervals, ends at midnight (a chunk's first one
+    among them) and an open one entered after `now`."""
     names = {"1": "To Do", "3": "In Progress", "5": "Done"}
     rows = []
     for number in range(issues):
         entered = T0 + timedelta(minutes=rng.randrange(0, 30 * 24 * 60))
+        if number % 50 == 0:
+            entered = T0 + timedelta(days=rng.randrange(0, 30))
         project = rng.choice(["CORE", "WEB", None])
         for step in range(rng.randrange(1, 6)):
             status = rng.choice(list(names))
@@ -104,6 +104,8 @@ def _random_intervals(rng: random.Random, issues: int, now: datetime) -> list[di
             last = step == 4 or rng.random() < 0.3
             left = None if last else entered + timedelta(
                 minutes=rng.choice([0, 5, 90, 60 * 30, 60 * 24 * 9]))
+            if number % 7 == 0 and left is not None:
+                left = T0 + timedelta(days=(left - T0).days + 1)  # the next midnight
             rows.append({
                 "connection_id": "conn-1", "issue_id": str(number), "project_key": project,
                 "status_id": status, "status_name": names[status], "entered_at": entered,
@@ -116,6 +118,42 @@ def _random_intervals(rng: random.Random, issues: int, now: datetime) -> list[di
             entered = left
     rows.append({**rows[0], "issue_id": "future", "entered_at": now + timedelta(hours=1),
                  "left_at": None, "minutes_in_status": None})
+    rows.append({**rows[0], "issue_id": "at-a-chunk", "entered_at": T0,
+                 "left_at": T0 + timedelta(days=9), "minutes_in_status": 9 * 24 * 60.0})
+    return rows
+
+
+def _days_by_definition(intervals: list[dict[str, Any]], start: datetime, end: datetime,
+                        now: datetime) -> list[dict[str, Any]]:
+    """The daily rows computed from their definition, day by day over every interval."""
+    rows = []
+    day = start
+    while day < end:
+        present: dict[tuple[str, str], set[str]] = {}
+        minutes: dict[tuple[str, str], list[float]] = {}
+        for row in intervals:
+            key = (row["project_key"] or "(none)", row["status_id"])
+            ends = row["left_at"] or now
+            if row["entered_at"] < min(day + timedelta(days=1), ends) and ends > day \
+                    and day <= now:
+                present.setdefault(key, set()).add(row["issue_id"])
+            left = row["left_at"]
+            if left is not None and day <= left < min(day + timedelta(days=1), end,
+                                                       now + timedelta(days=1)):
+                minutes.setdefault(key, []).append(row["minutes_in_status"])
+        for key in sorted({*present, *minutes}):
+            values = sorted(minutes.get(key, []))
+            p90 = (statistics.quantiles(values, n=10, method="inclusive")[8]
+                   if len(values) > 1 else values[0] if values else None)
+            rows.append({
+                "day": day, "project_key": key[0], "status_id": key[1],
+                "status_name": {"1": "To Do", "3": "In Progress", "5": "Done"}[key[1]],
+                "issues_in_status": len(present.get(key, ())), "transitions": len(values),
+                "mean_minutes": statistics.fmean(values) if values else None,
+                "p50_minutes": statistics.median(values) if values else None,
+                "p90_minutes": p90,
+            })  # fmt: skip
+        day += timedelta(days=1)
     return rows
 
 
@@ -127,11 +165,12 @@ def _rounded(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_time_in_status_from_counted_open_intervals_equals_the_rows_of_every_interval(
+def test_time_in_status_chunk_by_chunk_equals_the_days_by_definition(
     store: Store, seed: int,
 ) -> None:
-    """The step counts open intervals instead of holding them (`OpenIntervals`): its rows equal
-    what the whole overlapping intervals give, chunk by chunk."""
+    """The step streams each chunk's intervals into compact spans (`DailyTimeInStatus`): its
+    rows, chunk after chunk, equal the rows counted from the definition over every interval,
+    the transitions at a chunk's first midnight included."""
     rng = random.Random(seed)
     now = T0 + timedelta(days=26, hours=7)
     rows = _random_intervals(rng, 300, now)
@@ -141,40 +180,12 @@ def test_time_in_status_from_counted_open_intervals_equals_the_rows_of_every_int
 
     scopes = list(TimeInStatusDays(source, start, end, now).scopes())
 
-    chunks = list(day_chunks(start, end))
     assert [scope.scope for scope in scopes] == [
-        {"day": {"$gte": lower, "$lt": upper}} for lower, upper in chunks]
-    total = 0
-    for scope, (lower, upper) in zip(scopes, chunks, strict=True):
-        overlapping = [row for row in rows if row["entered_at"] < upper
-                       and (row["left_at"] is None or row["left_at"] > lower)]
-        expected = time_in_status_rows(transitions_frame(overlapping), lower, upper, now)
-        assert _rounded(scope.rows) == _rounded(expected)
-        total += len(expected)
-    assert total > 100  # the data reaches every chunk
-    assert any(row["issues_in_status"] > 1 and row["transitions"] == 0
-               for scope in scopes for row in scope.rows)
-
-
-def test_open_intervals_count_each_day_from_their_first_until_now() -> None:
-    now = T0 + timedelta(days=3, hours=5)
-    counts = OpenIntervals(T0 + timedelta(days=1), now)
-    counts.add({"project_key": "CORE", "status_id": "3", "status_name": "In Progress",
-                "entered_at": T0 + timedelta(hours=20)})  # before `since`: folded into it
-    counts.add({"project_key": None, "status_id": "3", "entered_at": T0 + timedelta(days=2)})
-    counts.add({"project_key": "CORE", "status_id": "3", "entered_at": now})  # covers nothing
-    counts.add({"project_key": "CORE", "status_id": "3"})  # no date: covers nothing
-
-    present = counts.present(T0 + timedelta(days=1), T0 + timedelta(days=10))
-    rest = counts.subtract([{"project_key": "CORE", "status_id": "3",
-                             "entered_at": T0 + timedelta(hours=21)}])
-
-    day = [T0 + timedelta(days=n) for n in range(5)]
-    assert present == {(day[1], "CORE", "3"): 1, (day[2], "CORE", "3"): 1,
-                       (day[3], "CORE", "3"): 1, (day[2], "(none)", "3"): 1,
-                       (day[3], "(none)", "3"): 1}
-    assert rest.present(day[1], day[4]) == {(day[2], "(none)", "3"): 1,
-                                            (day[3], "(none)", "3"): 1}
-    assert counts.names == {("CORE", "3"): "In Progress"}
-    with pytest.raises(ValueError, match="folded"):
-        counts.present(T0, day[2])
+        {"day": {"$gte": lower, "$lt": upper}} for lower, upper in day_chunks(start, end)]
+    computed = [row for scope in scopes for row in scope.rows]
+    expected = _days_by_definition(rows, start, end, now)
+    assert _rounded(computed) == _rounded(expected)
+    assert len(expected) > 100  # the data reaches every chunk
+    assert any(row["issues_in_status"] > 1 and row["transitions"] == 0 for row in computed)
+    assert any(row["day"] == start + timedelta(days=7) and row["transitions"]
+               for row in computed)  # a chunk's first day has its transitions
