@@ -4,9 +4,12 @@ how `write_daily_summary` replaces a range's rows."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dagster as dg
+import pytest
 
+from jira_pipeline.storage import daily_summary
 from jira_pipeline.storage.daily_summary import (
     SUMMARY_ISSUE_FIELDS,
     UPDATED_CHUNK,
@@ -118,12 +121,24 @@ def test_a_row_another_run_inserted_since_the_read_is_replaced_not_lost(store: S
     assert stored == {"A": 2, "B": 1}
 
 
+@pytest.mark.parametrize("history_batch", [1, daily_summary.HISTORY_BATCH])
 def test_changes_name_each_issue_by_its_status_at_the_end_of_each_day_it_changed(
-    store: Store,
+    store: Store, monkeypatch: pytest.MonkeyPatch, history_batch: int,
 ) -> None:
     """A day of history names the issue by its status interval then (named as the stored
     status is now); the last update's day by its current status; an issue with no intervals
-    by its current status; a deleted issue's history counts nowhere."""
+    by its current status; a deleted issue's history counts nowhere. The intervals are read
+    (and held) a batch of issues at a time, whatever the batch."""
+    monkeypatch.setattr(daily_summary, "HISTORY_BATCH", history_batch)
+    asked: list[list[str]] = []
+    read_intervals = daily_summary.StoredIssueDays._intervals
+
+    def spied(self: daily_summary.StoredIssueDays,
+              issue_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        asked.append(list(issue_ids))
+        return read_intervals(self, issue_ids)
+
+    monkeypatch.setattr(daily_summary.StoredIssueDays, "_intervals", spied)
     later = DAY + timedelta(days=2)
     upsert_records(store.db, "issues", [
         issue("moved", later + timedelta(hours=9), status_id="3", status_name="Done"),
@@ -159,6 +174,8 @@ def test_changes_name_each_issue_by_its_status_at_the_end_of_each_day_it_changed
         (later, "ACME", "To Do"),  # no-history's last update
     ], key=str)  # fmt: skip
     assert reader.change_queries > 0 and reader.queries == 0
+    assert sorted(issue_id for batch in asked for issue_id in batch) == ["moved", "no-history"]
+    assert max(len(batch) for batch in asked) == min(history_batch, 2)
 
 
 def test_before_the_first_partition_an_issue_counts_on_its_last_update_only(store: Store) -> None:
