@@ -5,7 +5,7 @@ membership check's sample of closed sprints (`history/sprints.py` says how)."""
 
 
 import warnings
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -22,7 +22,6 @@ from jira_pipeline.history.sprints import (
     MEMBERSHIP_FIELDS,
     SprintFields,
     SprintWindow,
-    membership_frame,
     sprint_issue_rows,
     sprint_report_rows,
     stale_issue_ids,
@@ -214,11 +213,16 @@ class SprintReport:
 
     def scopes(self) -> Iterator[RowScope]:
         sprints = stored_sprints(self.db, self.connection_id)
-        memberships = list(self.db[SPRINT_ISSUES.collection].find(
-            {"connection_id": self.connection_id}, list(MEMBERSHIP_FIELDS)))
-        rows = sprint_report_rows(membership_frame(memberships), sprints)
-        self.rows, self.memberships = len(rows), len(memberships)
+        memberships = self.db[SPRINT_ISSUES.collection].find(
+            {"connection_id": self.connection_id}, list(MEMBERSHIP_FIELDS))
+        rows = sprint_report_rows(self._counted(memberships), sprints)
+        self.rows = len(rows)
         yield RowScope({}, rows)
+
+    def _counted(self, memberships: Iterable[Mapping[str, Any]]) -> Iterator[Mapping[str, Any]]:
+        for membership in memberships:
+            self.memberships += 1
+            yield membership
 
     def metadata(self) -> Mapping[str, Any]:
         return {"report_rows": self.rows, "membership_rows_read": self.memberships}
@@ -227,12 +231,12 @@ class SprintReport:
 def build_sprint_report_asset(site: JiraSite) -> dg.AssetsDefinition:
     spec = stored_asset_spec(
         site, SPRINT_REPORT.collection,
-        "Per sprint and project (computed with pandas from jira_sprint_issues and "
+        "Per sprint and project (counted from jira_sprint_issues and "
         "jira_sprints): issues committed at the start, added and removed during the sprint, "
         "completed in it and carried over, story points committed and completed, with the "
         "sprint's name, state, boards and dates. Recomputed whole each run.",
         deps=[site.asset_key(SPRINT_ISSUES.collection), site.asset_key(SPRINTS_COLLECTION)],
-        kinds=("mongodb", "pandas"))
+        kinds=("mongodb",))
 
     @dg.multi_asset(name=spec.key.to_python_identifier(), specs=[spec])
     def jira_sprint_report(mongo: MongoResource) -> DerivedRows:

@@ -18,17 +18,15 @@ stored sprint, and its issues are recomputed (starting a sprint does not update 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from jira_pipeline.history.fields import Interval
 from jira_pipeline.history.transitions import Directory
 from jira_pipeline.timeutil import parse_jira_datetime
-
-if TYPE_CHECKING:  # pandas is imported where a frame is built
-    import pandas as pd
 
 SPRINT_FIELD_TYPE = "com.pyxis.greenhopper.jira:gh-sprint"
 STORY_POINTS_TYPE = "com.pyxis.greenhopper.jira:jsw-story-points"
@@ -135,16 +133,24 @@ def _value_at(intervals: Sequence[Interval], moment: datetime | None) -> Interva
     return found
 
 
+def _number(value: Any) -> float | None:
+    """A number, or a numeric string, as a float (None otherwise: NaN, a bool, text)."""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return None if math.isnan(number) else number
+
+
 def _points(interval: Interval | None) -> float | None:
     # A number field's changelog item carries the number as text in from/toString only.
     if interval is None:
         return None
     for value in (interval.value_string, interval.value):
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            try:
-                return float(value)
-            except ValueError:
-                continue
+        if (number := _number(value)) is not None:
+            return number
     return None
 
 
@@ -227,48 +233,37 @@ def _same_moment(stored: Any, current: datetime | None) -> bool:
     return abs((parse_jira_datetime(stored) - parse_jira_datetime(current)).total_seconds()) < 1e-3
 
 
-def membership_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    import pandas as pd
-
-    frame = pd.DataFrame.from_records(
-        ({name: row.get(name) for name in MEMBERSHIP_FIELDS} for row in rows),
-        columns=list(MEMBERSHIP_FIELDS),
-    )
-    frame["project_key"] = frame["project_key"].fillna(NO_PROJECT)
-    for column in ("story_points_at_start", "story_points_at_end"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    for column in MEMBERSHIP_FIELDS[3:9]:
-        frame[column] = frame[column].fillna(False).astype(bool)
-    return frame
+def _flag(value: Any) -> bool:
+    """A membership flag as stored: None (or NaN) is False."""
+    return not (value is None or (isinstance(value, float) and math.isnan(value))) and bool(value)
 
 
 def sprint_report_rows(
-    frame: pd.DataFrame, sprints: Mapping[str, Mapping[str, Any]]
+    memberships: Iterable[Mapping[str, Any]], sprints: Mapping[str, Mapping[str, Any]]
 ) -> list[dict[str, Any]]:
     """`jira_sprint_report`: one row per sprint and project of its issues (a sprint with no
-    issue has one row under "(none)"), with the sprint's name, state and dates."""
+    issue has one row under "(none)"), with the sprint's name, state and dates. The membership
+    rows are counted as they stream past: memory holds the counts, never the rows."""
     counted: dict[tuple[str, str], dict[str, Any]] = {}
-    if not frame.empty:
-        frame = frame.assign(
-            points_committed=frame["story_points_at_start"].where(frame["in_sprint_at_start"]),
-            points_completed=frame["story_points_at_end"].where(frame["completed_in_sprint"]),
-        )
-        grouped = frame.groupby(["sprint_id", "project_key"], sort=True).agg(
-            issues_committed=("in_sprint_at_start", "sum"),
-            issues_added=("added_during_sprint", "sum"),
-            issues_removed=("removed_during_sprint", "sum"),
-            issues_completed=("completed_in_sprint", "sum"),
-            issues_carried_over=("carried_over", "sum"),
-            story_points_committed=("points_committed", "sum"),
-            story_points_completed=("points_completed", "sum"),
-        )
-        for index, values in grouped.iterrows():
-            pair: tuple[Any, Any] = index  # type: ignore[assignment]  # (sprint, project)
-            counted[(str(pair[0]), str(pair[1]))] = {
-                name: (float(values[name]) if name.startswith("story_points")
-                       else int(values[name]))
-                for name in REPORT_COUNTS
-            }
+    for row in memberships:
+        if row.get("sprint_id") is None:
+            continue
+        project = row.get("project_key")
+        counts = counted.setdefault(
+            (str(row["sprint_id"]), str(NO_PROJECT if project is None else project)),
+            {name: 0.0 if name.startswith("story_points") else 0 for name in REPORT_COUNTS})
+        for name, flag in (("issues_committed", "in_sprint_at_start"),
+                           ("issues_added", "added_during_sprint"),
+                           ("issues_removed", "removed_during_sprint"),
+                           ("issues_completed", "completed_in_sprint"),
+                           ("issues_carried_over", "carried_over")):
+            counts[name] += _flag(row.get(flag))
+        for name, points, flag in (
+                ("story_points_committed", "story_points_at_start", "in_sprint_at_start"),
+                ("story_points_completed", "story_points_at_end", "completed_in_sprint")):
+            value = _number(row.get(points))
+            if _flag(row.get(flag)) and value is not None:
+                counts[name] += value
     with_rows = {sprint_id for sprint_id, _ in counted}
     for sprint_id in sprints:
         if sprint_id not in with_rows:

@@ -9,7 +9,6 @@ from jira_pipeline.history.fields import FieldCatalog, issue_field_intervals
 from jira_pipeline.history.sprints import (
     SprintFields,
     SprintWindow,
-    membership_frame,
     sprint_issue_rows,
     sprint_report_rows,
     stale_issue_ids,
@@ -187,7 +186,7 @@ def test_the_report_counts_each_sprint_and_project() -> None:
               "activated_date": at(10), "complete_date": at(100)},
         "9": {"name": "Empty", "state": "future"},
     }
-    report = {row["sprint_id"]: row for row in sprint_report_rows(membership_frame(membership),
+    report = {row["sprint_id"]: row for row in sprint_report_rows(membership,
                                                                   sprints)}
     one = report["1"]
     assert one["project_key"] == "CORE" and one["sprint_name"] == "Sprint 1"
@@ -212,3 +211,26 @@ def test_a_data_center_sprint_field_without_a_change_is_read_from_its_strings() 
     assert intervals[SPRINT][0].value_string == ("Sprint 1, the long one",)
     (row,) = sprint_issue_rows(doc, intervals, FIELDS, WINDOWS, DIRECTORY)
     assert row["sprint_id"] == "1" and row["in_sprint_at_start"] is True
+
+
+def test_the_report_counts_rows_as_stored_from_a_stream() -> None:
+    """Rows as a store may hold them: a flag missing or None is false, story points stored as
+    numeric text count and other text does not, a row without a sprint counts nowhere; the
+    rows come from a generator, read once."""
+    stored = [
+        {"sprint_id": "1", "project_key": None, "in_sprint_at_start": True,
+         "completed_in_sprint": True, "story_points_at_start": "3",
+         "story_points_at_end": 2.5},
+        {"sprint_id": "1", "project_key": None, "in_sprint_at_start": None,
+         "added_during_sprint": True, "story_points_at_start": 8.0,
+         "story_points_at_end": "many", "completed_in_sprint": True},
+        {"sprint_id": None, "project_key": "CORE", "in_sprint_at_start": True},
+    ]
+
+    rows = sprint_report_rows((row for row in stored), {"1": {"name": "Sprint 1"}})
+
+    assert [(row["sprint_id"], row["project_key"]) for row in rows] == [("1", "(none)")]
+    row = rows[0]
+    assert (row["issues_committed"], row["issues_added"], row["issues_completed"]) == (1, 1, 2)
+    assert (row["story_points_committed"], row["story_points_completed"]) == (3.0, 2.5)
+    assert isinstance(row["issues_committed"], int)
