@@ -33,6 +33,25 @@ def test_storage_layer_and_client_load_without_pandas() -> None:
     assert python_output(code).strip() == "[]"
 
 
+def test_the_derived_tables_are_computed_without_pandas() -> None:
+    """Time in status and the sprint report, the sync job's last pandas users, count in plain
+    Python: a run of the job never imports it (+43 MB RSS)."""
+    code = (
+        "import sys\n"
+        "from datetime import UTC, datetime, timedelta\n"
+        "from jira_pipeline.history.time_in_status import time_in_status_rows\n"
+        "from jira_pipeline.history.sprints import sprint_report_rows\n"
+        "day = datetime(2026, 3, 1, tzinfo=UTC)\n"
+        "rows = time_in_status_rows([{'issue_id': '1', 'status_id': '3', 'entered_at': day,\n"
+        "    'left_at': day + timedelta(hours=2), 'minutes_in_status': 120.0}],\n"
+        "    day, day + timedelta(days=1), day + timedelta(days=2))\n"
+        "report = sprint_report_rows([{'sprint_id': '1', 'in_sprint_at_start': True}], {})\n"
+        "print(len(rows), rows[0]['p90_minutes'], report[0]['issues_committed'],\n"
+        "      sorted(m for m in ('pandas', 'numpy') if m in sys.modules))\n"
+    )
+    assert python_output(code).strip() == "1 120.0 1 []"
+
+
 def test_a_write_holds_at_most_one_batch_of_the_stream(tmp_path: Path) -> None:
     # The IO manager reads the asset's stream lazily: when record k is produced, every record
     # but the last batch's is stored already, so memory is bounded by the batch, not the run.
