@@ -217,7 +217,7 @@ def test_the_report_counts_rows_as_stored_from_a_stream() -> None:
     """Rows as a store may hold them: a flag missing or None is false, story points stored as
     numeric text count and other text does not, a row without a sprint counts nowhere; the
     rows come from a generator, read once."""
-    stored = [
+    stored: list[dict[str, Any]] = [
         {"sprint_id": "1", "project_key": None, "in_sprint_at_start": True,
          "completed_in_sprint": True, "story_points_at_start": "3",
          "story_points_at_end": 2.5},
