@@ -15,6 +15,7 @@ issue's history needs nothing but its changelog and itself.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -118,6 +119,18 @@ def _moment(value: Any) -> datetime:
     if isinstance(value, datetime) and value.tzinfo is UTC:
         return value
     return parse_jira_datetime(value)
+
+
+def number_value(value: Any) -> float | None:
+    """A number, or a numeric string, as a float (None otherwise: NaN, a bool, other text), as
+    pandas' `to_numeric(errors="coerce")` reads a stored value."""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return None if math.isnan(number) else number
 
 
 def ordered_entries(

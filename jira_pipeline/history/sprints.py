@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from jira_pipeline.history.fields import Interval
+from jira_pipeline.history.fields import Interval, number_value
 from jira_pipeline.history.transitions import Directory
 from jira_pipeline.timeutil import parse_jira_datetime
 
@@ -133,23 +133,12 @@ def _value_at(intervals: Sequence[Interval], moment: datetime | None) -> Interva
     return found
 
 
-def _number(value: Any) -> float | None:
-    """A number, or a numeric string, as a float (None otherwise: NaN, a bool, text)."""
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return None if math.isnan(number) else number
-
-
 def _points(interval: Interval | None) -> float | None:
     # A number field's changelog item carries the number as text in from/toString only.
     if interval is None:
         return None
     for value in (interval.value_string, interval.value):
-        if (number := _number(value)) is not None:
+        if (number := number_value(value)) is not None:
             return number
     return None
 
@@ -261,7 +250,7 @@ def sprint_report_rows(
         for name, points, flag in (
                 ("story_points_committed", "story_points_at_start", "in_sprint_at_start"),
                 ("story_points_completed", "story_points_at_end", "completed_in_sprint")):
-            value = _number(row.get(points))
+            value = number_value(row.get(points))
             if _flag(row.get(flag)) and value is not None:
                 counts[name] += value
     with_rows = {sprint_id for sprint_id, _ in counted}

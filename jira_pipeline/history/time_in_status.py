@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+from jira_pipeline.history.fields import number_value
 from jira_pipeline.timeutil import parse_jira_datetime
 
 # What the daily table reads of a transition: nothing else.
@@ -37,12 +38,6 @@ def _moment(value: Any) -> datetime | None:
     """A stored datetime as aware UTC (a client without tz_aware returns naive UTC); anything
     else is no moment."""
     return parse_jira_datetime(value) if isinstance(value, datetime) else None
-
-
-def _minutes(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return None if math.isnan(value) else float(value)
 
 
 def quantile(ordered: list[float], q: float) -> float:
@@ -99,7 +94,7 @@ class DailyTimeInStatus:
         if left is not None and self.start <= left < self.hi:
             key = self._key(interval) if key is None else key
             minutes = self.left[(self._day(left), key)]
-            value = _minutes(interval.get("minutes_in_status"))
+            value = number_value(interval.get("minutes_in_status"))
             if value is not None:
                 minutes.append(value)
 
@@ -108,16 +103,21 @@ class DailyTimeInStatus:
         spans in one status are merged where they share a day, so each counts once a day."""
         self.spans.sort()
         changes: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+
+        def count(issue_key: int, first: int, last: int) -> None:
+            changes[issue_key][first] += 1
+            changes[issue_key][last + 1] -= 1
+
         merged: tuple[str, int, int, int] | None = None
-        for span in [*self.spans, None]:
-            if merged is not None and span is not None and span[:2] == merged[:2] \
-                    and span[2] <= merged[3] + 1:
+        for span in self.spans:
+            if merged is not None and span[:2] == merged[:2] and span[2] <= merged[3] + 1:
                 merged = (*merged[:3], max(merged[3], span[3]))
                 continue
             if merged is not None:
-                changes[merged[1]][merged[2]] += 1
-                changes[merged[1]][merged[3] + 1] -= 1
+                count(*merged[1:])
             merged = span
+        if merged is not None:
+            count(*merged[1:])
         counts: dict[tuple[int, int], int] = {}
         for key, steps in changes.items():
             running, days = 0, sorted(steps)

@@ -153,7 +153,8 @@ class StoredIssueDays:
                 earlier[issue_id].append(day)
         del changed
         # An issue changed on an earlier day of the chunk and last updated after it.
-        unknown = [issue_id for issue_id in sorted(earlier) if issue_id not in current]
+        earlier_ids = sorted(earlier)
+        unknown = [issue_id for issue_id in earlier_ids if issue_id not in current]
         for offset in range(0, len(unknown), HISTORY_BATCH):
             self.change_queries += 1
             for doc in self.collection.find(
@@ -161,7 +162,7 @@ class StoredIssueDays:
                     ["issue_id", "project_key", "status_name"]):
                 current[str(doc["issue_id"])] = (doc.get("project_key"), doc.get("status_name"))
         # Deleted, or its changelog outlived it: not counted.
-        named = [issue_id for issue_id in sorted(earlier) if issue_id in current]
+        named = [issue_id for issue_id in earlier_ids if issue_id in current]
         now = utc_now()
         # The status intervals a batch of issues at a time: memory holds a batch's, not the
         # chunk's (at N=100,000 a week's changes named 16,000 issues, 25 MB of intervals).
