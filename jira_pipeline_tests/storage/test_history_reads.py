@@ -86,10 +86,17 @@ def test_the_check_names_each_current_value_unlike_the_issue(store: Store) -> No
 
 
 
+def _issue_id(number: int) -> str:
+    if number % 11 == 0:
+        return f"ID-{number}"
+    return f"0{number // 13}" if number % 13 == 0 else str(number)
+
+
 def _random_intervals(rng: random.Random, issues: int, now: datetime) -> list[dict[str, Any]]:
     """Each issue's chain of status intervals, the last one open: re-entries of a status within
     a day, moves between projects, empty intervals, ends at midnight (a chunk's first one
-    among them) and an open one entered after `now`."""
+    among them) and an open one entered after `now`; ids are Jira's decimal strings but for
+    some that are not ("ID-11", and "01" beside "1": distinct issues)."""
     names = {"1": "To Do", "3": "In Progress", "5": "Done"}
     rows = []
     for number in range(issues):
@@ -107,7 +114,7 @@ def _random_intervals(rng: random.Random, issues: int, now: datetime) -> list[di
             if number % 7 == 0 and left is not None:
                 left = T0 + timedelta(days=(left - T0).days + 1)  # the next midnight
             rows.append({
-                "connection_id": "conn-1", "issue_id": str(number), "project_key": project,
+                "connection_id": "conn-1", "issue_id": _issue_id(number), "project_key": project,
                 "status_id": status, "status_name": names[status], "entered_at": entered,
                 "left_at": left,
                 "minutes_in_status": None if left is None else (left - entered) / timedelta(
