@@ -1,5 +1,6 @@
 """Keeps Python's cyclic garbage collector off the objects a Dagster process holds until it exits
-(Dagster's, SQLAlchemy's and our modules, the loaded definitions).
+(Dagster's, SQLAlchemy's and our modules, the loaded definitions), and glibc's allocator from
+keeping a heap of freed memory per thread.
 
 A `dagster asset materialize` of an empty partition holds about 235,000 tracked objects, nearly
 all of them created by imports and the code location's load. Each full collection walks all of
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import os
 
 _frozen_after_load = False
 
@@ -45,7 +47,36 @@ def freeze_at_exit() -> None:
     gc.freeze()
 
 
+# glibc's mallopt() parameter for the most arenas (malloc.h), and the count we allow.
+M_ARENA_MAX = -8
+ARENAS = 2
+
+
+def limit_malloc_arenas() -> bool:
+    """Ask glibc for at most `ARENAS` malloc arenas, as `MALLOC_ARENA_MAX=2` in the environment
+    would, unless the environment sets that itself or the C library is not glibc; True when
+    set. By default glibc gives each new thread up to 8 x cores arenas of its own: the Jira
+    client's event-loop thread parses pages there, and what it frees stays in that arena's
+    heap, resident, beside the main one (measured: 19 MB of a 5,000-issue run's 268 MB). Arenas
+    made before the call are kept, so it runs at import, before any thread of ours starts."""
+    if "MALLOC_ARENA_MAX" in os.environ or not hasattr(os, "confstr"):
+        return False
+    try:
+        if not os.confstr("CS_GNU_LIBC_VERSION"):
+            return False
+    except (ValueError, OSError):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        return bool(libc.mallopt(M_ARENA_MAX, ARENAS))
+    except (OSError, AttributeError):
+        return False
+
+
 def install() -> None:
-    """Register `freeze_at_exit` (idempotent)."""
+    """Register `freeze_at_exit` (idempotent) and limit the malloc arenas."""
     atexit.unregister(freeze_at_exit)
     atexit.register(freeze_at_exit)
+    limit_malloc_arenas()

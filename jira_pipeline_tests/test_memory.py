@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from pydantic import BaseModel
 
 from jira_pipeline.jira import BasicAuth, JiraClient, RateLimiter
@@ -115,3 +119,38 @@ def test_a_paused_window_walk_holds_one_page_per_sub_window_and_one_queued(
     assert walked == 200
     # 4 sub-windows: the page in hand, one queued, one held by each waiting walk.
     assert paused <= 1 + 1 + 4 < math.ceil(200 / 10)
+
+
+ARENA_COUNT = """
+import ctypes, sys, threading
+if sys.argv[1] == "import":
+    import jira_pipeline
+start = threading.Barrier(8)
+held = []
+
+def allocate():
+    start.wait()  # all eight threads alive at once, each allocating its first block
+    held.append(bytearray(100_000))  # below glibc's mmap threshold: from an arena's heap
+
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" block per arena, on stderr
+"""
+
+
+def _arenas(*args: str) -> int:
+    env = {name: value for name, value in os.environ.items() if name != "MALLOC_ARENA_MAX"}
+    stats = subprocess.run([sys.executable, "-c", ARENA_COUNT, *args], capture_output=True,
+                           text=True, check=True, env=env).stderr
+    return sum(line.startswith("Arena ") for line in stats.splitlines())
+
+
+@pytest.mark.skipif(not hasattr(os, "confstr") or not os.confstr("CS_GNU_LIBC_VERSION"),
+                    reason="glibc's allocator only")
+def test_importing_the_package_limits_glibc_to_two_malloc_arenas() -> None:
+    # Each thread's freed memory stays in its own arena's heap, resident (heap.py).
+    assert _arenas("bare") > 2
+    assert _arenas("import") == 2
