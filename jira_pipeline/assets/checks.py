@@ -12,17 +12,17 @@ from pymongo.database import Database
 
 from jira_pipeline.assets.partitions import PARTITION_KEY_FORMAT
 from jira_pipeline.assets.resources import JiraResource, counter_delta
-from jira_pipeline.assets.sensors import missing_references, newest_updated, stored_newest_updated
+from jira_pipeline.assets.sensors import (
+    missing_dimension_rows,
+    newest_updated,
+    stored_newest_updated,
+)
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.jira import ClientCounters, IssueWindow, JiraClient, build_issue_jql
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.entities import entity_spec
-from jira_pipeline.storage.issue_references import (
-    ISSUE_PROJECT_PARTS,
-    ISSUE_REFERENCE_DATA,
-    missing_referenced_ids,
-)
+from jira_pipeline.storage.issue_references import ISSUE_PROJECT_PARTS, ISSUE_REFERENCE_DATA
 from jira_pipeline.storage.resources import MongoResource
 from jira_pipeline.storage.sprint_references import missing_sprints
 from jira_pipeline.storage.sync_errors import dead_lettered_ids, sync_errors
@@ -142,42 +142,30 @@ def issue_check_results(
 def build_issue_checks(
     site: JiraSite, partitions: dg.DailyPartitionsDefinition, settings: PipelineSettings
 ) -> list[dg.AssetChecksDefinition]:
-    """The `jira_issues` checks that run in a step of their own: `fresh` and
-    `references_present` (the others are `check_specs` of the asset, see `issue_check_specs`)."""
-
-    @dg.asset_check(
-        asset=site.asset_key("jira_issues"),
-        name="references_present",
-        description="Every status and user (assignee, reporter) that a live issue references is "
-        "stored; the refresh sensor requests a dimension refresh when one is not.",
-        additional_deps=[site.asset_key("jira_statuses"), site.asset_key("jira_users")],
-    )
-    def references_present(
-        context: dg.AssetCheckExecutionContext, mongo: MongoResource
-    ) -> dg.AssetCheckResult:
-        missing = missing_references(mongo.get_database(), site.connection_id)
-        return dg.AssetCheckResult(
-            passed=not any(missing.values()),
-            severity=dg.AssetCheckSeverity.WARN,
-            metadata={
-                "missing_statuses": len(missing["statuses"]),
-                "missing_users": len(missing["users"]),
-                "sample": ", ".join([*missing["statuses"], *missing["users"]][:SAMPLE]),
-            },
-        )
-
+    """The `jira_issues` checks that run in steps of their own: `fresh`, and the checks of what
+    the issues reference (`references_present`, `reference_data_present`,
+    `project_parts_present`), which follow the dimensions (the others are `check_specs` of the
+    asset, see `issue_check_specs`)."""
     issues_key = site.asset_key("jira_issues")
-    # Both checks read the ids the issues name in their raw fields: one step, one projected
-    # pass over the issues for the two (each a pass of its own cost about a second a run per
-    # 5,000 issues), each check evaluated only when selected.
-    referenced_checks = {
+    # The three checks read the ids the issues name: one step, one projected pass over the
+    # issues for them all (a pass of its own each cost about a second a run per 5,000 issues
+    # on the embedded store), each check evaluated only when selected. Per check: the
+    # dimension entities it judges, from the pass's groups, and its description.
+    referenced_checks: dict[str, tuple[tuple[str, ...], tuple[tuple[str, str], ...], str]] = {
+        "references_present": (
+            ("statuses", "users"), (),
+            "Every status and user (assignee, reporter) that a live issue references is "
+            "stored; the refresh sensor requests a dimension refresh when one is not.",
+        ),
         "reference_data_present": (
+            tuple(dict.fromkeys(entity for entity, _ in ISSUE_REFERENCE_DATA)),
             ISSUE_REFERENCE_DATA,
             "Every issue type, priority and resolution that a live issue references (by id, "
             "in its raw fields) is stored live in jira_issue_types, jira_priorities and "
             "jira_resolutions.",
         ),
         "project_parts_present": (
+            tuple(dict.fromkeys(entity for entity, _ in ISSUE_PROJECT_PARTS)),
             ISSUE_PROJECT_PARTS,
             "Every version (fixVersions, versions) and component that a live issue "
             "references (by id, in its raw fields) is stored live in jira_project_versions "
@@ -190,10 +178,9 @@ def build_issue_checks(
         specs=[
             dg.AssetCheckSpec(
                 name, asset=issues_key, description=description,
-                additional_deps=sorted({site.asset_key(f"jira_{entity}")
-                                        for entity, _ in references}, key=str),
+                additional_deps=[site.asset_key(f"jira_{entity}") for entity in entities],
             )
-            for name, (references, description) in referenced_checks.items()
+            for name, (entities, _, description) in referenced_checks.items()
         ],
         can_subset=True,
     )
@@ -203,11 +190,12 @@ def build_issue_checks(
         chosen = selected_checks(context, issues_key)
         selected = [name for name in referenced_checks if name in chosen]
         references = tuple(reference for name in selected
-                           for reference in referenced_checks[name][0])
-        missing = missing_referenced_ids(mongo.get_database(), site.connection_id, references)
+                           for reference in referenced_checks[name][1])
+        missing = missing_dimension_rows(
+            mongo.get_database(), site.connection_id, people="references_present" in selected,
+            references=references, sprints=False)
         for name in selected:
-            entities = dict.fromkeys(entity for entity, _ in referenced_checks[name][0])
-            found = {entity: missing[entity] for entity in entities}
+            found = {entity: missing[entity] for entity in referenced_checks[name][0]}
             yield dg.AssetCheckResult(
                 asset_key=issues_key,
                 check_name=name,
@@ -255,7 +243,7 @@ def build_issue_checks(
             },
         )
 
-    return [references_present, referenced_rows_present, fresh]
+    return [referenced_rows_present, fresh]
 
 
 def matches_jira_count(

@@ -244,34 +244,40 @@ def _statuses_and_users_not_stored(
 _SENSOR_REFERENCES = ISSUE_REFERENCE_DATA + ISSUE_PROJECT_PARTS
 
 
-def missing_dimension_rows(db: Database, connection_id: str) -> dict[str, list[str]]:
+def missing_dimension_rows(
+    db: Database, connection_id: str, *, people: bool = True,
+    references: tuple[tuple[str, str], ...] = _SENSOR_REFERENCES, sprints: bool = True,
+) -> dict[str, list[str]]:
     """Per dimension entity (`jira_<entity>` is its asset), the rows live issues reference that
-    it does not store live: statuses and users, the reference data, versions and components,
-    and sprints, in that order (the order the sensor requests their refreshes in).
+    it does not store live: statuses and users (`people`), the reference data, versions and
+    components named by `references`, and sprints, in that order (the order the sensor requests
+    their refreshes in; the checks ask for the groups they judge).
 
-    One projected pass over the issues gathers every referenced id (it was three, one for each
-    group, each reading every live issue); the referenced ids are as many as the site has rows,
-    never one per issue. The result equals `missing_references`, `missing_referenced_ids` and
+    One projected pass over the issues gathers every referenced id (it was one for each group,
+    each reading every live issue); the referenced ids are as many as the site has rows, never
+    one per issue. The result equals `missing_references`, `missing_referenced_ids` and
     `missing_sprints` taken together."""
     live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
-    sprint_fields = sprint_field_ids(db, connection_id)
+    sprint_fields = sprint_field_ids(db, connection_id) if sprints else []
     projection = {
-        **dict.fromkeys(_STATUS_AND_PEOPLE, 1),
-        **referenced_ids_projection(_SENSOR_REFERENCES),
+        **(dict.fromkeys(_STATUS_AND_PEOPLE, 1) if people else {}),
+        **referenced_ids_projection(references),
         **sprint_fields_projection(sprint_fields),
         "_id": 0,
     }
     statuses: set[str | None] = set()
-    people: set[str | None] = set()
-    referenced: dict[str, set[str]] = {entity: set() for entity, _ in _SENSOR_REFERENCES}
-    sprints: set[str] = set()
+    users: set[str | None] = set()
+    referenced: dict[str, set[str]] = {entity: set() for entity, _ in references}
+    sprint_ids: set[str] = set()
     for doc in db["jira_issues"].find(live, projection, batch_size=500):
-        _add_status_and_people(doc, statuses, people)
-        add_referenced_ids(doc, _SENSOR_REFERENCES, referenced)
-        add_sprint_ids(doc, sprint_fields, sprints)
-    missing = _statuses_and_users_not_stored(db, live, statuses, people)
+        if people:
+            _add_status_and_people(doc, statuses, users)
+        add_referenced_ids(doc, references, referenced)
+        add_sprint_ids(doc, sprint_fields, sprint_ids)
+    missing = _statuses_and_users_not_stored(db, live, statuses, users) if people else {}
     missing.update(not_stored_live(db, connection_id, referenced))
-    missing["sprints"] = sprints_not_stored(db, connection_id, sprints)
+    if sprints:
+        missing["sprints"] = sprints_not_stored(db, connection_id, sprint_ids)
     return missing
 
 

@@ -124,8 +124,8 @@ def test_a_referenced_status_or_user_missing_from_the_store_fails_the_reference_
 
     assert failing(evaluations) == {("jira_issues", "references_present")}
     found = metadata(evaluations, ("jira_issues", "references_present"))
-    missing = found["missing_statuses"] if collection == "jira_statuses" else found["missing_users"]
-    assert (missing, found["sample"]) == (1, referenced)
+    entity = "statuses" if collection == "jira_statuses" else "users"
+    assert (found[f"missing_{entity}"], found["sample"]) == (1, f"{entity}/{referenced}")
 
 
 @pytest.mark.parametrize("asset", DIMENSIONS)

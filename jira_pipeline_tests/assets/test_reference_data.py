@@ -149,7 +149,7 @@ def test_data_center_reference_data_comes_from_rest_api_2(
     assert stored(pipeline, "jira_status_categories")["3"]["key"] == "done"
 
 
-def test_both_referenced_row_checks_come_from_one_pass_and_each_runs_alone(
+def test_the_reference_checks_come_from_one_pass_and_each_runs_alone(
     pipeline_factory: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import dagster as dg
@@ -158,21 +158,24 @@ def test_both_referenced_row_checks_come_from_one_pass_and_each_runs_alone(
 
     pipeline = pipeline_factory(issues=40, days=3)
     pipeline.sync_everything()
-    passes: list[tuple[str, ...]] = []
-    real = checks.missing_referenced_ids
+    passes: list[tuple[bool, tuple[str, ...]]] = []
+    real = checks.missing_dimension_rows
 
-    def counted(db: Any, connection_id: str, references: Any) -> dict[str, list[str]]:
-        passes.append(tuple(entity for entity, _ in references))
-        return real(db, connection_id, references)
+    def counted(db: Any, connection_id: str, **groups: Any) -> dict[str, list[str]]:
+        assert groups["sprints"] is False  # the sprint check reads its own
+        passes.append((groups["people"], tuple(entity for entity, _ in groups["references"])))
+        return real(db, connection_id, **groups)
 
-    monkeypatch.setattr(checks, "missing_referenced_ids", counted)
+    monkeypatch.setattr(checks, "missing_dimension_rows", counted)
     both = pipeline.run("jira_issues_job", pipeline.today, assets=["jira_issues"])
     results = check_results(both)
+    assert results[("jira_issues", "references_present")].passed
     assert results[("jira_issues", "reference_data_present")].passed
     assert results[("jira_issues", "project_parts_present")].passed
     assert len(passes) == 1
-    assert set(passes[0]) == {"issue_types", "priorities", "resolutions",
-                              "project_versions", "project_components"}
+    assert passes[0][0] is True  # statuses and users
+    assert set(passes[0][1]) == {"issue_types", "priorities", "resolutions",
+                                 "project_versions", "project_components"}
 
     # One check selected alone (the UI's check subset): only it is evaluated, from its ids.
     passes.clear()
@@ -183,4 +186,4 @@ def test_both_referenced_row_checks_come_from_one_pass_and_each_runs_alone(
     )
     alone = job.execute_in_process(instance=pipeline.instance)
     assert set(check_results(alone)) == {("jira_issues", "project_parts_present")}
-    assert passes == [("project_versions", "project_versions", "project_components")]
+    assert passes == [(False, ("project_versions", "project_versions", "project_components"))]
