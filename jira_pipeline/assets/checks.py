@@ -2,7 +2,7 @@
 
 import warnings
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,14 +13,21 @@ from pymongo.database import Database
 from jira_pipeline.assets.partitions import PARTITION_KEY_FORMAT
 from jira_pipeline.assets.resources import JiraResource, counter_delta
 from jira_pipeline.assets.sensors import (
-    missing_dimension_rows,
     newest_updated,
+    referenced_rows,
+    rows_not_stored,
     stored_newest_updated,
 )
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.jira import ClientCounters, IssueWindow, JiraClient, build_issue_jql
 from jira_pipeline.settings import PipelineSettings
+from jira_pipeline.storage.check_memo import (
+    few_written,
+    read_memo,
+    write_memo,
+    written_since_filter,
+)
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline.storage.issue_references import ISSUE_PROJECT_PARTS, ISSUE_REFERENCE_DATA
 from jira_pipeline.storage.resources import MongoResource
@@ -29,6 +36,9 @@ from jira_pipeline.storage.sync_errors import dead_lettered_ids, sync_errors
 from jira_pipeline.timeutil import parse_jira_datetime, utc_now
 
 SAMPLE = 10  # ids shown in check metadata
+NO_DUPLICATE_KEYS = "no_duplicate_keys"
+# Values per `$in` query: a command stays small on a server.
+IN_CHUNK = 1000
 
 
 def duplicate_keys(db: Database, collection: str, connection_id: str, field: str) -> list[str]:
@@ -56,6 +66,47 @@ def duplicate_values(
     }
 
 
+def duplicate_issue_values(db: Database, connection_id: str) -> tuple[dict[str, list[str]], str]:
+    """`duplicate_values` of the live issues' ids and keys, and what was read: every live
+    issue, or (with a memo of the last evaluation, few issues written since) the issues written
+    since and the values that were duplicated then. Exact either way: two issues that share a
+    value now both held it at the last evaluation unless one was written since (a tombstone
+    only ever removes a duplicate)."""
+    fields = ("issue_id", "key")
+    read_at = utc_now()
+    memo = read_memo(db, connection_id, NO_DUPLICATE_KEYS)
+    if memo is None or not few_written(db, connection_id, memo.written_since):
+        duplicates = duplicate_values(db, "jira_issues", connection_id, fields)
+        read = "every live issue"
+    else:
+        candidates = {name: set(memo.values.get(name, ())) for name in fields}
+        written = 0
+        for doc in db["jira_issues"].find(written_since_filter(connection_id, memo.written_since),
+                                          {**dict.fromkeys(fields, 1), "_id": 0}):
+            written += 1
+            for name in fields:
+                if doc.get(name) is not None:
+                    candidates[name].add(str(doc[name]))
+        duplicates = {name: _duplicated_among(db, connection_id, name, candidates[name])
+                      for name in fields}
+        read = (f"{written} issue(s) written since {memo.written_since.isoformat()} and "
+                f"{sum(map(len, memo.values.values()))} value(s) duplicated then")
+    write_memo(db, connection_id, NO_DUPLICATE_KEYS, read_at, duplicates)
+    return duplicates, read
+
+
+def _duplicated_among(db: Database, connection_id: str, field: str, values: set[str]) -> list[str]:
+    """Of `values`, those more than one live issue holds in `field` (indexed), by chunks."""
+    live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
+    counts: Counter[str] = Counter()
+    ordered = sorted(values)
+    for start in range(0, len(ordered), IN_CHUNK):
+        chunk = ordered[start : start + IN_CHUNK]
+        for doc in db["jira_issues"].find({**live, field: {"$in": chunk}}, {field: 1, "_id": 0}):
+            counts[str(doc.get(field))] += 1
+    return sorted(value for value, n in counts.items() if n > 1)
+
+
 # The checks evaluated in the `jira_issues` step, right after the IO manager has written the
 # step's issues (`check_specs` on the asset): they read what the step just wrote, so running them
 # there costs no step of their own. Two stay checks of their own (`build_issue_checks`):
@@ -72,6 +123,44 @@ MATCHES_JIRA_COUNT_DESCRIPTION = (
     "stored for the window but since updated later are reported, not failed: their new "
     "partition will hold them. Evaluated per partition, also in a run of several partitions."
 )
+
+
+def missing_references_since_memo(
+    db: Database, connection_id: str, groups: Mapping[str, tuple[str, ...]], *, people: bool,
+    references: tuple[tuple[str, str], ...],
+) -> tuple[dict[str, list[str]], str]:
+    """`missing_dimension_rows` of the entities of `groups` (per check, the entities it
+    judges), and what was read: every live issue, or only the issues written since the checks'
+    last evaluation when each check has a memo of it, few issues were written since, and every
+    id the issues referenced then is still stored live (an issue not written since references
+    only ids of its check's memo, so none of it can be missing). Each check's memo is then the
+    ids referenced then and now: a superset of what the issues reference, until an id of it
+    loses its row and a pass over every issue starts the memo again."""
+    read_at = utc_now()
+    memos = {name: memo for name in groups
+             if (memo := read_memo(db, connection_id, name)) is not None}
+    remembered: dict[str, set[str]] = {}
+    since: datetime | None = None
+    if groups and len(memos) == len(groups):
+        since = min(memo.written_since for memo in memos.values())
+        for name, memo in memos.items():
+            for entity in groups[name]:
+                remembered.setdefault(entity, set()).update(memo.values.get(entity, ()))
+        if not few_written(db, connection_id, since) or any(
+                rows_not_stored(db, connection_id, remembered).values()):
+            since = None
+    referenced = referenced_rows(db, connection_id, people=people, references=references,
+                                 sprints=False, written_since=since)
+    missing = rows_not_stored(db, connection_id, referenced)
+    if since is not None:
+        for entity, ids in remembered.items():
+            referenced.setdefault(entity, set()).update(ids)
+    for name, entities in groups.items():
+        write_memo(db, connection_id, name, read_at,
+                   {entity: referenced.get(entity, set()) for entity in entities})
+    read = ("every live issue" if since is None
+            else f"the issues written since {since.isoformat()}")
+    return missing, read
 
 
 def issue_check_specs(
@@ -122,8 +211,8 @@ def issue_check_results(
     selected = selected_checks(context, issues_key)
     if "matches_jira_count" in selected:
         yield from matches_jira_count(context, jira, db, site, settings, partitions)
-    if "no_duplicate_keys" in selected:
-        duplicates = duplicate_values(db, "jira_issues", site.connection_id, ("issue_id", "key"))
+    if NO_DUPLICATE_KEYS in selected:
+        duplicates, read = duplicate_issue_values(db, site.connection_id)
         by_id, by_key = duplicates["issue_id"], duplicates["key"]
         yield dg.AssetCheckResult(
             asset_key=issues_key,
@@ -133,6 +222,7 @@ def issue_check_results(
                 "duplicate_issue_ids": len(by_id),
                 "duplicate_keys": len(by_key),
                 "sample": ", ".join([*by_id, *by_key][:SAMPLE]),
+                "read": read,
             },
         )
     if "no_sync_errors" in selected:
@@ -189,11 +279,12 @@ def build_issue_checks(
     ) -> Iterator[dg.AssetCheckResult]:
         chosen = selected_checks(context, issues_key)
         selected = [name for name in referenced_checks if name in chosen]
+        groups = {name: referenced_checks[name][0] for name in selected}
         references = tuple(reference for name in selected
                            for reference in referenced_checks[name][1])
-        missing = missing_dimension_rows(
-            mongo.get_database(), site.connection_id, people="references_present" in selected,
-            references=references, sprints=False)
+        missing, read = missing_references_since_memo(
+            mongo.get_database(), site.connection_id, groups,
+            people="references_present" in selected, references=references)
         for name in selected:
             found = {entity: missing[entity] for entity in referenced_checks[name][0]}
             yield dg.AssetCheckResult(
@@ -206,6 +297,7 @@ def build_issue_checks(
                     "sample": ", ".join(
                         f"{entity}/{row_id}" for entity, ids in found.items() for row_id in ids
                     )[:500],
+                    "read": read,
                 },
             )
 

@@ -251,13 +251,26 @@ def missing_dimension_rows(
     """Per dimension entity (`jira_<entity>` is its asset), the rows live issues reference that
     it does not store live: statuses and users (`people`), the reference data, versions and
     components named by `references`, and sprints, in that order (the order the sensor requests
-    their refreshes in; the checks ask for the groups they judge).
+    their refreshes in; the checks ask for the groups they judge). The result equals
+    `missing_references`, `missing_referenced_ids` and `missing_sprints` taken together."""
+    referenced = referenced_rows(db, connection_id, people=people, references=references,
+                                 sprints=sprints)
+    return rows_not_stored(db, connection_id, referenced)
+
+
+def referenced_rows(
+    db: Database, connection_id: str, *, people: bool,
+    references: tuple[tuple[str, str], ...], sprints: bool, written_since: datetime | None = None,
+) -> dict[str, set[str]]:
+    """Per dimension entity (the groups of `missing_dimension_rows`), the ids live issues
+    reference; with `written_since`, only the issues written at or after it (`synced_at`).
 
     One projected pass over the issues gathers every referenced id (it was one for each group,
     each reading every live issue); the referenced ids are as many as the site has rows, never
-    one per issue. The result equals `missing_references`, `missing_referenced_ids` and
-    `missing_sprints` taken together."""
-    live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
+    one per issue."""
+    live: dict[str, Any] = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
+    if written_since is not None:
+        live["synced_at"] = {"$gte": written_since}
     sprint_fields = sprint_field_ids(db, connection_id) if sprints else []
     projection = {
         **(dict.fromkeys(_STATUS_AND_PEOPLE, 1) if people else {}),
@@ -274,11 +287,33 @@ def missing_dimension_rows(
             _add_status_and_people(doc, statuses, users)
         add_referenced_ids(doc, references, referenced)
         add_sprint_ids(doc, sprint_fields, sprint_ids)
-    missing = _statuses_and_users_not_stored(db, live, statuses, users) if people else {}
-    missing.update(not_stored_live(db, connection_id, referenced))
+    found: dict[str, set[str]] = {}
+    if people:
+        found["statuses"] = {s for s in statuses if s}
+        found["users"] = {u for u in users if u}
+    found.update(referenced)
     if sprints:
-        missing["sprints"] = sprints_not_stored(db, connection_id, sprint_ids)
-    return missing
+        found["sprints"] = sprint_ids
+    return found
+
+
+def rows_not_stored(
+    db: Database, connection_id: str, referenced: Mapping[str, set[str]]
+) -> dict[str, list[str]]:
+    """Per entity of `referenced` (in its order), the referenced ids its dimension does not
+    store live, sorted."""
+    live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
+    missing: dict[str, list[str]] = {}
+    people = {group: referenced[group] for group in ("statuses", "users") if group in referenced}
+    if people:
+        missing.update(_statuses_and_users_not_stored(
+            db, live, set(people.get("statuses", ())), set(people.get("users", ()))))
+    missing.update(not_stored_live(db, connection_id, {
+        entity: set(ids) for entity, ids in referenced.items()
+        if entity not in ("statuses", "users", "sprints")}))
+    if "sprints" in referenced:
+        missing["sprints"] = sprints_not_stored(db, connection_id, set(referenced["sprints"]))
+    return {entity: missing[entity] for entity in referenced}
 
 
 @dataclass(frozen=True)

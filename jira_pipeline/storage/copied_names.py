@@ -13,6 +13,7 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 
 from jira_pipeline.storage.entities import ISSUES, entity_spec
+from jira_pipeline.timeutil import utc_now
 
 _BATCH = 1000
 # On a dimension row: the content_hash whose names every stored issue already copies. An upsert
@@ -83,10 +84,13 @@ def _copy_names(
                  **dict(zip(_issue_fields(copied), stored, strict=True))}
         changes = dict(zip(_issue_fields(copied), names, strict=True))
         if copied.rekeys_issues:
+            # A new key is a write of the issue: stamped, so the checks that read only the
+            # issues written since their last evaluation see it (storage/check_memo.py).
+            written = {"synced_at": utc_now()}
             updates = [
                 UpdateOne(
                     {"_id": _id, **guard, "key": key},
-                    {"$set": {**changes, **_new_key(key, guard, changes)}, **unset},
+                    {"$set": {**changes, **_new_key(key, guard, changes), **written}, **unset},
                 )
                 for _id, key in issues
             ]

@@ -74,6 +74,9 @@ INDEXES: dict[str, list[IndexModel]] = {
             name="connection_project_updated",
         ),
         IndexModel([("key", ASCENDING)], name="key"),
+        # The issues written since a whole-store check's last evaluation, which are all it
+        # reads again (storage/check_memo.py).
+        IndexModel([("synced_at", ASCENDING)], name="synced_at"),
     ],
     ENTITIES["fields"].collection: [
         IndexModel(

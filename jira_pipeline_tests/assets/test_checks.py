@@ -94,7 +94,10 @@ def test_an_issue_missing_from_the_store_fails_the_count_check_of_its_partition(
 def test_two_live_issues_with_one_key_fail_the_duplicate_check(synced: Pipeline) -> None:
     original = synced.db["jira_issues"].find_one({})
     assert original is not None
-    copy = {**original, "_id": uuid.uuid4(), "issue_id": "99999999"}
+    # Written as every write of an issue is: stamped (the check reads again what was written
+    # since its last evaluation, storage/check_memo.py).
+    copy = {**original, "_id": uuid.uuid4(), "issue_id": "99999999",
+            "synced_at": datetime.now(UTC)}
     synced.db["jira_issues"].insert_one(copy)
 
     evaluations = run_checks(synced)

@@ -159,14 +159,14 @@ def test_the_reference_checks_come_from_one_pass_and_each_runs_alone(
     pipeline = pipeline_factory(issues=40, days=3)
     pipeline.sync_everything()
     passes: list[tuple[bool, tuple[str, ...]]] = []
-    real = checks.missing_dimension_rows
+    real = checks.referenced_rows
 
-    def counted(db: Any, connection_id: str, **groups: Any) -> dict[str, list[str]]:
+    def counted(db: Any, connection_id: str, **groups: Any) -> dict[str, set[str]]:
         assert groups["sprints"] is False  # the sprint check reads its own
         passes.append((groups["people"], tuple(entity for entity, _ in groups["references"])))
         return real(db, connection_id, **groups)
 
-    monkeypatch.setattr(checks, "missing_dimension_rows", counted)
+    monkeypatch.setattr(checks, "referenced_rows", counted)
     both = pipeline.run("jira_issues_job", pipeline.today, assets=["jira_issues"])
     results = check_results(both)
     assert results[("jira_issues", "references_present")].passed

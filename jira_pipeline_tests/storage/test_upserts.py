@@ -151,6 +151,7 @@ def test_ensure_indexes_creates_exactly_the_design_indexes_and_is_idempotent(sto
             ((("updated", 1),), False),
             ((("connection_id", 1), ("project_key", 1), ("updated", 1)), False),
             ((("key", 1),), False),
+            ((("synced_at", 1),), False),
         ]),
         "jira_sync_errors": [
             ((("connection_id", 1), ("entity", 1), ("jira_id", 1)), True),

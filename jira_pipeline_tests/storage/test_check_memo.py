@@ -1,0 +1,156 @@
+"""The whole-store issue checks read only the issues written since their last evaluation when
+they can (storage/check_memo.py): after any sequence of writes, moves, tombstones, revivals and
+dimension deletions their answers equal a pass over every live issue."""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from jira_pipeline.assets.checks import (
+    duplicate_issue_values,
+    duplicate_values,
+    missing_references_since_memo,
+)
+from jira_pipeline.assets.sensors import missing_dimension_rows
+from jira_pipeline.storage.check_memo import MOST_WRITTEN, read_memo
+from jira_pipeline.storage.entities import entity_spec
+from jira_pipeline.storage.issue_references import ISSUE_REFERENCE_DATA
+from jira_pipeline.storage.upserts import mark_deleted_ids, upsert_records
+from jira_pipeline_tests.storage.conftest import T0, Store, issue
+
+CONNECTION = "conn-1"
+STATUSES = ["1", "2", "3", "4"]
+USERS = ["user-1", "user-2", "user-3"]
+PRIORITIES = ["p1", "p2", "p3"]
+GROUPS = {"references_present": ("statuses", "users"),
+          "reference_data_present": ("issue_types", "priorities", "resolutions")}
+EVERY_ISSUE = "every live issue"
+
+
+@pytest.fixture(autouse=True)
+def no_margin(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A test's writes all fall within the margin a production memo re-reads (10 minutes): read
+    # from the evaluation's own moment, so the issues written since are the test's later ones.
+    monkeypatch.setattr("jira_pipeline.storage.check_memo.WRITTEN_MARGIN", timedelta(0))
+
+
+def _issue(rng: random.Random, number: int, version: int, key: str | None = None) -> dict[str, Any]:
+    fields = {"issuetype": {"id": "10001"}, "priority": {"id": rng.choice(PRIORITIES)},
+              "resolution": None}
+    record = issue(number, T0.replace(minute=version % 60, hour=version // 60 % 24),
+                   status_id=rng.choice(STATUSES), reporter_account_id=rng.choice(USERS),
+                   assignee_account_id=rng.choice([None, *USERS]))
+    record["raw"]["fields"].update(fields)
+    if key is not None:
+        record["key"] = key
+    return record
+
+
+def _dimensions(db: Any) -> None:
+    upsert_records(db, "statuses", [{"connection_id": CONNECTION, "status_id": s,
+                                     "name": f"S{s}"} for s in STATUSES])
+    upsert_records(db, "users", [{"connection_id": CONNECTION, "account_id": u,
+                                  "display_name": u} for u in USERS])
+    upsert_records(db, "issue_types", [{"connection_id": CONNECTION, "issue_type_id": "10001",
+                                        "name": "Task"}])
+    upsert_records(db, "priorities", [{"connection_id": CONNECTION, "priority_id": p,
+                                       "name": p} for p in PRIORITIES])
+
+
+def _expected_missing(db: Any) -> dict[str, list[str]]:
+    return missing_dimension_rows(db, CONNECTION, people=True, references=ISSUE_REFERENCE_DATA,
+                                  sprints=False)
+
+
+def _since_memo(db: Any) -> tuple[dict[str, list[str]], str]:
+    """What the step evaluates with both checks selected."""
+    return missing_references_since_memo(db, CONNECTION, GROUPS, people=True,
+                                         references=ISSUE_REFERENCE_DATA)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_the_checks_read_since_their_memo_and_answer_as_a_whole_pass(
+    store: Store, seed: int
+) -> None:
+    rng = random.Random(seed)
+    db = store.db
+    _dimensions(db)
+    version = 1
+    upsert_records(db, "issues", [_issue(rng, n, version) for n in range(1, 61)])
+    reads: list[str] = []
+    for step in range(30):
+        version += 1
+        action = rng.choice(["edit", "edit", "move", "delete", "revive", "drop_row", "restore"])
+        live = [d["issue_id"] for d in db.jira_issues.find(
+            {"is_deleted": {"$ne": True}}, {"issue_id": 1})]
+        if action == "edit":
+            upsert_records(db, "issues", [_issue(rng, int(i), version)
+                                          for i in rng.sample(live, 3)])
+        elif action == "move":
+            # An issue takes another's key (Jira moved one, the other's copy is stale).
+            taker, taken = rng.sample(live, 2)
+            key = db.jira_issues.find_one({"issue_id": taken})["key"]
+            upsert_records(db, "issues", [_issue(rng, int(taker), version, key=key)])
+        elif action == "delete":
+            mark_deleted_ids(db, "issues", CONNECTION, rng.sample(live, 2))
+        elif action == "revive":
+            upsert_records(db, "issues", [_issue(rng, rng.randrange(1, 61), version)])
+        elif action == "drop_row":
+            # A dimension row lost (deleted in Jira), possibly one the issues reference.
+            entity = rng.choice(["statuses", "users", "priorities"])
+            spec = entity_spec(entity)
+            rows = db[spec.collection].distinct(spec.id_field, {"is_deleted": {"$ne": True}})
+            if rows:
+                mark_deleted_ids(db, entity, CONNECTION, [rng.choice(rows)])
+        else:
+            _dimensions(db)
+
+        duplicates, read = duplicate_issue_values(db, CONNECTION)
+        assert duplicates == duplicate_values(db, "jira_issues", CONNECTION, ("issue_id", "key"))
+        reads.append(read)
+        missing, read = _since_memo(db)
+        expected = _expected_missing(db)
+        assert {entity: missing[entity] for entity in expected} == expected, (step, action)
+        reads.append(read)
+    # Most evaluations read only what was written since, some every issue (a lost row).
+    assert sum(read != EVERY_ISSUE for read in reads) > len(reads) // 2
+    assert EVERY_ISSUE in reads[2:]
+
+
+def test_a_duplicate_found_is_reported_until_it_is_gone(store: Store) -> None:
+    rng = random.Random(7)
+    db = store.db
+    upsert_records(db, "issues", [_issue(rng, n, 1) for n in range(1, 11)])
+    upsert_records(db, "issues", [_issue(rng, 1, 2, key="ACME-2")])  # 1 takes 2's key
+    assert duplicate_issue_values(db, CONNECTION)[0]["key"] == ["ACME-2"]
+    # Neither issue is written again: the memo's duplicate is read again, still there.
+    upsert_records(db, "issues", [_issue(rng, 5, 3)])
+    duplicates, read = duplicate_issue_values(db, CONNECTION)
+    assert duplicates["key"] == ["ACME-2"] and read != EVERY_ISSUE
+    upsert_records(db, "issues", [_issue(rng, 1, 4)])  # moved back to its own key
+    assert duplicate_issue_values(db, CONNECTION)[0] == {"issue_id": [], "key": []}
+
+
+def test_many_writes_since_or_no_memo_read_every_issue(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = random.Random(3)
+    db = store.db
+    _dimensions(db)
+    upsert_records(db, "issues", [_issue(rng, n, 1) for n in range(1, 21)])
+    assert read_memo(db, CONNECTION, "no_duplicate_keys") is None
+    assert duplicate_issue_values(db, CONNECTION)[1] == EVERY_ISSUE
+    assert _since_memo(db)[1] == EVERY_ISSUE
+    upsert_records(db, "issues", [_issue(rng, n, 2) for n in range(1, 6)])
+    assert duplicate_issue_values(db, CONNECTION)[1].startswith("5 issue(s) written since")
+    assert _since_memo(db)[1] != EVERY_ISSUE
+    # A full sync's worth of writes: one pass over every issue instead of the index.
+    monkeypatch.setattr("jira_pipeline.storage.check_memo.MOST_WRITTEN", 4)
+    assert MOST_WRITTEN > 4
+    upsert_records(db, "issues", [_issue(rng, n, 3) for n in range(1, 6)])
+    assert duplicate_issue_values(db, CONNECTION)[1] == EVERY_ISSUE
+    assert _since_memo(db)[1] == EVERY_ISSUE
