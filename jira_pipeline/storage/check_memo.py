@@ -28,8 +28,11 @@ from jira_pipeline.storage.sync_cursors import FeedCursor, read_cursor, write_cu
 from jira_pipeline.timeutil import parse_jira_datetime
 
 # Issues are re-read from this long before the last evaluation began: a write stamps
-# `synced_at` with its writer's clock (another machine's, perhaps) before its batch commits.
-WRITTEN_MARGIN = timedelta(minutes=10)
+# `synced_at` with its writer's clock (another machine's, perhaps) before its batch commits, so
+# this covers a batch's stamp-to-commit time (seconds) and clocks apart by up to a minute
+# (NTP keeps them within milliseconds). Runs that write one site's issues never overlap (its
+# pool), so in practice only a check evaluated alone, during a sync, meets such a write.
+WRITTEN_MARGIN = timedelta(minutes=1)
 # Beyond this many issues written since, one pass over every issue costs no more than reading
 # them by the index, and the memo's lists need not grow with a full sync.
 MOST_WRITTEN = 5_000

@@ -33,7 +33,7 @@ EVERY_ISSUE = "every live issue"
 
 @pytest.fixture(autouse=True)
 def no_margin(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A test's writes all fall within the margin a production memo re-reads (10 minutes): read
+    # A test's writes all fall within the margin a production memo re-reads (a minute): read
     # from the evaluation's own moment, so the issues written since are the test's later ones.
     monkeypatch.setattr("jira_pipeline.storage.check_memo.WRITTEN_MARGIN", timedelta(0))
 
