@@ -37,9 +37,9 @@ run's CPU split by module (extraction, BSON/store writes, JSON/HTTP, Dagster eve
 other), from cProfile in every thread.
 
     python benchmarks/sync_bench.py [--launch cli|daemon|in-process] [--issues 5000] [--days 30]
-        [--latency-ms 100] [--touched 100] [--delta-after-s 0] [--rate-limit 0]
-        [--min-interval-ms 0] [--mongodb-uri URI] [--profile] [--phases overhead,full,delta]
-        [--scope sync|issues]
+        [--latency-ms 100] [--touched 100] [--deltas 1] [--delta-after-s 0]
+        [--rate-limit 0] [--min-interval-ms 0] [--mongodb-uri URI] [--profile]
+        [--phases overhead,full,delta] [--scope sync|issues]
 """
 
 from __future__ import annotations
@@ -639,6 +639,26 @@ def run_phases(args: argparse.Namespace, base_url: str, fake_pid: int, scratch: 
     printed = 0
     overhead: dict[str, Any] | None = None
     phase_ended = time.monotonic()
+
+    def delta_extra(number: int) -> dict[str, Any]:
+        # A later tick of the sensor than the first after the full sync: the issue checks'
+        # memo then starts after the full sync's writes (beyond its margin,
+        # storage/check_memo.py), so from the second delta on they read only what was written.
+        time.sleep(max(0.0, args.delta_after_s - (time.monotonic() - phase_ended)))
+        touch_in_child(base_url, args.touched)
+        return {"touched": args.touched, "delta_after_s": args.delta_after_s,
+                "delta_number": number}
+
+    def measure(instance: Any, phase: str, extra: dict[str, Any]) -> dict[str, Any]:
+        nonlocal phase_ended
+        before = fake_stats(base_url)
+        measured = launcher.run(instance, phase, keys)
+        phase_ended = time.monotonic()
+        after = fake_stats(base_url)
+        served = {k: after[k] - before[k] for k in after}
+        return phase_line(phase, launcher.name, measured, served, store, {**common, **extra},
+                          args.scope)
+
     with dg.DagsterInstance.get() as instance, launcher:
         for phase in order:
             extra: dict[str, Any] = {}
@@ -647,19 +667,8 @@ def run_phases(args: argparse.Namespace, base_url: str, fake_pid: int, scratch: 
                 extra = {"client_fetch_s": client["seconds"], "client_cpu_s": client["cpu_s"],
                          "client_issues": client["issues"], "client_api_calls": client["api_calls"]}
             if phase == "delta":
-                # A later tick of the sensor, not the first after the full sync: the issue
-                # checks then read only what was written since their last evaluation (beyond
-                # its margin, storage/check_memo.py) rather than every issue again.
-                time.sleep(max(0.0, args.delta_after_s - (time.monotonic() - phase_ended)))
-                touch_in_child(base_url, args.touched)
-                extra = {"touched": args.touched, "delta_after_s": args.delta_after_s}
-            before = fake_stats(base_url)
-            measured = launcher.run(instance, phase, keys)
-            phase_ended = time.monotonic()
-            after = fake_stats(base_url)
-            served = {k: after[k] - before[k] for k in after}
-            measured_lines[phase] = phase_line(phase, launcher.name, measured, served, store,
-                                               {**common, **extra}, args.scope)
+                extra = delta_extra(1)
+            measured_lines[phase] = measure(instance, phase, extra)
             # Lines print in phase order, each with its targets (which need the overhead's).
             while printed < len(canonical) and canonical[printed] in measured_lines:
                 line = with_targets(measured_lines[canonical[printed]], overhead,
@@ -672,6 +681,9 @@ def run_phases(args: argparse.Namespace, base_url: str, fake_pid: int, scratch: 
                         and launcher.split:
                     yield {"phase": "profile", "launch": launcher.name, "issues": line["issues"],
                            "of": "full", **launcher.split}
+        for number in range(2, args.deltas + 1 if "delta" in canonical else 0):
+            yield with_targets(measure(instance, "delta", delta_extra(number)), overhead,
+                               args.min_interval_ms)
 
     if args.mongodb_uri:
         from jira_pipeline.storage.resources import MongoResource
@@ -688,10 +700,13 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30, help="D, days the issues spread over")
     parser.add_argument("--latency-ms", type=float, default=100, help="L, the fake's latency")
     parser.add_argument("--touched", type=int, default=100, help="M, issues touched for the delta")
+    parser.add_argument("--deltas", type=int, default=1,
+                        help="deltas run one after another, each after its own M touched issues "
+                        "(default 1: the first after the full sync)")
     parser.add_argument("--delta-after-s", type=float, default=0.0,
-                        help="start the delta this long after the run before it ended (default "
-                        "0: the first delta after a full sync; 75: a later one, whose issue "
-                        "checks read only the issues written since their last evaluation)")
+                        help="start each delta this long after the run before it ended (as the "
+                        "sensor's ticks are apart; with 75 and --deltas 2 the second delta's "
+                        "issue checks read only the issues written since the first's)")
     parser.add_argument("--rate-limit", type=float, default=0.0,
                         help="the fake's requests/s per credential (0 = unlimited)")
     parser.add_argument("--min-interval-ms", type=int, default=0,
@@ -714,6 +729,9 @@ def main() -> None:
     unknown = set(args.phases) - {"overhead", "full", "delta"}
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    if args.deltas > 1 and args.launch == "daemon":
+        # The sensor's delta is requested once its sensor is turned on: one a benchmark.
+        parser.error("--deltas above 1 needs --launch cli or in-process")
     # A terminated benchmark still stops its fake Jira and daemon (the `finally`s below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
