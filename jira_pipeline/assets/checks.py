@@ -109,13 +109,14 @@ def _duplicated_among(db: Database, connection_id: str, field: str, values: set[
 
 # The checks evaluated in the `jira_issues` step, right after the IO manager has written the
 # step's issues (`check_specs` on the asset): they read what the step just wrote, so running them
-# there costs no step of their own. Two stay checks of their own (`build_issue_checks`):
+# there costs no step of their own. Two steps stay checks of their own (`build_issue_checks`):
 # - `fresh` asks Jira for the site's newest `updated` (a request, not a read of the step's
 #   writes), judges the site as it is now rather than the partitions a run wrote, and is worth
 #   running alone, between syncs;
-# - `references_present` judges the issues against the statuses and users, which the dimensions
-#   step writes after the issues step (users fetches the people issues reference that its
-#   listing leaves out): evaluated in the issues step it would see them before their refresh.
+# - `references_present` and its two siblings judge the issues against the dimensions, which
+#   the dimensions step writes after the issues step (users fetches the people issues reference
+#   that its listing leaves out): evaluated in the issues step they would see the rows before
+#   their refresh.
 ISSUE_STEP_CHECKS = ("matches_jira_count", "no_duplicate_keys", "no_sync_errors")
 MATCHES_JIRA_COUNT_DESCRIPTION = (
     "For each partition checked, every issue Jira has in the window (same JQL, no lookback) is "
