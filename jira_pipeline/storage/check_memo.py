@@ -87,6 +87,8 @@ def written_since_filter(connection_id: str, since: datetime) -> dict[str, Any]:
 
 def few_written(db: Database, connection_id: str, since: datetime) -> bool:
     """Whether few enough issues were written since `since` to read them alone."""
-    written = db["jira_issues"].count_documents(
-        written_since_filter(connection_id, since), limit=MOST_WRITTEN + 1)
-    return written <= MOST_WRITTEN
+    # Their ids, not `count_documents`: the embedded store's count matches whole documents
+    # (0.61 s for 5,001 of 20,000 issues, more than a projected pass over all of them), a
+    # projected find reads the ids alone (0.18 s).
+    ids = db["jira_issues"].find(written_since_filter(connection_id, since), {"_id": 1})
+    return sum(1 for _ in ids.limit(MOST_WRITTEN + 1)) <= MOST_WRITTEN
