@@ -35,10 +35,12 @@ def run_sync_bench(*arguments: str) -> list[dict[str, Any]]:
 # Three whole `dagster` commands: 7 minutes on the shared 2-core machine, 35 under heavy load.
 @pytest.mark.timeout(3600)
 def test_sync_bench_cli_prints_every_phase_with_every_figure() -> None:
-    lines = run_sync_bench("--issues", "50", "--days", "2", "--launch", "cli")
+    lines = run_sync_bench("--issues", "50", "--days", "2", "--launch", "cli", "--deltas", "2")
 
-    assert [line["phase"] for line in lines] == ["overhead", "full", "delta"]
-    overhead, full, delta = lines
+    assert [line["phase"] for line in lines] == ["overhead", "full", "delta", "delta"]
+    overhead, full, delta, later = lines
+    assert (delta["delta_number"], later["delta_number"]) == (1, 2)
+    assert later["touched"] == 100 and later["target_wall_s"] == delta["target_wall_s"]
     for line in lines:
         assert PHASE_KEYS <= line.keys(), PHASE_KEYS - line.keys()
         assert line["launch"] == "cli"
