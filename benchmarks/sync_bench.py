@@ -640,7 +640,7 @@ def run_phases(args: argparse.Namespace, base_url: str, fake_pid: int, scratch: 
     overhead: dict[str, Any] | None = None
     phase_ended = time.monotonic()
 
-    def delta_extra(number: int) -> dict[str, Any]:
+    def prepare_delta(number: int) -> dict[str, Any]:
         # A later tick of the sensor than the first after the full sync: the issue checks'
         # memo then starts after the full sync's writes (beyond its margin,
         # storage/check_memo.py), so from the second delta on they read only what was written.
@@ -667,7 +667,7 @@ def run_phases(args: argparse.Namespace, base_url: str, fake_pid: int, scratch: 
                 extra = {"client_fetch_s": client["seconds"], "client_cpu_s": client["cpu_s"],
                          "client_issues": client["issues"], "client_api_calls": client["api_calls"]}
             if phase == "delta":
-                extra = delta_extra(1)
+                extra = prepare_delta(1)
             measured_lines[phase] = measure(instance, phase, extra)
             # Lines print in phase order, each with its targets (which need the overhead's).
             while printed < len(canonical) and canonical[printed] in measured_lines:
@@ -682,7 +682,7 @@ def run_phases(args: argparse.Namespace, base_url: str, fake_pid: int, scratch: 
                     yield {"phase": "profile", "launch": launcher.name, "issues": line["issues"],
                            "of": "full", **launcher.split}
         for number in range(2, args.deltas + 1 if "delta" in canonical else 0):
-            yield with_targets(measure(instance, "delta", delta_extra(number)), overhead,
+            yield with_targets(measure(instance, "delta", prepare_delta(number)), overhead,
                                args.min_interval_ms)
 
     if args.mongodb_uri:

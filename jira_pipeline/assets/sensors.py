@@ -207,19 +207,6 @@ def stored_newest_updated(db: Database, connection_id: str) -> datetime | None:
 _STATUS_AND_PEOPLE = ("status_id", "assignee_account_id", "reporter_account_id")
 
 
-def missing_references(db: Database, connection_id: str) -> dict[str, list[str]]:
-    """Statuses and users that stored issues point at but the dimension collections lack."""
-    live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
-    # One pass over three small fields of each issue. `distinct` would scan the issues three
-    # times, is capped at 16 MB of values on a server, and in the embedded store holds every
-    # whole document (raw JSON included) in memory at once.
-    referenced_statuses: set[str | None] = set()
-    people: set[str | None] = set()
-    for doc in db["jira_issues"].find(live, {**dict.fromkeys(_STATUS_AND_PEOPLE, 1), "_id": 0}):
-        _add_status_and_people(doc, referenced_statuses, people)
-    return _statuses_and_users_not_stored(db, live, referenced_statuses, people)
-
-
 def _add_status_and_people(
     doc: dict[str, Any], statuses: set[str | None], people: set[str | None]
 ) -> None:
@@ -251,8 +238,8 @@ def missing_dimension_rows(
     """Per dimension entity (`jira_<entity>` is its asset), the rows live issues reference that
     it does not store live: statuses and users (`people`), the reference data, versions and
     components named by `references`, and sprints, in that order (the order the sensor requests
-    their refreshes in; the checks ask for the groups they judge). The result equals
-    `missing_references`, `missing_referenced_ids` and `missing_sprints` taken together."""
+    their refreshes in; the checks ask for the groups they judge). The result equals a pass
+    per group (`missing_sprints`, say) taken together."""
     referenced = referenced_rows(db, connection_id, people=people, references=references,
                                  sprints=sprints)
     return rows_not_stored(db, connection_id, referenced)
@@ -304,15 +291,14 @@ def rows_not_stored(
     store live, sorted."""
     live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
     missing: dict[str, list[str]] = {}
-    people = {group: referenced[group] for group in ("statuses", "users") if group in referenced}
-    if people:
+    if "statuses" in referenced or "users" in referenced:
         missing.update(_statuses_and_users_not_stored(
-            db, live, set(people.get("statuses", ())), set(people.get("users", ()))))
+            db, live, set(referenced.get("statuses", ())), set(referenced.get("users", ()))))
     missing.update(not_stored_live(db, connection_id, {
-        entity: set(ids) for entity, ids in referenced.items()
+        entity: ids for entity, ids in referenced.items()
         if entity not in ("statuses", "users", "sprints")}))
     if "sprints" in referenced:
-        missing["sprints"] = sprints_not_stored(db, connection_id, set(referenced["sprints"]))
+        missing["sprints"] = sprints_not_stored(db, connection_id, referenced["sprints"])
     return {entity: missing[entity] for entity in referenced}
 
 

@@ -18,19 +18,6 @@ ISSUE_PROJECT_PARTS = (("project_versions", "fixVersions"), ("project_versions",
                        ("project_components", "components"))
 
 
-def missing_referenced_ids(
-    db: Database, connection_id: str, references: tuple[tuple[str, str], ...]
-) -> dict[str, list[str]]:
-    """For each entity, the ids live issues name in `raw.fields.<field>` (an object, or a list
-    of them) that are not stored live: one projected pass over the issues, the distinct ids
-    kept (as many as the site has rows, never one per issue)."""
-    live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
-    referenced: dict[str, set[str]] = {entity: set() for entity, _ in references}
-    for doc in db["jira_issues"].find(live, {**referenced_ids_projection(references), "_id": 0}):
-        add_referenced_ids(doc, references, referenced)
-    return not_stored_live(db, connection_id, referenced)
-
-
 def referenced_ids_projection(references: tuple[tuple[str, str], ...]) -> dict[str, int]:
     """The projection of an issue to the ids `references` name (`raw.fields.<field>.id`)."""
     return {f"raw.fields.{name}.id": 1 for _, name in references}

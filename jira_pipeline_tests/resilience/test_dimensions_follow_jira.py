@@ -15,7 +15,7 @@ import pytest
 from pymongo.database import Database
 
 from jira_pipeline.assets.schedules import partition_range_tags
-from jira_pipeline.assets.sensors import missing_references
+from jira_pipeline.assets.sensors import missing_dimension_rows
 from jira_pipeline.fakejira import FakeJiraHandle
 from jira_pipeline_tests.resilience.conftest import (
     SyncTarget,
@@ -277,7 +277,8 @@ def test_referenced_users_beyond_the_cap_are_fetched_by_key(
     unlisted = referenced - listed
     assert unlisted  # issues reference people user search never lists
     assert referenced <= stored_users
-    assert missing_references(db, target_connection(db)) == {"statuses": [], "users": []}
+    assert missing_dimension_rows(db, target_connection(db), references=(), sprints=False) \
+        == {"statuses": [], "users": []}
     assert check_passed(result, "references_present")
     fetched = run_metadata(first, "jira_users")
     assert fetched["fetched_one_by_one"] == fetched["referenced_not_listed"] == len(unlisted)
