@@ -1008,6 +1008,7 @@ def included_paths(projection: Any) -> ProjectedPaths | None:
         return None
     tree: PathTree = {}
     keep_id = True
+    ids_only = False
     for name, value in projection.items():
         if value is not True and (isinstance(value, bool) or value != 1):
             if name == indexing.ID and value in (0, False):
@@ -1015,6 +1016,7 @@ def included_paths(projection: Any) -> ProjectedPaths | None:
                 continue
             return None
         if name == indexing.ID:
+            ids_only = True
             continue
         if not isinstance(name, str):
             return None
@@ -1032,7 +1034,11 @@ def included_paths(projection: Any) -> ProjectedPaths | None:
                 below = node.setdefault(part, {})
                 assert below is not None
                 node = below
-    return ProjectedPaths(tree, keep_id) if tree else None
+    if not tree:
+        # `{"_id": 1}` keeps the ids alone (served from the top levels, as any top-level
+        # projection); `{"_id": 0}` alone is an exclusion, which this does not serve.
+        return ProjectedPaths(tree, keep_id) if ids_only and keep_id else None
+    return ProjectedPaths(tree, keep_id)
 
 
 def top_level_names(paths: ProjectedPaths | None) -> set[str] | None:

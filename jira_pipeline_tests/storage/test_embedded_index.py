@@ -486,7 +486,9 @@ def test_the_path_projection_tree_refuses_what_it_cannot_serve() -> None:
     assert included_paths({"a.b": 1, "a.c.d": True, "_id": 0}) == ProjectedPaths(
         {"a": {"b": None, "c": {"d": None}}}, keep_id=False)
     assert included_paths(["x", "y.z"]) == ProjectedPaths({"x": None, "y": {"z": None}}, True)
-    for refused in ({}, None, {"a": 0}, {"a.b": 1, "a": 1}, {"a": 1, "a.b": 1},
+    assert included_paths({"_id": 1}) == ProjectedPaths({}, keep_id=True)
+    # `{"_id": 0}` alone is an exclusion (every other field), not an empty inclusion.
+    for refused in ({}, None, {"a": 0}, {"a.b": 1, "a": 1}, {"a": 1, "a.b": 1}, {"_id": 0},
                     {"a.$": 1}, {"a.0.b": 1}, {"a": {"$slice": 1}}, {"a..b": 1}):
         assert included_paths(refused) is None, refused
 
@@ -703,6 +705,26 @@ def test_writing_to_a_collection_while_a_cursor_streams_it_is_safe(tmp_path: Pat
     from_the_process = [str(n) for n in range(1_000, 1_040)]
     assert collection.count_documents({"issue_id": {"$in": from_the_process}}) == 40
     assert other.find_one({"_id": "other"}, {"n": 1}) == {"_id": "other", "n": -1}
+
+
+def test_a_find_of_the_ids_alone_decodes_no_document_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`{"_id": 1}` (which issues were written since a check's memo) was mongomock's path:
+    every match decoded whole, raw and all, 3.5x a projected pass over the same issues."""
+    collection = get_mongo_client(None, folder=tmp_path / "mongo").get_database("s").issues
+    _many(collection, 300)
+    expected = [document["_id"] for document in collection.find({"connection_id": "c2"})]
+    mongomock_answer = list(mongomock_collection.Collection._get_dataset(
+        collection, {"connection_id": "c2"}, None, {"_id": 1}, dict))
+    decodes = WholeDecodes(_store(collection), monkeypatch)
+    found = list(collection.find({"connection_id": "c2"}, {"_id": 1}))
+    assert found == mongomock_answer == [{"_id": _id} for _id in expected]
+    assert decodes.count == 0
+    # An exclusion of `_id` alone still keeps every other field (mongomock's path).
+    monkeypatch.undo()
+    whole = collection.find_one({"connection_id": "c2"}, {"_id": 0})
+    assert whole is not None and "_id" not in whole and "raw" in whole
 
 
 def test_a_sorted_projected_find_decodes_only_top_levels(
