@@ -14,7 +14,6 @@ from jira_pipeline.assets.dimensions import Dimension, StepListings
 from jira_pipeline.jira import JiraClient, merge_pages
 from jira_pipeline.jira.sprints import BoardRecord, SprintRecord, SprintsNotSupported
 from jira_pipeline.settings import PipelineSettings
-from jira_pipeline.storage.sprint_references import referenced_sprint_ids
 
 # Boards of these types have no sprints: their sprint list is never asked for.
 NO_SPRINT_BOARD_TYPES = frozenset({"kanban"})
@@ -87,8 +86,10 @@ class UnlistedSprints:
     """A sprint issues reference that no board lists (its board was deleted, or the account
     cannot see the board) is fetched by id, so it is stored and not marked deleted."""
 
-    def referenced(self, db: Database, connection_id: str) -> ReferencedSprints:
-        return ReferencedSprints(referenced_sprint_ids(db, connection_id))
+    group = "sprints"
+
+    def referenced(self, db: Database, connection_id: str, ids: set[str]) -> ReferencedSprints:
+        return ReferencedSprints(ids)
 
     async def fetch(self, client: JiraClient, ids: list[str]) -> AsyncIterator[dict[str, Any]]:
         for sprint_id in ids:

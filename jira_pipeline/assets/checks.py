@@ -23,22 +23,24 @@ from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.jira import ClientCounters, IssueWindow, JiraClient, build_issue_jql
 from jira_pipeline.settings import PipelineSettings
 from jira_pipeline.storage.check_memo import (
-    few_written,
+    IN_CHUNK,
+    SEEN_FIELDS,
+    Seen,
+    add_seen,
+    changed_since,
+    live_issues_by_id,
     read_memo,
     write_memo,
-    written_since_filter,
 )
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline.storage.issue_references import ISSUE_PROJECT_PARTS, ISSUE_REFERENCE_DATA
 from jira_pipeline.storage.resources import MongoResource
-from jira_pipeline.storage.sprint_references import missing_sprints
+from jira_pipeline.storage.sprint_references import sprints_not_stored
 from jira_pipeline.storage.sync_errors import dead_lettered_ids, sync_errors
 from jira_pipeline.timeutil import parse_jira_datetime, utc_now
 
 SAMPLE = 10  # ids shown in check metadata
 NO_DUPLICATE_KEYS = "no_duplicate_keys"
-# Values per `$in` query: a command stays small on a server.
-IN_CHUNK = 1000
 
 
 def duplicate_keys(db: Database, collection: str, connection_id: str, field: str) -> list[str]:
@@ -47,19 +49,23 @@ def duplicate_keys(db: Database, collection: str, connection_id: str, field: str
 
 
 def duplicate_values(
-    db: Database, collection: str, connection_id: str, fields: tuple[str, ...]
+    db: Database, collection: str, connection_id: str, fields: tuple[str, ...],
+    seen: Seen | None = None,
 ) -> dict[str, list[str]]:
     """For each of `fields`, the values held by more than one live document of the connection,
-    from one pass over the documents (a pass per field read the collection again for each)."""
+    from one pass over the documents (a pass per field read the collection again for each);
+    with `seen`, what the pass read of each document for a check's memo."""
     # A projected scan counted here rather than a $group: the embedded store would otherwise
     # hold every whole document (raw JSON included) in memory at once.
     counts: dict[str, Counter[Any]] = {name: Counter() for name in fields}
-    projection = {**dict.fromkeys(fields, 1), "_id": 0}
+    projection = {**dict.fromkeys(fields, 1), **(SEEN_FIELDS if seen is not None else {"_id": 0})}
     for doc in db[collection].find(
         {"connection_id": connection_id, "is_deleted": {"$ne": True}}, projection
     ):
-        for name, seen in counts.items():
-            seen[doc.get(name)] += 1
+        for name, held in counts.items():
+            held[doc.get(name)] += 1
+        if seen is not None:
+            add_seen(seen, doc)
     return {
         name: sorted(str(value) for value, n in seen.items() if n > 1)
         for name, seen in counts.items()
@@ -68,30 +74,30 @@ def duplicate_values(
 
 def duplicate_issue_values(db: Database, connection_id: str) -> tuple[dict[str, list[str]], str]:
     """`duplicate_values` of the live issues' ids and keys, and what was read: every live
-    issue, or (with a memo of the last evaluation, few issues written since) the issues written
+    issue, or (with a memo of the last evaluation, few issues changed since) the issues changed
     since and the values that were duplicated then. Exact either way: two issues that share a
     value now both held it at the last evaluation unless one was written since (a tombstone
     only ever removes a duplicate)."""
     fields = ("issue_id", "key")
     read_at = utc_now()
     memo = read_memo(db, connection_id, NO_DUPLICATE_KEYS)
-    if memo is None or not few_written(db, connection_id, memo.written_since):
-        duplicates = duplicate_values(db, "jira_issues", connection_id, fields)
+    changed = changed_since(db, connection_id, [memo]) if memo is not None else None
+    seen: Seen = {}
+    if memo is None or changed is None:
+        duplicates = duplicate_values(db, "jira_issues", connection_id, fields, seen)
         read = "every live issue"
     else:
+        ids, seen = changed
         candidates = {name: set(memo.values.get(name, ())) for name in fields}
-        written = 0
-        for doc in db["jira_issues"].find(written_since_filter(connection_id, memo.written_since),
-                                          {**dict.fromkeys(fields, 1), "_id": 0}):
-            written += 1
+        for doc in live_issues_by_id(db, connection_id, ids, dict.fromkeys(fields, 1)):
             for name in fields:
                 if doc.get(name) is not None:
                     candidates[name].add(str(doc[name]))
         duplicates = {name: _duplicated_among(db, connection_id, name, candidates[name])
                       for name in fields}
-        read = (f"{written} issue(s) written since {memo.written_since.isoformat()} and "
+        read = (f"{len(ids)} issue(s) changed since {memo.written_since.isoformat()} and "
                 f"{sum(map(len, memo.values.values()))} value(s) duplicated then")
-    write_memo(db, connection_id, NO_DUPLICATE_KEYS, read_at, duplicates)
+    write_memo(db, connection_id, NO_DUPLICATE_KEYS, read_at, duplicates, seen)
     return duplicates, read
 
 
@@ -141,26 +147,31 @@ def missing_references_since_memo(
     memos = {name: memo for name in groups
              if (memo := read_memo(db, connection_id, name)) is not None}
     remembered: dict[str, set[str]] = {}
-    since: datetime | None = None
+    changed: tuple[list[Any], Seen] | None = None
     if groups and len(memos) == len(groups):
-        since = min(memo.written_since for memo in memos.values())
         for name, memo in memos.items():
             for entity in groups[name]:
                 remembered.setdefault(entity, set()).update(memo.values.get(entity, ()))
-        if not few_written(db, connection_id, since) or any(
-                rows_not_stored(db, connection_id, remembered).values()):
-            since = None
-    referenced = referenced_rows(db, connection_id, people=people, references=references,
-                                 sprints=False, written_since=since)
+        if not any(rows_not_stored(db, connection_id, remembered).values()):
+            changed = changed_since(db, connection_id, list(memos.values()))
+    seen: Seen = {}
+    if changed is None:
+        referenced = referenced_rows(db, connection_id, people=people, references=references,
+                                     sprints=False, seen=seen)
+    else:
+        ids, seen = changed
+        referenced = referenced_rows(db, connection_id, people=people, references=references,
+                                     sprints=False, only=ids)
     missing = rows_not_stored(db, connection_id, referenced)
-    if since is not None:
-        for entity, ids in remembered.items():
-            referenced.setdefault(entity, set()).update(ids)
+    if changed is not None:
+        for entity, remembered_ids in remembered.items():
+            referenced.setdefault(entity, set()).update(remembered_ids)
     for name, entities in groups.items():
         write_memo(db, connection_id, name, read_at,
-                   {entity: referenced.get(entity, set()) for entity in entities})
-    read = ("every live issue" if since is None
-            else f"the issues written since {since.isoformat()}")
+                   {entity: referenced.get(entity, set()) for entity in entities}, seen)
+    since = min((memo.written_since for memo in memos.values()), default=None)
+    read = ("every live issue" if changed is None or since is None
+            else f"{len(changed[0])} issue(s) changed since {since.isoformat()}")
     return missing, read
 
 
@@ -486,10 +497,11 @@ def dimension_check_specs(site: JiraSite, asset_name: str) -> list[dg.AssetCheck
     ]
 
 
+SPRINTS_CHECK = "referenced_sprints_stored"
 # Checks of one dimension beyond not_empty and no_duplicate_keys, evaluated in the same step.
 EXTRA_DIMENSION_CHECKS: dict[str, Callable[[dg.AssetKey], list[dg.AssetCheckSpec]]] = {
     "jira_sprints": lambda key: [dg.AssetCheckSpec(
-        "referenced_sprints_stored", asset=key,
+        SPRINTS_CHECK, asset=key,
         description="Every sprint a live issue's sprint field holds (the field jira_fields "
         "names com.pyxis.greenhopper.jira:gh-sprint; Cloud objects and Data Center strings) is "
         "stored live in jira_sprints.")],
@@ -503,8 +515,11 @@ def _singular(entity: str) -> str:
 
 
 def dimension_check_results(
-    context: dg.AssetExecutionContext, db: Database, site: JiraSite, asset_name: str
+    context: dg.AssetExecutionContext, db: Database, site: JiraSite, asset_name: str,
+    referenced: Callable[[Database, str, str], set[str]],
 ) -> Iterator[dg.AssetCheckResult]:
+    """The selected checks of one dimension, once its output is written; `referenced` gives
+    the ids issues reference of a group (the step's one pass, `StepListings.referenced`)."""
     spec = entity_spec(asset_name)
     key = site.asset_key(asset_name)
     selected = selected_checks(context, key)
@@ -522,11 +537,12 @@ def dimension_check_results(
             passed=not duplicates,
             metadata={"duplicates": len(duplicates), "sample": ", ".join(duplicates[:SAMPLE])},
         )
-    if "referenced_sprints_stored" in selected:
-        missing = missing_sprints(db, site.connection_id)
+    if SPRINTS_CHECK in selected:
+        missing = sprints_not_stored(
+            db, site.connection_id, referenced(db, site.connection_id, "sprints"))
         yield dg.AssetCheckResult(
             asset_key=key,
-            check_name="referenced_sprints_stored",
+            check_name=SPRINTS_CHECK,
             passed=not missing,
             metadata={"missing_sprints": len(missing), "sample": ", ".join(missing[:SAMPLE])},
         )

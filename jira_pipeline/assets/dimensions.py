@@ -10,8 +10,14 @@ from typing import Any, Protocol
 import dagster as dg
 from pymongo.database import Database
 
-from jira_pipeline.assets.checks import dimension_check_results, dimension_check_specs
+from jira_pipeline.assets.checks import (
+    SPRINTS_CHECK,
+    dimension_check_results,
+    dimension_check_specs,
+    selected_checks,
+)
 from jira_pipeline.assets.resources import JiraResource
+from jira_pipeline.assets.sensors import referenced_rows
 from jira_pipeline.assets.site_resource import with_site_resource
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.assets.streams import JiraRecordStream, failing_fast, stored_asset_spec
@@ -43,12 +49,16 @@ class ReferencedRows(Protocol):
 class DimensionCompletion(Protocol):
     """Fetches the rows a dimension's listing left out but stored issues reference.
 
-    `referenced` runs in the step before the walk starts (the store is read there, never from
-    the walk's event-loop thread); `fetch` runs after the listing with the ids the plan chose,
-    and yields the JSON of those Jira still has. Ids kept are not marked deleted.
+    `group` names the ids issues reference of the dimension (a group of `referenced_rows`:
+    "users", "sprints"). `referenced` runs in the step before the walk starts, with those ids
+    (the store is read there, never from the walk's event-loop thread); `fetch` runs after the
+    listing with the ids the plan chose, and yields the JSON of those Jira still has. Ids kept
+    are not marked deleted.
     """
 
-    def referenced(self, db: Database, connection_id: str) -> ReferencedRows: ...
+    group: str
+
+    def referenced(self, db: Database, connection_id: str, ids: set[str]) -> ReferencedRows: ...
 
     def fetch(self, client: JiraClient, ids: list[str]) -> AsyncIterable[dict[str, Any]]: ...
 
@@ -105,9 +115,26 @@ class StepListings:
     The small listings (`Dimension.prefetch`) of the step's selected dimensions are asked at
     once when the step starts (`prefetch`), each handed to its dimension when it is written."""
 
-    def __init__(self) -> None:
+    def __init__(self, referenced_groups: Sequence[str] = ()) -> None:
         self._whole: dict[str, list[dict[str, Any]]] = {}
         self._prefetched: dict[str, Prefetched] = {}
+        self._referenced_groups = tuple(referenced_groups)
+        self._referenced: dict[str, set[str]] | None = None
+
+    def referenced(self, db: Database, connection_id: str, group: str) -> set[str]:
+        """The ids live stored issues reference of `group`, read in one pass for every group
+        the step was given (users and sprints were a pass each, and the sprints check a third)
+        when the first is asked: after the step's dimensions before it are written, since the
+        sprint field's id comes from `jira_fields`. Issues are not written in between (a site's
+        issue runs and dimension runs share its pool), so the ids hold for the whole step."""
+        if group not in self._referenced_groups:
+            return referenced_rows(db, connection_id, people=group == "users", references=(),
+                                   sprints=group == "sprints")[group]
+        if self._referenced is None:
+            self._referenced = referenced_rows(
+                db, connection_id, people="users" in self._referenced_groups, references=(),
+                sprints="sprints" in self._referenced_groups)
+        return self._referenced[group]
 
     def prefetch(self, jira: JiraResource, settings: PipelineSettings,
                  dimensions: Sequence["Dimension"]) -> None:
@@ -224,7 +251,14 @@ def build_dimension_assets(
     def dimension_assets(
         context: dg.AssetExecutionContext, jira: JiraResource, mongo: MongoResource
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        listings = StepListings()  # this attempt's: a retried step lists anew
+        selected = [dimension for key, dimension in by_key.items()
+                    if key in context.selected_asset_keys]
+        groups = {dimension.completion.group for dimension in selected
+                  if dimension.completion is not None}
+        if selected_checks(context, site.asset_key("jira_sprints")) & {SPRINTS_CHECK}:
+            groups.add("sprints")
+        # This attempt's: a retried step lists anew.
+        listings = StepListings(sorted(groups))
         small = [dimension for key, dimension in by_key.items()
                  if dimension.prefetch and key in context.selected_asset_keys]
         if len(small) > 1:
@@ -237,7 +271,7 @@ def build_dimension_assets(
                     output_name=context.assets_def.get_output_name_for_asset_key(key),
                 )
             yield from dimension_check_results(
-                context, mongo.get_database(), site, dimension.asset_name
+                context, mongo.get_database(), site, dimension.asset_name, listings.referenced
             )
 
     return dimension_assets
@@ -264,11 +298,12 @@ def dimension_stream(
     if dimension.completion is not None:
         completed.update(referenced_not_listed=0, fetched_one_by_one=0, kept_without_fetch=0)
     prefetched = step_listings.take_prefetched(dimension.asset_name)
-    references = (
-        dimension.completion.referenced(mongo.get_database(), site.connection_id)
-        if dimension.completion is not None
-        else None
-    )
+    references = None
+    if dimension.completion is not None:
+        db = mongo.get_database()
+        group = dimension.completion.group
+        references = dimension.completion.referenced(
+            db, site.connection_id, step_listings.referenced(db, site.connection_id, group))
     referenced = references.ids if references is not None else set()
 
     def jira_id(raw: dict[str, Any]) -> str:

@@ -59,7 +59,9 @@ def site_assets_and_checks(
         issues = build_issues_asset(site, partitions, settings)
     assets = [
         build_dimension_assets(
-            site, (PROJECTS, STATUSES, USERS, FIELDS, *REFERENCE_DATA, *AGILE_DIMENSIONS,
+            # The users after the fields and sprints: the issues' references of users and
+            # sprints are one pass, which needs the stored fields to find the sprint field.
+            site, (PROJECTS, STATUSES, FIELDS, *REFERENCE_DATA, *AGILE_DIMENSIONS, USERS,
                    *PROJECT_PARTS), settings
         ),
         issues,

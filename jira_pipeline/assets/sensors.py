@@ -24,6 +24,7 @@ from jira_pipeline.assets.schedules import partition_range_tags
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.jira import IssueWindow, JiraClient, build_issue_jql, run_sync
 from jira_pipeline.settings import PipelineSettings
+from jira_pipeline.storage.check_memo import SEEN_FIELDS, Seen, add_seen, live_issues_by_id
 from jira_pipeline.storage.issue_references import (
     ISSUE_PROJECT_PARTS,
     ISSUE_REFERENCE_DATA,
@@ -239,7 +240,7 @@ def missing_dimension_rows(
     it does not store live: statuses and users (`people`), the reference data, versions and
     components named by `references`, and sprints, in that order (the order the sensor requests
     their refreshes in; the checks ask for the groups they judge). The result equals a pass
-    per group (`missing_sprints`, say) taken together."""
+    per group taken together."""
     referenced = referenced_rows(db, connection_id, people=people, references=references,
                                  sprints=sprints)
     return rows_not_stored(db, connection_id, referenced)
@@ -247,33 +248,37 @@ def missing_dimension_rows(
 
 def referenced_rows(
     db: Database, connection_id: str, *, people: bool,
-    references: tuple[tuple[str, str], ...], sprints: bool, written_since: datetime | None = None,
+    references: tuple[tuple[str, str], ...], sprints: bool, only: list[Any] | None = None,
+    seen: Seen | None = None,
 ) -> dict[str, set[str]]:
     """Per dimension entity (the groups of `missing_dimension_rows`), the ids live issues
-    reference; with `written_since`, only the issues written at or after it (`synced_at`).
+    reference; with `only`, the ids the issues of those `_id`s reference. With `seen`, what
+    the pass read of each issue for a check's memo (storage/check_memo.py).
 
     One projected pass over the issues gathers every referenced id (it was one for each group,
     each reading every live issue); the referenced ids are as many as the site has rows, never
     one per issue."""
     live: dict[str, Any] = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
-    if written_since is not None:
-        live["synced_at"] = {"$gte": written_since}
     sprint_fields = sprint_field_ids(db, connection_id) if sprints else []
     projection = {
         **(dict.fromkeys(_STATUS_AND_PEOPLE, 1) if people else {}),
         **referenced_ids_projection(references),
         **sprint_fields_projection(sprint_fields),
-        "_id": 0,
+        **(SEEN_FIELDS if seen is not None else {"_id": 0}),
     }
     statuses: set[str | None] = set()
     users: set[str | None] = set()
     referenced: dict[str, set[str]] = {entity: set() for entity, _ in references}
     sprint_ids: set[str] = set()
-    for doc in db["jira_issues"].find(live, projection, batch_size=500):
+    documents = (db["jira_issues"].find(live, projection, batch_size=500) if only is None
+                 else live_issues_by_id(db, connection_id, only, projection))
+    for doc in documents:
         if people:
             _add_status_and_people(doc, statuses, users)
         add_referenced_ids(doc, references, referenced)
         add_sprint_ids(doc, sprint_fields, sprint_ids)
+        if seen is not None:
+            add_seen(seen, doc)
     found: dict[str, set[str]] = {}
     if people:
         found["statuses"] = {s for s in statuses if s}

@@ -13,8 +13,6 @@ from jira_pipeline.assets.dimensions import Dimension
 from jira_pipeline.jira import JiraClient, UserRecord
 from jira_pipeline.settings import PipelineSettings
 
-# The user ids an issue document holds (Cloud accountId; Data Center key or name).
-USER_REFERENCES = ("assignee_account_id", "reporter_account_id")
 # Stored users that user search does not list, re-fetched per run (least recently synced first).
 REFRESH_PER_RUN = 100
 _NEVER = datetime.min.replace(tzinfo=UTC)
@@ -22,16 +20,6 @@ _NEVER = datetime.min.replace(tzinfo=UTC)
 
 def _users(client: JiraClient, settings: PipelineSettings) -> AsyncIterable[dict[str, Any]]:
     return client.users()
-
-
-def referenced_user_ids(db: Database, connection_id: str) -> set[str]:
-    """Every user id a live stored issue references (one projected pass over the issues)."""
-    live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
-    projection = {**dict.fromkeys(USER_REFERENCES, 1), "_id": 0}
-    found: set[str] = set()
-    for doc in db["jira_issues"].find(live, projection):
-        found.update(str(doc[name]) for name in USER_REFERENCES if doc.get(name))
-    return found
 
 
 @dataclass
@@ -57,8 +45,10 @@ class UnlistedUsers:
     an issue references that the listing missed is fetched by its id, so every reference
     resolves."""
 
-    def referenced(self, db: Database, connection_id: str) -> ReferencedUsers:
-        ids = referenced_user_ids(db, connection_id)
+    group = "users"
+
+    def referenced(self, db: Database, connection_id: str, ids: set[str]) -> ReferencedUsers:
+        ids = {str(user_id) for user_id in ids}
         live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
         stored = {
             str(doc["account_id"]): doc.get("synced_at") or _NEVER

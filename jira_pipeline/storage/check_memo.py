@@ -10,6 +10,12 @@ read the store, what it needs to judge the issues it does not re-read (the ids t
 the keys it found duplicated), and reads the issues written since. Each check says what makes
 the memo unusable, in which case it reads every issue again and starts a new memo.
 
+"Written since" reaches back a margin before the evaluation (WRITTEN_MARGIN), and a full sync
+writes every issue within it: so the memo also keeps, for the issues it read that were written
+within the margin, the `content_hash` it read (every write of an issue's content sets it; a write
+in place that does not, a re-key, drops it). The next evaluation reads only the ids, stamps and
+hashes of the issues written since, and reads again only those whose hash is not the memo's.
+
 Why beside the data, as the feeds' cursors: the memo describes what MongoDB holds, so a store
 wiped or replaced takes it along (the next evaluation reads everything), and another Dagster
 instance reading the same store agrees with it.
@@ -17,8 +23,8 @@ instance reading the same store agrees with it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,20 +39,38 @@ from jira_pipeline.timeutil import parse_jira_datetime
 # (NTP keeps them within milliseconds). Runs that write one site's issues never overlap (its
 # pool), so in practice only a check evaluated alone, during a sync, meets such a write.
 WRITTEN_MARGIN = timedelta(minutes=1)
-# Beyond this many issues written since, one pass over every issue costs no more than reading
-# them by the index, and the memo's lists need not grow with a full sync.
+# Beyond this many issues to re-read, one pass over every issue costs no more than reading
+# them by their ids.
 MOST_WRITTEN = 5_000
-# Ids a memo may hold: its document stays far below MongoDB's 16 MiB.
+# Values per `$in` query: a command stays small on a server.
+IN_CHUNK = 1000
+# Ids a memo may hold (referenced ids and recently read issues): its document stays far below
+# MongoDB's 16 MiB.
 MOST_REMEMBERED = 100_000
 
 
 @dataclass(frozen=True)
 class CheckMemo:
-    """Issues written at or after `written_since` are re-read; `values` is what the check
-    remembers of the others (per name, sorted ids)."""
+    """Issues written at or after `written_since` are re-read, but for those the evaluation read
+    that still hold the content it read (`read_recently`: `_id` -> `content_hash`); `values` is
+    what the check remembers of the others (per name, sorted ids)."""
 
     written_since: datetime
     values: Mapping[str, list[str]]
+    read_recently: Mapping[Any, str] = field(default_factory=dict)
+
+
+# What a read of the issues saw of each one written lately: `_id` -> (content_hash, synced_at).
+Seen = dict[Any, tuple[str | None, datetime | None]]
+# Read beside what a check reads, for `Seen`.
+SEEN_FIELDS = {"_id": 1, "content_hash": 1, "synced_at": 1}
+
+
+def add_seen(seen: Seen, doc: Mapping[str, Any]) -> None:
+    """Adds one issue read with `SEEN_FIELDS` to `seen`."""
+    stamp = doc.get("synced_at")
+    seen[doc["_id"]] = (doc.get("content_hash"),
+                        parse_jira_datetime(stamp) if isinstance(stamp, datetime) else None)
 
 
 def _feed(check: str) -> str:
@@ -62,20 +86,32 @@ def read_memo(db: Database, connection_id: str, check: str) -> CheckMemo | None:
         return None
     if not all(isinstance(ids, list) for ids in values.values()):
         return None
+    recent_ids, recent_hashes = position.get("recent_ids", []), position.get("recent_hashes", [])
+    if not (isinstance(recent_ids, list) and isinstance(recent_hashes, list)
+            and len(recent_ids) == len(recent_hashes)):
+        return None
     return CheckMemo(parse_jira_datetime(since), {name: [str(i) for i in ids]
-                                                  for name, ids in values.items()})
+                                                  for name, ids in values.items()},
+                     dict(zip(recent_ids, recent_hashes, strict=True)))
 
 
 def write_memo(db: Database, connection_id: str, check: str, read_at: datetime,
-               values: Mapping[str, Any]) -> None:
-    """Remember `values` (per name, ids) as of an evaluation that began reading at `read_at`;
-    too many ids to hold, and the next evaluation reads every issue."""
+               values: Mapping[str, Any], seen: Seen | None = None) -> None:
+    """Remember `values` (per name, ids) as of an evaluation that began reading at `read_at`,
+    and of `seen` (the issues it read, with what it read of them) those written within the
+    margin; too many ids to hold, and the next evaluation reads every issue."""
     lists = {name: sorted(str(i) for i in ids) for name, ids in values.items()}
+    # Floored to BSON's milliseconds, as `synced_at` is stored.
+    since = read_at.replace(microsecond=read_at.microsecond // 1000 * 1000) - WRITTEN_MARGIN
+    # A document without content_hash (its copied names were rewritten) is re-read each time.
+    recent = sorted(((_id, digest) for _id, (digest, stamp) in (seen or {}).items()
+                     if digest is not None and stamp is not None and stamp >= since),
+                    key=lambda pair: str(pair[0]))
     position: dict[str, Any] = {}
-    if sum(len(ids) for ids in lists.values()) <= MOST_REMEMBERED:
-        # Floored to BSON's milliseconds, as `synced_at` is stored.
-        since = read_at.replace(microsecond=read_at.microsecond // 1000 * 1000) - WRITTEN_MARGIN
-        position = {"written_since": since, "values": lists}
+    if sum(len(ids) for ids in lists.values()) + len(recent) <= MOST_REMEMBERED:
+        position = {"written_since": since, "values": lists,
+                    "recent_ids": [_id for _id, _ in recent],
+                    "recent_hashes": [digest for _, digest in recent]}
     write_cursor(db, connection_id, FeedCursor(_feed(check), position))
 
 
@@ -85,10 +121,35 @@ def written_since_filter(connection_id: str, since: datetime) -> dict[str, Any]:
             "synced_at": {"$gte": since}}
 
 
-def few_written(db: Database, connection_id: str, since: datetime) -> bool:
-    """Whether few enough issues were written since `since` to read them alone."""
-    # Their ids, not `count_documents`: the embedded store's count matches whole documents
-    # (0.61 s for 5,001 of 20,000 issues, more than a projected pass over all of them), a
-    # projected find reads the ids alone (0.18 s).
-    ids = db["jira_issues"].find(written_since_filter(connection_id, since), {"_id": 1})
-    return sum(1 for _ in ids.limit(MOST_WRITTEN + 1)) <= MOST_WRITTEN
+def changed_since(db: Database, connection_id: str, memos: Sequence[CheckMemo]
+                  ) -> tuple[list[Any], Seen] | None:
+    """The `_id`s of the live issues to re-read for `memos` (written at or after a memo's
+    `written_since` and not as it read them), and what was seen of every issue written since
+    the earliest; None when more than MOST_WRITTEN are to be re-read (one pass over every issue
+    costs no more then, and the memo's lists need not grow with a full sync).
+
+    Why beside the moment: a full sync's writes all fall within the margin of its checks'
+    evaluation, so the next one re-read every issue although none had changed. Only the ids,
+    hashes and stamps are read here, from the documents' top levels."""
+    since = min(memo.written_since for memo in memos)
+    seen: Seen = {}
+    changed: list[Any] = []
+    for doc in db["jira_issues"].find(written_since_filter(connection_id, since), SEEN_FIELDS):
+        add_seen(seen, doc)
+        digest, stamp = seen[doc["_id"]]
+        if digest is None or stamp is None or any(
+                stamp >= memo.written_since and memo.read_recently.get(doc["_id"]) != digest
+                for memo in memos):
+            changed.append(doc["_id"])
+            if len(changed) > MOST_WRITTEN:
+                return None
+    return changed, seen
+
+
+def live_issues_by_id(db: Database, connection_id: str, ids: list[Any],
+                      projection: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The live issues of `ids`, projected, a chunk of ids per query."""
+    live = {"connection_id": connection_id, "is_deleted": {"$ne": True}}
+    for start in range(0, len(ids), IN_CHUNK):
+        yield from db["jira_issues"].find(
+            {**live, "_id": {"$in": ids[start : start + IN_CHUNK]}}, projection, batch_size=500)

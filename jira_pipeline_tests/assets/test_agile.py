@@ -243,3 +243,35 @@ def test_data_center_boards_and_sprints(
     assert check_results(result)[("jira_sprints", "referenced_sprints_stored")].passed
     [meta] = materializations(result, "jira_sprints")
     assert meta["boards_without_sprints"] == 1
+
+
+def test_the_dimensions_step_reads_the_issues_references_once_for_users_sprints_and_check(
+    pipeline_factory: Callable[..., Pipeline], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Users and sprints both complete their listings from what stored issues reference, and
+    `referenced_sprints_stored` judges the same references: one projected pass over the issues
+    serves all three (it was three passes, each over every live issue)."""
+    pipeline = pipeline_factory(issues=40, days=10)
+    assert pipeline.sync_everything().success
+    collection_type = type(pipeline.db["jira_issues"])
+    real_find = collection_type.find
+    passes: list[set[str]] = []
+
+    def counted_find(self: Any, *args: Any, **kwargs: Any) -> Any:
+        projection = args[1] if len(args) > 1 else kwargs.get("projection")
+        if self.name == "jira_issues" and isinstance(projection, dict):
+            passes.append(set(projection))
+        return real_find(self, *args, **kwargs)
+
+    monkeypatch.setattr(collection_type, "find", counted_find)
+    result = pipeline.run("jira_dimensions_job")
+
+    assert result.success
+    reading_references = [p for p in passes
+                          if {"assignee_account_id", "raw.fields.customfield_10020"} & p]
+    assert reading_references == [
+        {"status_id", "assignee_account_id", "reporter_account_id",
+         "raw.fields.customfield_10020", "_id"}]
+    assert check_results(result)[("jira_sprints", "referenced_sprints_stored")].passed
+    [users] = materializations(result, "jira_users")
+    assert users["referenced_not_listed"] == 0

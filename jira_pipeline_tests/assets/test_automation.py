@@ -17,9 +17,10 @@ from dagster._core.storage.tags import (
 from jira_pipeline.assets.factory import build_definitions
 from jira_pipeline.assets.sensors import RefreshCursor, missing_dimension_rows
 from jira_pipeline.assets.sites import site_connection_id
+from jira_pipeline.jira.sprints import sprint_ids
 from jira_pipeline.storage.entities import entity_spec
 from jira_pipeline.storage.issue_references import ISSUE_PROJECT_PARTS, ISSUE_REFERENCE_DATA
-from jira_pipeline.storage.sprint_references import missing_sprints
+from jira_pipeline.storage.sprint_references import sprint_field_ids, sprints_not_stored
 from jira_pipeline.timeutil import parse_jira_datetime, to_epoch_ms
 from jira_pipeline_tests.assets.conftest import Pipeline, day_start
 
@@ -330,7 +331,11 @@ def test_one_projected_pass_over_the_issues_finds_every_missing_referenced_row(
     ):
         assert db[collection].delete_one(selector).deleted_count == 1, collection
     expected = _missing_group_by_group(db, connection)
-    expected["sprints"] = missing_sprints(db, connection)
+    live = {"connection_id": connection, "is_deleted": {"$ne": True}}
+    sprint_fields = sprint_field_ids(db, connection)
+    expected["sprints"] = sprints_not_stored(db, connection, {
+        sprint_id for issue in db["jira_issues"].find(live) for field in sprint_fields
+        for sprint_id in sprint_ids(issue["raw"]["fields"].get(field))})
     collection_type = type(db["jira_issues"])
     real_find = collection_type.find
     passes: list[Any] = []
