@@ -26,7 +26,6 @@ from jira_pipeline.storage.check_memo import (
     IN_CHUNK,
     SEEN_FIELDS,
     Seen,
-    add_seen,
     changed_since,
     live_issues_by_id,
     read_memo,
@@ -65,7 +64,7 @@ def duplicate_values(
         for name, held in counts.items():
             held[doc.get(name)] += 1
         if seen is not None:
-            add_seen(seen, doc)
+            seen.add(doc)
     return {
         name: sorted(str(value) for value, n in seen.items() if n > 1)
         for name, seen in counts.items()
@@ -82,7 +81,7 @@ def duplicate_issue_values(db: Database, connection_id: str) -> tuple[dict[str, 
     read_at = utc_now()
     memo = read_memo(db, connection_id, NO_DUPLICATE_KEYS)
     changed = changed_since(db, connection_id, [memo]) if memo is not None else None
-    seen: Seen = {}
+    seen = Seen()
     if memo is None or changed is None:
         duplicates = duplicate_values(db, "jira_issues", connection_id, fields, seen)
         read = "every live issue"
@@ -154,7 +153,7 @@ def missing_references_since_memo(
                 remembered.setdefault(entity, set()).update(memo.values.get(entity, ()))
         if not any(rows_not_stored(db, connection_id, remembered).values()):
             changed = changed_since(db, connection_id, list(memos.values()))
-    seen: Seen = {}
+    seen = Seen()
     if changed is None:
         referenced = referenced_rows(db, connection_id, people=people, references=references,
                                      sprints=False, seen=seen)

@@ -24,7 +24,7 @@ from jira_pipeline.assets.schedules import partition_range_tags
 from jira_pipeline.assets.sites import JiraSite
 from jira_pipeline.jira import IssueWindow, JiraClient, build_issue_jql, run_sync
 from jira_pipeline.settings import PipelineSettings
-from jira_pipeline.storage.check_memo import SEEN_FIELDS, Seen, add_seen, live_issues_by_id
+from jira_pipeline.storage.check_memo import SEEN_FIELDS, Seen, live_issues_by_id
 from jira_pipeline.storage.issue_references import (
     ISSUE_PROJECT_PARTS,
     ISSUE_REFERENCE_DATA,
@@ -278,7 +278,7 @@ def referenced_rows(
         add_referenced_ids(doc, references, referenced)
         add_sprint_ids(doc, sprint_fields, sprint_ids)
         if seen is not None:
-            add_seen(seen, doc)
+            seen.add(doc)
     found: dict[str, set[str]] = {}
     if people:
         found["statuses"] = {s for s in statuses if s}
