@@ -28,6 +28,7 @@ from jira_pipeline.storage.check_memo import (
     Seen,
     changed_since,
     live_issues_by_id,
+    memo_since,
     read_memo,
     write_memo,
 )
@@ -75,20 +76,24 @@ def duplicate_issue_values(db: Database, connection_id: str) -> tuple[dict[str, 
     """`duplicate_values` of the live issues' ids and keys, and what was read: every live
     issue, or (with a memo of the last evaluation, few issues changed since) the issues changed
     since and the values that were duplicated then. Exact either way: two issues that share a
-    value now both held it at the last evaluation unless one was written since (a tombstone
-    only ever removes a duplicate)."""
+    value now both held it at the last evaluation unless one changed since (a tombstone only
+    ever removes a duplicate)."""
     fields = ("issue_id", "key")
     read_at = utc_now()
+    seen = Seen(memo_since(read_at))
     memo = read_memo(db, connection_id, NO_DUPLICATE_KEYS)
-    changed = changed_since(db, connection_id, [memo]) if memo is not None else None
-    seen = Seen()
-    if memo is None or changed is None:
+    ids = changed_since(db, connection_id, [memo], seen) if memo is not None else None
+    if memo is None or ids is None:
+        seen = Seen(memo_since(read_at))
         duplicates = duplicate_values(db, "jira_issues", connection_id, fields, seen)
         read = "every live issue"
     else:
-        ids, seen = changed
         candidates = {name: set(memo.values.get(name, ())) for name in fields}
-        for doc in live_issues_by_id(db, connection_id, ids, dict.fromkeys(fields, 1)):
+        # What the memo remembers of an issue read again is what this read sees of it.
+        seen.forget(ids)
+        for doc in live_issues_by_id(db, connection_id, ids,
+                                     {**dict.fromkeys(fields, 1), **SEEN_FIELDS}):
+            seen.add(doc)
             for name in fields:
                 if doc.get(name) is not None:
                     candidates[name].add(str(doc[name]))
@@ -136,9 +141,9 @@ def missing_references_since_memo(
     references: tuple[tuple[str, str], ...],
 ) -> tuple[dict[str, list[str]], str]:
     """`missing_dimension_rows` of the entities of `groups` (per check, the entities it
-    judges), and what was read: every live issue, or only the issues written since the checks'
-    last evaluation when each check has a memo of it, few issues were written since, and every
-    id the issues referenced then is still stored live (an issue not written since references
+    judges), and what was read: every live issue, or only the issues changed since the checks'
+    last evaluation when each check has a memo of it, few issues changed since, and every
+    id the issues referenced then is still stored live (an issue not changed since references
     only ids of its check's memo, so none of it can be missing). Each check's memo is then the
     ids referenced then and now: a superset of what the issues reference, until an id of it
     loses its row and a pass over every issue starts the memo again."""
@@ -146,21 +151,23 @@ def missing_references_since_memo(
     memos = {name: memo for name in groups
              if (memo := read_memo(db, connection_id, name)) is not None}
     remembered: dict[str, set[str]] = {}
-    changed: tuple[list[Any], Seen] | None = None
+    seen = Seen(memo_since(read_at))
+    changed: list[Any] | None = None
     if groups and len(memos) == len(groups):
         for name, memo in memos.items():
             for entity in groups[name]:
                 remembered.setdefault(entity, set()).update(memo.values.get(entity, ()))
         if not any(rows_not_stored(db, connection_id, remembered).values()):
-            changed = changed_since(db, connection_id, list(memos.values()))
-    seen = Seen()
+            changed = changed_since(db, connection_id, list(memos.values()), seen)
     if changed is None:
+        seen = Seen(memo_since(read_at))
         referenced = referenced_rows(db, connection_id, people=people, references=references,
                                      sprints=False, seen=seen)
     else:
-        ids, seen = changed
+        # What the memos remember of an issue read again is what this read sees of it.
+        seen.forget(changed)
         referenced = referenced_rows(db, connection_id, people=people, references=references,
-                                     sprints=False, only=ids)
+                                     sprints=False, only=changed, seen=seen)
     missing = rows_not_stored(db, connection_id, referenced)
     if changed is not None:
         for entity, remembered_ids in remembered.items():
@@ -170,7 +177,7 @@ def missing_references_since_memo(
                    {entity: referenced.get(entity, set()) for entity in entities}, seen)
     since = min((memo.written_since for memo in memos.values()), default=None)
     read = ("every live issue" if changed is None or since is None
-            else f"{len(changed[0])} issue(s) changed since {since.isoformat()}")
+            else f"{len(changed)} issue(s) changed since {since.isoformat()}")
     return missing, read
 
 

@@ -125,8 +125,11 @@ class StepListings:
         """The ids live stored issues reference of `group`, read in one pass for every group
         the step was given (users and sprints were a pass each, and the sprints check a third)
         when the first is asked: after the step's dimensions before it are written, since the
-        sprint field's id comes from `jira_fields`. Issues are not written in between (a site's
-        issue runs and dimension runs share its pool), so the ids hold for the whole step."""
+        sprint field's id comes from `jira_fields`. The step itself writes no issue after that
+        pass (the copied names are the projects' and statuses', written before it). An issue
+        run may overlap a dimensions run, though: what it writes meanwhile is judged by the
+        next evaluation and by the refresh sensor, which requests the refresh of a dimension
+        missing a referenced row; `referenced_sprints_stored` judges the step's one reading."""
         if group not in self._referenced_groups:
             return referenced_rows(db, connection_id, people=group == "users", references=(),
                                    sprints=group == "sprints")[group]

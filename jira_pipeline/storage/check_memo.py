@@ -48,8 +48,8 @@ MOST_WRITTEN = 5_000
 MOST_RECENT = 30_000
 # Values per `$in` query: a command stays small on a server.
 IN_CHUNK = 1000
-# Ids a memo may hold (referenced ids and recently read issues): its document stays far below
-# MongoDB's 16 MiB.
+# Ids a memo may hold (besides its MOST_RECENT digests): its document stays far below MongoDB's
+# 16 MiB.
 MOST_REMEMBERED = 100_000
 
 
@@ -77,27 +77,44 @@ def recent_key(_id: Any, digest: str) -> bytes:
 
 
 class Seen:
-    """What a read saw of each issue written lately: `_id` -> (its `recent_key`, or None when it
-    has no content_hash; its synced_at). Bounded: past MOST_RECENT issues it keeps none (the
-    memo then holds no `read_recently`, and the next evaluation re-reads what was written
-    within the margin)."""
+    """What a read saw of each issue written at or after `since` (the next memo's
+    `written_since`): `_id` -> its `recent_key`, or None when it has no content_hash. Bounded:
+    past MOST_RECENT such issues it keeps none (the memo then holds no `read_recently`, and the
+    next evaluation re-reads what was written within the margin)."""
 
-    def __init__(self) -> None:
-        self.entries: dict[Any, tuple[bytes | None, datetime | None]] = {}
+    def __init__(self, since: datetime) -> None:
+        self.since = since
+        self.entries: dict[Any, bytes | None] = {}
         self.overflowed = False
 
     def add(self, doc: Mapping[str, Any]) -> tuple[bytes | None, datetime | None]:
-        """One issue read with `SEEN_FIELDS`: what is kept of it."""
+        """One issue read with `SEEN_FIELDS`: its `recent_key` (None without content_hash) and
+        its synced_at."""
         stamp, digest = doc.get("synced_at"), doc.get("content_hash")
-        entry = (recent_key(doc["_id"], digest) if isinstance(digest, str) else None,
-                 parse_jira_datetime(stamp) if isinstance(stamp, datetime) else None)
+        written = parse_jira_datetime(stamp) if isinstance(stamp, datetime) else None
+        if written is None or written < self.since:
+            # Not within the next memo's margin; its key is only wanted by `changed_since`.
+            return (recent_key(doc["_id"], digest) if isinstance(digest, str) else None), written
+        key = recent_key(doc["_id"], digest) if isinstance(digest, str) else None
         if not self.overflowed:
             if len(self.entries) >= MOST_RECENT:
                 self.overflowed = True
                 self.entries.clear()
             else:
-                self.entries[doc["_id"]] = entry
-        return entry
+                self.entries[doc["_id"]] = key
+        return key, written
+
+    def forget(self, ids: list[Any]) -> None:
+        """Drop what was seen of `ids`: they are read again, and what that read sees of them
+        (or, for one no longer live, nothing) is what the memo may remember."""
+        for _id in ids:
+            self.entries.pop(_id, None)
+
+
+def memo_since(read_at: datetime) -> datetime:
+    """The `written_since` of a memo of an evaluation that began reading at `read_at`."""
+    # Floored to BSON's milliseconds, as `synced_at` is stored.
+    return read_at.replace(microsecond=read_at.microsecond // 1000 * 1000) - WRITTEN_MARGIN
 
 
 def _feed(check: str) -> str:
@@ -128,11 +145,12 @@ def write_memo(db: Database, connection_id: str, check: str, read_at: datetime,
     and of `seen` (the issues it read, with what it read of them) those written within the
     margin; too many ids to hold, and the next evaluation reads every issue."""
     lists = {name: sorted(str(i) for i in ids) for name, ids in values.items()}
-    # Floored to BSON's milliseconds, as `synced_at` is stored.
-    since = read_at.replace(microsecond=read_at.microsecond // 1000 * 1000) - WRITTEN_MARGIN
+    since = memo_since(read_at)
+    if seen is not None and seen.since != since:
+        raise ValueError("what was seen is not of this memo's margin")
     # A document without content_hash (its copied names were rewritten) is re-read each time.
-    recent = sorted(key for key, stamp in (seen.entries.values() if seen is not None else ())
-                    if key is not None and stamp is not None and stamp >= since)
+    recent = sorted(key for key in (seen.entries.values() if seen is not None else ())
+                    if key is not None)
     position: dict[str, Any] = {}
     if sum(len(ids) for ids in lists.values()) <= MOST_REMEMBERED:
         position = {"written_since": since, "values": lists, "recent": b"".join(recent)}
@@ -145,18 +163,17 @@ def written_since_filter(connection_id: str, since: datetime) -> dict[str, Any]:
             "synced_at": {"$gte": since}}
 
 
-def changed_since(db: Database, connection_id: str, memos: Sequence[CheckMemo]
-                  ) -> tuple[list[Any], Seen] | None:
+def changed_since(db: Database, connection_id: str, memos: Sequence[CheckMemo],
+                  seen: Seen) -> list[Any] | None:
     """The `_id`s of the live issues to re-read for `memos` (written at or after a memo's
-    `written_since` and not as it read them), and what was seen of every issue written since
-    the earliest; None when more than MOST_WRITTEN are to be re-read (one pass over every issue
+    `written_since` and not as it read them), adding what it reads of each to `seen`; None when
+    more than MOST_WRITTEN are to be re-read (one pass over every issue
     costs no more then, and the memo's lists need not grow with a full sync).
 
     Why beside the moment: a full sync's writes all fall within the margin of its checks'
     evaluation, so the next one re-read every issue although none had changed. Only the ids,
     hashes and stamps are read here, from the documents' top levels."""
     since = min(memo.written_since for memo in memos)
-    seen = Seen()
     changed: list[Any] = []
     for doc in db["jira_issues"].find(written_since_filter(connection_id, since), SEEN_FIELDS):
         key, stamp = seen.add(doc)
@@ -166,7 +183,7 @@ def changed_since(db: Database, connection_id: str, memos: Sequence[CheckMemo]
             changed.append(doc["_id"])
             if len(changed) > MOST_WRITTEN:
                 return None
-    return changed, seen
+    return changed
 
 
 def live_issues_by_id(db: Database, connection_id: str, ids: list[Any],

@@ -1008,7 +1008,7 @@ def included_paths(projection: Any) -> ProjectedPaths | None:
         return None
     tree: PathTree = {}
     keep_id = True
-    ids_only = False
+    id_included = False
     for name, value in projection.items():
         if value is not True and (isinstance(value, bool) or value != 1):
             if name == indexing.ID and value in (0, False):
@@ -1016,7 +1016,7 @@ def included_paths(projection: Any) -> ProjectedPaths | None:
                 continue
             return None
         if name == indexing.ID:
-            ids_only = True
+            id_included = True
             continue
         if not isinstance(name, str):
             return None
@@ -1037,7 +1037,7 @@ def included_paths(projection: Any) -> ProjectedPaths | None:
     if not tree:
         # `{"_id": 1}` keeps the ids alone (served from the top levels, as any top-level
         # projection); `{"_id": 0}` alone is an exclusion, which this does not serve.
-        return ProjectedPaths(tree, keep_id) if ids_only and keep_id else None
+        return ProjectedPaths(tree, keep_id) if id_included and keep_id else None
     return ProjectedPaths(tree, keep_id)
 
 

@@ -4,6 +4,7 @@ dimension deletions their answers equal a pass over every live issue."""
 
 from __future__ import annotations
 
+import importlib
 import random
 from datetime import timedelta
 from typing import Any
@@ -196,3 +197,41 @@ def test_within_the_margin_only_the_issues_changed_since_are_read_again(
     assert read.startswith("3 issue(s) changed since")
     assert duplicates["key"] == [taken]
     assert _since_memo(db)[1].startswith("3 issue(s) changed since")
+
+
+@pytest.mark.parametrize("reader", ["jira_pipeline.assets.checks", "jira_pipeline.assets.sensors"])
+def test_an_issue_gone_between_the_two_reads_is_not_remembered_as_read(
+    store: Store, monkeypatch: pytest.MonkeyPatch, reader: str
+) -> None:
+    """An issue tombstoned after the memo path listed it as changed but before it was read again
+    (a census beside the check) must not be remembered as read: revived with the same content,
+    it is judged again. Before, the memo kept the hash of the listing and never read it."""
+    monkeypatch.setattr("jira_pipeline.storage.check_memo.WRITTEN_MARGIN", timedelta(minutes=1))
+    rng = random.Random(11)
+    db = store.db
+    _dimensions(db)
+    upsert_records(db, "issues", [_issue(rng, n, 1) for n in range(1, 11)])
+    assert duplicate_issue_values(db, CONNECTION)[1] == EVERY_ISSUE
+    assert _since_memo(db)[1] == EVERY_ISSUE
+    # Issue 20 takes issue 1's key and references a user that is not stored.
+    late = _issue(rng, 20, 2, key=db.jira_issues.find_one({"issue_id": "1"})["key"])
+    late["reporter_account_id"] = "ghost"
+    upsert_records(db, "issues", [late])
+    read_again = importlib.import_module(reader).live_issues_by_id
+
+    def tombstoned_first(*args: Any, **kwargs: Any) -> Any:
+        mark_deleted_ids(db, "issues", CONNECTION, ["20"])
+        return read_again(*args, **kwargs)
+
+    monkeypatch.setattr(f"{reader}.live_issues_by_id", tombstoned_first)
+    if reader.endswith("checks"):
+        duplicate_issue_values(db, CONNECTION)
+    else:
+        _since_memo(db)
+    monkeypatch.setattr(f"{reader}.live_issues_by_id", read_again)
+    upsert_records(db, "issues", [late])  # revived, the same content
+    assert db.jira_issues.find_one({"issue_id": "20"})["is_deleted"] is False
+    if reader.endswith("checks"):
+        assert duplicate_issue_values(db, CONNECTION)[0]["key"] == [late["key"]]
+    else:
+        assert _since_memo(db)[0]["users"] == ["ghost"]

@@ -710,7 +710,7 @@ def test_writing_to_a_collection_while_a_cursor_streams_it_is_safe(tmp_path: Pat
 def test_a_find_of_the_ids_alone_decodes_no_document_whole(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`{"_id": 1}` (which issues were written since a check's memo) was mongomock's path:
+    """`{"_id": 1}` (a dead letter's or a connection's existence, say) was mongomock's path:
     every match decoded whole, raw and all, 3.5x a projected pass over the same issues."""
     collection = get_mongo_client(None, folder=tmp_path / "mongo").get_database("s").issues
     _many(collection, 300)
