@@ -172,19 +172,27 @@ def test_many_writes_since_or_no_memo_read_every_issue(
     assert _since_memo(db)[1] == EVERY_ISSUE
 
 
+def _evaluated_with_the_margin(store: Store, monkeypatch: pytest.MonkeyPatch,
+                               rng: random.Random, issues: int) -> Any:
+    """A store of `issues` issues just written, both checks evaluated once (every issue read),
+    with the production margin: every write falls within it."""
+    monkeypatch.setattr("jira_pipeline.storage.check_memo.WRITTEN_MARGIN", timedelta(minutes=1))
+    db = store.db
+    _dimensions(db)
+    upsert_records(db, "issues", [_issue(rng, n, 1) for n in range(1, issues + 1)])
+    assert duplicate_issue_values(db, CONNECTION)[1] == EVERY_ISSUE
+    assert _since_memo(db)[1] == EVERY_ISSUE
+    return db
+
+
 def test_within_the_margin_only_the_issues_changed_since_are_read_again(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A full sync's writes all fall within the margin of its checks' evaluation: the next
     evaluation re-reads only what changed since (it read all of them before), a write of an
     issue's key in place (its content_hash dropped) included."""
-    monkeypatch.setattr("jira_pipeline.storage.check_memo.WRITTEN_MARGIN", timedelta(minutes=1))
     rng = random.Random(5)
-    db = store.db
-    _dimensions(db)
-    upsert_records(db, "issues", [_issue(rng, n, 1) for n in range(1, 41)])
-    assert duplicate_issue_values(db, CONNECTION)[1] == EVERY_ISSUE
-    assert _since_memo(db)[1] == EVERY_ISSUE
+    db = _evaluated_with_the_margin(store, monkeypatch, rng, 40)
     memo = read_memo(db, CONNECTION, "no_duplicate_keys")
     assert memo is not None and len(memo.read_recently) == 40
     assert duplicate_issue_values(db, CONNECTION)[1].startswith("0 issue(s) changed since")
@@ -206,13 +214,8 @@ def test_an_issue_gone_between_the_two_reads_is_not_remembered_as_read(
     """An issue tombstoned after the memo path listed it as changed but before it was read again
     (a census beside the check) must not be remembered as read: revived with the same content,
     it is judged again. Before, the memo kept the hash of the listing and never read it."""
-    monkeypatch.setattr("jira_pipeline.storage.check_memo.WRITTEN_MARGIN", timedelta(minutes=1))
     rng = random.Random(11)
-    db = store.db
-    _dimensions(db)
-    upsert_records(db, "issues", [_issue(rng, n, 1) for n in range(1, 11)])
-    assert duplicate_issue_values(db, CONNECTION)[1] == EVERY_ISSUE
-    assert _since_memo(db)[1] == EVERY_ISSUE
+    db = _evaluated_with_the_margin(store, monkeypatch, rng, 10)
     # Issue 20 takes issue 1's key and references a user that is not stored.
     late = _issue(rng, 20, 2, key=db.jira_issues.find_one({"issue_id": "1"})["key"])
     late["reporter_account_id"] = "ghost"
