@@ -130,13 +130,10 @@ class StepListings:
         run may overlap a dimensions run, though: what it writes meanwhile is judged by the
         next evaluation and by the refresh sensor, which requests the refresh of a dimension
         missing a referenced row; `referenced_sprints_stored` judges the step's one reading."""
-        if group not in self._referenced_groups:
-            return referenced_rows(db, connection_id, people=group == "users", references=(),
-                                   sprints=group == "sprints")[group]
-        if self._referenced is None:
-            self._referenced = referenced_rows(
-                db, connection_id, people="users" in self._referenced_groups, references=(),
-                sprints="sprints" in self._referenced_groups)
+        if self._referenced is None or group not in self._referenced:
+            groups = {*self._referenced_groups, group}
+            self._referenced = referenced_rows(db, connection_id, people="users" in groups,
+                                               references=(), sprints="sprints" in groups)
         return self._referenced[group]
 
     def prefetch(self, jira: JiraResource, settings: PipelineSettings,
@@ -258,12 +255,11 @@ def build_dimension_assets(
                     if key in context.selected_asset_keys]
         groups = {dimension.completion.group for dimension in selected
                   if dimension.completion is not None}
-        if selected_checks(context, site.asset_key("jira_sprints")) & {SPRINTS_CHECK}:
+        if SPRINTS_CHECK in selected_checks(context, site.asset_key("jira_sprints")):
             groups.add("sprints")
         # This attempt's: a retried step lists anew.
         listings = StepListings(sorted(groups))
-        small = [dimension for key, dimension in by_key.items()
-                 if dimension.prefetch and key in context.selected_asset_keys]
+        small = [dimension for dimension in selected if dimension.prefetch]
         if len(small) > 1:
             listings.prefetch(jira, settings, small)
         for key, dimension in by_key.items():

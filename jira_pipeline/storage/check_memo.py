@@ -92,11 +92,9 @@ class Seen:
         its synced_at."""
         stamp, digest = doc.get("synced_at"), doc.get("content_hash")
         written = parse_jira_datetime(stamp) if isinstance(stamp, datetime) else None
-        if written is None or written < self.since:
-            # Not within the next memo's margin; its key is only wanted by `changed_since`.
-            return (recent_key(doc["_id"], digest) if isinstance(digest, str) else None), written
         key = recent_key(doc["_id"], digest) if isinstance(digest, str) else None
-        if not self.overflowed:
+        # Outside the next memo's margin, its key is only wanted by `changed_since`.
+        if written is not None and written >= self.since and not self.overflowed:
             if len(self.entries) >= MOST_RECENT:
                 self.overflowed = True
                 self.entries.clear()
